@@ -1,0 +1,149 @@
+"""The forecast flow: generate -> persist as Parquet -> train -> evaluate -> record in DuckDB, for one variant."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+import seqcast
+from seqcast.models import get_variant
+from seqcast.params import ForecastParams
+from seqcast.settings import records_dir
+from seqcast.training import TrainResult
+from tasks.data import generate_series, lookup_dataset, persist_dataset
+from tasks.evaluate import evaluate_model
+from tasks.record import record_results
+from tasks.train import find_trained_run, train_model
+
+
+def run_name() -> str:
+    """Name flow runs after what they do, e.g. ``linear · ds-1a2b3c4d5e6f``."""
+    parameters = flow_run.parameters or {}
+    try:
+        return f"{parameters.get('variant', 'linear')} · {ForecastParams(**parameters).dataset_spec().dataset_id}"
+    except ValueError:
+        return f"{parameters.get('variant', '?')} · invalid parameters"
+
+
+def code_version() -> str:
+    """seqcast's version plus the git commit of the checkout it runs from, when there is one."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{seqcast.__version__}+{commit}" if commit else seqcast.__version__
+
+
+@flow(name="forecast", flow_run_name=run_name, log_prints=True)
+def forecast(
+    variant: str = "linear",
+    n_series: int = 10_000,
+    n_steps: int = 50,
+    horizon: int | None = None,
+    seed: int = 42,
+    n_train: int = 7_000,
+    n_valid: int = 2_000,
+    n_test: int = 1_000,
+    epochs: int = 100,
+    patience: int = 5,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    units: int = 20,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    jit_compile: bool = True,
+    base_run_id: str | None = None,
+) -> dict:
+    """Train and score one model variant on the chapter's series; record everything in DuckDB."""
+    params = ForecastParams(**{k: v for k, v in locals().items()})  # validated before any work
+    started_at, clock = datetime.now(timezone.utc), time.perf_counter()
+    run_id = str(flow_run.id or uuid.uuid4())
+    logger = get_run_logger()
+    spec = params.dataset_spec()
+
+    dataset = lookup_dataset(spec)
+    if dataset is None:
+        dataset = persist_dataset(spec, generate_series(spec))
+    else:
+        logger.info("reusing dataset %s at %s (same spec, not regenerated)", dataset.dataset_id, dataset.path)
+
+    kind = get_variant(params.variant)
+    trained, base_run = None, None
+    if kind.trainable:
+        trained = train_model(params, dataset, run_id)
+        model_path = trained.model_path
+    elif kind.target == "iterative":
+        base_run = base_model_run(params)
+        model_path = Path(base_run["model_path"])
+    else:
+        model_path = None
+    history = trained.history if trained else []
+    evaluation = evaluate_model(params, dataset, model_path, run_id, history)
+
+    finished_at = datetime.now(timezone.utc)
+    rows = result_rows(run_id, params, dataset, trained, model_path, base_run, evaluation, started_at,
+                       finished_at, time.perf_counter() - clock)
+    report = record_results(run_id, rows)
+    return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,
+            "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test") if params.n_test else None,
+            "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,
+            "model_path": str(model_path) if model_path else None, "in_duckdb": not report.pending}
+
+
+def base_model_run(params: ForecastParams) -> dict:
+    """The one-step run an iterative variant applies repeatedly: reuse a matching one, else train it now."""
+    base = get_variant(params.variant).base_variant
+    base_params = params.model_copy(update={"variant": base, "horizon": 1, "base_run_id": None})
+    dataset_id = base_params.dataset_spec().dataset_id
+    if params.base_run_id is not None:
+        found = find_trained_run(base, dataset_id, base_params, run_id=params.base_run_id)
+        if found is None:
+            raise ValueError(f"base_run_id {params.base_run_id!r} is no completed {base} run on {dataset_id}")
+        return found
+    found = find_trained_run(base, dataset_id, base_params)
+    if found is None:
+        get_run_logger().info("no trained %s on %s yet: training it first", base, dataset_id)
+        forecast(**base_params.model_dump())
+        found = find_trained_run(base, dataset_id, base_params)
+    return found
+
+
+def result_rows(run_id, params, dataset, trained: TrainResult | None, model_path, base_run, evaluation,
+                started_at, finished_at, duration_s) -> dict[str, list[dict]]:
+    """Assemble the run's rows for every results table."""
+    spec = dataset.manifest["spec"]
+    shapes = dataset.manifest["shapes"]
+    dataset_row = {
+        "dataset_id": dataset.dataset_id, "kind": spec.get("kind", "synthetic"), "spec": json.dumps(spec),
+        "n_series": sum(s[0] for s in shapes.values()), "n_steps": spec["n_steps"], "horizon": spec["horizon"],
+        "n_train": shapes["train"][0], "n_valid": shapes["valid"][0], "n_test": shapes["test"][0],
+        "path": str(dataset.path), "content_hash": dataset.manifest["content_hash"], "created_at": started_at,
+    }
+    run_row = {
+        "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
+        "family": get_variant(params.variant).family, "dataset_id": dataset.dataset_id,
+        "horizon": params.effective_horizon, "params": json.dumps(params.model_dump()),
+        "model_path": str(model_path) if model_path else None, "status": "completed",
+        "started_at": started_at, "finished_at": finished_at, "duration_s": duration_s,
+        "train_seconds": trained.train_seconds if trained else None, "epochs": trained.epochs if trained else None,
+        "n_params": trained.n_params if trained else None,
+        "base_run_id": base_run["run_id"] if base_run else None,
+        "learning_curve_path": str(evaluation.learning_curve) if evaluation.learning_curve else None,
+        "forecast_plot_path": str(evaluation.forecast_plot), "code_version": code_version(),
+        "record_path": str(records_dir() / run_id),
+    }
+    return {
+        "datasets": [dataset_row],
+        "runs": [run_row],
+        "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics],
+        "history": [{"run_id": run_id, **h} for h in (trained.history if trained else [])],
+        "predictions": [{"run_id": run_id, **p} for p in evaluation.predictions],
+    }

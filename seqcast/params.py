@@ -1,0 +1,70 @@
+"""The forecast flow's parameters: one pydantic model, defaults in one place, validated before any work."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seqcast.data import SyntheticSpec
+from seqcast.models import REGISTRY, get_variant
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ForecastParams(BaseModel):
+    """Parameters of one forecast run; every training default is the seed notebook's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    variant: str = Field("linear", description=f"model variant: {', '.join(REGISTRY)}")
+    n_series: int = Field(10_000, ge=1, description="series to generate")
+    n_steps: int = Field(50, ge=2, description="input steps per window")
+    horizon: int | None = Field(None, ge=1, description="steps to forecast; default: the variant's (1 or 10)")
+    seed: int = Field(42, description="seed of data generation and of training")
+    n_train: int = Field(7_000, ge=1)
+    n_valid: int = Field(2_000, ge=1)
+    n_test: int = Field(1_000, ge=0)
+    epochs: int = Field(100, ge=1, description="maximum epochs (early stopping may end sooner)")
+    patience: int = Field(5, ge=1, description="EarlyStopping patience on val_loss")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, description="Nadam learning rate")
+    units: int = Field(20, ge=1, description="units per recurrent layer")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
+    jit_compile: bool = Field(True, description="compile training with XLA")
+    base_run_id: str | None = Field(None, description="iterative variants: the one-step run to reuse")
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _known_variant(cls, name: str) -> str:
+        if not isinstance(name, str) or not SAFE_NAME.match(name):
+            raise ValueError(f"variant name {name!r} is not a plain name (letters, digits, '_', '.', '-')")
+        get_variant(name)
+        return name
+
+    @field_validator("base_run_id")
+    @classmethod
+    def _safe_run_id(cls, run_id: str | None) -> str | None:
+        if run_id is not None and not SAFE_NAME.match(run_id):
+            raise ValueError(f"base_run_id {run_id!r} is not a plain id")
+        return run_id
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ForecastParams:
+        variant = get_variant(self.variant)
+        if variant.fixed_horizon and self.horizon not in (None, variant.horizon):
+            raise ValueError(f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), not {self.horizon}")
+        self.dataset_spec()  # raises when the split does not fit n_series
+        return self
+
+    @property
+    def effective_horizon(self) -> int:
+        return self.horizon or get_variant(self.variant).horizon
+
+    def dataset_spec(self) -> SyntheticSpec:
+        return SyntheticSpec(n_series=self.n_series, n_steps=self.n_steps, horizon=self.effective_horizon,
+                             seed=self.seed, n_train=self.n_train, n_valid=self.n_valid, n_test=self.n_test)
+
+    def hyperparameters(self) -> dict:
+        return {"units": self.units, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout}

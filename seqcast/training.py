@@ -1,0 +1,148 @@
+"""Training and forecasting with Keras: plain functions that the Prefect tasks call."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from seqcast.data import sequence_targets, split_windows
+from seqcast.metrics import naive_forecast
+from seqcast.models import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant
+from seqcast.params import ForecastParams
+
+PREDICT_BATCH_SIZE = 2048
+LIBRARIES = ("seqcast", "tensorflow-cpu", "keras", "numpy", "prefect", "pyarrow", "duckdb")
+
+
+@dataclass
+class TrainResult:
+    """A trained model on disk and how it got there."""
+
+    model_path: Path
+    epochs: int
+    train_seconds: float
+    n_params: int
+    history: list[dict]
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def training_targets(variant: Variant, windows: np.ndarray, n_steps: int, horizon: int) -> np.ndarray:
+    """Return the targets a variant is fitted on, from windows (n, n_steps + horizon).
+
+    vector: (n, horizon) future values; sequence: (n, n_steps, horizon), the ``horizon`` values after every
+    step; strided: the sequence targets at the steps a Conv1D(kernel 4, strides 2, valid) front end emits.
+    """
+    if variant.target == "vector":
+        return windows[:, n_steps:n_steps + horizon]
+    sequence = sequence_targets(windows, n_steps, horizon)
+    if variant.target == "sequence":
+        return sequence
+    if variant.target == "strided":
+        return sequence[:, CONV_KERNEL - 1::CONV_STRIDES]
+    raise ValueError(f"variant {variant.name!r} is not fitted on targets of its own")
+
+
+class EpochLogger:
+    """Keras callback that logs one line per epoch, so long training shows progress in the Prefect UI."""
+
+    def __init__(self, logger: logging.Logger, variant: str, max_epochs: int):
+        import keras
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_begin(cb, epoch, logs=None):
+                cb.started = time.perf_counter()
+
+            def on_epoch_end(cb, epoch, logs=None):
+                logs = logs or {}
+                seconds = time.perf_counter() - cb.started
+                self.seconds.append(seconds)
+                figures = " ".join(f"{k}={v:.5f}" for k, v in logs.items() if isinstance(v, float))
+                logger.info("%s epoch %d/%d %s (%.1f s)", variant, epoch + 1, max_epochs, figures, seconds)
+
+        self.seconds: list[float] = []
+        self.callback = _Callback()
+
+
+def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.ndarray, model_dir: Path,
+          manifest: dict, logger: logging.Logger, backup_dir: Path | None = None) -> TrainResult:
+    """Fit the variant on the training windows with early stopping on the validation windows; save it."""
+    import keras
+
+    from seqcast.layers import last_time_step_mse
+    from storage.models import save_model
+
+    variant = get_variant(params.variant)
+    n_steps, horizon = params.n_steps, params.effective_horizon
+    keras.utils.set_random_seed(params.seed)
+    x_train, _ = split_windows(train_windows, n_steps)
+    x_valid, _ = split_windows(valid_windows, n_steps)
+    y_train = training_targets(variant, train_windows, n_steps, horizon)
+    y_valid = training_targets(variant, valid_windows, n_steps, horizon)
+
+    model = build_model(variant.name, n_steps, horizon, **params.hyperparameters())
+    sequence = variant.target in ("sequence", "strided")
+    model.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss="mse",
+                  metrics=[last_time_step_mse] if sequence else [], jit_compile=params.jit_compile)
+    progress = EpochLogger(logger, variant.name, params.epochs)
+    callbacks = [keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
+                 progress.callback]
+    if backup_dir is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
+    started = time.perf_counter()
+    fitted = model.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size,
+                       validation_data=(x_valid, y_valid), callbacks=callbacks, verbose=0)
+    train_seconds = time.perf_counter() - started
+
+    logs = fitted.history
+    epochs = len(logs["loss"])
+    first_epoch = epochs - len(progress.seconds)  # epochs restored from a backup were not timed here
+    history = [{
+        "epoch": i + 1,
+        "loss": float(logs["loss"][i]),
+        "val_loss": float(logs["val_loss"][i]),
+        "last_time_step_mse": float(logs["last_time_step_mse"][i]) if sequence else None,
+        "val_last_time_step_mse": float(logs["val_last_time_step_mse"][i]) if sequence else None,
+        "seconds": progress.seconds[i - first_epoch] if i >= first_epoch else None,
+    } for i in range(epochs)]
+    manifest = {**manifest, "epochs": epochs, "n_params": model.count_params(), "train_seconds": train_seconds,
+                "libraries": library_versions(), "input_shape": [None, 1], "target": variant.target}
+    model_path = save_model(model, model_dir, manifest)
+    logger.info("%s trained: %d epochs in %.1f s, best val_loss %.5f, saved to %s", variant.name, epochs,
+                train_seconds, min(r["val_loss"] for r in history), model_path)
+    return TrainResult(model_path, epochs, train_seconds, model.count_params(), history)
+
+
+def forecast(variant: Variant, model, x: np.ndarray, horizon: int) -> np.ndarray:
+    """Forecast the ``horizon`` values after the last input step: inputs (n, steps, 1) -> (n, horizon)."""
+    if variant.target == "naive":
+        return naive_forecast(x, horizon)
+    if variant.target == "iterative":
+        return iterate(model, x, horizon)
+    pred = model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    if variant.target in ("sequence", "strided"):
+        pred = pred[:, -1, :]
+    return np.asarray(pred, dtype=np.float32)[:, :horizon]
+
+
+def iterate(one_step_model, x: np.ndarray, horizon: int) -> np.ndarray:
+    """Apply a one-step model ``horizon`` times, appending each forecast to the inputs (the chapter's way)."""
+    x = np.asarray(x, dtype=np.float32)
+    for _ in range(horizon):
+        step = one_step_model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)[:, np.newaxis, :1]
+        x = np.concatenate([x, step.astype(np.float32)], axis=1)
+    return x[:, -horizon:, 0]

@@ -1,0 +1,1 @@
+"""Persistence: datasets as Parquet, trained models as .keras + manifest, results as a Parquet record + DuckDB."""

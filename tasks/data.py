@@ -1,0 +1,32 @@
+"""Stages 1-2: generate the chapter's series and persist them as Parquet."""
+
+from __future__ import annotations
+
+import numpy as np
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from seqcast.data import SyntheticSpec, generate_splits
+from seqcast.settings import datasets_dir
+from storage.datasets import DatasetRef, find_dataset, write_dataset
+
+
+def lookup_dataset(spec: SyntheticSpec) -> DatasetRef | None:
+    """Return the persisted dataset of this spec, if a previous run wrote it."""
+    return find_dataset(datasets_dir(), spec.dataset_id)
+
+
+@task(name="generate-series", cache_policy=NO_CACHE)
+def generate_series(spec: SyntheticSpec) -> dict[str, np.ndarray]:
+    """Generate the spec's series; return split name -> windows (n, n_steps + horizon)."""
+    get_run_logger().info("generating %d series of %d steps (seed %d) for %s", spec.n_series,
+                          spec.window_length, spec.seed, spec.dataset_id)
+    return generate_splits(spec)
+
+
+@task(name="persist-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def persist_dataset(spec: SyntheticSpec, splits: dict[str, np.ndarray]) -> DatasetRef:
+    """Write the splits as Parquet under the spec's dataset id (atomically); return the dataset."""
+    ref = write_dataset(datasets_dir(), spec.dataset_id, spec.model_dump(), splits)
+    get_run_logger().info("persisted %s at %s (%s)", ref.dataset_id, ref.path, ref.manifest["content_hash"])
+    return ref

@@ -1,0 +1,50 @@
+"""Stage 3: train a Keras model, or find the trained one-step model an iterative variant reuses."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from seqcast.params import ForecastParams
+from seqcast.settings import models_dir, records_dir
+from seqcast.training import TrainResult, train
+from storage.datasets import DatasetRef, read_split
+from storage.models import run_dir
+from storage.results import committed_records
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> TrainResult:
+    """Fit the variant on the dataset's training split; save ``model.keras`` + manifest under the run's folder."""
+    folder = run_dir(models_dir(), run_id)
+    manifest = {"run_id": run_id, "variant": params.variant, "params": params.model_dump(),
+                "dataset_id": dataset.dataset_id, "dataset_content_hash": dataset.manifest["content_hash"]}
+    return train(params, read_split(dataset, "train"), read_split(dataset, "valid"), folder, manifest,
+                 get_run_logger(), backup_dir=folder / "backup")
+
+
+def training_key(params: dict) -> dict:
+    """The parameters that make two trainings of one variant on one dataset interchangeable."""
+    return {k: v for k, v in params.items() if k not in ("variant", "horizon", "base_run_id")}
+
+
+def find_trained_run(variant: str, dataset_id: str, params: ForecastParams, run_id: str | None = None) -> dict | None:
+    """Return the newest completed run of ``variant`` on ``dataset_id`` trained with the same parameters.
+
+    With ``run_id``, only that run qualifies, whatever its parameters.
+    """
+    wanted = training_key(params.model_dump())
+    best = None
+    for folder in committed_records(records_dir()).values():
+        for row in pq.read_table(folder / "runs.parquet").to_pylist():
+            same = row["run_id"] == run_id if run_id else training_key(json.loads(row["params"])) == wanted
+            if (row["variant"] == variant and row["dataset_id"] == dataset_id and row["status"] == "completed"
+                    and row["model_path"] and same
+                    and (best is None or row["finished_at"] > best["finished_at"])):
+                best = row
+    if best is not None:
+        get_run_logger().info("reusing trained %s run %s (%s)", variant, best["run_id"], best["model_path"])
+    return best
