@@ -1,0 +1,51 @@
+"""Shared fixtures: isolated SEQCAST_HOME / PREFECT_HOME per session, one Prefect test harness, tiny data."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="seqcast-tests-"))
+# Set before Prefect is imported anywhere, so its settings see them.
+os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+os.environ["SEQCAST_HOME"] = str(_SESSION_DIR / "seqcast-default")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A few hundred series and one or two epochs: enough to exercise every stage on 2 cores.
+TINY = dict(n_series=240, n_train=160, n_valid=40, n_test=40, epochs=2, batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API (SQLite in a temp dir) for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh SEQCAST_HOME for one test."""
+    path = tmp_path / "seqcast-home"
+    monkeypatch.setenv("SEQCAST_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def session_home() -> Path:
+    """A SEQCAST_HOME shared by the tests that reuse each other's trained runs (set per test with monkeypatch)."""
+    return _SESSION_DIR / "seqcast-shared"
+
+
+@pytest.fixture
+def shared_home(session_home, monkeypatch) -> Path:
+    monkeypatch.setenv("SEQCAST_HOME", str(session_home))
+    return session_home

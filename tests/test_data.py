@@ -1,0 +1,95 @@
+"""Data tier: the chapter's generator, dataset ids, targets, Parquet round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from seqcast.data import SyntheticSpec, generate_splits, generate_time_series, sequence_targets, split_windows
+from storage.datasets import SPLITS, content_hash, find_dataset, read_split, write_dataset
+
+
+def book_generate_time_series(batch_size, n_steps):
+    """The book's generator verbatim (global numpy RNG), as an independent computation."""
+    freq1, freq2, offsets1, offsets2 = np.random.rand(4, batch_size, 1)
+    time = np.linspace(0, 1, n_steps)
+    series = 0.5 * np.sin((time - offsets1) * (freq1 * 10 + 10))
+    series += 0.2 * np.sin((time - offsets2) * (freq2 * 20 + 20))
+    series += 0.1 * (np.random.rand(batch_size, n_steps) - 0.5)
+    return series[..., np.newaxis].astype(np.float32)
+
+
+def test_default_dataset_is_the_books_bit_for_bit():
+    np.random.seed(42)
+    expected = book_generate_time_series(10000, 51)
+    splits = generate_splits(SyntheticSpec())
+    got = np.concatenate([splits["train"], splits["valid"], splits["test"]])[..., np.newaxis]
+    assert got.dtype == np.float32 and got.shape == (10000, 51, 1)
+    assert np.array_equal(got, expected)
+    assert [len(splits[s]) for s in SPLITS] == [7000, 2000, 1000]
+
+
+def test_generator_is_seeded_and_leaves_global_rng_alone():
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    a = generate_time_series(50, 20, seed=3)
+    assert np.array_equal(np.random.get_state()[1], before)
+    assert np.array_equal(a, generate_time_series(50, 20, seed=3))
+    assert not np.array_equal(a, generate_time_series(50, 20, seed=4))
+
+
+def test_dataset_id_follows_content_of_spec():
+    base = SyntheticSpec()
+    assert base.dataset_id == SyntheticSpec().dataset_id
+    assert base.dataset_id.startswith("ds-") and len(base.dataset_id) == 15
+    ids = {SyntheticSpec(seed=1).dataset_id, SyntheticSpec(horizon=10).dataset_id, SyntheticSpec(n_test=999).dataset_id,
+           SyntheticSpec(generator_version=2).dataset_id, base.dataset_id}
+    assert len(ids) == 5
+
+
+def test_split_larger_than_series_is_rejected():
+    with pytest.raises(ValidationError, match="needs 11000 series, but n_series is 10000"):
+        SyntheticSpec(n_train=8000)
+
+
+def test_sequence_targets_match_the_chapters_loop():
+    windows = generate_time_series(30, 60, seed=0)[..., 0]
+    expected = np.empty((30, 50, 10), np.float32)
+    for step_ahead in range(1, 11):
+        expected[..., step_ahead - 1] = windows[:, step_ahead:step_ahead + 50]
+    assert np.array_equal(sequence_targets(windows, 50, 10), expected)
+    x, future = split_windows(windows, 50)
+    assert x.shape == (30, 50, 1) and np.array_equal(future, windows[:, 50:])
+
+
+def test_parquet_round_trip_is_bit_exact(tmp_path):
+    spec = SyntheticSpec(n_series=120, n_train=80, n_valid=20, n_test=20, horizon=10)
+    splits = generate_splits(spec)
+    ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
+    assert sorted(p.name for p in ref.path.iterdir()) == ["dataset.json", "test.parquet", "train.parquet",
+                                                          "valid.parquet"]
+    for name in SPLITS:
+        back = read_split(ref, name)
+        assert back.dtype == np.float32 and np.array_equal(back, splits[name])
+    manifest = json.loads((ref.path / "dataset.json").read_text())
+    assert manifest["content_hash"] == content_hash(splits)
+    assert manifest["spec"] == spec.model_dump()
+    assert pq.read_metadata(ref.path / "train.parquet").num_rows == 80
+    assert [p.name for p in tmp_path.iterdir()] == [spec.dataset_id]  # no temporary folder left behind
+
+
+def test_interrupted_write_leaves_no_dataset(tmp_path):
+    spec = SyntheticSpec(n_series=30, n_train=10, n_valid=10, n_test=10)
+    splits = generate_splits(spec)
+    broken = {**splits, "test": None}  # fails while writing the third file
+    with pytest.raises(Exception):
+        write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), broken)
+    assert find_dataset(tmp_path, spec.dataset_id) is None
+    assert list(tmp_path.iterdir()) == []
+    assert find_dataset(tmp_path, spec.dataset_id) is None
+    ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
+    assert np.array_equal(read_split(ref, "test"), splits["test"])

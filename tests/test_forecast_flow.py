@@ -1,0 +1,128 @@
+"""End to end: the forecast flow on tiny data under one Prefect test harness, asserting real DuckDB rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from pydantic import ValidationError
+
+from flows.forecast import forecast
+from seqcast.cli import main as cli
+from storage.models import load_manifest
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def rows(home: Path, sql: str, params=None):
+    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def task_names(flow_run_id: str) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sorted(r.name.rsplit("-", 1)[0] for r in runs)
+
+
+def test_linear_end_to_end_then_dataset_reused(home):
+    first = forecast(variant="linear", **TINY)
+    run_id = first["run_id"]
+    assert task_names(run_id) == ["evaluate-model", "generate-series", "persist-dataset", "record-results",
+                                  "train-model"]
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run_id).name == f"linear · {first['dataset_id']}"
+
+    (ds,) = rows(home, "SELECT dataset_id, n_series, n_steps, horizon, n_train, n_valid, n_test, path FROM datasets")
+    assert ds[:7] == (first["dataset_id"], 240, 50, 1, 160, 40, 40) and Path(ds[7]).is_dir()
+    (run,) = rows(home, "SELECT variant, status, epochs, n_params, model_path, flow_run_id, dataset_id FROM runs")
+    assert run[:4] == ("linear", "completed", 2, 51) and run[5] == run_id and run[6] == first["dataset_id"]
+    metric_rows = rows(home, "SELECT predictor, split, metric FROM metrics WHERE horizon_step IS NULL ORDER BY ALL")
+    assert metric_rows == sorted((p, s, m) for p in ("model", "naive") for s in ("valid", "test")
+                                 for m in ("mae", "mse", "rmse"))
+    (valid_mse,) = rows(home, "SELECT value FROM metrics WHERE predictor='model' AND split='valid' AND metric='mse'")[0]
+    assert valid_mse == pytest.approx(first["valid_mse"])
+    assert rows(home, "SELECT epoch FROM history ORDER BY epoch") == [(1,), (2,)]
+    assert rows(home, "SELECT count(*) FROM predictions WHERE split='test'") == [(40,)]
+
+    manifest = load_manifest(run[4])
+    assert manifest["variant"] == "linear" and manifest["dataset_id"] == first["dataset_id"]
+    assert manifest["epochs"] == 2 and "keras" in manifest["libraries"] and manifest["params"]["epochs"] == 2
+    assert (Path(run[4]).parent / "forecast.png").stat().st_size > 1000
+    assert (Path(run[4]).parent / "learning_curve.png").stat().st_size > 1000
+
+    dataset_files = {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()}
+    second = forecast(variant="naive", **TINY)
+    assert second["dataset_id"] == first["dataset_id"]
+    assert task_names(second["run_id"]) == ["evaluate-model", "record-results"]  # no generate, no persist
+    assert {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()} == dataset_files
+    assert rows(home, "SELECT count(*) FROM datasets") == [(1,)]
+    assert rows(home, "SELECT variant FROM leaderboard ORDER BY valid_mse") != []
+
+
+@pytest.mark.parametrize("variant, out_steps", [("lstm", 50), ("conv_gru", 24)])
+def test_sequence_variants_record_per_step_metrics(home, variant, out_steps):
+    result = forecast(variant=variant, **{**TINY, "epochs": 1})
+    per_step = rows(home, "SELECT split, horizon_step FROM metrics WHERE predictor='model' AND metric='mse' "
+                          "AND horizon_step IS NOT NULL ORDER BY ALL")
+    assert per_step == [(s, h) for s in ("test", "valid") for h in range(1, 11)]
+    (mean_of_steps,) = rows(home, "SELECT avg(value) FROM metrics WHERE predictor='model' AND metric='mse' "
+                                  "AND split='valid' AND horizon_step IS NOT NULL")[0]
+    assert mean_of_steps == pytest.approx(result["valid_mse"], rel=1e-6)  # equal horizons: mean of means
+    (history,) = rows(home, "SELECT last_time_step_mse, val_last_time_step_mse FROM history")
+    assert all(v is not None and v > 0 for v in history)
+    assert rows(home, "SELECT horizon, variant FROM runs") == [(10, variant)]
+    assert rows(home, "SELECT count(*) FROM horizon_errors WHERE split='valid'") == [(10,)]
+
+
+def test_iterative_trains_its_base_once_then_reuses_it(home):
+    first = forecast(variant="iterative_10", **TINY)
+    runs = dict(rows(home, "SELECT variant, run_id FROM runs"))
+    assert set(runs) == {"deep_rnn_dense", "iterative_10"}
+    (base_run_id, horizon, model_path) = rows(
+        home, "SELECT base_run_id, horizon, model_path FROM runs WHERE variant='iterative_10'")[0]
+    assert base_run_id == runs["deep_rnn_dense"] and horizon == 10
+    assert model_path == rows(home, "SELECT model_path FROM runs WHERE variant='deep_rnn_dense'")[0][0]
+    second = forecast(variant="iterative_10", **TINY)
+    assert second["valid_mse"] == pytest.approx(first["valid_mse"])
+    assert rows(home, "SELECT count(*) FROM runs WHERE variant='deep_rnn_dense'") == [(1,)]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"variant": "transformer"}, "unknown variant 'transformer'; valid variants: naive, linear"),
+    ({"n_steps": 1}, "greater than or equal to 2"),
+    ({"n_train": 500}, "needs 580 series, but n_series is 240"),
+    ({"epochs": 0}, "greater than or equal to 1"),
+    ({"batch_size": 0}, "greater than or equal to 1"),
+    ({"variant": "simple_rnn", "horizon": 10}, "forecasts exactly 1 step"),
+])
+def test_bad_input_rejected_before_any_work(home, bad, message):
+    with pytest.raises(ValidationError, match=message):
+        forecast(**{**TINY, **bad})
+    assert not home.exists()
+
+
+def test_cli_rejects_bad_input_with_clear_message(home, capsys):
+    assert cli(["run", "--variant", "linear", "--variant", "nope", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown variant 'nope'" in err and "valid variants: naive, linear, simple_rnn" in err
+    assert cli(["run", "--all", "--batch-size", "0"]) == 2
+    assert "batch_size: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert not home.exists()
+
+
+def test_cli_run_and_sql(home, capsys):
+    args = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]
+    assert cli(["run", "--variant", "naive", "--variant", "linear", *args]) == 0
+    out = capsys.readouterr().out
+    assert "naive" in out and "linear" in out and "book_valid_mse" in out
+    assert cli(["sql", "SELECT variant, epochs FROM runs ORDER BY variant", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"variant": "linear", "epochs": 1},
+                                                   {"variant": "naive", "epochs": None}]
+    assert cli(["sql", "SELECT nope FROM runs"]) == 2
+    assert "query failed" in capsys.readouterr().err

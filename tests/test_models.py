@@ -1,0 +1,94 @@
+"""Model tier: every builder's shapes and parameter counts, targets, and .keras reload in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from seqcast.data import generate_time_series, sequence_targets
+from seqcast.models import MULTI_STEP, ONE_STEP, REGISTRY, build_model, get_variant
+from seqcast.training import training_targets
+from tests.conftest import REPO_ROOT
+
+# Parameter counts of the plain-Keras reference models (../shared/ANCHORS.md, reference/homl_reference.py).
+REFERENCE_PARAMS = {"linear": 51, "simple_rnn": 3, "deep_rnn": 1282, "deep_rnn_dense": 1281, "linear_10": 510,
+                    "seq2vec_rnn": 1470, "seq2seq_rnn": 1470, "ln_rnn": 1550, "lstm": 5250, "gru": 4110,
+                    "conv_gru": 5350, "wavenet": 6010}
+TRAINABLE = [name for name, v in REGISTRY.items() if v.trainable]
+
+
+def test_registry_covers_the_chapter():
+    assert ONE_STEP == ["naive", "linear", "simple_rnn", "deep_rnn", "deep_rnn_dense"]
+    assert set(MULTI_STEP) == {"naive_10", "linear_10", "iterative_10", "seq2vec_rnn", "seq2seq_rnn", "ln_rnn",
+                               "lstm", "gru", "conv_gru", "wavenet"}
+    assert set(TRAINABLE) == set(REFERENCE_PARAMS)
+
+
+def test_unknown_variant_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown variant 'transformer'; valid variants: naive, linear"):
+        get_variant("transformer")
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_builder_shapes_and_parameter_count(name):
+    variant = REGISTRY[name]
+    model = build_model(name, n_steps=50, horizon=variant.horizon)
+    assert model.count_params() == REFERENCE_PARAMS[name]
+    out = model(np.zeros((4, 50, 1), np.float32))
+    expected = {"vector": (4, variant.horizon), "sequence": (4, 50, variant.horizon),
+                "strided": (4, 24, variant.horizon)}[variant.target]
+    assert tuple(out.shape) == expected
+
+
+def test_units_and_horizon_are_arguments():
+    model = build_model("lstm", n_steps=30, horizon=5, units=8)
+    assert tuple(model(np.zeros((2, 30, 1), np.float32)).shape) == (2, 30, 5)
+    assert model.count_params() == 4 * (8 * (1 + 8 + 1)) + 4 * (8 * (8 + 8 + 1)) + 8 * 5 + 5
+
+
+def test_strided_targets_match_conv_output_steps():
+    windows = generate_time_series(8, 60, seed=1)[..., 0]
+    y = training_targets(get_variant("conv_gru"), windows, 50, 10)
+    # Output step j of Conv1D(kernel 4, strides 2, valid) ends at input 2j + 3: the chapter's Y[:, 3::2].
+    assert y.shape == (8, 24, 10)
+    for j in range(24):
+        assert np.array_equal(y[:, j], windows[:, 2 * j + 3 + 1:2 * j + 3 + 11])
+    assert np.array_equal(y, sequence_targets(windows, 50, 10)[:, 3::2])
+    model = build_model("conv_gru", 50, 10)
+    assert tuple(model(windows[:, :50, None]).shape) == y.shape
+
+
+def test_vector_targets_are_the_future_values():
+    windows = generate_time_series(5, 60, seed=2)[..., 0]
+    assert np.array_equal(training_targets(get_variant("seq2vec_rnn"), windows, 50, 10), windows[:, 50:])
+
+
+def test_every_model_reloads_in_a_fresh_process(tmp_path):
+    import seqcast.layers  # noqa: F401
+
+    x = generate_time_series(6, 50, seed=5)
+    expected = {}
+    for name in TRAINABLE:
+        model = build_model(name, 50, REGISTRY[name].horizon)
+        model.compile(loss="mse", metrics=[seqcast.layers.last_time_step_mse])
+        model.save(tmp_path / f"{name}.keras")
+        expected[name] = np.asarray(model.predict(x, verbose=0)).tolist()
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import json, sys, numpy as np\n"
+        "from storage.models import load_model\n"
+        "d = sys.argv[1]; x = np.load(d + '/x.npy'); out = {}\n"
+        f"for name in {TRAINABLE!r}:\n"
+        "    out[name] = np.asarray(load_model(f'{d}/{name}.keras').predict(x, verbose=0)).tolist()\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO_ROOT, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    reloaded = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in TRAINABLE:
+        np.testing.assert_allclose(reloaded[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
