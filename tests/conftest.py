@@ -49,3 +49,13 @@ def session_home() -> Path:
 def shared_home(session_home, monkeypatch) -> Path:
     monkeypatch.setenv("SEQCAST_HOME", str(session_home))
     return session_home
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect server process on a free local port, shared by the multi-process tests."""
+    from tests.prefect_server import start_server, stop_server
+
+    server = start_server(_SESSION_DIR / "prefect-server")
+    yield server
+    stop_server(server)

@@ -1,0 +1,71 @@
+"""A real Prefect server process on a free loopback port, for tests that span several OS processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class PrefectServer:
+    """A running server: its API URL, the PREFECT_HOME it uses, and an environment for client processes."""
+
+    api_url: str
+    home: Path
+    process: subprocess.Popen
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a child process that talks to this server (not to an ephemeral one)."""
+        env = {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.update(extra)
+        return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path, timeout_s: float = 120) -> PrefectServer:
+    """Start ``prefect server start`` on 127.0.0.1:<free port> and wait until its health check answers."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = open(home / "server.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--no-ui", "--analytics-off", "--log-level", "WARNING"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api_url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {process.returncode}: "
+                               f"{(home / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return PrefectServer(api_url, home, process)
+        except OSError:
+            time.sleep(0.5)
+    stop_server(PrefectServer(api_url, home, process))
+    raise TimeoutError(f"prefect server on port {port} did not answer within {timeout_s} s")
+
+
+def stop_server(server: PrefectServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
