@@ -126,3 +126,24 @@ def test_cli_run_and_sql(home, capsys):
                                                    {"variant": "naive", "epochs": None}]
     assert cli(["sql", "SELECT nope FROM runs"]) == 2
     assert "query failed" in capsys.readouterr().err
+
+
+def test_readme_queries_run_and_answer(home):
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    for variant in ("naive_10", "linear_10"):
+        forecast(variant=variant, **TINY)
+    blocks = re.findall(r"```sql\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 4
+    for sql in blocks:
+        assert rows(home, sql), f"README query returned nothing:\n{sql}"
+    pivot = [b for b in blocks if "PIVOT" in b][0]
+    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+        cursor = con.execute(pivot)
+        columns = [d[0] for d in cursor.description]
+        growth = cursor.fetchall()
+    assert columns == ["horizon_step", "linear_10", "naive_10"]
+    assert [r[0] for r in growth] == list(range(1, 11))
+    assert growth[-1][2] > growth[0][2]  # naive's error grows with the horizon on sine waves
