@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -92,7 +92,7 @@ def main() -> int:
             print(f"[{i}/{len(planned)}] {params.variant}: reusing run {found['run_id']}", file=sys.stderr)
         rows.append(found)
     text = (f"# Reproduction of the chapter's figures\n\n"
-            f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `bench/reproduce.py` on {machine()}. "
+            f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `bench/reproduce.py` on {machine()}. "
             f"Training: Nadam, up to {args.epochs} epochs, EarlyStopping(patience=5, restore_best_weights), "
             f"batch 32, seed 42, XLA on; 10,000 series, 7000/2000/1000. Valid MSE over the horizon after the last "
             f"input step. Wall time of this invocation: {time.perf_counter() - started:.0f} s (times include other "

@@ -6,7 +6,7 @@ import json
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -64,7 +64,7 @@ def forecast(
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""
     params = ForecastParams(**{k: v for k, v in locals().items()})  # validated before any work
-    started_at, clock = datetime.now(timezone.utc), time.perf_counter()
+    started_at, clock = datetime.now(UTC), time.perf_counter()
     run_id = str(flow_run.id or uuid.uuid4())
     logger = get_run_logger()
     spec = params.dataset_spec()
@@ -88,7 +88,7 @@ def forecast(
     history = trained.history if trained else []
     evaluation = evaluate_model(params, dataset, model_path, run_id, history)
 
-    finished_at = datetime.now(timezone.utc)
+    finished_at = datetime.now(UTC)
     rows = result_rows(run_id, params, dataset, trained, model_path, base_run, evaluation, started_at,
                        finished_at, time.perf_counter() - clock)
     report = record_results(run_id, rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import types
@@ -75,15 +76,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)
     started = time.perf_counter()
     summaries = []
-    for i, params in enumerate(planned, 1):
-        print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
-        summaries.append(forecast(**params.model_dump()))
+    with in_process_runs():
+        for i, params in enumerate(planned, 1):
+            print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
+            summaries.append(forecast(**params.model_dump()))
     elapsed = time.perf_counter() - started
     print_leaderboard(summaries)
     print(f"\n{len(summaries)} run(s) in {elapsed:.0f} s; query them with: seqcast sql \"SELECT * FROM leaderboard\"")
     if not all(s["in_duckdb"] for s in summaries):
         print("some results wait in the record (database locked): run `seqcast results sync`", file=sys.stderr)
     return 0
+
+
+def in_process_runs():
+    """Settings for flow runs executed in this process rather than by a runner or worker.
+
+    The flow heartbeat lets a server mark runs whose runner died as crashed; here the runner is this very process,
+    and the heartbeat thread's shutdown adds about a second to every flow run, so it is turned off.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 def print_leaderboard(summaries: list[dict]) -> None:
@@ -184,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Quiet TensorFlow's C++ start-up chatter, and give a busy 2-core machine time to start the ephemeral server;
+    # set here, before Prefect or TensorFlow are imported, and only where the user has not set them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     return args.func(args)
 
 

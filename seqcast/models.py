@@ -8,8 +8,9 @@ Keras is imported lazily so that importing the registry touches no TensorFlow st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 Target = Literal["naive", "vector", "sequence", "strided", "iterative"]
 # Conv1D front end of conv_gru: output step j sees inputs [j*stride, j*stride + kernel - 1].

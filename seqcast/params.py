@@ -54,7 +54,8 @@ class ForecastParams(BaseModel):
     def _consistent(self) -> ForecastParams:
         variant = get_variant(self.variant)
         if variant.fixed_horizon and self.horizon not in (None, variant.horizon):
-            raise ValueError(f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), not {self.horizon}")
+            raise ValueError(
+                f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), not {self.horizon}")
         self.dataset_spec()  # raises when the split does not fit n_series
         return self
 

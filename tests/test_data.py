@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
@@ -85,9 +86,10 @@ def test_parquet_round_trip_is_bit_exact(tmp_path):
 def test_interrupted_write_leaves_no_dataset(tmp_path):
     spec = SyntheticSpec(n_series=30, n_train=10, n_valid=10, n_test=10)
     splits = generate_splits(spec)
-    broken = {**splits, "test": None}  # fails while writing the third file
-    with pytest.raises(Exception):
-        write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), broken)
+    # An extra column of the wrong length makes the third file fail after two files were written.
+    broken_extra = {"test": {"series_id": np.arange(3)}}
+    with pytest.raises(pa.ArrowInvalid):
+        write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits, broken_extra)
     assert find_dataset(tmp_path, spec.dataset_id) is None
     assert list(tmp_path.iterdir()) == []
     assert find_dataset(tmp_path, spec.dataset_id) is None

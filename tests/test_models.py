@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -87,7 +88,7 @@ def test_every_model_reloads_in_a_fresh_process(tmp_path):
         "print(json.dumps(out))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, cwd=REPO_ROOT, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          timeout=300, cwd=REPO_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
     reloaded = json.loads(done.stdout.strip().splitlines()[-1])
     for name in TRAINABLE:
