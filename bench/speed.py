@@ -1,0 +1,224 @@
+"""Speed benchmark: seqcast's flow against the plain-Keras reference, side by side in one invocation.
+
+For each variant it alternates A B A B ...: A = seqcast's path (forecast flow start to results recorded in DuckDB,
+against a running Prefect server), B = the reference script's code for the same model (data generation, fit, predict).
+It prints one markdown table: median wall time of each, their ratio, valid MSE of each, epochs run. It also measures
+
+- orchestration overhead: an end-to-end ``naive`` flow run against the running server, with Prefect's default flow
+  heartbeat and with seqcast's in-process setting (heartbeat off);
+- the data path at scale (``--data-series``, default 1,000,000 series x 60 steps): generation against the reference
+  generator, Parquet persist + load against ``np.save`` + ``np.load``, each in a fresh process for its peak memory.
+
+    .venv/bin/python bench/speed.py [--repeats 2] [--epochs 100] [--out bench/results/speed.md] [VARIANT ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "homl_reference.py"
+DEFAULT_VARIANTS = ["linear", "simple_rnn", "deep_rnn", "deep_rnn_dense", "linear_10", "seq2vec_rnn", "seq2seq_rnn",
+                    "ln_rnn", "lstm", "gru", "conv_gru", "wavenet"]
+
+
+def load_reference(path: Path):
+    spec = importlib.util.spec_from_file_location("homl_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_reference(reference, name: str, epochs: int) -> dict:
+    """The reference script's own code path for one model: generate, fit with early stopping, predict."""
+    one_step = name in reference.ONE_STEP
+    rows = (reference.run_one_step if one_step else reference.run_multi_step)({name}, epochs, False)
+    started = time.perf_counter()
+    row = next(r for r in rows if r["model"] == name)
+    return {"seconds": time.perf_counter() - started, "valid_mse": row["valid_mse"], "epochs": row.get("epochs")}
+
+
+def run_seqcast(name: str, epochs: int) -> dict:
+    from flows.forecast import forecast
+
+    started = time.perf_counter()
+    result = forecast(variant=name, epochs=epochs)
+    return {"seconds": time.perf_counter() - started, "valid_mse": result["valid_mse"], "epochs": result["epochs"]}
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def variant_table(results: dict) -> str:
+    lines = ["| variant | seqcast median s | reference median s | ratio | seqcast valid MSE | reference valid MSE | "
+             "MSE within +5%? | epochs (seqcast / reference) | runs |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        a, b = r["seqcast"], r["reference"]
+        ta, tb = median([x["seconds"] for x in a]), median([x["seconds"] for x in b])
+        ma, mb = median([x["valid_mse"] for x in a]), median([x["valid_mse"] for x in b])
+        ok = "yes" if ma <= mb * 1.05 else "**no**"
+        lines.append(f"| {name} | {ta:.1f} | {tb:.1f} | {ta / tb:.2f} | {ma:.5f} | {mb:.5f} | {ok} | "
+                     f"{'/'.join(str(x['epochs']) for x in a)} ; {'/'.join(str(x['epochs']) for x in b)} | "
+                     f"{len(a)}+{len(b)} |")
+    return "\n".join(lines)
+
+
+def orchestration_overhead(runs: int) -> str:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.forecast import forecast
+
+    tiny = dict(variant="naive", n_series=240, n_train=160, n_valid=40, n_test=40)
+    forecast(**tiny)  # dataset written once; every timed run reuses it
+    timings = {"Prefect default (heartbeat every 180 s)": [], "heartbeat off (seqcast run, bench)": []}
+    for _ in range(runs):
+        for label, setting in zip(timings, (180, None)):
+            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: setting}):
+                started = time.perf_counter()
+                forecast(**tiny)
+                timings[label].append(time.perf_counter() - started)
+    lines = ["| naive flow run, end to end, running server | median s | min s | max s | runs |",
+             "|---|---|---|---|---|"]
+    for label, values in timings.items():
+        lines.append(f"| {label} | {median(values):.2f} | {min(values):.2f} | {max(values):.2f} | {len(values)} |")
+    return "\n".join(lines)
+
+
+DATA_STEP = r"""
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+step, n, folder = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+from pathlib import Path
+steps = 60
+started = time.perf_counter()
+if step == "reference-generate":
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("ref", sys.argv[5]); ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    np.random.seed(42); array = ref.generate_time_series(n, steps)
+elif step == "seqcast-generate":
+    from seqcast.data import generate_time_series
+    array = generate_time_series(n, steps, 42)
+else:
+    from seqcast.data import generate_time_series
+    array = generate_time_series(n, steps, 42)[..., 0]
+    nbytes = array.nbytes
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    if step == "numpy-save-load":
+        np.save(Path(folder) / "series.npy", array); del array
+        array = np.load(Path(folder) / "series.npy")
+    else:
+        from storage.datasets import read_split, write_dataset
+        splits = {"train": array, "valid": array[:0], "test": array[:0]}
+        ref = write_dataset(Path(folder), "ds-bench", {"n": n}, splits); del array, splits
+        array = read_split(ref, "train")
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "extra_peak_mb": (peak - base) / 1024, "array_mb": nbytes / 2**20}))
+    sys.exit(0)
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_mb": peak_mb, "array_mb": array.nbytes / 2**20}))
+"""
+
+
+def data_path(n_series: int, reference: Path, repeats: int) -> str:
+    results: dict[str, list[dict]] = {}
+    steps = ["reference-generate", "seqcast-generate", "numpy-save-load", "seqcast-persist-load"]
+    for _ in range(repeats):
+        for step in steps:
+            with tempfile.TemporaryDirectory(dir=os.environ.get("SEQCAST_BENCH_TMP")) as folder:
+                out = subprocess.run([sys.executable, "-c", DATA_STEP, str(ROOT), step, str(n_series), folder,
+                                      str(reference)], capture_output=True, text=True, check=True)
+            results.setdefault(step, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+    lines = [f"| data path, {n_series:,} series x 60 steps float32 | median s | peak memory | runs |",
+             "|---|---|---|---|"]
+    for step in steps:
+        rows = results[step]
+        if "extra_peak_mb" in rows[0]:
+            memory = f"+{median([r['extra_peak_mb'] for r in rows]):.0f} MiB over the array's {rows[0]['array_mb']:.0f}"
+        else:
+            memory = f"{median([r['peak_mb'] for r in rows]):.0f} MiB process peak"
+        lines.append(f"| {step} | {median([r['seconds'] for r in rows]):.2f} | {memory} | {len(rows)} |")
+    gen = median([r["seconds"] for r in results["seqcast-generate"]]) / median(
+        [r["seconds"] for r in results["reference-generate"]])
+    io = median([r["seconds"] for r in results["seqcast-persist-load"]]) / median(
+        [r["seconds"] for r in results["numpy-save-load"]])
+    lines.append(f"\nRatios: generation {gen:.2f}x the reference generator; Parquet persist + load {io:.2f}x "
+                 f"np.save + np.load.")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variants", nargs="*", help=f"default: {' '.join(DEFAULT_VARIANTS)}")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
+    parser.add_argument("--data-series", type=int, default=1_000_000)
+    parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-data", action="store_true")
+    parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
+    args = parser.parse_args()
+    if not args.reference.is_file():
+        parser.error(f"reference script not found at {args.reference}; pass --reference PATH")
+    from seqcast.models import get_variant
+
+    for name in args.variants:
+        get_variant(name)
+
+    workdir = Path(tempfile.mkdtemp(prefix="seqcast-speed-"))
+    os.environ.update({"SEQCAST_HOME": str(workdir / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                       "DO_NOT_TRACK": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PREFECT_LOGGING_LEVEL": "WARNING"})
+    from tests.prefect_server import start_server, stop_server
+
+    server = start_server(workdir / "prefect")
+    os.environ.update({"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.home)})
+    sections = [f"# seqcast speed benchmark\n\nMachine: {os.cpu_count()} cores; "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; Prefect server at {server.api_url}."]
+    try:
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        if not args.skip_overhead:
+            sections.append("## Orchestration overhead\n\n" + orchestration_overhead(5))
+            print(sections[-1], flush=True)
+        if not args.skip_models:
+            reference = load_reference(args.reference)
+            results = {}
+            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                for name in args.variants or DEFAULT_VARIANTS:
+                    results[name] = {"seqcast": [], "reference": []}
+                    for _ in range(args.repeats):
+                        results[name]["seqcast"].append(run_seqcast(name, args.epochs))
+                        results[name]["reference"].append(run_reference(reference, name, args.epochs))
+                        print(name, json.dumps({k: v[-1] for k, v in results[name].items()}), file=sys.stderr,
+                              flush=True)
+            sections.append(f"## Models (A B alternating, {args.repeats} each, up to {args.epochs} epochs)\n\n"
+                            + variant_table(results))
+            print(sections[-1], flush=True)
+        if not args.skip_data:
+            sections.append("## Data path\n\n" + data_path(args.data_series, args.reference, args.repeats))
+            print(sections[-1], flush=True)
+    finally:
+        stop_server(server)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n\n".join(sections) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
