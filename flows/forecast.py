@@ -60,6 +60,7 @@ def forecast(
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     jit_compile: bool = True,
+    steps_per_execution: int | None = None,
     base_run_id: str | None = None,
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""

@@ -33,6 +33,8 @@ class ForecastParams(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     recurrent_dropout: float = Field(0.0, ge=0, lt=1)
     jit_compile: bool = Field(True, description="compile training with XLA")
+    steps_per_execution: int | None = Field(
+        None, ge=1, description="batches per compiled training call; default: the variant's (32 for linear, else 1)")
     base_run_id: str | None = Field(None, description="iterative variants: the one-step run to reuse")
 
     @field_validator("variant", mode="before")
@@ -58,6 +60,10 @@ class ForecastParams(BaseModel):
                 f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), not {self.horizon}")
         self.dataset_spec()  # raises when the split does not fit n_series
         return self
+
+    @property
+    def effective_steps_per_execution(self) -> int:
+        return self.steps_per_execution or get_variant(self.variant).steps_per_execution
 
     @property
     def effective_horizon(self) -> int:

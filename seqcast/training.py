@@ -97,7 +97,8 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     model = build_model(variant.name, n_steps, horizon, **params.hyperparameters())
     sequence = variant.target in ("sequence", "strided")
     model.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss="mse",
-                  metrics=[last_time_step_mse] if sequence else [], jit_compile=params.jit_compile)
+                  metrics=[last_time_step_mse] if sequence else [], jit_compile=params.jit_compile,
+                  steps_per_execution=params.effective_steps_per_execution)
     progress = EpochLogger(logger, variant.name, params.epochs)
     callbacks = [keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
                  progress.callback]
