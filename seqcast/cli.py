@@ -129,10 +129,16 @@ def cmd_results(args: argparse.Namespace) -> int:
         report = sync(records_dir(), results_db())
     else:
         report = rebuild(records_dir(), results_db())
+    if report.lock_retries:
+        print(f"{results_db()} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
+              file=sys.stderr)
     if report.pending:
         return fail(f"{results_db()} is locked by another process; {len(report.pending)} run(s) still wait "
                     f"in the record. Close the other connection and run this again.")
     print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results_db()}")
+    if report.failed:
+        return fail(f"{len(report.failed)} run(s) could not be loaded and stay in the record:\n"
+                    + "\n".join(f"  {run_id}: {error}" for run_id, error in sorted(report.failed.items())))
     return 0
 
 
