@@ -208,6 +208,9 @@ def read_marker(folder: Path, verify: bool = True) -> dict | None:
     """Return a record folder's marker if the record is complete (and, with ``verify``, intact), else None."""
     try:
         marker = json.loads((folder / MARKER).read_text())
+        if "tables" not in marker:  # written before write ids existed: fixed file names, still valid results
+            marker = {**marker, "tables": {name: f"{name}.parquet" for name in TABLES},
+                      "write_id": f"fixed-names-{marker['written_at']}"}
         if marker["run_id"] != folder.name or set(marker["tables"]) != set(TABLES):
             return None
         for name, digest in marker["files"].items():
@@ -257,6 +260,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)})")
     con.execute("CREATE TABLE IF NOT EXISTS loaded_records (run_id VARCHAR PRIMARY KEY, write_id VARCHAR, "
                 "written_at DOUBLE, record_path VARCHAR, files JSON)")
+    for column, sql_type in (("write_id", "VARCHAR"), ("record_path", "VARCHAR"), ("files", "JSON")):
+        # databases created before these columns existed; new ones already have them
+        con.execute(f"ALTER TABLE loaded_records ADD COLUMN IF NOT EXISTS {column} {sql_type}")
     con.execute(VIEWS)
 
 
@@ -311,7 +317,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker:
                 continue
             con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])  # name: one of TABLES, never input
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM read_parquet(?)", [path])
-        con.execute("INSERT OR REPLACE INTO loaded_records VALUES (?, ?, ?, ?, ?)",
+        con.execute("INSERT OR REPLACE INTO loaded_records (run_id, write_id, written_at, record_path, files) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     [run_id, marker["write_id"], marker["written_at"], str(folder),
                      json.dumps({name: str(p) for name, p in files.items()})])
         con.execute("COMMIT")
@@ -388,7 +395,10 @@ def pending_records(record_root: Path, db_path: Path, timeout_s: float | None = 
     markers = _committed_markers(record_root)
     if not db_path.exists():
         return sorted(markers)
-    loaded = dict(query(db_path, "SELECT run_id, write_id FROM loaded_records", timeout_s=timeout_s)[1])
+    try:
+        loaded = dict(query(db_path, "SELECT run_id, write_id FROM loaded_records", timeout_s=timeout_s)[1])
+    except duckdb.CatalogException:  # a database file nothing has loaded into yet
+        loaded = {}
     return sorted(r for r, (_, marker) in markers.items() if loaded.get(r) != marker["write_id"])
 
 
@@ -419,6 +429,9 @@ def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) ->
         if live is not None:
             live.close()
             live = None
+        # A write-ahead log beside the old file belongs to the old file; replayed onto the new one it
+        # would corrupt it. Whatever it held is in the record, which the new file was built from.
+        Path(str(db_path) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, db_path)
     finally:
         if live is not None:

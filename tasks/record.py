@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -19,7 +20,12 @@ def record_results(run_id: str, rows: dict[str, list[dict]]) -> LoadReport:
     """
     logger = get_run_logger()
     folder = write_record(records_dir(), run_id, rows)
-    report = sync(records_dir(), results_db())
+    try:
+        report = sync(records_dir(), results_db())
+    except duckdb.Error as exc:  # e.g. a damaged file: the results are committed, so the run is not failed
+        logger.error("results of %s are safe in %s, but %s could not be loaded (%s); run `seqcast results "
+                     "rebuild` to recreate it from the records", run_id, folder, results_db(), exc)
+        return LoadReport(failed={run_id: str(exc)})
     if report.lock_retries:
         logger.info("results database was busy: %d lock retries, %.1f s waited", report.lock_retries,
                     report.lock_wait_s)
