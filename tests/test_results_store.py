@@ -5,6 +5,7 @@ Flow runs use the ``naive`` variant on tiny data (no TensorFlow import), so six 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -292,3 +293,21 @@ def test_hostile_names_are_rejected_and_tables_stay_intact(tmp_path, monkeypatch
     assert sorted(p.name for p in records.iterdir()) == ["good"]  # rejected before anything was written
     sync(records, db)
     assert snapshot(db) == before
+
+
+def test_records_with_fixed_file_names_still_load(tmp_path):
+    """Records committed before write ids existed (``<table>.parquet``, no table map) are still results."""
+    records, db = tmp_path / "records", tmp_path / "results.duckdb"
+    folder = write_record(records, "old-run", sample_rows("old-run", tag=2.0))
+    digests, files = read_marker(folder)["files"], {}
+    for table, path in record_files(folder).items():
+        files[f"{table}.parquet"] = digests[path.name]
+        path.rename(folder / f"{table}.parquet")
+    (folder / "_COMMITTED").write_text(json.dumps({"run_id": "old-run", "files": files, "written_at": 1.0}))
+
+    assert sync(records, db).loaded == ["old-run"]
+    assert rows(db, "SELECT count(*) FROM metrics WHERE run_id = 'old-run'") == [(4,)]
+    write_record(records, "old-run", sample_rows("old-run", tag=3.0))  # a rewrite moves it to the new layout
+    assert sync(records, db).loaded == ["old-run"]
+    assert rows(db, "SELECT epochs FROM runs") == [(3,)]
+    assert not (folder / "runs.parquet").exists()
