@@ -25,6 +25,7 @@ from storage.results import (
     committed_records,
     load_records,
     pending_records,
+    query,
     read_marker,
     rebuild,
     record_files,
@@ -311,3 +312,19 @@ def test_records_with_fixed_file_names_still_load(tmp_path):
     assert sync(records, db).loaded == ["old-run"]
     assert rows(db, "SELECT epochs FROM runs") == [(3,)]
     assert not (folder / "runs.parquet").exists()
+
+
+def test_readme_lineage_query_reaches_data_model_run_and_code(concurrent_runs):
+    """The README's lineage query, run as documented, leads to files that exist and to the Prefect run."""
+    home, _ = concurrent_runs
+    readme = (REPO_ROOT / "README.md").read_text()
+    lineage_sql = readme.split("### Lineage", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    columns, found = query(home / "results.duckdb", lineage_sql.replace("'linear'", "'naive'"))
+    (row,) = [dict(zip(columns, r)) for r in found]
+    assert row["flow_run_id"] in committed_records(home / "records")
+    assert row["code_version"].startswith("0.1.0")
+    manifest = json.loads((Path(row["dataset_folder"]) / "dataset.json").read_text())
+    assert manifest["content_hash"] == row["dataset_hash"]
+    assert rows(home / "results.duckdb", "SELECT count(*) FROM read_parquet(?)", [row["predictions_parquet"]]) == \
+        [(PREDICTIONS_PER_RUN,)]
+    assert row["model_path"] is None  # the naive variant has no model; trained variants name their .keras file
