@@ -131,7 +131,7 @@ def test_rebuild_reproduces_every_table(concurrent_runs):
     assert snapshot(db) == before
 
 
-def test_run_completes_while_db_is_held_open_then_sync_loads_it(prefect_server, tmp_path, monkeypatch):
+def test_run_completes_while_db_is_held_open_then_sync_loads_it(prefect_server, tmp_path, monkeypatch, capsys):
     home = tmp_path / "seqcast-home"
     db = home / "results.duckdb"
     home.mkdir()
@@ -151,6 +151,9 @@ def test_run_completes_while_db_is_held_open_then_sync_loads_it(prefect_server, 
         monkeypatch.setenv("SEQCAST_HOME", str(home))
         monkeypatch.setenv("SEQCAST_DB_LOCK_TIMEOUT", "0.5")
         assert cli(["sql", "SELECT count(*) FROM runs"]) == 2
+        assert "stayed locked by another process" in capsys.readouterr().err
+        assert cli(["results", "sync"]) == 2
+        assert "locked by another process; nothing was loaded" in capsys.readouterr().err
     finally:
         holder.communicate(input="", timeout=30)
     assert holder.returncode == 0
