@@ -96,7 +96,7 @@ def forecast(
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,
             "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test") if params.n_test else None,
             "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,
-            "model_path": str(model_path) if model_path else None, "in_duckdb": not report.pending}
+            "model_path": str(model_path) if model_path else None, "in_duckdb": run_id in report.loaded}
 
 
 def base_model_run(params: ForecastParams) -> dict:

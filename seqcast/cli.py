@@ -142,10 +142,17 @@ def cmd_results(args: argparse.Namespace) -> int:
         report = sync(records_dir(), results_db())
     else:
         report = rebuild(records_dir(), results_db())
+    if report.lock_retries:
+        print(f"{results_db()} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
+              file=sys.stderr)
     if report.pending:
-        return fail(f"{results_db()} is locked by another process; {len(report.pending)} run(s) still wait "
-                    f"in the record. Close the other connection and run this again.")
+        return fail(f"{results_db()} is locked by another process; nothing was loaded, the results wait in "
+                    f"{records_dir()}. Close the other connection (e.g. a read-write DuckDB shell) and run this "
+                    f"again.")
     print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results_db()}")
+    if report.failed:
+        return fail(f"{len(report.failed)} run(s) could not be loaded and stay in the record:\n"
+                    + "\n".join(f"  {run_id}: {error}" for run_id, error in sorted(report.failed.items())))
     return 0
 
 

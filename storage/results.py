@@ -1,12 +1,14 @@
 """Results: a durable Parquet record per run (the source of truth), loaded idempotently into DuckDB.
 
 Record layout, ``$SEQCAST_HOME/records/<run_id>/``: one Parquet file per table (``runs``, ``datasets``,
-``metrics``, ``history``, ``predictions``), each written atomically, then a ``_COMMITTED`` marker naming
-them with their SHA-256. A folder without a valid marker is ignored by every reader and loader.
-A retry of the same run id replaces its own files, so a run never has two sets of rows.
+``metrics``, ``history``, ``predictions``), named ``<table>-<write_id>.parquet`` and each written atomically,
+then a ``_COMMITTED`` marker naming this write's files with their SHA-256. The marker is replaced in one
+rename, so a reader sees either the previous complete write or the new one, never a mix; a folder without
+a valid marker is ignored by every reader and loader. A retry of the same run id replaces its own files,
+so a run never has two sets of rows. Read a record through :func:`record_files`, never by guessing names.
 
 DuckDB allows one writing process per file: loaders retry a locked database with bounded backoff and,
-if it stays locked, leave the record for the next load (``seqcast results sync``).
+if it stays locked, leave the record for the next load (any later run, or ``seqcast results sync``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import os
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from seqcast.params import SAFE_NAME
 from storage.atomic import atomic_file
 
 log = logging.getLogger(__name__)
@@ -63,11 +67,13 @@ _SQL_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "doubl
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
 _KEYS = {"datasets": "dataset_id", "runs": "run_id"}
 _JSON_COLUMNS = {"spec", "params"}
+# Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
+_NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id")}
 
 VIEWS = """
 CREATE OR REPLACE VIEW latest_runs AS
 SELECT * FROM runs WHERE status = 'completed'
-QUALIFY row_number() OVER (PARTITION BY variant, dataset_id ORDER BY finished_at DESC) = 1;
+QUALIFY row_number() OVER (PARTITION BY variant, dataset_id ORDER BY finished_at DESC, run_id) = 1;
 
 CREATE OR REPLACE VIEW run_scores AS
 SELECT r.run_id, r.variant, r.family, r.dataset_id, r.horizon, r.epochs, r.n_params, r.train_seconds,
@@ -84,7 +90,7 @@ CREATE OR REPLACE VIEW leaderboard AS
 SELECT variant, dataset_id, horizon, run_id, valid_mse, test_mse, naive_valid_mse,
        valid_mse / naive_valid_mse AS ratio_to_naive, epochs, n_params, train_seconds, finished_at
 FROM run_scores
-QUALIFY row_number() OVER (PARTITION BY variant, dataset_id ORDER BY valid_mse, finished_at DESC) = 1
+QUALIFY row_number() OVER (PARTITION BY variant, dataset_id ORDER BY valid_mse, finished_at DESC, run_id) = 1
 ORDER BY dataset_id, valid_mse;
 
 CREATE OR REPLACE VIEW horizon_errors AS
@@ -95,69 +101,149 @@ SELECT r.variant, r.dataset_id, r.run_id, m.split, m.horizon_step,
 FROM runs r JOIN metrics m USING (run_id)
 WHERE r.status = 'completed' AND m.predictor = 'model' AND m.horizon_step IS NOT NULL
 GROUP BY ALL;
+
+CREATE OR REPLACE VIEW series_predictions AS
+SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
+       p.y_pred - p.y_true AS error
+FROM predictions p JOIN runs r USING (run_id);
 """
 
 
 def lock_timeout_s() -> float:
+    """Seconds a writer waits for a locked results database: ``SEQCAST_DB_LOCK_TIMEOUT``, default 30."""
     return float(os.environ.get("SEQCAST_DB_LOCK_TIMEOUT", "30"))
 
 
 @dataclass
 class LoadReport:
-    """What a load did: run ids loaded, run ids left waiting in the record, lock retries seen."""
+    """What a load did: run ids loaded, left waiting in the record, failed (id -> error); lock retries seen."""
 
     loaded: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
     lock_retries: int = 0
+    lock_wait_s: float = 0.0
+
+
+class DatabaseLocked(RuntimeError):
+    """The results database stayed locked by another process for the whole bounded wait."""
+
+
+def check_name(what: str, value: object) -> str:
+    """Return ``value`` if it is a plain name (see ``SAFE_NAME``); raise a ValueError naming ``what`` otherwise."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value):
+        raise ValueError(f"{what} {value!r} is not a plain name: use 1-64 letters, digits, '_', '.' or '-', "
+                         f"starting with a letter or digit")
+    return value
 
 
 # ---- the durable record -------------------------------------------------------------------------------------------
 
-def write_record(record_root: Path, run_id: str, rows: dict[str, list[dict]]) -> Path:
-    """Write one run's rows (table name -> list of row dicts) as its committed record; return its folder."""
+def _as_table(name: str, rows: list[dict] | pa.Table) -> pa.Table:
+    if isinstance(rows, pa.Table):
+        return rows.select(SCHEMAS[name].names).cast(SCHEMAS[name])
+    return pa.Table.from_pylist(rows, schema=SCHEMAS[name])
+
+
+def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
+    for name, table in tables.items():
+        if "run_id" in table.column_names:
+            others = set(table.column("run_id").to_pylist()) - {run_id}
+            if others:  # rows of another run would escape this run's DELETE and duplicate on reload
+                raise ValueError(f"{name} rows of run {run_id} carry other run ids: {sorted(map(str, others))[:3]}")
+        for column in _NAME_COLUMNS.get(name, ()):
+            for value in set(table.column(column).to_pylist()) - {None}:
+                check_name(f"{name}.{column}", value)
+
+
+def write_record(record_root: Path, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> Path:
+    """Write one run's rows (table name -> row dicts or Arrow table) as its committed record; return its folder.
+
+    Every name is checked before anything touches the disk. A retry of the same run id writes new files
+    under a new write id and switches the marker to them in one rename; the previous write stays the
+    valid one until that rename, so a crash at any point leaves one complete write, never a mix.
+    """
+    check_name("run id", run_id)
     unknown = set(rows) - set(SCHEMAS)
     if unknown:
         raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
+    tables = {name: _as_table(name, rows.get(name, [])) for name in TABLES}
+    _check_rows(run_id, tables)
+
     folder = record_root / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).unlink(missing_ok=True)  # a retry invalidates the previous set before replacing it
-    digests = {}
-    for name, schema in SCHEMAS.items():
-        table = pa.Table.from_pylist(rows.get(name, []), schema=schema)
-        target = folder / f"{name}.parquet"
+    write_id = uuid.uuid4().hex
+    files, digests = {}, {}
+    for name, table in tables.items():
+        target = folder / f"{name}-{write_id}.parquet"
         with atomic_file(target) as tmp:
             pq.write_table(table, tmp)
-        digests[target.name] = _sha256(target)
-    marker = {"run_id": run_id, "files": digests, "written_at": time.time()}
+            digests[target.name] = _sha256(tmp)
+        files[name] = target.name
+    marker = {"run_id": run_id, "write_id": write_id, "written_at": time.time(), "tables": files,
+              "files": digests}
     with atomic_file(folder / MARKER) as tmp:
         tmp.write_text(json.dumps(marker, sort_keys=True))
+    _remove_unreferenced(folder, set(digests))
     return folder
 
 
+def _remove_unreferenced(folder: Path, keep: set[str]) -> None:
+    # Earlier writes of this run and temporary files of a crashed write. Writes of one run id are
+    # sequential (a flow run retries in its own process), so nothing here is still being written.
+    for path in folder.iterdir():
+        if path.name != MARKER and path.name not in keep:
+            path.unlink(missing_ok=True)
+
+
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def read_marker(folder: Path) -> dict | None:
-    """Return a record folder's marker if the record is complete and intact, else None."""
+def read_marker(folder: Path, verify: bool = True) -> dict | None:
+    """Return a record folder's marker if the record is complete (and, with ``verify``, intact), else None."""
     try:
         marker = json.loads((folder / MARKER).read_text())
+        if "tables" not in marker:  # written before write ids existed: fixed file names, still valid results
+            marker = {**marker, "tables": {name: f"{name}.parquet" for name in TABLES},
+                      "write_id": f"fixed-names-{marker['written_at']}"}
+        if marker["run_id"] != folder.name or set(marker["tables"]) != set(TABLES):
+            return None
         for name, digest in marker["files"].items():
-            if _sha256(folder / name) != digest:
+            path = folder / name
+            if not path.is_file() or (verify and _sha256(path) != digest):
                 return None
         return marker
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
+def record_files(folder: Path, marker: dict | None = None) -> dict[str, Path]:
+    """Return table name -> Parquet file of a committed record; raise FileNotFoundError if it is not committed."""
+    marker = marker or read_marker(folder, verify=False)
+    if marker is None:
+        raise FileNotFoundError(f"no committed record in {folder}")
+    return {name: folder / file for name, file in marker["tables"].items()}
+
+
 def committed_records(record_root: Path) -> dict[str, Path]:
-    """Return run_id -> folder for every committed, intact record."""
+    """Return run_id -> folder for every committed record (markers only: cheap enough to call on every run)."""
+    return {run_id: folder for run_id, (folder, _) in _committed_markers(record_root).items()}
+
+
+def _committed_markers(record_root: Path) -> dict[str, tuple[Path, dict]]:
     if not record_root.is_dir():
         return {}
     found = {}
     for folder in sorted(record_root.iterdir()):
-        if folder.is_dir() and not folder.name.startswith(".") and read_marker(folder) is not None:
-            found[folder.name] = folder
+        if folder.is_dir() and SAFE_NAME.match(folder.name):
+            marker = read_marker(folder, verify=False)
+            if marker is not None:
+                found[folder.name] = (folder, marker)
     return found
 
 
@@ -172,99 +258,202 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             key = " PRIMARY KEY" if _KEYS.get(name) == f.name else ""
             cols.append(f"{f.name} {sql_type}{key}")
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)})")
-    con.execute("CREATE TABLE IF NOT EXISTS loaded_records (run_id VARCHAR PRIMARY KEY, written_at DOUBLE)")
+    con.execute("CREATE TABLE IF NOT EXISTS loaded_records (run_id VARCHAR PRIMARY KEY, write_id VARCHAR, "
+                "written_at DOUBLE, record_path VARCHAR, files JSON)")
+    for column, sql_type in (("write_id", "VARCHAR"), ("record_path", "VARCHAR"), ("files", "JSON")):
+        # databases created before these columns existed; new ones already have them
+        con.execute(f"ALTER TABLE loaded_records ADD COLUMN IF NOT EXISTS {column} {sql_type}")
     con.execute(VIEWS)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _connect(db_path: Path, read_only: bool, timeout_s: float | None, report: LoadReport | None):
+    """Open the database, retrying a lock held by another process with jittered, doubling sleeps (max 1 s)."""
+    timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(db_path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise DatabaseLocked(f"results database {db_path} stayed locked by another process for "
+                                     f"{timeout_s:g} s (SEQCAST_DB_LOCK_TIMEOUT): {exc}") from exc
+            if report is not None:
+                report.lock_retries += 1
+            # Jitter keeps many runs that finished together from retrying in lockstep.
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())) * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+        finally:
+            if report is not None:
+                report.lock_wait_s = time.monotonic() - started
 
 
 def connect_writer(db_path: Path, timeout_s: float | None = None,
                    report: LoadReport | None = None) -> duckdb.DuckDBPyConnection | None:
     """Open the database read-write, retrying a lock held by another process; None if it stays locked."""
-    timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            return duckdb.connect(str(db_path))
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                if "lock" in str(exc).lower():
-                    return None
-                raise
-            if report is not None:
-                report.lock_retries += 1
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())) * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)
+    try:
+        return _connect(db_path, False, timeout_s, report)
+    except DatabaseLocked:
+        return None
 
 
 def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker: dict) -> None:
+    files = record_files(folder, marker)
     con.execute("BEGIN TRANSACTION")
     try:
         for name in TABLES:
-            path = str(folder / f"{name}.parquet")
-            key = _KEYS.get(name, "run_id")
-            if name == "datasets":
-                con.execute(f"INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
-                            f"WHERE {key} NOT IN (SELECT {key} FROM datasets)", [path])
+            path = str(files[name])
+            if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
+                con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
+                            "WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets)", [path])
                 continue
-            con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])
+            con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])  # name: one of TABLES, never input
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM read_parquet(?)", [path])
-        con.execute("INSERT OR REPLACE INTO loaded_records VALUES (?, ?)", [run_id, marker["written_at"]])
+        con.execute("INSERT OR REPLACE INTO loaded_records (run_id, write_id, written_at, record_path, files) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [run_id, marker["write_id"], marker["written_at"], str(folder),
+                     json.dumps({name: str(p) for name, p in files.items()})])
         con.execute("COMMIT")
-    except Exception:
+    except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _load_into(con: duckdb.DuckDBPyConnection, records: dict[str, Path], report: LoadReport,
+               only_new: bool) -> None:
+    ensure_schema(con)
+    loaded = dict(con.execute("SELECT run_id, write_id FROM loaded_records").fetchall())
+    for run_id, folder in records.items():
+        marker = read_marker(folder, verify=False)
+        if marker is not None and only_new and loaded.get(run_id) == marker["write_id"]:
+            continue
+        # A retry of that run may replace the files between reading the marker and loading them;
+        # reading the marker once more then finds the new, complete write.
+        for attempt in (1, 2):
+            marker = read_marker(folder, verify=True)
+            if marker is None:
+                report.failed[run_id] = f"{folder} has no committed, intact record"
+                break
+            try:
+                _load_one(con, run_id, folder, marker)
+            except (OSError, duckdb.Error) as exc:
+                if attempt == 2:
+                    report.failed[run_id] = f"{type(exc).__name__}: {exc}"
+                continue
+            report.failed.pop(run_id, None)
+            report.loaded.append(run_id)
+            break
+    for run_id, error in report.failed.items():
+        log.warning("run %s was not loaded and stays in the record: %s", run_id, error)
 
 
 def load_records(db_path: Path, records: dict[str, Path], timeout_s: float | None = None,
                  only_new: bool = False) -> LoadReport:
     """Upsert the given records into DuckDB; if the database stays locked, report them as pending."""
-    report = LoadReport()
-    con = connect_writer(db_path, timeout_s, report)
-    if con is None:
-        report.pending = sorted(records)
-        log.warning("results database %s is locked by another process; %d run(s) wait in the record "
-                    "until the next load or `seqcast results sync`", db_path, len(records))
-        return report
-    try:
-        ensure_schema(con)
-        loaded = dict(con.execute("SELECT run_id, written_at FROM loaded_records").fetchall())
-        for run_id, folder in records.items():
-            marker = read_marker(folder)
-            if marker is None:
-                continue
-            if only_new and loaded.get(run_id) == marker["written_at"]:
-                continue
-            _load_one(con, run_id, folder, marker)
-            report.loaded.append(run_id)
-    finally:
-        con.close()
-    return report
+    return _load(db_path, lambda: records, timeout_s, only_new)
 
 
 def sync(record_root: Path, db_path: Path, timeout_s: float | None = None) -> LoadReport:
-    """Load every committed record that the database does not hold yet (or holds an older write of)."""
-    return load_records(db_path, committed_records(record_root), timeout_s, only_new=True)
+    """Load every committed record that the database does not hold yet (or holds an older write of).
+
+    Cheap when there is nothing to do: it reads the small markers and compares write ids, and verifies
+    and loads only the records that changed. The record folder is listed once the lock is held, so a
+    run that waited for the lock also loads whatever other runs committed while it waited.
+    """
+    return _load(db_path, lambda: committed_records(record_root), timeout_s, only_new=True)
 
 
-def rebuild(record_root: Path, db_path: Path) -> LoadReport:
-    """Recreate the database from the record alone, then swap it in atomically."""
-    tmp = db_path.with_name(f".rebuild-{os.getpid()}-{db_path.name}")
-    tmp.unlink(missing_ok=True)
+def _load(db_path: Path, list_records, timeout_s: float | None, only_new: bool) -> LoadReport:
+    report = LoadReport()
+    con = connect_writer(db_path, timeout_s, report)
+    if con is None:
+        report.pending = sorted(list_records())
+        log.warning("results database %s stayed locked by another process (%d lock retries in %.1f s); "
+                    "%d record(s) wait until the next run or `seqcast results sync`",
+                    db_path, report.lock_retries, report.lock_wait_s, len(report.pending))
+        return report
     try:
-        report = load_records(tmp, committed_records(record_root), timeout_s=0)
-        os.replace(tmp, db_path)
-        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+        _load_into(con, list_records(), report, only_new)
     finally:
-        tmp.unlink(missing_ok=True)
+        con.close()  # closing releases the file lock for the next writer or reader
+    if report.lock_retries:
+        log.info("results database %s was busy: %d lock retries, %.1f s waited", db_path, report.lock_retries,
+                 report.lock_wait_s)
     return report
 
 
-def query(db_path: Path, sql: str, params: list | None = None):
-    """Run one query on a read-only connection and return (column names, rows); the file is closed after."""
+def pending_records(record_root: Path, db_path: Path, timeout_s: float | None = None) -> list[str]:
+    """Return the run ids whose committed record is not (or not in its latest write) in the database."""
+    markers = _committed_markers(record_root)
+    if not db_path.exists():
+        return sorted(markers)
+    try:
+        loaded = dict(query(db_path, "SELECT run_id, write_id FROM loaded_records", timeout_s=timeout_s)[1])
+    except duckdb.CatalogException:  # a database file nothing has loaded into yet
+        loaded = {}
+    return sorted(r for r, (_, marker) in markers.items() if loaded.get(r) != marker["write_id"])
+
+
+def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) -> LoadReport:
+    """Recreate the database from the record alone in a new file, then swap it in with one rename.
+
+    The live database is held locked while the new one is built, so no writer loads into a file that is
+    about to be replaced; a record committed meanwhile is simply loaded by the next sync.
+    """
+    report = LoadReport()
+    live = None
+    if db_path.exists():
+        try:
+            live = _connect(db_path, False, timeout_s, report)
+        except DatabaseLocked:
+            report.pending = sorted(committed_records(record_root))
+            return report
+        except duckdb.Error as exc:  # a damaged database is what rebuild is for: replace it regardless
+            log.warning("replacing unreadable results database %s: %s", db_path, exc)
+    tmp = db_path.with_name(f".rebuild-{os.getpid()}-{db_path.name}")
+    tmp.unlink(missing_ok=True)
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            _load_into(con, committed_records(record_root), report, only_new=False)
+        finally:
+            con.close()
+        if live is not None:
+            live.close()
+            live = None
+        # A write-ahead log beside the old file belongs to the old file; replayed onto the new one it
+        # would corrupt it. Whatever it held is in the record, which the new file was built from.
+        Path(str(db_path) + ".wal").unlink(missing_ok=True)
+        os.replace(tmp, db_path)
+    finally:
+        if live is not None:
+            live.close()
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+    return report
+
+
+def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float | None = None):
+    """Run one query on a read-only connection and return (column names, rows); the file is closed after.
+
+    A read-only connection shares the file lock with other readers but not with a writer, so it is held
+    only for this one query; a writer busy loading is waited for with the writers' bounded backoff.
+    """
     if not db_path.exists():
         raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first")
-    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        con = _connect(db_path, True, timeout_s, None)
+    except DatabaseLocked as exc:
+        raise DatabaseLocked(f"{exc}. A process holds it read-write (a flow loading results, or an open "
+                             f"DuckDB shell); query again once it is closed.") from None
     try:
         cursor = con.execute(sql, params or [])
         columns = [d[0] for d in cursor.description] if cursor.description else []

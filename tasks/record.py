@@ -1,23 +1,41 @@
-"""Stage 5: write the run's durable Parquet record, then load it into DuckDB."""
+"""Stage 5: write the run's durable Parquet record, then load it (and any record still waiting) into DuckDB."""
 
 from __future__ import annotations
 
+import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.settings import records_dir, results_db
-from storage.results import LoadReport, load_records, write_record
+from storage.results import LoadReport, sync, write_record
 
 
 @task(name="record-results", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def record_results(run_id: str, rows: dict[str, list[dict]]) -> LoadReport:
-    """Commit the run's rows to ``records/<run_id>/`` and upsert them into ``results.duckdb``."""
+    """Commit the run's rows to ``records/<run_id>/``, then sync every committed record into ``results.duckdb``.
+
+    Syncing rather than loading only this run means results left waiting by an earlier run that found the
+    database locked arrive with the next run, without anyone running ``seqcast results sync``.
+    A database that stays locked does not fail the run: its results are safe in the record.
+    """
     logger = get_run_logger()
     folder = write_record(records_dir(), run_id, rows)
-    report = load_records(results_db(), {run_id: folder})
-    if report.pending:
-        logger.warning("results of %s are safe in %s but not yet in DuckDB (database locked); "
-                       "run `seqcast results sync` once it is free", run_id, folder)
+    try:
+        report = sync(records_dir(), results_db())
+    except duckdb.Error as exc:  # e.g. a damaged file: the results are committed, so the run is not failed
+        logger.error("results of %s are safe in %s, but %s could not be loaded (%s); run `seqcast results "
+                     "rebuild` to recreate it from the records", run_id, folder, results_db(), exc)
+        return LoadReport(failed={run_id: str(exc)})
+    if report.lock_retries:
+        logger.info("results database was busy: %d lock retries, %.1f s waited", report.lock_retries,
+                    report.lock_wait_s)
+    if run_id in report.pending or run_id in report.failed:
+        logger.warning("results of %s are safe in %s but not yet in DuckDB (%s); they load with the next run "
+                       "or `seqcast results sync`", run_id, folder,
+                       report.failed.get(run_id, f"database locked for {report.lock_wait_s:.0f} s, "
+                                                 f"{report.lock_retries} lock retries"))
     else:
-        logger.info("results of %s recorded in %s", run_id, results_db())
+        others = [r for r in report.loaded if r != run_id]
+        logger.info("results of %s recorded in %s%s", run_id, results_db(),
+                    f"; also loaded {len(others)} waiting run(s)" if others else "")
     return report

@@ -13,7 +13,7 @@ from seqcast.settings import models_dir, records_dir
 from seqcast.training import TrainResult, train
 from storage.datasets import DatasetRef, read_split
 from storage.models import run_dir
-from storage.results import committed_records
+from storage.results import committed_records, record_files
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -39,7 +39,7 @@ def find_trained_run(variant: str, dataset_id: str, params: ForecastParams, run_
     wanted = training_key(params.model_dump())
     best = None
     for folder in committed_records(records_dir()).values():
-        for row in pq.read_table(folder / "runs.parquet").to_pylist():
+        for row in pq.read_table(record_files(folder)["runs"]).to_pylist():
             same = row["run_id"] == run_id if run_id else training_key(json.loads(row["params"])) == wanted
             if (row["variant"] == variant and row["dataset_id"] == dataset_id and row["status"] == "completed"
                     and row["model_path"] and same
