@@ -159,7 +159,8 @@ def test_run_completes_while_db_is_held_open_then_sync_loads_it(prefect_server, 
     assert holder.returncode == 0
 
     sync_cli = subprocess.run([sys.executable, "-m", "seqcast.cli", "results", "sync"], cwd=REPO_ROOT, text=True,
-                              env={**os.environ, "SEQCAST_HOME": str(home)}, capture_output=True, timeout=120, check=False)
+                              env={**os.environ, "SEQCAST_HOME": str(home)}, capture_output=True, timeout=120,
+                              check=False)
     assert sync_cli.returncode == 0, sync_cli.stderr
     assert "loaded 1 run(s)" in sync_cli.stdout
     assert rows(db, "SELECT run_id FROM runs") == [(run_id,)]
