@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -37,7 +37,7 @@ def ingest(
 ) -> dict:
     """Turn a long-format CSV/Parquet file into a windowed dataset; record its spec in DuckDB ``datasets``."""
     params = IngestParams(**locals())  # validated before any work
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     series = read_series(params)
     prepared = cut_windows(series, params)
     dataset = persist_ingested(prepared)

@@ -49,10 +49,10 @@ class IngestParams(BaseModel):
 
     source: str = Field(description="CSV or Parquet file in long format")
     name: str | None = Field(None, description="a label for the dataset (letters, digits, '_', '.', '-')")
-    id_column: str | None = Field("series_id", description="series id column; None: the file holds one series")
+    id_column: str | None = Field("series_id", description="series id column; none ('' on the command line): one series")
     time_column: str = Field("timestamp", description="timestamp column")
     value_column: str = Field("value", description="value column")
-    freq: str | None = Field(None, description="pandas frequency alias (D, h, W-MON, MS); default: inferred")
+    freq: str | None = Field(None, description="pandas frequency alias (D, h, W-MON, MS); none: inferred per series")
     missing: MissingPolicy = Field("fail", description="missing steps and NaN values: fail, drop or interpolate")
     n_steps: int = Field(28, ge=2, description="input steps per window")
     horizon: int = Field(7, ge=1, description="future steps per window")
@@ -258,8 +258,8 @@ def validate_series(frame: pd.DataFrame, params: IngestParams, min_length: int) 
 
 def part_bounds(length: int, params: IngestParams) -> list[tuple[int, int]]:
     """Chronological [start, stop) step ranges of the training, validation and test parts of one series."""
-    n_valid = int(round(length * params.valid_fraction))
-    n_test = int(round(length * params.test_fraction))
+    n_valid = round(length * params.valid_fraction)
+    n_test = round(length * params.test_fraction)
     train_end = length - n_valid - n_test
     return [(0, train_end), (train_end, train_end + n_valid), (train_end + n_valid, length)]
 

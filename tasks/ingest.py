@@ -5,7 +5,14 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.ingest import IngestParams, PreparedDataset, Series, build_dataset, read_long, validate_series
+from seqcast.ingest import (
+    IngestParams,
+    PreparedDataset,
+    Series,
+    build_dataset,
+    read_long,
+    validate_series,
+)
 from seqcast.settings import datasets_dir
 from storage.datasets import DatasetRef, write_dataset
 

@@ -29,4 +29,4 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-COLUMNS = dict(id_column="store", time_column="day", value_column="sales")
+COLUMNS = {"id_column": "store", "time_column": "day", "value_column": "sales"}

@@ -15,7 +15,7 @@ from flows.ingest import ingest
 from seqcast.ingest import IngestError, IngestParams, prepare
 from tests.series_files import COLUMNS, daily_series, write
 
-WINDOW = dict(n_steps=14, horizon=7)
+WINDOW = {"n_steps": 14, "horizon": 7}
 
 
 def params(path, **over) -> IngestParams:
