@@ -57,10 +57,14 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("split", pa.string()), ("series_index", pa.int64()), ("horizon_step", pa.int32()),
         ("y_true", pa.float64()), ("y_pred", pa.float64()),
     ]),
+    "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
+        ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
+        ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
+    ]),
 }
 TABLES = tuple(SCHEMAS)
 _SQL_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
-              "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
 _KEYS = {"datasets": "dataset_id", "runs": "run_id"}
 _JSON_COLUMNS = {"spec", "params"}
 
@@ -201,6 +205,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker:
     con.execute("BEGIN TRANSACTION")
     try:
         for name in TABLES:
+            if f"{name}.parquet" not in marker["files"]:
+                continue  # a record written before this table existed
             path = str(folder / f"{name}.parquet")
             key = _KEYS.get(name, "run_id")
             if name == "datasets":
