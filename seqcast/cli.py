@@ -58,6 +58,8 @@ def add_param_options(parser: argparse.ArgumentParser, model=ForecastParams, ski
         help_text = f"{field.description + '; ' if field.description else ''}default: {field.default}"
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) is typing.Literal:
+            parser.add_argument(flag, dest=name, choices=typing.get_args(kind), default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=help_text)
 
