@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from seqcast.ingest import IngestParams
+from seqcast.ingest import IngestParams, MissingPolicy
+from seqcast.scaling import ScalingMode
 from storage.datasets import dataset_row
 from tasks.ingest import cut_windows, persist_ingested, read_series
 from tasks.record import record_results
@@ -28,12 +29,12 @@ def ingest(
     time_column: str = "timestamp",
     value_column: str = "value",
     freq: str | None = None,
-    missing: str = "fail",
+    missing: MissingPolicy = "fail",
     n_steps: int = 28,
     horizon: int = 7,
     valid_fraction: float = 0.15,
     test_fraction: float = 0.15,
-    scaling: str = "series",
+    scaling: ScalingMode = "series",
 ) -> dict:
     """Turn a long-format CSV/Parquet file into a windowed dataset; record its spec in DuckDB ``datasets``."""
     params = IngestParams(**locals())  # validated before any work

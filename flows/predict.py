@@ -11,6 +11,7 @@ import uuid
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from seqcast.ingest import MissingPolicy
 from seqcast.predict import PredictParams
 from tasks.predict import choose_run, forecast_series, latest_windows, record_forecasts
 
@@ -34,7 +35,7 @@ def predict(
     time_column: str = "timestamp",
     value_column: str = "value",
     freq: str | None = None,
-    missing: str = "fail",
+    missing: MissingPolicy = "fail",
     output: str | None = None,
 ) -> dict:
     """Forecast the next horizon after the latest window of every series; write the forecasts durably."""

@@ -146,12 +146,19 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     timestamps = frame["timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(timestamps):
         text = timestamps.astype(object)
-        timestamps = pd.to_datetime(text, errors="coerce")
+        try:
+            timestamps = pd.to_datetime(text, errors="coerce")
+        except ValueError:  # several UTC offsets (or offsets and none): compare them all in UTC
+            timestamps = pd.to_datetime(text, errors="coerce", utc=True)
         # pandas infers one format from the first row; cells in another format get a second, per-cell chance
         retry = timestamps.isna() & ~_blank(text)
         if retry.any():
-            timestamps = timestamps.astype("datetime64[us]")
-            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce")
+            utc = timestamps.dt.tz is not None
+            timestamps = timestamps.astype("datetime64[us, UTC]" if utc else "datetime64[us]")
+            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc)
+    if timestamps.dt.tz is not None:
+        # one timeline for grids, windows and forecasts: UTC wall time, without the offset
+        timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
     for i in np.flatnonzero(timestamps.isna().to_numpy()):
         problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: timestamp "
                         f"{frame['timestamp'].iat[i]!r} does not parse")

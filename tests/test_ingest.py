@@ -175,3 +175,21 @@ def test_split_too_small_names_the_series_and_its_dates(tmp_path):
 def test_unsafe_or_inconsistent_parameters_rejected(bad, message):
     with pytest.raises(ValidationError, match=message):
         IngestParams(**{"source": "sales.csv", **COLUMNS, **bad})
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_cli_ingest_one_series_and_a_clear_error(home, tmp_path, capsys):
+    from seqcast.cli import main as cli
+
+    frame = daily_series(n_series=1).drop(columns="store")
+    frame.loc[30, "sales"] = np.nan
+    path = write(frame, tmp_path / "one.csv")
+    options = ["--id-column", "", "--time-column", "day", "--value-column", "sales", "--n-steps", "14",
+               "--horizon", "7"]
+    assert cli(["ingest", str(path), *options]) == 2
+    assert "series 'series', row 31: value is missing (1 row(s) in all); choose missing='drop'" \
+        in capsys.readouterr().err
+    assert not home.exists()
+    assert cli(["ingest", str(path), *options, "--missing", "interpolate"]) == 0
+    out = capsys.readouterr().out
+    assert "seqcast run --variant linear --dataset-id ds-" in out and " 1 " in out
