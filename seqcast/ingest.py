@@ -19,10 +19,10 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.data import dataset_id_for
+from seqcast.params import SAFE_NAME
 from seqcast.scaling import Scaler, ScalingMode, fit_scaler
 
 MissingPolicy = Literal["fail", "drop", "interpolate"]
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 SINGLE_SERIES_ID = "series"
 MAX_REPORTED = 10

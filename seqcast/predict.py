@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.ingest import (
-    SAFE_NAME,
     IngestError,
     IngestParams,
     MissingPolicy,
@@ -22,6 +21,7 @@ from seqcast.ingest import (
     validate_series,
 )
 from seqcast.models import REGISTRY, get_variant
+from seqcast.params import SAFE_NAME
 from seqcast.scaling import Scaler
 
 FAMILIES = sorted({v.family for v in REGISTRY.values()})
