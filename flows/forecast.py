@@ -17,7 +17,8 @@ from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 from seqcast.settings import records_dir
 from seqcast.training import TrainResult
-from tasks.data import generate_series, lookup_dataset, persist_dataset
+from storage.datasets import dataset_row
+from tasks.data import generate_series, lookup_dataset, persist_dataset, require_dataset
 from tasks.evaluate import evaluate_model
 from tasks.record import record_results
 from tasks.train import find_trained_run, train_model
@@ -27,7 +28,7 @@ def run_name() -> str:
     """Name flow runs after what they do, e.g. ``linear · ds-1a2b3c4d5e6f``."""
     parameters = flow_run.parameters or {}
     try:
-        return f"{parameters.get('variant', 'linear')} · {ForecastParams(**parameters).dataset_spec().dataset_id}"
+        return f"{parameters.get('variant', 'linear')} · {ForecastParams(**parameters).target_dataset_id}"
     except ValueError:
         return f"{parameters.get('variant', '?')} · invalid parameters"
 
@@ -62,19 +63,24 @@ def forecast(
     jit_compile: bool = True,
     steps_per_execution: int | None = None,
     base_run_id: str | None = None,
+    dataset_id: str | None = None,
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""
     params = ForecastParams(**{k: v for k, v in locals().items()})  # validated before any work
     started_at, clock = datetime.now(UTC), time.perf_counter()
     run_id = str(flow_run.id or uuid.uuid4())
     logger = get_run_logger()
-    spec = params.dataset_spec()
 
-    dataset = lookup_dataset(spec)
-    if dataset is None:
-        dataset = persist_dataset(spec, generate_series(spec))
+    if params.dataset_id is not None:
+        dataset = require_dataset(params.dataset_id)
+        params = params.for_dataset(dataset.manifest["spec"])  # a variant that cannot fit fails before any work
     else:
-        logger.info("reusing dataset %s at %s (same spec, not regenerated)", dataset.dataset_id, dataset.path)
+        spec = params.dataset_spec()
+        dataset = lookup_dataset(spec)
+        if dataset is None:
+            dataset = persist_dataset(spec, generate_series(spec))
+        else:
+            logger.info("reusing dataset %s at %s (same spec, not regenerated)", dataset.dataset_id, dataset.path)
 
     kind = get_variant(params.variant)
     trained, base_run = None, None
@@ -103,7 +109,7 @@ def base_model_run(params: ForecastParams) -> dict:
     """The one-step run an iterative variant applies repeatedly: reuse a matching one, else train it now."""
     base = get_variant(params.variant).base_variant
     base_params = params.model_copy(update={"variant": base, "horizon": 1, "base_run_id": None})
-    dataset_id = base_params.dataset_spec().dataset_id
+    dataset_id = base_params.target_dataset_id
     if params.base_run_id is not None:
         found = find_trained_run(base, dataset_id, base_params, run_id=params.base_run_id)
         if found is None:
@@ -120,14 +126,6 @@ def base_model_run(params: ForecastParams) -> dict:
 def result_rows(run_id, params, dataset, trained: TrainResult | None, model_path, base_run, evaluation,
                 started_at, finished_at, duration_s) -> dict[str, list[dict]]:
     """Assemble the run's rows for every results table."""
-    spec = dataset.manifest["spec"]
-    shapes = dataset.manifest["shapes"]
-    dataset_row = {
-        "dataset_id": dataset.dataset_id, "kind": spec.get("kind", "synthetic"), "spec": json.dumps(spec),
-        "n_series": sum(s[0] for s in shapes.values()), "n_steps": spec["n_steps"], "horizon": spec["horizon"],
-        "n_train": shapes["train"][0], "n_valid": shapes["valid"][0], "n_test": shapes["test"][0],
-        "path": str(dataset.path), "content_hash": dataset.manifest["content_hash"], "created_at": started_at,
-    }
     run_row = {
         "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
         "family": get_variant(params.variant).family, "dataset_id": dataset.dataset_id,
@@ -142,7 +140,7 @@ def result_rows(run_id, params, dataset, trained: TrainResult | None, model_path
         "record_path": str(records_dir() / run_id),
     }
     return {
-        "datasets": [dataset_row],
+        "datasets": [dataset_row(dataset, started_at)],
         "runs": [run_row],
         "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics],
         "history": [{"run_id": run_id, **h} for h in (trained.history if trained else [])],

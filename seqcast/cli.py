@@ -49,16 +49,18 @@ def _option_type(annotation):
     return annotation
 
 
-def add_param_options(parser: argparse.ArgumentParser) -> None:
-    """Mirror every ForecastParams field (except the variant) as a ``--option``; unset means the default."""
-    for name, field in ForecastParams.model_fields.items():
-        if name == "variant":
+def add_param_options(parser: argparse.ArgumentParser, model=ForecastParams, skip=("variant",)) -> None:
+    """Mirror every field of ``model`` (except ``skip``) as a ``--option``; unset means the default."""
+    for name, field in model.model_fields.items():
+        if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
         kind = _option_type(field.annotation)
         help_text = f"{field.description + '; ' if field.description else ''}default: {field.default}"
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) is typing.Literal:
+            parser.add_argument(flag, dest=name, choices=typing.get_args(kind), default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=help_text)
 
@@ -111,6 +113,53 @@ def print_leaderboard(summaries: list[dict]) -> None:
         columns = ["variant", "valid_mse", "naive_valid_mse", "epochs", "run_id"]
         rows = [tuple(s[c] for c in columns) for s in summaries]
     print(format_table(columns, rows))
+
+
+def _overrides(args: argparse.Namespace, model, skip=()) -> dict:
+    """The options given on the command line; an empty string means None (e.g. ``--id-column ''``)."""
+    given = {k: getattr(args, k) for k in model.model_fields if k not in skip and getattr(args, k, None) is not None}
+    return {k: (None if v == "" else v) for k, v in given.items()}
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from seqcast.ingest import IngestError, IngestParams
+
+    try:
+        params = IngestParams(source=args.source, **_overrides(args, IngestParams, skip=("source",)))
+    except ValidationError as exc:
+        return fail(_validation_message(exc))
+    from flows.ingest import ingest
+
+    try:
+        summary = ingest(**params.model_dump())
+    except IngestError as exc:
+        return fail(str(exc))
+    print(format_table(list(summary), [tuple(summary.values())]))
+    print(f"\ntrain on it with: seqcast run --variant linear --dataset-id {summary['dataset_id']}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from seqcast.predict import PredictParams
+
+    try:
+        params = PredictParams(**_overrides(args, PredictParams))
+    except ValidationError as exc:
+        return fail(_validation_message(exc))
+    from flows.predict import predict
+    from storage.results import query
+
+    try:
+        summary = predict(**params.model_dump())
+    except (ValueError, FileNotFoundError) as exc:  # IngestError included: bad file, unfit model, unknown run
+        return fail(str(exc))
+    print(format_table(list(summary), [tuple(summary.values())]))
+    if summary["in_duckdb"]:
+        columns, rows = query(results_db(), "SELECT series_id, timestamp, step, value FROM forecasts "
+                                            "WHERE run_id = ? ORDER BY series_id, step LIMIT ?",
+                              [summary["run_id"], args.show])
+        print(format_table(columns, rows))
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -174,6 +223,9 @@ def fail(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from seqcast.ingest import IngestParams
+    from seqcast.predict import PredictParams
+
     parser = argparse.ArgumentParser(prog="seqcast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -196,6 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("action", choices=["sync", "rebuild"],
                          help="sync: load records not yet in DuckDB; rebuild: recreate DuckDB from the record")
     results.set_defaults(func=cmd_results)
+
+    ingest = sub.add_parser("ingest", help="turn your own long-format CSV/Parquet file into a dataset",
+                            description="Read series id, timestamp and value columns, validate every series, cut "
+                                        "leak-free chronological windows and persist them under a dataset id.")
+    ingest.add_argument("source", help="CSV or Parquet file, one row per (series, timestamp, value)")
+    add_param_options(ingest, IngestParams, skip=("source",))
+    ingest.set_defaults(func=cmd_ingest)
+
+    predict = sub.add_parser("predict", help="forecast the next horizon of every series with a trained run",
+                             description="Choose a run (by --run-id, or the best valid MSE of --dataset-id and "
+                                         "--family/--variant), forecast after each series' latest window and "
+                                         "write the forecasts to Parquet and the DuckDB forecasts table.")
+    add_param_options(predict, PredictParams, skip=())
+    predict.add_argument("--show", type=int, default=14, help="forecast rows to print; default: 14")
+    predict.set_defaults(func=cmd_predict)
 
     variants = sub.add_parser("variants", help="list the model variants")
     variants.set_defaults(func=cmd_variants)

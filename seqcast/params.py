@@ -36,6 +36,8 @@ class ForecastParams(BaseModel):
     steps_per_execution: int | None = Field(
         None, ge=1, description="batches per compiled training call; default: the variant's (32 for linear, else 1)")
     base_run_id: str | None = Field(None, description="iterative variants: the one-step run to reuse")
+    dataset_id: str | None = Field(None, description="an ingested dataset to train on; its n_steps and horizon "
+                                                     "apply and the generation parameters are ignored")
 
     @field_validator("variant", mode="before")
     @classmethod
@@ -45,11 +47,11 @@ class ForecastParams(BaseModel):
         get_variant(name)
         return name
 
-    @field_validator("base_run_id")
+    @field_validator("base_run_id", "dataset_id")
     @classmethod
-    def _safe_run_id(cls, run_id: str | None) -> str | None:
+    def _safe_run_id(cls, run_id: str | None, info) -> str | None:
         if run_id is not None and not SAFE_NAME.match(run_id):
-            raise ValueError(f"base_run_id {run_id!r} is not a plain id")
+            raise ValueError(f"{info.field_name} {run_id!r} is not a plain id")
         return run_id
 
     @model_validator(mode="after")
@@ -58,8 +60,27 @@ class ForecastParams(BaseModel):
         if variant.fixed_horizon and self.horizon not in (None, variant.horizon):
             raise ValueError(
                 f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), not {self.horizon}")
-        self.dataset_spec()  # raises when the split does not fit n_series
+        if self.dataset_id is None:
+            self.dataset_spec()  # raises when the split does not fit n_series
         return self
+
+    def for_dataset(self, spec: dict) -> ForecastParams:
+        """These parameters on an ingested dataset: its n_steps and horizon apply; a variant that cannot fit fails."""
+        variant = get_variant(self.variant)
+        horizon = spec["horizon"]
+        if variant.target == "iterative":
+            raise ValueError(f"variant {self.variant!r} is not supported on ingested datasets yet; "
+                             f"train a direct multi-step variant instead")
+        if variant.fixed_horizon and variant.horizon != horizon:
+            raise ValueError(f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), but dataset "
+                             f"{self.dataset_id} has horizon {horizon}")
+        if self.horizon not in (None, horizon):
+            raise ValueError(f"horizon {self.horizon} does not fit dataset {self.dataset_id} (horizon {horizon})")
+        return self.model_copy(update={"n_steps": spec["n_steps"], "horizon": horizon})
+
+    @property
+    def target_dataset_id(self) -> str:
+        return self.dataset_id or self.dataset_spec().dataset_id
 
     @property
     def effective_steps_per_execution(self) -> int:

@@ -1,8 +1,9 @@
 """Datasets as Parquet: one file per split, each row one window of ``n_steps + horizon`` float32 values.
 
 Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/``: ``train.parquet``, ``valid.parquet``, ``test.parquet``
-and ``dataset.json`` (spec, shapes, content hash). The folder is published in one atomic rename,
-so a folder that exists is complete.
+and ``dataset.json`` (spec, shapes, content hash). Ingested datasets add ``series_id`` and window timestamp
+columns to each split, a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
+The folder is published in one atomic rename, so a folder that exists is complete.
 """
 
 from __future__ import annotations
@@ -73,8 +74,13 @@ def find_dataset(root: Path, dataset_id: str) -> DatasetRef | None:
 
 
 def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.ndarray],
-                  extra: dict[str, dict[str, np.ndarray]] | None = None) -> DatasetRef:
-    """Persist ``splits`` (name -> (n, width) array) atomically; reuse an existing copy of the same id."""
+                  extra: dict[str, dict[str, np.ndarray]] | None = None, tables: dict[str, pa.Table] | None = None,
+                  manifest_extra: dict | None = None) -> DatasetRef:
+    """Persist ``splits`` (name -> (n, width) array) atomically; reuse an existing copy of the same id.
+
+    ``extra``: split -> column -> per-window values; ``tables``: name -> table written as ``<name>.parquet``
+    in the same folder; ``manifest_extra``: further keys of ``dataset.json`` (e.g. ``scaling``).
+    """
     existing = find_dataset(root, dataset_id)
     if existing is not None:
         return existing
@@ -85,11 +91,14 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
         "shapes": {name: list(splits[name].shape) for name in SPLITS},
         "content_hash": content_hash(splits),
         "format_version": 1,
+        **(manifest_extra or {}),
     }
     with atomic_dir(target) as tmp:
         for name in SPLITS:
             pq.write_table(windows_table(splits[name], (extra or {}).get(name)), tmp / f"{name}.parquet",
                            compression="zstd")
+        for name, table in (tables or {}).items():
+            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return find_dataset(root, dataset_id)
 
@@ -99,3 +108,26 @@ def read_split(ref: DatasetRef, split: str) -> np.ndarray:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     return table_windows(pq.read_table(ref.path / f"{split}.parquet", columns=["window"]))
+
+
+def read_split_column(ref: DatasetRef, split: str, column: str) -> np.ndarray:
+    """Read one per-window column of a split (e.g. ``series_id`` of an ingested dataset) as a numpy array."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    return pq.read_table(ref.path / f"{split}.parquet", columns=[column]).column(column).to_numpy(zero_copy_only=False)
+
+
+def dataset_row(ref: DatasetRef, created_at) -> dict:
+    """The dataset's row of the results ``datasets`` table, from its manifest.
+
+    A synthetic dataset has one series per window; an ingested one records its number of series.
+    """
+    spec, shapes = ref.manifest["spec"], ref.manifest["shapes"]
+    kind = spec.get("kind", "synthetic")
+    n_series = spec["n_series"] if kind == "ingested" else sum(s[0] for s in shapes.values())
+    return {
+        "dataset_id": ref.dataset_id, "kind": kind, "spec": json.dumps(spec),
+        "n_series": n_series, "n_steps": spec["n_steps"], "horizon": spec["horizon"],
+        "n_train": shapes["train"][0], "n_valid": shapes["valid"][0], "n_test": shapes["test"][0],
+        "path": str(ref.path), "content_hash": ref.manifest["content_hash"], "created_at": created_at,
+    }

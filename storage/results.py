@@ -61,10 +61,14 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("split", pa.string()), ("series_index", pa.int64()), ("horizon_step", pa.int32()),
         ("y_true", pa.float64()), ("y_pred", pa.float64()),
     ]),
+    "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
+        ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
+        ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
+    ]),
 }
 TABLES = tuple(SCHEMAS)
 _SQL_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
-              "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
 _KEYS = {"datasets": "dataset_id", "runs": "run_id"}
 _JSON_COLUMNS = {"spec", "params"}
 # Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
@@ -209,9 +213,10 @@ def read_marker(folder: Path, verify: bool = True) -> dict | None:
     try:
         marker = json.loads((folder / MARKER).read_text())
         if "tables" not in marker:  # written before write ids existed: fixed file names, still valid results
-            marker = {**marker, "tables": {name: f"{name}.parquet" for name in TABLES},
-                      "write_id": f"fixed-names-{marker['written_at']}"}
-        if marker["run_id"] != folder.name or set(marker["tables"]) != set(TABLES):
+            marker = {**marker, "write_id": f"fixed-names-{marker['written_at']}",
+                      "tables": {name: f"{name}.parquet" for name in TABLES if f"{name}.parquet" in marker["files"]}}
+        # A record may predate a table added later (forecasts): it holds a subset of today's tables.
+        if marker["run_id"] != folder.name or not marker["tables"] or not set(marker["tables"]) <= set(TABLES):
             return None
         for name, digest in marker["files"].items():
             path = folder / name
@@ -310,6 +315,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker:
     con.execute("BEGIN TRANSACTION")
     try:
         for name in TABLES:
+            if name not in files:
+                continue  # a record written before this table existed
             path = str(files[name])
             if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
                 con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "

@@ -16,6 +16,14 @@ def lookup_dataset(spec: SyntheticSpec) -> DatasetRef | None:
     return find_dataset(datasets_dir(), spec.dataset_id)
 
 
+def require_dataset(dataset_id: str) -> DatasetRef:
+    """Return a persisted (e.g. ingested) dataset, or raise naming the id and where it was looked for."""
+    found = find_dataset(datasets_dir(), dataset_id)
+    if found is None:
+        raise ValueError(f"no dataset {dataset_id!r} in {datasets_dir()}; ingest one with `seqcast ingest FILE`")
+    return found
+
+
 @task(name="generate-series", cache_policy=NO_CACHE)
 def generate_series(spec: SyntheticSpec) -> dict[str, np.ndarray]:
     """Generate the spec's series; return split name -> windows (n, n_steps + horizon)."""

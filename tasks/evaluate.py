@@ -14,9 +14,10 @@ from seqcast.metrics import forecast_errors, naive_forecast
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 from seqcast.plots import plot_forecasts, plot_learning_curves
+from seqcast.scaling import read_scaled_split
 from seqcast.settings import models_dir
 from seqcast.training import forecast
-from storage.datasets import DatasetRef, read_split
+from storage.datasets import DatasetRef
 from storage.models import load_model, run_dir
 
 EVAL_SPLITS = ("valid", "test")
@@ -57,11 +58,13 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: Path
     model = load_model(model_path) if model_path is not None else None
     metrics, predictions, plot_inputs = [], [], None
     for split in EVAL_SPLITS:
-        windows = read_split(dataset, split)
+        windows, model_windows, scaler, series_ids = read_scaled_split(dataset, split)
         if len(windows) == 0:
             continue
         x, y_true = split_windows(windows, params.n_steps)
-        y_pred = forecast(variant, model, x, horizon)
+        x_model, _ = split_windows(model_windows, params.n_steps)
+        # metrics in original units: the model sees scaled inputs, its outputs are scaled back
+        y_pred = scaler.inverse(forecast(variant, model, x_model, horizon), series_ids)
         metrics += score(y_true, y_pred, split, "model")
         metrics += score(y_true, naive_forecast(x, horizon), split, "naive")
         if split == "test":

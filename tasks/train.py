@@ -9,9 +9,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.params import ForecastParams
+from seqcast.scaling import read_scaled_split
 from seqcast.settings import models_dir, records_dir
 from seqcast.training import TrainResult, train
-from storage.datasets import DatasetRef, read_split
+from storage.datasets import DatasetRef
 from storage.models import run_dir
 from storage.results import committed_records, record_files
 
@@ -20,10 +21,14 @@ from storage.results import committed_records, record_files
 def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> TrainResult:
     """Fit the variant on the dataset's training split; save ``model.keras`` + manifest under the run's folder."""
     folder = run_dir(models_dir(), run_id)
+    _, train_windows, scaler, _ = read_scaled_split(dataset, "train")
+    _, valid_windows, _, _ = read_scaled_split(dataset, "valid")
+    # the scaler travels with the model, so forecasts can be mapped back to original units anywhere
     manifest = {"run_id": run_id, "variant": params.variant, "params": params.model_dump(),
-                "dataset_id": dataset.dataset_id, "dataset_content_hash": dataset.manifest["content_hash"]}
-    return train(params, read_split(dataset, "train"), read_split(dataset, "valid"), folder, manifest,
-                 get_run_logger(), backup_dir=folder / "backup")
+                "dataset_id": dataset.dataset_id, "dataset_content_hash": dataset.manifest["content_hash"],
+                "scaling": scaler.to_dict()}
+    return train(params, train_windows, valid_windows, folder, manifest, get_run_logger(),
+                 backup_dir=folder / "backup")
 
 
 def training_key(params: dict) -> dict:

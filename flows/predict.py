@@ -1,0 +1,68 @@
+"""The predict flow: choose a trained run -> latest windows -> forecast -> Parquet + DuckDB ``forecasts``.
+
+Deployment-ready: every parameter is a plain value, so ``deployment()`` (or ``python -m flows.predict``)
+can put it on a schedule, e.g. every morning for the best linear run of a dataset.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from seqcast.ingest import MissingPolicy
+from seqcast.predict import PredictParams
+from tasks.predict import choose_run, forecast_series, latest_windows, record_forecasts
+
+
+def run_name() -> str:
+    """Name flow runs after the model they use, e.g. ``predict · ds-1a2b3c4d5e6f · linear``."""
+    p = flow_run.parameters or {}
+    which = p.get("run_id") or " · ".join(str(v) for v in (p.get("dataset_id"), p.get("family") or p.get("variant"))
+                                          if v)
+    return f"predict · {which or '?'}"
+
+
+@flow(name="predict", flow_run_name=run_name, log_prints=True)
+def predict(
+    run_id: str | None = None,
+    dataset_id: str | None = None,
+    family: str | None = None,
+    variant: str | None = None,
+    source: str | None = None,
+    id_column: str | None = "series_id",
+    time_column: str = "timestamp",
+    value_column: str = "value",
+    freq: str | None = None,
+    missing: MissingPolicy = "fail",
+    output: str | None = None,
+) -> dict:
+    """Forecast the next horizon after the latest window of every series; write the forecasts durably."""
+    params = PredictParams(**locals())  # validated before any work
+    forecast_run_id = str(flow_run.id or uuid.uuid4())
+    model = choose_run(params)
+    latest = latest_windows(params, model)
+    target = None if params.source else (params.dataset_id or model.dataset_id)
+    rows = forecast_series(forecast_run_id, model, target, latest)
+    parquet, report = record_forecasts(forecast_run_id, rows, params.output)
+    get_run_logger().info("%d forecasts of %d series written to %s", len(rows), len(latest.series_ids), parquet)
+    return {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
+            "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
+            "parquet": str(parquet), "in_duckdb": not report.pending}
+
+
+def deployment(name: str = "predict", cron: str | None = None, **parameters):
+    """A deployment of the predict flow with fixed parameters (validated now) and an optional cron schedule."""
+    PredictParams(**parameters)
+    return predict.to_deployment(name=name, cron=cron, parameters=parameters)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from prefect import serve
+
+    # e.g. python -m flows.predict ds-1a2b3c4d5e6f linear "0 6 * * *": serve the schedule in this process
+    dataset, family, cron = sys.argv[1:4]
+    serve(deployment(f"predict-{dataset}-{family}", cron, dataset_id=dataset, family=family))

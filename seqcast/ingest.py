@@ -1,0 +1,391 @@
+"""Bring your own series: read a long-format CSV/Parquet file, validate it, and cut leak-free windows.
+
+Long format: one row per (series id, timestamp, value). Rows in messages count from 1, header excluded.
+Every check runs before anything is written, so a rejected file leaves no trace in SEQCAST_HOME.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seqcast.data import dataset_id_for
+from seqcast.params import SAFE_NAME
+from seqcast.scaling import Scaler, ScalingMode, fit_scaler
+
+MissingPolicy = Literal["fail", "drop", "interpolate"]
+SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+SINGLE_SERIES_ID = "series"
+MAX_REPORTED = 10
+PARTS = ("train", "valid", "test")
+PART_NAMES = {"train": "training", "valid": "validation", "test": "test"}
+
+
+class IngestError(ValueError):
+    """Input that cannot become a dataset; the message names the series and the row."""
+
+
+def fail(problems: list[str]) -> None:
+    """Raise one IngestError listing the first problems found (the rest are counted)."""
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        raise IngestError("\n  ".join([f"{len(problems)} problem(s) in the input:", *shown]) + more)
+
+
+class IngestParams(BaseModel):
+    """How to read a long-format file and turn it into a windowed dataset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="CSV or Parquet file in long format")
+    name: str | None = Field(None, description="a label for the dataset (letters, digits, '_', '.', '-')")
+    id_column: str | None = Field("series_id", description="series id column; none ('' on the command line): one series")
+    time_column: str = Field("timestamp", description="timestamp column")
+    value_column: str = Field("value", description="value column")
+    freq: str | None = Field(None, description="pandas frequency alias (D, h, W-MON, MS); none: inferred per series")
+    missing: MissingPolicy = Field("fail", description="missing steps and NaN values: fail, drop or interpolate")
+    n_steps: int = Field(28, ge=2, description="input steps per window")
+    horizon: int = Field(7, ge=1, description="future steps per window")
+    valid_fraction: float = Field(0.15, gt=0, lt=1, description="last part of each series before test: validation")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="last part of each series: test")
+    scaling: ScalingMode = Field("series", description="standardise per series, globally, or none")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str | None) -> str | None:
+        if name is not None and not SAFE_NAME.match(name):
+            raise ValueError(f"dataset name {name!r} is not a plain name (letters, digits, '_', '.', '-')")
+        return name
+
+    @field_validator("id_column", "time_column", "value_column")
+    @classmethod
+    def _safe_column(cls, column: str | None) -> str | None:
+        if column is not None and not SAFE_COLUMN.match(column):
+            raise ValueError(f"column name {column!r} is not a plain name (letters, digits, '_', '.', '-')")
+        return column
+
+    @field_validator("freq")
+    @classmethod
+    def _known_freq(cls, freq: str | None) -> str | None:
+        if freq is not None:
+            try:
+                pd.tseries.frequencies.to_offset(freq)
+            except ValueError:
+                raise ValueError(f"freq {freq!r} is no pandas frequency alias (e.g. D, h, W-MON, MS)") from None
+        return freq
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IngestParams:
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise ValueError(f"valid_fraction + test_fraction = {self.valid_fraction + self.test_fraction} "
+                             f"leaves no training part")
+        if Path(self.source).suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise ValueError(f"source {self.source!r} is neither a .csv nor a .parquet file")
+        return self
+
+    @property
+    def window_length(self) -> int:
+        return self.n_steps + self.horizon
+
+
+@dataclass
+class Series:
+    """One validated series on its regular grid: values (NaN where missing under ``drop``) in original units."""
+
+    series_id: str
+    freq: str
+    timestamps: pd.DatetimeIndex
+    values: np.ndarray  # (length,) float64
+
+
+# ---- reading and validation ---------------------------------------------------------------------------------------
+
+def read_long(params: IngestParams) -> pd.DataFrame:
+    """Read the file; return columns series_id, timestamp, value (raw, unparsed) and row (1-based)."""
+    path = Path(params.source)
+    if not path.is_file():
+        raise IngestError(f"no file at {path}")
+    wanted = [c for c in (params.id_column, params.time_column, params.value_column) if c is not None]
+    if path.suffix.lower() == ".csv":
+        # read as text: parsing ourselves lets every bad cell be reported with its row
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    else:
+        frame = pd.read_parquet(path)
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        hint = " (a file of one series needs no id column: pass id_column=None)" if missing == [params.id_column] \
+            else ""
+        raise IngestError(f"{path.name}: column(s) {', '.join(map(repr, missing))} not found; the file has "
+                          f"columns {', '.join(map(repr, map(str, frame.columns)))}{hint}")
+    ids = frame[params.id_column] if params.id_column else pd.Series(SINGLE_SERIES_ID, index=frame.index)
+    return pd.DataFrame({"series_id": ids, "timestamp": frame[params.time_column],
+                         "value": frame[params.value_column], "row": np.arange(1, len(frame) + 1)})
+
+
+def _blank(column: pd.Series) -> pd.Series:
+    return column.isna() | (column.astype(str).str.strip().isin(["", "nan", "NaN", "NA", "null", "None"]))
+
+
+def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parse ids, timestamps and values; reject missing ids, unparsable timestamps and values, duplicates."""
+    problems = []
+    bad_id = _blank(frame["series_id"])
+    problems += [f"row {r}: series id is missing" for r in frame.loc[bad_id, "row"]]
+    ids = frame["series_id"].astype(str)
+
+    timestamps = frame["timestamp"]
+    if not pd.api.types.is_datetime64_any_dtype(timestamps):
+        text = timestamps.astype(object)
+        try:
+            timestamps = pd.to_datetime(text, errors="coerce")
+        except ValueError:  # several UTC offsets (or offsets and none): compare them all in UTC
+            timestamps = pd.to_datetime(text, errors="coerce", utc=True)
+        # pandas infers one format from the first row; cells in another format get a second, per-cell chance
+        retry = timestamps.isna() & ~_blank(text)
+        if retry.any():
+            utc = timestamps.dt.tz is not None
+            timestamps = timestamps.astype("datetime64[us, UTC]" if utc else "datetime64[us]")
+            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc)
+    if timestamps.dt.tz is not None:
+        # one timeline for grids, windows and forecasts: UTC wall time, without the offset
+        timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    for i in np.flatnonzero(timestamps.isna().to_numpy()):
+        problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: timestamp "
+                        f"{frame['timestamp'].iat[i]!r} does not parse")
+
+    raw = frame["value"]
+    if pd.api.types.is_numeric_dtype(raw):
+        values = raw.astype("float64")
+    else:
+        values = pd.to_numeric(raw.astype(object), errors="coerce")
+    unparsable = values.isna() & ~_blank(raw)
+    for i in np.flatnonzero(unparsable.to_numpy()):
+        problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: value {raw.iat[i]!r} is not a number")
+    fail(problems)
+
+    parsed = pd.DataFrame({"series_id": ids, "timestamp": timestamps, "value": values.astype("float64"),
+                           "row": frame["row"]})
+    duplicated = parsed[parsed.duplicated(["series_id", "timestamp"], keep=False)]
+    for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True):
+        problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
+                        f"{', '.join(map(str, group['row']))}")
+    fail(problems)
+    return parsed
+
+
+def series_grid(sid: str, timestamps: pd.DatetimeIndex, rows: np.ndarray, freq: str | None
+                ) -> tuple[str, pd.DatetimeIndex]:
+    """Return the series' frequency alias and its regular grid from first to last timestamp.
+
+    Inferred as pandas' own inference (gap-free series, calendar frequencies such as MS) or else the most
+    common step; any timestamp off the grid means the series mixes frequencies.
+    """
+    if freq is None:
+        inferred = None
+        if len(timestamps) >= 3:
+            with warnings.catch_warnings():  # pandas 3 announces an offset return type; either is normalised here
+                warnings.simplefilter("ignore")
+                inferred = pd.infer_freq(timestamps)
+            inferred = pd.tseries.frequencies.to_offset(inferred).freqstr if inferred is not None else None
+        if inferred is None:
+            steps, counts = np.unique(np.diff(timestamps.to_numpy()), return_counts=True)  # keeps the time unit
+            step = pd.Timedelta(steps[np.argmax(counts)])
+            days = step // pd.Timedelta(days=1)
+            # whole days read as D/2D (pandas 3 would write 24h), so a gappy daily series says "D" like a full one
+            inferred = (f"{days}D" if days > 1 else "D") if step == pd.Timedelta(days=days) and days \
+                else pd.tseries.frequencies.to_offset(step).freqstr
+        freq = inferred
+    grid = pd.date_range(timestamps[0], timestamps[-1], freq=freq)
+    off = np.flatnonzero(~timestamps.isin(grid))
+    if len(off):
+        i = off[0]
+        raise IngestError(f"series {sid!r}, row {rows[i]}: timestamp {timestamps[i]} is off the series' regular "
+                          f"{freq!r} grid that starts at {timestamps[0]} (mixed frequencies in one series?)")
+    return freq, grid
+
+
+def regular_series(sid: str, group: pd.DataFrame, params: IngestParams, min_length: int) -> Series:
+    """Validate one series (sorted by time) and put it on its grid, applying the missing-value policy."""
+    rows = group["row"].to_numpy()
+    values = group["value"].to_numpy()
+    if np.isnan(values).all():
+        raise IngestError(f"series {sid!r} has no values: all its {len(values)} rows (rows {rows[0]}..{rows[-1]}) "
+                          f"are NaN")
+    timestamps = pd.DatetimeIndex(group["timestamp"])
+    if len(timestamps) < 2:
+        raise IngestError(f"series {sid!r} has {len(timestamps)} row (row {rows[0]}), fewer than the "
+                          f"{min_length} steps one window needs")
+    freq, grid = series_grid(sid, timestamps, rows, params.freq)
+    on_grid = pd.Series(values, index=timestamps).reindex(grid)
+    if params.missing == "fail":
+        gaps = grid[~grid.isin(timestamps)]
+        if len(gaps):
+            after = rows[np.searchsorted(timestamps, gaps[0])]
+            raise IngestError(f"series {sid!r}: {len(gaps)} missing step(s) on its {freq!r} grid, the first at "
+                              f"{gaps[0]} (before row {after}); choose missing='drop' or 'interpolate'")
+        nan_rows = rows[np.isnan(values)]
+        if len(nan_rows):
+            raise IngestError(f"series {sid!r}, row {nan_rows[0]}: value is missing ({len(nan_rows)} row(s) in "
+                              f"all); choose missing='drop' or 'interpolate'")
+    elif params.missing == "interpolate":
+        # interior gaps only: values before the first or after the last observation are not invented
+        on_grid = on_grid.interpolate(method="linear", limit_area="inside")
+        valid = on_grid.notna().to_numpy()
+        on_grid = on_grid.iloc[np.argmax(valid):len(valid) - np.argmax(valid[::-1])]
+    if len(on_grid) < min_length:
+        raise IngestError(f"series {sid!r} has {len(on_grid)} steps (rows {rows[0]}..{rows[-1]}), fewer than the "
+                          f"{min_length} one window needs")
+    return Series(sid, freq, pd.DatetimeIndex(on_grid.index), on_grid.to_numpy(dtype=np.float64))
+
+
+def validate_series(frame: pd.DataFrame, params: IngestParams, min_length: int) -> list[Series]:
+    """Parse and validate every series of a long frame; raise one IngestError listing every bad series."""
+    parsed = parse_rows(frame)
+    found, problems = [], []
+    for sid, group in parsed.sort_values(["series_id", "timestamp"], kind="stable").groupby("series_id", sort=True):
+        try:
+            found.append(regular_series(str(sid), group, params, min_length))
+        except IngestError as exc:
+            problems.append(str(exc))
+    fail(problems)
+    return found
+
+
+# ---- windows ------------------------------------------------------------------------------------------------------
+
+def part_bounds(length: int, params: IngestParams) -> list[tuple[int, int]]:
+    """Chronological [start, stop) step ranges of the training, validation and test parts of one series."""
+    n_valid = round(length * params.valid_fraction)
+    n_test = round(length * params.test_fraction)
+    train_end = length - n_valid - n_test
+    return [(0, train_end), (train_end, train_end + n_valid), (train_end + n_valid, length)]
+
+
+def part_windows(values: np.ndarray, start: int, stop: int, n_steps: int, horizon: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Every complete window whose ``horizon`` targets lie inside [start, stop): (n, width) values, start steps.
+
+    Inputs may reach back before ``start`` (the history known when the part's first target is forecast),
+    never targets: so training windows end before validation targets begin, and validation before test.
+    """
+    width = n_steps + horizon
+    first = max(0, start - n_steps)
+    if stop - first < width:
+        return np.empty((0, width)), np.empty(0, dtype=np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(values[first:stop], width)
+    keep = ~np.isnan(windows).any(axis=1)  # under missing='drop' no window spans a gap
+    return windows[keep], first + np.flatnonzero(keep)
+
+
+def latest_input(values: np.ndarray, n_steps: int) -> int | None:
+    """Index one past the latest complete run of ``n_steps`` values (the forecast origin), or None."""
+    valid = ~np.isnan(values)
+    for stop in range(len(values), n_steps - 1, -1):
+        if valid[stop - n_steps:stop].all():
+            return stop
+    return None
+
+
+@dataclass
+class PreparedDataset:
+    """Everything ``write_dataset`` persists for an ingested file."""
+
+    dataset_id: str
+    spec: dict
+    splits: dict[str, np.ndarray]  # part -> (n, n_steps + horizon) float32, original units
+    extra: dict[str, dict[str, np.ndarray]]  # part -> series_id, window_start, target_start, window_end
+    series: pa.Table  # one row per series
+    scaler: Scaler
+
+
+def data_hash(series: list[Series]) -> str:
+    digest = hashlib.sha256()
+    for s in series:
+        digest.update(f"{s.series_id}\0{s.freq}\0".encode())
+        digest.update(s.timestamps.asi8.tobytes())
+        digest.update(s.values.tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset:
+    """Cut every series into windows, part by part, and fit the scaler on the training parts only."""
+    width, problems = params.window_length, []
+    windows = {p: [] for p in PARTS}
+    extra = {p: {"series_id": [], "window_start": [], "target_start": [], "window_end": []} for p in PARTS}
+    rows, training_values = [], {}
+    for s in series:
+        bounds = part_bounds(len(s.values), params)
+        for part, (start, stop) in zip(PARTS, bounds):
+            cut, starts = part_windows(s.values, start, stop, params.n_steps, params.horizon)
+            if len(cut) == 0 and (part != "test" or params.test_fraction > 0):
+                span = f"{s.timestamps[start]} .. {s.timestamps[stop - 1]}" if stop > start else "empty"
+                problems.append(f"series {s.series_id!r}: its {PART_NAMES[part]} part ({stop - start} steps, {span}) "
+                                f"holds the targets of no complete window (n_steps {params.n_steps} + horizon "
+                                f"{params.horizon}); use a longer series, larger fractions or smaller windows")
+                continue
+            windows[part].append(cut)
+            extra[part]["series_id"] += [s.series_id] * len(cut)
+            extra[part]["window_start"].append(s.timestamps[starts])
+            extra[part]["target_start"].append(s.timestamps[starts + params.n_steps])
+            extra[part]["window_end"].append(s.timestamps[starts + width - 1])
+        training_values[s.series_id] = s.values[bounds[0][0]:bounds[0][1]]
+        origin = latest_input(s.values, params.n_steps)
+        rows.append({"series_id": s.series_id, "frequency": s.freq, "first_timestamp": s.timestamps[0],
+                     "last_timestamp": s.timestamps[-1], "n_steps_total": len(s.values),
+                     "train_end": s.timestamps[bounds[0][1] - 1], "valid_end": s.timestamps[bounds[1][1] - 1],
+                     "latest_end": s.timestamps[origin - 1] if origin else None,
+                     "latest": s.values[origin - params.n_steps:origin].astype(np.float32).tolist() if origin
+                     else None})
+    fail(problems)
+
+    scaler = fit_scaler(params.scaling, training_values)
+    splits = {p: np.concatenate(windows[p]).astype(np.float32) if windows[p] else np.empty((0, width), np.float32)
+              for p in PARTS}
+    columns = {p: {"series_id": np.array(extra[p]["series_id"], dtype=object),
+                   **{k: np.concatenate(extra[p][k]) if extra[p][k] else np.array([], dtype="datetime64[ns]")
+                      for k in ("window_start", "target_start", "window_end")}} for p in PARTS}
+    for row in rows:
+        row["mean"], row["std"] = scaler.stats.get(row["series_id"], (None, None))
+    table = pa.Table.from_pylist(rows, schema=SERIES_SCHEMA)
+
+    freqs = sorted({s.freq for s in series})
+    spec = {
+        "kind": "ingested", "name": params.name, "source": str(Path(params.source).resolve()),
+        "columns": {"id": params.id_column, "time": params.time_column, "value": params.value_column},
+        "missing": params.missing, "frequency": freqs[0] if len(freqs) == 1 else {s.series_id: s.freq for s in series},
+        "declared_frequency": params.freq, "n_series": len(series), "n_steps": params.n_steps,
+        "horizon": params.horizon, "valid_fraction": params.valid_fraction, "test_fraction": params.test_fraction,
+        "scaling": params.scaling, "data_hash": data_hash(series),
+    }
+    # content-addressed: the same data cut the same way gets the same id, wherever the file lives
+    dataset_id = dataset_id_for({k: v for k, v in spec.items() if k not in ("name", "source")})
+    return PreparedDataset(dataset_id, spec, splits, columns, table, scaler)
+
+
+SERIES_SCHEMA = pa.schema([
+    ("series_id", pa.string()), ("frequency", pa.string()), ("first_timestamp", pa.timestamp("us")),
+    ("last_timestamp", pa.timestamp("us")), ("n_steps_total", pa.int64()), ("train_end", pa.timestamp("us")),
+    ("valid_end", pa.timestamp("us")), ("latest_end", pa.timestamp("us")), ("latest", pa.list_(pa.float32())),
+    ("mean", pa.float64()), ("std", pa.float64()),
+])
+
+
+def prepare(params: IngestParams) -> PreparedDataset:
+    """Read, validate and window a file; raise IngestError before anything is written."""
+    frame = read_long(params)
+    return build_dataset(validate_series(frame, params, params.window_length), params)
+
+
+def future_timestamps(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
+    """The ``horizon`` timestamps after ``last`` on the series' frequency."""
+    return pd.date_range(last, periods=horizon + 1, freq=freq)[1:]

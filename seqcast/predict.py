@@ -1,0 +1,211 @@
+"""Batch forecasting: pick a trained run, take the latest window of every series, forecast the next horizon."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seqcast.ingest import (
+    IngestError,
+    IngestParams,
+    MissingPolicy,
+    future_timestamps,
+    latest_input,
+    read_long,
+    validate_series,
+)
+from seqcast.models import REGISTRY, get_variant
+from seqcast.params import SAFE_NAME
+from seqcast.scaling import Scaler
+
+FAMILIES = sorted({v.family for v in REGISTRY.values()})
+
+RUN_SQL = """
+SELECT r.run_id, r.variant, r.dataset_id, r.model_path, r.params, s.valid_mse
+FROM runs r LEFT JOIN run_scores s USING (run_id)
+WHERE r.run_id = ? AND r.status = 'completed'
+"""
+BEST_SQL = """
+SELECT r.run_id, r.variant, r.dataset_id, r.model_path, r.params, s.valid_mse
+FROM run_scores s JOIN runs r USING (run_id)
+WHERE s.dataset_id = ? AND (? IS NULL OR s.family = ?) AND (? IS NULL OR s.variant = ?) AND s.valid_mse IS NOT NULL
+ORDER BY s.valid_mse, s.finished_at DESC
+LIMIT 1
+"""
+
+
+class PredictParams(BaseModel):
+    """Which model forecasts which series; every field is a plain value, so a schedule can carry it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str | None = Field(None, description="the trained run to use; default: the best valid MSE")
+    dataset_id: str | None = Field(None, description="dataset whose series to forecast (and, without run_id, "
+                                                     "whose runs to choose from); default: the run's dataset")
+    family: str | None = Field(None, description=f"choose the best run of this family: {', '.join(FAMILIES)}")
+    variant: str | None = Field(None, description="choose the best run of this variant")
+    source: str | None = Field(None, description="a new long-format CSV/Parquet file to forecast instead")
+    id_column: str | None = "series_id"
+    time_column: str = "timestamp"
+    value_column: str = "value"
+    freq: str | None = None
+    missing: MissingPolicy = "fail"
+    output: str | None = Field(None, description="also write the forecasts to this Parquet file")
+
+    @field_validator("run_id", "dataset_id")
+    @classmethod
+    def _plain_id(cls, value: str | None, info) -> str | None:
+        if value is not None and not SAFE_NAME.match(value):
+            raise ValueError(f"{info.field_name} {value!r} is not a plain id")
+        return value
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, family: str | None) -> str | None:
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
+        return family
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, variant: str | None) -> str | None:
+        if variant is not None:
+            get_variant(variant)
+        return variant
+
+    @model_validator(mode="after")
+    def _which_model(self) -> PredictParams:
+        if self.run_id is None and self.dataset_id is None:
+            raise ValueError("name a run_id, or a dataset_id (optionally with family or variant) to use its best run")
+        if self.source is not None:  # the file's reading options are validated like an ingest's
+            self.reader(n_steps=2, horizon=1)
+        return self
+
+    def reader(self, n_steps: int, horizon: int) -> IngestParams:
+        return IngestParams(source=self.source, id_column=self.id_column, time_column=self.time_column,
+                            value_column=self.value_column, freq=self.freq, missing=self.missing,
+                            n_steps=n_steps, horizon=horizon, scaling="none")
+
+
+@dataclass
+class ChosenModel:
+    """A completed training run and what forecasting with it needs."""
+
+    run_id: str
+    variant: str
+    dataset_id: str
+    model_path: Path | None
+    n_steps: int
+    horizon: int
+    scaler: Scaler
+    valid_mse: float | None
+
+
+@dataclass
+class LatestWindows:
+    """The forecast origin of every series: inputs (n, n_steps) in original units, last input timestamps."""
+
+    series_ids: list[str]
+    frequencies: list[str]
+    last_timestamps: list[pd.Timestamp]
+    inputs: np.ndarray
+
+
+def choose_model(db_path: Path, params: PredictParams) -> ChosenModel:
+    """Look the run up in DuckDB: by run id, or the best valid MSE of a dataset (and family/variant)."""
+    from storage.models import load_manifest
+    from storage.results import query
+
+    if params.run_id is not None:
+        _, found = query(db_path, RUN_SQL, [params.run_id])
+        if not found:
+            raise ValueError(f"no completed run {params.run_id!r} in {db_path}")
+    else:
+        _, found = query(db_path, BEST_SQL, [params.dataset_id, params.family, params.family, params.variant,
+                                             params.variant])
+        if not found:
+            raise ValueError(f"no scored run on dataset {params.dataset_id!r}"
+                             f"{f' of family {params.family!r}' if params.family else ''}"
+                             f"{f' of variant {params.variant!r}' if params.variant else ''} in {db_path}")
+    run_id, variant, dataset_id, model_path, run_params, valid_mse = found[0]
+    run_params = json.loads(run_params)
+    kind = get_variant(variant)
+    if kind.target == "iterative":
+        raise ValueError(f"run {run_id} is an iterative variant; batch forecasting supports direct variants")
+    horizon = run_params["horizon"] or kind.horizon
+    scaler = Scaler()
+    if model_path:
+        scaler = Scaler.from_dict(load_manifest(model_path).get("scaling"))
+    return ChosenModel(run_id, variant, dataset_id, Path(model_path) if model_path else None,
+                       run_params["n_steps"], horizon, scaler, valid_mse)
+
+
+def dataset_latest(datasets_root: Path, dataset_id: str, model: ChosenModel) -> LatestWindows:
+    """The latest window of every series of an ingested dataset; the model's n_steps must be the dataset's."""
+    from storage.datasets import find_dataset
+
+    dataset = find_dataset(datasets_root, dataset_id)
+    if dataset is None:
+        raise ValueError(f"no dataset {dataset_id!r} in {datasets_root}")
+    spec = dataset.manifest["spec"]
+    if spec.get("kind") != "ingested":
+        raise ValueError(f"dataset {dataset_id} is synthetic: its windows have no timestamps to continue")
+    if spec["n_steps"] != model.n_steps:
+        raise ValueError(f"model run {model.run_id} takes n_steps={model.n_steps} inputs, but dataset {dataset_id} "
+                         f"has n_steps={spec['n_steps']}")
+    table = pq.read_table(dataset.path / "series.parquet").to_pylist()
+    gaps = [r["series_id"] for r in table if r["latest"] is None]
+    if gaps:
+        raise IngestError(f"series {', '.join(map(repr, gaps[:5]))} of {dataset_id} hold no {model.n_steps} "
+                          f"consecutive values to forecast from")
+    return LatestWindows([r["series_id"] for r in table], [r["frequency"] for r in table],
+                         [pd.Timestamp(r["latest_end"]) for r in table],
+                         np.array([r["latest"] for r in table], dtype=np.float32))
+
+
+def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
+    """The latest window of every series of a new file, validated like an ingest (same messages)."""
+    reader = params.reader(model.n_steps, model.horizon)
+    series = validate_series(read_long(reader), reader, min_length=model.n_steps)
+    ids, freqs, lasts, inputs, problems = [], [], [], [], []
+    for s in series:
+        stop = latest_input(s.values, model.n_steps)
+        if stop is None:
+            problems.append(f"series {s.series_id!r} holds no {model.n_steps} consecutive values (model run "
+                            f"{model.run_id} takes n_steps={model.n_steps})")
+            continue
+        ids.append(s.series_id)
+        freqs.append(s.freq)
+        lasts.append(s.timestamps[stop - 1])
+        inputs.append(s.values[stop - model.n_steps:stop])
+    if problems:
+        raise IngestError("\n  ".join(problems))
+    return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32))
+
+
+def forecast_latest(model: ChosenModel, latest: LatestWindows) -> np.ndarray:
+    """Forecast (n, horizon) values in original units from the (n, n_steps) latest inputs."""
+    from seqcast.training import forecast
+    from storage.models import load_model
+
+    keras_model = load_model(model.model_path) if model.model_path else None
+    scaled = model.scaler.transform(latest.inputs, latest.series_ids)  # raises for series the scaler never saw
+    y = forecast(get_variant(model.variant), keras_model, np.asarray(scaled)[..., np.newaxis], model.horizon)
+    return np.asarray(model.scaler.inverse(y, latest.series_ids), dtype=np.float64)
+
+
+def forecast_rows(run_id: str, model: ChosenModel, dataset_id: str | None, latest: LatestWindows,
+                  values: np.ndarray) -> list[dict]:
+    """One row per series and future step, with the real timestamps that continue each series."""
+    rows = []
+    for sid, freq, last, row in zip(latest.series_ids, latest.frequencies, latest.last_timestamps, values):
+        for step, (ts, value) in enumerate(zip(future_timestamps(last, freq, model.horizon), row), 1):
+            rows.append({"run_id": run_id, "model_run_id": model.run_id, "dataset_id": dataset_id,
+                         "series_id": sid, "timestamp": ts.to_pydatetime(), "step": step, "value": float(value)})
+    return rows

@@ -1,0 +1,28 @@
+"""Forecasts of the predict flow: a durable Parquet record first, then the DuckDB ``forecasts`` table.
+
+The rows go through the results record (``records/<run_id>/forecasts-<write_id>.parquet`` + ``_COMMITTED``) and its
+lock-retrying loader, so a locked database never loses a forecast: ``seqcast results sync`` loads it later.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from storage.atomic import atomic_file
+from storage.results import LoadReport, load_records, record_files, write_record
+
+
+def write_forecasts(record_root: Path, db_path: Path, run_id: str, rows: list[dict],
+                    export: Path | None = None) -> tuple[Path, LoadReport]:
+    """Commit the forecast rows of one predict run, copy them to ``export`` (atomically), load them into DuckDB.
+
+    Rows: run_id, model_run_id, dataset_id, series_id, timestamp, step, value. Returns the committed
+    Parquet file and the load report.
+    """
+    folder = write_record(record_root, run_id, {"forecasts": rows})
+    parquet = record_files(folder)["forecasts"]
+    if export is not None:
+        with atomic_file(Path(export)) as tmp:
+            shutil.copyfile(parquet, tmp)
+    return parquet, load_records(db_path, {run_id: folder})

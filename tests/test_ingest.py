@@ -1,0 +1,195 @@
+"""Ingest: validation with messages naming series and row, leak-free chronological windows, persisted spec."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from flows.ingest import ingest
+from seqcast.ingest import IngestError, IngestParams, prepare
+from tests.series_files import COLUMNS, daily_series, write
+
+WINDOW = {"n_steps": 14, "horizon": 7}
+
+
+def params(path, **over) -> IngestParams:
+    return IngestParams(**{"source": str(path), **COLUMNS, **WINDOW, **over})
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
+    frame = daily_series()
+    result = ingest(source=str(write(frame, tmp_path / "sales.csv")), name="shop-sales", **COLUMNS, **WINDOW)
+    folder = home / "datasets" / result["dataset_id"]
+    assert sorted(p.name for p in folder.iterdir()) == ["dataset.json", "series.parquet", "test.parquet",
+                                                        "train.parquet", "valid.parquet"]
+    assert result["n_series"] == 3 and result["frequency"] == "D"
+    manifest = json.loads((folder / "dataset.json").read_text())
+    assert manifest["scaling"]["mode"] == "series" and set(manifest["scaling"]["stats"]) == {"s00", "s01", "s02"}
+    train = pq.read_table(folder / "train.parquet")
+    assert {"series_id", "window_start", "target_start", "window_end", "window"} <= set(train.column_names)
+    # windows hold original units: the first training window of s00 is its first 21 values
+    assert np.allclose(train.column("window")[0].as_py(), frame["sales"][:21], atol=1e-5)
+
+    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+        (row,) = con.execute("SELECT dataset_id, kind, spec, n_series, n_steps, horizon, n_train FROM datasets") \
+            .fetchall()
+    spec = json.loads(row[2])
+    assert row[:2] == (result["dataset_id"], "ingested") and row[3:6] == (3, 14, 7)
+    assert row[6] == result["n_train"] > 0
+    assert spec["source"].endswith("sales.csv") and spec["missing"] == "fail" and spec["frequency"] == "D"
+    assert spec["scaling"] == "series" and spec["valid_fraction"] == 0.15 and spec["name"] == "shop-sales"
+
+    # the same content as Parquet, elsewhere, is the same dataset: content-hashed, recorded once
+    again = ingest(source=str(write(frame, tmp_path / "copy.parquet")), **COLUMNS, **WINDOW)
+    assert again["dataset_id"] == result["dataset_id"]
+    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM datasets").fetchall() == [(1,)]
+
+
+def test_chronological_split_leaks_nothing(tmp_path):
+    frame = daily_series(n_series=3, days=150)
+    prepared = prepare(params(write(frame, tmp_path / "sales.csv")))
+    series = prepared.series.to_pandas().set_index("series_id")
+    days = pd.to_datetime(frame["day"])
+    for sid in ("s00", "s01", "s02"):
+        parts = {p: pd.DataFrame(prepared.extra[p]) for p in ("train", "valid", "test")}
+        parts = {p: part[part["series_id"] == sid] for p, part in parts.items()}
+        train_end = series.loc[sid, "train_end"]
+        # no validation (or test) timestamp inside any training window; targets never cross a boundary
+        assert parts["train"]["window_end"].max() == train_end
+        assert parts["valid"]["target_start"].min() == train_end + pd.Timedelta(days=1)
+        assert parts["valid"]["window_end"].max() < parts["test"]["target_start"].min()
+        # the scaler saw the training part only, and exactly all of it
+        train_values = frame.loc[(frame["store"] == sid) & (days <= train_end), "sales"]
+        assert len(train_values) == 150 - 2 * 22
+        assert prepared.scaler.stats[sid] == pytest.approx((train_values.mean(), train_values.std(ddof=0)))
+    glob = prepare(params(write(frame, tmp_path / "sales.csv"), scaling="global")).scaler
+    in_train = days <= series["train_end"].iloc[0]
+    assert glob.stats["*"] == pytest.approx((frame.loc[in_train, "sales"].mean(), frame.loc[in_train, "sales"].std(ddof=0)))
+
+
+def gappy(tmp_path):
+    """s01 lacks 2024-02-10 (a missing step) and has no value on 2024-02-20 (row 171)."""
+    frame = daily_series()
+    frame.loc[(frame["store"] == "s01") & (frame["day"] == "2024-02-20"), "sales"] = np.nan
+    frame = frame[~((frame["store"] == "s01") & (frame["day"] == "2024-02-10"))]
+    return frame, write(frame, tmp_path / "gappy.csv")
+
+
+def test_missing_policies(tmp_path):
+    frame, path = gappy(tmp_path)
+    with pytest.raises(IngestError, match=r"series 's01': 1 missing step\(s\) on its 'D' grid, the first at "
+                                          r"2024-02-10 00:00:00 \(before row 161\)"):
+        prepare(params(path))
+
+    dropped = prepare(params(path, missing="drop"))
+    train = pd.DataFrame(prepared_columns := dropped.extra["train"])
+    assert len(prepared_columns["series_id"]) == len(dropped.splits["train"])
+    assert not np.isnan(dropped.splits["train"]).any()
+    # a window never spans a gap: every kept window covers exactly 21 consecutive days
+    assert ((train["window_end"] - train["window_start"]) == pd.Timedelta(days=20)).all()
+    s01 = train[train["series_id"] == "s01"]
+    gaps = pd.to_datetime(["2024-02-10", "2024-02-20"])
+    assert not any(((s01["window_start"] <= g) & (s01["window_end"] >= g)).any() for g in gaps)
+    full = prepare(params(write(daily_series(), tmp_path / "full.csv")))
+    assert len(dropped.splits["train"]) < len(full.splits["train"])
+
+    filled = prepare(params(path, missing="interpolate"))
+    s01_first = filled.splits["train"][np.array(filled.extra["train"]["series_id"]) == "s01"][0]
+    assert len(filled.splits["train"]) == len(full.splits["train"])
+    values = frame.set_index(["store", "day"])["sales"]
+    expected = (values["s01", "2024-02-09"] + values["s01", "2024-02-11"]) / 2
+    window = filled.splits["train"][np.array(filled.extra["train"]["series_id"]) == "s01"][39]  # starts 02-09
+    assert window[1] == pytest.approx(expected, rel=1e-6) and s01_first[0] == pytest.approx(values["s01", "2024-01-01"])
+
+
+def test_one_series_without_id_column(tmp_path):
+    frame = daily_series(n_series=1).drop(columns="store")
+    prepared = prepare(IngestParams(source=str(write(frame, tmp_path / "one.parquet")), id_column=None,
+                                    time_column="day", value_column="sales", **WINDOW))
+    assert prepared.spec["n_series"] == 1 and set(prepared.extra["train"]["series_id"]) == {"series"}
+
+
+def _bad(frame: pd.DataFrame, how: str) -> tuple[pd.DataFrame, dict]:
+    frame = frame.copy()
+    s01 = frame.index[frame["store"] == "s01"]
+    if how == "missing column":
+        return frame.drop(columns="sales"), {}
+    if how == "misnamed column":
+        return frame.rename(columns={"day": "date"}), {}
+    if how == "timestamp":
+        frame.loc[s01[4], "day"] = "2024-02-31"
+    elif how == "mixed frequency":
+        frame.loc[s01[10], "day"] = "2024-01-10 12:00"
+    elif how == "duplicate":
+        frame.loc[s01[6], "day"] = frame.loc[s01[5], "day"]
+    elif how == "all nan":
+        frame.loc[s01, "sales"] = np.nan
+    elif how == "too short":
+        frame = frame.drop(s01[20:])
+    elif how == "not a number":
+        frame["sales"] = frame["sales"].astype(object)
+        frame.loc[s01[2], "sales"] = "twelve"
+    return frame, {}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("how, message", [
+    ("missing column", r"column\(s\) 'sales' not found; the file has columns 'store', 'day'"),
+    ("misnamed column", r"column\(s\) 'day' not found; the file has columns 'store', 'date', 'sales'"),
+    ("timestamp", r"series 's01', row 125: timestamp '2024-02-31' does not parse"),
+    ("mixed frequency", r"series 's01', row 131: timestamp 2024-01-10 12:00:00 is off the series' regular 'D' grid"),
+    ("duplicate", r"series 's01': timestamp 2024-01-06 00:00:00 appears more than once, in rows 126, 127"),
+    ("all nan", r"series 's01' has no values: all its 120 rows \(rows 121..240\) are NaN"),
+    ("too short", r"series 's01' has 20 steps \(rows 121..140\), fewer than the 21 one window needs"),
+    ("not a number", r"series 's01', row 123: value 'twelve' is not a number"),
+])
+def test_bad_input_rejected_before_anything_is_persisted(home, tmp_path, how, message):
+    frame, _ = _bad(daily_series(), how)
+    with pytest.raises(IngestError, match=message):
+        ingest(source=str(write(frame, tmp_path / "bad.csv")), **COLUMNS, **WINDOW)
+    assert not home.exists()
+
+
+def test_split_too_small_names_the_series_and_its_dates(tmp_path):
+    frame = daily_series(days=60)
+    with pytest.raises(IngestError, match=r"series 's00': its validation part \(9 steps, 2024-02-12 00:00:00 .. "
+                                          r"2024-02-20 00:00:00\) holds the targets of no complete window"):
+        prepare(params(write(frame, tmp_path / "short.csv"), n_steps=14, horizon=10))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"value_column": "sales'); DROP TABLE runs; --"}, "column name .* is not a plain name"),
+    ({"name": "../etc"}, "dataset name '../etc' is not a plain name"),
+    ({"freq": "fortnightly"}, "freq 'fortnightly' is no pandas frequency alias"),
+    ({"valid_fraction": 0.5, "test_fraction": 0.5}, "leaves no training part"),
+    ({"source": "sales.xlsx"}, "neither a .csv nor a .parquet file"),
+])
+def test_unsafe_or_inconsistent_parameters_rejected(bad, message):
+    with pytest.raises(ValidationError, match=message):
+        IngestParams(**{"source": "sales.csv", **COLUMNS, **bad})
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_cli_ingest_one_series_and_a_clear_error(home, tmp_path, capsys):
+    from seqcast.cli import main as cli
+
+    frame = daily_series(n_series=1).drop(columns="store")
+    frame.loc[30, "sales"] = np.nan
+    path = write(frame, tmp_path / "one.csv")
+    options = ["--id-column", "", "--time-column", "day", "--value-column", "sales", "--n-steps", "14",
+               "--horizon", "7"]
+    assert cli(["ingest", str(path), *options]) == 2
+    assert "series 'series', row 31: value is missing (1 row(s) in all); choose missing='drop'" \
+        in capsys.readouterr().err
+    assert not home.exists()
+    assert cli(["ingest", str(path), *options, "--missing", "interpolate"]) == 0
+    out = capsys.readouterr().out
+    assert "seqcast run --variant linear --dataset-id ds-" in out and " 1 " in out
