@@ -49,7 +49,8 @@ class IngestParams(BaseModel):
 
     source: str = Field(description="CSV or Parquet file in long format")
     name: str | None = Field(None, description="a label for the dataset (letters, digits, '_', '.', '-')")
-    id_column: str | None = Field("series_id", description="series id column; none ('' on the command line): one series")
+    id_column: str | None = Field("series_id",
+                                  description="series id column; none ('' on the command line): one series")
     time_column: str = Field("timestamp", description="timestamp column")
     value_column: str = Field("value", description="value column")
     freq: str | None = Field(None, description="pandas frequency alias (D, h, W-MON, MS); none: inferred per series")

@@ -72,7 +72,8 @@ def test_chronological_split_leaks_nothing(tmp_path):
         assert prepared.scaler.stats[sid] == pytest.approx((train_values.mean(), train_values.std(ddof=0)))
     glob = prepare(params(write(frame, tmp_path / "sales.csv"), scaling="global")).scaler
     in_train = days <= series["train_end"].iloc[0]
-    assert glob.stats["*"] == pytest.approx((frame.loc[in_train, "sales"].mean(), frame.loc[in_train, "sales"].std(ddof=0)))
+    train_sales = frame.loc[in_train, "sales"]
+    assert glob.stats["*"] == pytest.approx((train_sales.mean(), train_sales.std(ddof=0)))
 
 
 def gappy(tmp_path):
