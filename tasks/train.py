@@ -44,7 +44,8 @@ def find_trained_run(variant: str, dataset_id: str, params: ForecastParams, run_
     wanted = training_key(params.model_dump())
     best = None
     for folder in committed_records(records_dir()).values():
-        for row in pq.read_table(record_files(folder)["runs"]).to_pylist():
+        runs_file = record_files(folder).get("runs")
+        for row in pq.read_table(runs_file).to_pylist() if runs_file else []:
             same = row["run_id"] == run_id if run_id else training_key(json.loads(row["params"])) == wanted
             if (row["variant"] == variant and row["dataset_id"] == dataset_id and row["status"] == "completed"
                     and row["model_path"] and same
