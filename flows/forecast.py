@@ -13,12 +13,14 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 import seqcast
+from flows.validation import validated
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 from seqcast.settings import records_dir
 from seqcast.training import TrainResult
 from tasks.data import generate_series, lookup_dataset, persist_dataset
 from tasks.evaluate import evaluate_model
+from tasks.publish import publish_artifacts
 from tasks.record import record_results
 from tasks.train import find_trained_run, train_model
 
@@ -42,7 +44,9 @@ def code_version() -> str:
     return f"{seqcast.__version__}+{commit}" if commit else seqcast.__version__
 
 
-@flow(name="forecast", flow_run_name=run_name, log_prints=True)
+# retries: a failed run (e.g. a transient I/O error) runs again under the same flow run id, so training resumes
+# from its BackupAndRestore backup and the persisted dataset is reused; bad parameters are not retried.
+@flow(name="forecast", flow_run_name=run_name, log_prints=True, retries=1, retry_delay_seconds=10)
 def forecast(
     variant: str = "linear",
     n_series: int = 10_000,
@@ -63,7 +67,7 @@ def forecast(
     base_run_id: str | None = None,
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""
-    params = ForecastParams(**{k: v for k, v in locals().items()})  # validated before any work
+    params = validated(ForecastParams, dict(locals()))  # before any work; no retry for bad parameters
     started_at, clock = datetime.now(timezone.utc), time.perf_counter()
     run_id = str(flow_run.id or uuid.uuid4())
     logger = get_run_logger()
@@ -92,6 +96,7 @@ def forecast(
     rows = result_rows(run_id, params, dataset, trained, model_path, base_run, evaluation, started_at,
                        finished_at, time.perf_counter() - clock)
     report = record_results(run_id, rows)
+    publish_artifacts(rows["runs"][0], rows["metrics"])
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,
             "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test") if params.n_test else None,
             "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,
