@@ -144,14 +144,14 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
-    from prefect import serve
-
     from deployments.forecast import deployment_specs, ensure_training_limit, forecast_deployments
 
     try:
         specs = deployment_specs(args.variant)
     except ValueError as exc:
         return fail(str(exc))
+    from prefect import serve
+
     slots = ensure_training_limit(args.training_slots)
     print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={seqcast_home()}; "
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training)", file=sys.stderr)

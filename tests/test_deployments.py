@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from deployments.forecast import deployment_specs, forecast_deployments, nightly_cron
+from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
 from tests.conftest import REPO_ROOT, TINY
@@ -65,6 +66,32 @@ def test_schedule_comes_from_configuration(monkeypatch):
         deployment_specs()
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         deployment_specs(["nope"])
+
+
+def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys):
+    from seqcast.cli import main as cli
+
+    assert cli(["serve", "--variant", "nope"]) == 2
+    assert "unknown variant 'nope'; valid variants: naive" in capsys.readouterr().err
+    assert cli(["sweep", "--variant", "linear", "--epochs", "-1"]) == 2
+    assert "epochs: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_training_limit_of_one_does_not_deadlock_iterative(prefect_harness, home, monkeypatch):
+    """iterative_10 trains its base model in a subflow: with one training slot that must still finish."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.forecast import ensure_training_limit
+    from flows.forecast import forecast
+    from tasks.train import TRAINING_LIMIT
+
+    monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "1")
+    assert ensure_training_limit() == 1
+    result = forecast(variant="iterative_10", **{**TINY_SERVED, "seed": 11})
+    assert result["model_path"] and rows(home, "SELECT count(*) FROM runs") == [(2,)]  # base + iterative
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(TRAINING_LIMIT)
+    assert (limit.limit, limit.active_slots) == (1, 0)  # the base training took its slot and gave it back
 
 
 # --- served deployments on a real Prefect server ---------------------------------------------------------------
@@ -219,8 +246,6 @@ def test_bad_parameters_fail_the_run_at_once_and_write_nothing(served, bad, mess
 def test_sweep_triggers_deployments_and_publishes_leaderboard(served, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from flows.sweep import LEADERBOARD_KEY, sweep
 
     _, home, _ = served
     monkeypatch.setenv("SEQCAST_HOME", str(home))  # the sweep reads the results the served runs wrote
