@@ -112,7 +112,9 @@ def ensure_training_limit(slots: int | None = None) -> int:
 
     from tasks.train import TRAINING_LIMIT
 
-    slots = slots or training_slots()
+    slots = training_slots() if slots is None else slots
+    if slots < 1:
+        raise ValueError(f"the training limit needs at least 1 slot, got {slots}")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(TRAINING_LIMIT, slots)
     return slots

@@ -10,7 +10,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
 from deployments.forecast import FLOW_NAME
-from flows.validation import give_up_retries
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
 from seqcast.settings import results_db
@@ -85,11 +84,7 @@ def sweep(variants: list[str], parameters: dict | None = None, timeout_s: float 
     """Trigger ``forecast/<variant>`` for every variant with the shared ``parameters``; wait; publish a leaderboard."""
     logger = get_run_logger()
     parameters = parameters or {}
-    try:
-        planned = plan(variants, parameters)
-    except ValueError:  # pydantic's ValidationError included
-        give_up_retries()
-        raise
+    planned = plan(variants, parameters)  # raises before any run is triggered
     runs = {}
     for params in planned:
         # timeout=0: trigger and return at once, so the runs proceed side by side (within the training limit)
