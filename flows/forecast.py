@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 import seqcast
+from flows.validation import validated
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 from seqcast.settings import records_dir
@@ -20,6 +21,7 @@ from seqcast.training import TrainResult
 from storage.datasets import dataset_row
 from tasks.data import generate_series, lookup_dataset, persist_dataset, require_dataset
 from tasks.evaluate import evaluate_model
+from tasks.publish import publish_artifacts
 from tasks.record import record_results
 from tasks.train import find_trained_run, train_model
 
@@ -43,7 +45,9 @@ def code_version() -> str:
     return f"{seqcast.__version__}+{commit}" if commit else seqcast.__version__
 
 
-@flow(name="forecast", flow_run_name=run_name, log_prints=True)
+# retries: a failed run (e.g. a transient I/O error) runs again under the same flow run id, so training resumes
+# from its BackupAndRestore backup and the persisted dataset is reused; bad parameters are not retried.
+@flow(name="forecast", flow_run_name=run_name, log_prints=True, retries=1, retry_delay_seconds=10)
 def forecast(
     variant: str = "linear",
     n_series: int = 10_000,
@@ -66,7 +70,7 @@ def forecast(
     dataset_id: str | None = None,
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""
-    params = ForecastParams(**{k: v for k, v in locals().items()})  # validated before any work
+    params = validated(ForecastParams, dict(locals()))  # before any work; no retry for bad parameters
     started_at, clock = datetime.now(UTC), time.perf_counter()
     run_id = str(flow_run.id or uuid.uuid4())
     logger = get_run_logger()
@@ -99,6 +103,7 @@ def forecast(
     rows = result_rows(run_id, params, dataset, trained, model_path, base_run, evaluation, started_at,
                        finished_at, time.perf_counter() - clock)
     report = record_results(run_id, rows)
+    publish_artifacts(rows["runs"][0], rows["metrics"])
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,
             "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test") if params.n_test else None,
             "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,

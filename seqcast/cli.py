@@ -211,6 +211,40 @@ def cmd_variants(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
+    from deployments.forecast import deployment_specs, ensure_training_limit, forecast_deployments
+
+    try:
+        specs = deployment_specs(args.variant)
+    except ValueError as exc:
+        return fail(str(exc))
+    from prefect import serve
+
+    slots = ensure_training_limit(args.training_slots)
+    print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={seqcast_home()}; "
+          f"at most {slots} training(s) at once (global concurrency limit seqcast-training)", file=sys.stderr)
+    serve(*forecast_deployments(args.variant, schedules=not args.no_schedules), limit=args.limit)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run the sweep flow: trigger the variants' deployments, wait for them, print the leaderboard."""
+    overrides = {k: getattr(args, k) for k in ForecastParams.model_fields if k != "variant"
+                 and getattr(args, k, None) is not None}
+    variants = list(REGISTRY) if args.all else args.variant
+    try:
+        [ForecastParams(variant=v, **overrides) for v in variants]
+    except ValidationError as exc:
+        return fail(_validation_message(exc))
+    from flows.sweep import sweep
+
+    table = sweep(variants=variants, parameters=overrides, timeout_s=args.timeout)
+    columns = list(dict.fromkeys(k for row in table for k in row))
+    print(format_table(columns, [tuple(row.get(c) for c in columns) for row in table]))
+    return 0
+
+
 def _validation_message(exc: ValidationError) -> str:
     return "invalid parameters:\n" + "\n".join(
         f"  {'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg'].removeprefix('Value error, ')}"
@@ -263,6 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_options(predict, PredictParams, skip=())
     predict.add_argument("--show", type=int, default=14, help="forecast rows to print; default: 14")
     predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="serve every variant's forecast deployment (long-running)",
+                           description="Register the forecast/<variant> deployments with the Prefect API "
+                                       "(PREFECT_API_URL) and run their scheduled and triggered runs here.")
+    serve.add_argument("--variant", action="append", metavar="NAME", help="serve only this variant (repeatable)")
+    serve.add_argument("--no-schedules", action="store_true", help="register the deployments without schedules")
+    serve.add_argument("--limit", type=int, default=None, help="most flow runs executing at once (default: no cap)")
+    serve.add_argument("--training-slots", type=int, default=None,
+                       help="most trainings at once (default: $SEQCAST_TRAINING_SLOTS, else one per 2 cores)")
+    serve.set_defaults(func=cmd_serve)
+
+    sweep = sub.add_parser("sweep", help="run variants through their deployments and publish a leaderboard",
+                           description="Trigger forecast/<variant> runs (served by `seqcast serve` or a "
+                                       "worker), wait for them, and print and publish their leaderboard.")
+    sweep_which = sweep.add_mutually_exclusive_group(required=True)
+    sweep_which.add_argument("--variant", action="append", metavar="NAME", help="variant to run (repeatable)")
+    sweep_which.add_argument("--all", action="store_true", help="every registered variant")
+    sweep.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
+    add_param_options(sweep)
+    sweep.set_defaults(func=cmd_sweep)
 
     variants = sub.add_parser("variants", help="list the model variants")
     variants.set_defaults(func=cmd_variants)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import time
@@ -58,9 +59,14 @@ def training_targets(variant: Variant, windows: np.ndarray, n_steps: int, horizo
 
 
 class EpochLogger:
-    """Keras callback that logs one line per epoch, so long training shows progress in the Prefect UI."""
+    """Keras callback that logs one line per epoch, so long training shows progress in the Prefect UI.
 
-    def __init__(self, logger: logging.Logger, variant: str, max_epochs: int):
+    With a ``journal`` file it also keeps every epoch's figures there: Keras's BackupAndRestore resumes the
+    weights and the epoch counter after a crash, but the History of a resumed fit starts at the resumed
+    epoch, so the epochs before the crash are known only from the journal.
+    """
+
+    def __init__(self, logger: logging.Logger, variant: str, max_epochs: int, journal: Path | None = None):
         import keras
 
         class _Callback(keras.callbacks.Callback):
@@ -70,17 +76,32 @@ class EpochLogger:
             def on_epoch_end(cb, epoch, logs=None):
                 logs = logs or {}
                 seconds = time.perf_counter() - cb.started
-                self.seconds.append(seconds)
+                row = {"epoch": epoch + 1, "seconds": seconds,
+                       **{k: float(v) for k, v in logs.items() if isinstance(v, (float, int))}}
+                # an epoch journaled just before a crash but not backed up is run again: keep the new figures
+                self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
+                if journal is not None:
+                    from storage.atomic import atomic_file
+
+                    journal.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_file(journal) as tmp:
+                        tmp.write_text(json.dumps(self.rows))
                 figures = " ".join(f"{k}={v:.5f}" for k, v in logs.items() if isinstance(v, float))
                 logger.info("%s epoch %d/%d %s (%.1f s)", variant, epoch + 1, max_epochs, figures, seconds)
 
-        self.seconds: list[float] = []
+        self.rows: list[dict] = json.loads(journal.read_text()) if journal is not None and journal.is_file() else []
+        if self.rows:
+            logger.info("%s resumes after epoch %d (backup of an interrupted try)", variant, self.rows[-1]["epoch"])
         self.callback = _Callback()
 
 
 def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.ndarray, model_dir: Path,
-          manifest: dict, logger: logging.Logger, backup_dir: Path | None = None) -> TrainResult:
-    """Fit the variant on the training windows with early stopping on the validation windows; save it."""
+          manifest: dict, logger: logging.Logger, backup_dir: Path | None = None,
+          callbacks: list | tuple = ()) -> TrainResult:
+    """Fit the variant on the training windows with early stopping on the validation windows; save it.
+
+    ``callbacks``: extra Keras callbacks, called after the backup of each epoch is written.
+    """
     import keras
 
     from seqcast.layers import last_time_step_mse
@@ -99,27 +120,26 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     model.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss="mse",
                   metrics=[last_time_step_mse] if sequence else [], jit_compile=params.jit_compile,
                   steps_per_execution=params.effective_steps_per_execution)
-    progress = EpochLogger(logger, variant.name, params.epochs)
+    progress = EpochLogger(logger, variant.name, params.epochs,
+                           journal=backup_dir / "epochs.json" if backup_dir is not None else None)
+    extra_callbacks = list(callbacks)
     callbacks = [keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
                  progress.callback]
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
+    callbacks += extra_callbacks
     started = time.perf_counter()
-    fitted = model.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size,
-                       validation_data=(x_valid, y_valid), callbacks=callbacks, verbose=0)
+    model.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size, validation_data=(x_valid, y_valid),
+              callbacks=callbacks, verbose=0)
     train_seconds = time.perf_counter() - started
 
-    logs = fitted.history
-    epochs = len(logs["loss"])
-    first_epoch = epochs - len(progress.seconds)  # epochs restored from a backup were not timed here
     history = [{
-        "epoch": i + 1,
-        "loss": float(logs["loss"][i]),
-        "val_loss": float(logs["val_loss"][i]),
-        "last_time_step_mse": float(logs["last_time_step_mse"][i]) if sequence else None,
-        "val_last_time_step_mse": float(logs["val_last_time_step_mse"][i]) if sequence else None,
-        "seconds": progress.seconds[i - first_epoch] if i >= first_epoch else None,
-    } for i in range(epochs)]
+        "epoch": r["epoch"], "loss": r["loss"], "val_loss": r["val_loss"],
+        "last_time_step_mse": r.get("last_time_step_mse") if sequence else None,
+        "val_last_time_step_mse": r.get("val_last_time_step_mse") if sequence else None,
+        "seconds": r["seconds"],
+    } for r in progress.rows]
+    epochs = len(history)
     manifest = {**manifest, "epochs": epochs, "n_params": model.count_params(), "train_seconds": train_seconds,
                 "libraries": library_versions(), "input_shape": [None, 1], "target": variant.target}
     model_path = save_model(model, model_dir, manifest)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 
 from seqcast.params import ForecastParams
 from seqcast.scaling import read_scaled_split
@@ -15,6 +19,9 @@ from seqcast.training import TrainResult, train
 from storage.datasets import DatasetRef
 from storage.models import run_dir
 from storage.results import committed_records, record_files
+
+TRAINING_LIMIT = "seqcast-training"  # global concurrency limit; `seqcast serve` creates it (deployments.forecast)
+FAULT_ENV = "SEQCAST_TEST_FAIL_TRAINING_ONCE"
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -27,8 +34,46 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
     manifest = {"run_id": run_id, "variant": params.variant, "params": params.model_dump(),
                 "dataset_id": dataset.dataset_id, "dataset_content_hash": dataset.manifest["content_hash"],
                 "scaling": scaler.to_dict()}
-    return train(params, train_windows, valid_windows, folder, manifest, get_run_logger(),
-                 backup_dir=folder / "backup")
+    logger = get_run_logger()
+    # Holding a slot of the global limit only while fitting: an iterative_10 run holds none while its base
+    # model trains in a subflow, so the limit cannot deadlock. Without the limit (not created) Prefect warns
+    # and trains anyway.
+    with concurrency(TRAINING_LIMIT, occupy=1):
+        progress = create_progress_artifact(0.0, description=f"{params.variant}: share of max epochs trained")
+        result = train(params, train_windows, valid_windows, folder, manifest, logger, backup_dir=folder / "backup",
+                       callbacks=[epoch_progress(progress, params.epochs), *injected_fault(logger)])
+    update_progress_artifact(progress, 100.0)  # early stopping ends before max epochs: the training is done
+    return result
+
+
+def epoch_progress(artifact_id, max_epochs: int):
+    """Keras callback that moves the run's progress artifact to ``epochs done / max epochs`` after each epoch."""
+    import keras
+
+    class _Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            update_progress_artifact(artifact_id, round(100.0 * (epoch + 1) / max_epochs, 1))
+
+    return _Progress()
+
+
+def injected_fault(logger) -> list:
+    """Test-only: crash training once, at the start of epoch 2, if ``$SEQCAST_TEST_FAIL_TRAINING_ONCE`` names
+    an existing marker file (deleted as the fault fires). Lets tests prove a retry resumes from the backup.
+    """
+    marker = os.environ.get(FAULT_ENV)
+    if not marker:
+        return []
+    import keras
+
+    class _FailOnce(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch >= 1 and Path(marker).is_file():
+                Path(marker).unlink()
+                logger.warning("injected fault (%s): failing training at epoch %d", FAULT_ENV, epoch + 1)
+                raise RuntimeError(f"injected training fault ({FAULT_ENV})")
+
+    return [_FailOnce()]
 
 
 def training_key(params: dict) -> dict:

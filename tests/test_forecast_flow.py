@@ -33,8 +33,8 @@ def task_names(flow_run_id: str) -> list[str]:
 def test_linear_end_to_end_then_dataset_reused(home):
     first = forecast(variant="linear", **TINY)
     run_id = first["run_id"]
-    assert task_names(run_id) == ["evaluate-model", "generate-series", "persist-dataset", "record-results",
-                                  "train-model"]
+    assert task_names(run_id) == ["evaluate-model", "generate-series", "persist-dataset", "publish-artifacts",
+                                  "record-results", "train-model"]
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(run_id).name == f"linear · {first['dataset_id']}"
 
@@ -59,7 +59,8 @@ def test_linear_end_to_end_then_dataset_reused(home):
     dataset_files = {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()}
     second = forecast(variant="naive", **TINY)
     assert second["dataset_id"] == first["dataset_id"]
-    assert task_names(second["run_id"]) == ["evaluate-model", "record-results"]  # no generate, no persist
+    # no generate-series, no persist-dataset: the dataset is reused
+    assert task_names(second["run_id"]) == ["evaluate-model", "publish-artifacts", "record-results"]
     assert {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()} == dataset_files
     assert rows(home, "SELECT count(*) FROM datasets") == [(1,)]
     assert rows(home, "SELECT variant FROM leaderboard ORDER BY valid_mse") != []

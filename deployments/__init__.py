@@ -1,0 +1,1 @@
+"""Prefect deployments of seqcast's flows, built by functions (nothing is registered at import time)."""

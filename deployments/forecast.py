@@ -1,0 +1,120 @@
+"""One deployment of the forecast flow per model variant: name, default parameters, tags and nightly schedule.
+
+The schedule is configuration, not code: ``SEQCAST_SCHEDULE_START`` (``HH:MM``, default ``01:00``),
+``SEQCAST_SCHEDULE_STAGGER_MIN`` (default 10), ``SEQCAST_SCHEDULE_TIMEZONE`` (IANA name, default ``UTC``) and
+``SEQCAST_SCHEDULE_PAUSED`` (``1`` creates the schedules inactive). Once deployed, a schedule is paused or
+changed in the Prefect UI or CLI like any other.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from seqcast.models import REGISTRY, get_variant
+
+FLOW_NAME = "forecast"
+DEFAULT_START, DEFAULT_STAGGER_MIN, DEFAULT_TIMEZONE = "01:00", 10, "UTC"
+
+
+@dataclass(frozen=True)
+class ForecastDeployment:
+    """What a variant's deployment is, independent of how it is served (``serve`` or a work pool)."""
+
+    name: str
+    parameters: dict
+    tags: list[str]
+    cron: str
+    timezone: str
+    paused: bool
+    description: str
+    entrypoint: str = "flows/forecast.py:forecast"
+
+    @property
+    def full_name(self) -> str:
+        return f"{FLOW_NAME}/{self.name}"
+
+
+def schedule_settings() -> tuple[int, int, int, str, bool]:
+    """Read the schedule configuration: start hour and minute, stagger minutes, timezone, paused."""
+    start = os.environ.get("SEQCAST_SCHEDULE_START") or DEFAULT_START
+    try:
+        hour, minute = (int(part) for part in start.split(":"))
+        stagger = int(os.environ.get("SEQCAST_SCHEDULE_STAGGER_MIN") or DEFAULT_STAGGER_MIN)
+    except ValueError:
+        raise ValueError(f"SEQCAST_SCHEDULE_START must be HH:MM and SEQCAST_SCHEDULE_STAGGER_MIN a whole number "
+                         f"of minutes, got {start!r}") from None
+    if not (0 <= hour < 24 and 0 <= minute < 60 and stagger >= 0):
+        raise ValueError(f"SEQCAST_SCHEDULE_START {start!r} is not a time of day (HH:MM)")
+    timezone = os.environ.get("SEQCAST_SCHEDULE_TIMEZONE") or DEFAULT_TIMEZONE
+    paused = (os.environ.get("SEQCAST_SCHEDULE_PAUSED") or "0").lower() in ("1", "true", "yes")
+    return hour, minute, stagger, timezone, paused
+
+
+def nightly_cron(index: int, hour: int, minute: int, stagger: int) -> str:
+    """The cron line of the ``index``-th variant: staggered so that runs do not all start at once."""
+    total = hour * 60 + minute + index * stagger
+    return f"{total % 60} {total // 60 % 24} * * *"
+
+
+def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployment]:
+    """Describe the forecast deployment of every (or every named) registered variant, in registry order.
+
+    Staggering follows registry order, so iterative_10 runs after the deep_rnn_dense run it reuses.
+    """
+    for name in variants or []:
+        get_variant(name)  # ValueError listing the valid names
+    hour, minute, stagger, timezone, paused = schedule_settings()
+    specs = []
+    for index, variant in enumerate(REGISTRY.values()):
+        if variants and variant.name not in variants:
+            continue
+        specs.append(ForecastDeployment(
+            name=variant.name, parameters={"variant": variant.name},
+            tags=["seqcast", f"horizon-{variant.horizon}", f"family-{variant.family}"],
+            cron=nightly_cron(index, hour, minute, stagger), timezone=timezone, paused=paused,
+            description=f"{variant.description} (horizon {variant.horizon}; the book's valid MSE "
+                        f"{variant.book_valid_mse})"))
+    return specs
+
+
+def forecast_deployments(variants: list[str] | None = None, schedules: bool = True):
+    """Build the runner deployments that ``seqcast serve`` serves; ``schedules=False`` leaves them unscheduled."""
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.forecast import forecast
+
+    return [forecast.to_deployment(
+        name=spec.name, parameters=spec.parameters, tags=spec.tags, description=spec.description,
+        schedules=[Cron(spec.cron, timezone=spec.timezone, active=not spec.paused)] if schedules else [],
+        # a module path, not a file path: the run imports the installed package from any working directory
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    ) for spec in deployment_specs(variants)]
+
+
+def training_slots() -> int:
+    """How many models may train at once: ``SEQCAST_TRAINING_SLOTS``, default one per 2 CPU cores.
+
+    TensorFlow uses every core it sees, so two trainings on 2 cores only slow each other down.
+    """
+    configured = os.environ.get("SEQCAST_TRAINING_SLOTS")
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"SEQCAST_TRAINING_SLOTS must be a whole number >= 1, got {configured!r}")
+        return int(configured)
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def ensure_training_limit(slots: int | None = None) -> int:
+    """Create (or resize) the global concurrency limit that the train-model task holds; return its size."""
+    from prefect.client.orchestration import get_client
+
+    from tasks.train import TRAINING_LIMIT
+
+    slots = training_slots() if slots is None else slots
+    if slots < 1:
+        raise ValueError(f"the training limit needs at least 1 slot, got {slots}")
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(TRAINING_LIMIT, slots)
+    return slots

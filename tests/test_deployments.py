@@ -1,0 +1,292 @@
+"""Deployments: every definition loads; served runs on a real Prefect server: results, artifacts, retry, bad input.
+
+The served tests share one ``seqcast serve`` process (a subprocess, like production) and one SEQCAST_HOME.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from deployments.forecast import deployment_specs, forecast_deployments, nightly_cron
+from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
+from seqcast.models import REGISTRY
+from seqcast.params import ForecastParams
+from tests.conftest import REPO_ROOT, TINY
+
+TINY_SERVED = {**TINY, "epochs": 1, "jit_compile": False}  # no XLA compile: seconds matter on 2 cores
+
+
+def test_every_deployment_definition_loads():
+    specs = deployment_specs()
+    assert [s.name for s in specs] == list(REGISTRY)
+    assert len({s.cron for s in specs}) == len(specs)  # staggered: no two variants start together
+    runner_deployments = forecast_deployments()
+    for spec, deployment in zip(specs, runner_deployments, strict=True):
+        variant = REGISTRY[spec.name]
+        assert deployment.name == spec.name and deployment.parameters == {"variant": spec.name}
+        ForecastParams(**deployment.parameters)
+        assert set(deployment.tags) == {"seqcast", f"horizon-{variant.horizon}", f"family-{variant.family}"}
+        assert [s.schedule.cron for s in deployment.schedules] == [spec.cron]
+        module, name = deployment.entrypoint.rsplit(".", 1)
+        assert getattr(importlib.import_module(module), name).name == "forecast"
+
+    # prefect.yaml (work pool) declares exactly the same deployments
+    declared = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+    assert [d["name"] for d in declared] == [s.name for s in specs]
+    for spec, d in zip(specs, declared, strict=True):
+        path, name = d["entrypoint"].split(":")
+        assert (REPO_ROOT / path).is_file() and name == "forecast"
+        ForecastParams(**d["parameters"])
+        assert (d["parameters"], d["tags"], d["schedules"][0]["cron"], d["schedules"][0]["timezone"]) == (
+            spec.parameters, spec.tags, spec.cron, spec.timezone)
+        assert d["work_pool"]["name"] == "seqcast-process"
+
+
+def test_schedule_comes_from_configuration(monkeypatch):
+    monkeypatch.setenv("SEQCAST_SCHEDULE_START", "23:55")
+    monkeypatch.setenv("SEQCAST_SCHEDULE_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("SEQCAST_SCHEDULE_PAUSED", "1")
+    naive, linear = deployment_specs(["naive", "linear"])
+    assert (naive.cron, linear.cron, linear.timezone, linear.paused) == ("55 23 * * *", "5 0 * * *",
+                                                                         "Europe/Berlin", True)
+    (deployment,) = forecast_deployments(["linear"])
+    assert deployment.schedules[0].active is False and deployment.schedules[0].schedule.timezone == "Europe/Berlin"
+    assert nightly_cron(2, 1, 0, 10) == "20 1 * * *"
+    monkeypatch.setenv("SEQCAST_SCHEDULE_START", "25:00")
+    with pytest.raises(ValueError, match="not a time of day"):
+        deployment_specs()
+    with pytest.raises(ValueError, match="unknown variant 'nope'"):
+        deployment_specs(["nope"])
+
+
+def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys):
+    from seqcast.cli import main as cli
+
+    assert cli(["serve", "--variant", "nope"]) == 2
+    assert "unknown variant 'nope'; valid variants: naive" in capsys.readouterr().err
+    assert cli(["sweep", "--variant", "linear", "--epochs", "-1"]) == 2
+    assert "epochs: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_training_limit_of_one_does_not_deadlock_iterative(prefect_harness, home, monkeypatch):
+    """iterative_10 trains its base model in a subflow: with one training slot that must still finish."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.forecast import ensure_training_limit
+    from flows.forecast import forecast
+    from tasks.train import TRAINING_LIMIT
+
+    monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "1")
+    assert ensure_training_limit() == 1
+    result = forecast(variant="iterative_10", **{**TINY_SERVED, "seed": 11})
+    assert result["model_path"] and rows(home, "SELECT count(*) FROM runs") == [(2,)]  # base + iterative
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(TRAINING_LIMIT)
+    assert (limit.limit, limit.active_slots) == (1, 0)  # the base training took its slot and gave it back
+
+
+# --- served deployments on a real Prefect server ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def served(prefect_server, tmp_path_factory):
+    """``seqcast serve`` for naive and linear in a subprocess; yields (server, SEQCAST_HOME, fault marker path)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("served") / "seqcast-home"
+    marker = home.parent / "fail-training-once"
+    env = prefect_server.client_env(SEQCAST_HOME=str(home), SEQCAST_TEST_FAIL_TRAINING_ONCE=str(marker),
+                                    SEQCAST_TRAINING_SLOTS="1")
+    log = home.parent / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "serve", "--variant", "naive",
+                                    "--variant", "linear", "--no-schedules"], cwd=REPO_ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+            wait_for_deployments(["forecast/naive", "forecast/linear"], process, log)
+            yield prefect_server, home, marker
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_deployments(names: list[str], process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"seqcast serve exited: {log.read_text()[-3000:]}"
+            try:
+                for name in names:
+                    client.read_deployment_by_name(name)
+                time.sleep(2)  # the runner polls for runs once its deployments are registered
+                return
+            except ObjectNotFound:
+                time.sleep(0.5)
+    raise TimeoutError(f"deployments {names} not registered within {timeout_s} s: {log.read_text()[-3000:]}")
+
+
+def run_deployment_and_wait(name: str, parameters: dict, timeout_s: float = 240):
+    """Trigger a deployment by name through the client and return the flow run once it is final."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(name)
+        flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            flow_run = client.read_flow_run(flow_run.id)
+            if flow_run.state is not None and flow_run.state.is_final():
+                return flow_run
+            time.sleep(1)
+    raise TimeoutError(f"{name} run {flow_run.id} not final within {timeout_s} s (state {flow_run.state})")
+
+
+def rows(home: Path, sql: str, params=None):
+    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def task_run_states(flow_run_id) -> list[tuple[str, str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sorted((r.name.rsplit("-", 1)[0], r.state.name) for r in runs)
+
+
+def artifacts_of(flow_run_id) -> dict[str, list]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[flow_run_id])))
+    by_type: dict[str, list] = {}
+    for artifact in found:
+        by_type.setdefault(artifact.type, []).append(artifact)
+    return by_type
+
+
+def test_served_deployment_run_records_results_and_artifacts(served):
+    _, home, _ = served
+    flow_run = run_deployment_and_wait("forecast/linear", TINY_SERVED)
+    assert flow_run.state.name == "Completed", flow_run.state.message
+    run_id = str(flow_run.id)
+    assert flow_run.name.startswith("linear · ds-")
+    assert rows(home, "SELECT variant, status, epochs FROM runs WHERE flow_run_id = ?", [run_id]) == [
+        ("linear", "completed", 1)]
+    (valid_mse,) = rows(home, "SELECT value FROM metrics WHERE run_id = ? AND predictor = 'model' "
+                              "AND split = 'valid' AND metric = 'mse' AND horizon_step IS NULL", [run_id])[0]
+
+    artifacts = artifacts_of(run_id)
+    (table,) = artifacts["table"]
+    assert table.key == "forecast-linear-metrics"
+    valid_mse_row = next(r for r in json.loads(table.data) if (r["split"], r["metric"]) == ("valid", "mse"))
+    assert valid_mse_row["model"] == pytest.approx(valid_mse, abs=1e-6)
+    assert valid_mse_row["book"] == REGISTRY["linear"].book_valid_mse and valid_mse_row["naive"] > 0
+    (report,) = artifacts["markdown"]
+    assert run_id in report.data and "ds-" in report.data and "model.keras" in report.data
+    assert report.data.count("](data:image/png;base64,") == 2  # learning curve and forecasts, inline
+    (progress,) = artifacts["progress"]
+    assert progress.data == 100.0
+
+
+def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):
+    _, home, marker = served
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, "epochs": 2, "seed": 7})
+    assert flow_run.state.name == "Completed", flow_run.state.message
+    assert not marker.exists()  # the fault fired once
+    assert flow_run.run_count == 2  # one flow retry
+    run_id = str(flow_run.id)
+    states = task_run_states(run_id)
+    # the first try generated and persisted the data; the retry found it and did not generate it again
+    assert [s for s in states if s[0] in ("generate-series", "persist-dataset")] == [
+        ("generate-series", "Completed"), ("persist-dataset", "Completed")]
+    assert sorted(s for s in states if s[0] == "train-model") == [("train-model", "Completed"),
+                                                                  ("train-model", "Failed")]
+    assert rows(home, "SELECT count(*) FROM runs WHERE flow_run_id = ?", [run_id]) == [(1,)]
+    # resumed from the epoch-1 backup: both epochs recorded, epoch 1 from the first try's journal
+    assert rows(home, "SELECT epoch FROM history WHERE run_id = ? ORDER BY epoch", [run_id]) == [(1,), (2,)]
+    assert rows(home, "SELECT epochs FROM runs WHERE run_id = ?", [run_id]) == [(2,)]
+    assert not (home / "models" / run_id / "backup").exists()  # backup removed once training finished
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"variant": "transformer"}, "unknown variant 'transformer'"),
+    ({"epochs": -1}, "greater than or equal to 1"),
+])
+def test_bad_parameters_fail_the_run_at_once_and_write_nothing(served, bad, message):
+    _, home, _ = served
+    flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, **bad}, timeout_s=120)
+    assert flow_run.state.name == "Failed" and flow_run.run_count == 1  # no retry for bad parameters
+    assert message in flow_run.state.message
+    assert task_run_states(flow_run.id) == []
+    assert not (home / "records" / str(flow_run.id)).exists() and not (home / "models" / str(flow_run.id)).exists()
+
+
+def test_sweep_triggers_deployments_and_publishes_leaderboard(served, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    _, home, _ = served
+    monkeypatch.setenv("SEQCAST_HOME", str(home))  # the sweep reads the results the served runs wrote
+    table = sweep(variants=["naive", "linear"], parameters=TINY_SERVED, timeout_s=300)
+    assert {r["variant"] for r in table} == {"naive", "linear"} and {r["state"] for r in table} == {"Completed"}
+    assert [r["valid_mse"] for r in table] == sorted(r["valid_mse"] for r in table)
+    flow_run_ids = [r["flow_run_id"] for r in table]
+    assert rows(home, "SELECT count(*) FROM runs WHERE flow_run_id IN (SELECT unnest(?))", [flow_run_ids]) == [(2,)]
+    with get_client(sync_client=True) as client:
+        (latest,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[LEADERBOARD_KEY])),
+                                          limit=1)
+    assert {r["flow_run_id"] for r in json.loads(latest.data)} == set(flow_run_ids)
+
+
+def test_work_pool_deploy_all_then_worker_runs_a_deployment(prefect_server, tmp_path):
+    """Way 2: prefect.yaml + `prefect deploy --all` + a process worker, as the README shows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path / "seqcast-home"
+    env = prefect_server.client_env(SEQCAST_HOME=str(home))
+
+    def prefect(*args: str, timeout: float = 180) -> str:
+        done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        assert done.returncode == 0, f"prefect {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        return done.stdout
+
+    prefect("work-pool", "create", "seqcast-process", "--type", "process", "--overwrite")
+    prefect("--no-prompt", "deploy", "--all")
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        with get_client(sync_client=True) as client:
+            deployed = client.read_deployments(deployment_filter=DeploymentFilter(
+                tags=DeploymentFilterTags(all_=["seqcast"])))
+            assert {d.name for d in deployed if d.work_pool_name == "seqcast-process"} >= set(REGISTRY)
+            deployment = client.read_deployment_by_name("forecast/naive")
+            assert [s.schedule.cron for s in deployment.schedules] == [deployment_specs(["naive"])[0].cron]
+            flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=TINY_SERVED)
+        prefect("worker", "start", "--pool", "seqcast-process", "--run-once", timeout=240)
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(flow_run.id)
+    assert flow_run.state.name == "Completed", flow_run.state.message
+    assert rows(home, "SELECT variant FROM runs WHERE flow_run_id = ?", [str(flow_run.id)]) == [("naive",)]
