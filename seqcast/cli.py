@@ -17,9 +17,11 @@ from seqcast.params import ForecastParams
 from seqcast.settings import records_dir, results_db, seqcast_home
 
 LEADERBOARD_SQL = """
-SELECT l.variant, l.horizon, l.valid_mse, v.book_valid_mse, l.naive_valid_mse, l.ratio_to_naive, l.test_mse,
-       l.epochs, round(l.train_seconds, 1) AS train_s, l.run_id
+SELECT l.variant, l.horizon, l.valid_mse,
+       CASE WHEN d.kind = 'synthetic' THEN v.book_valid_mse END AS book_valid_mse,  -- the book's data only
+       l.naive_valid_mse, l.ratio_to_naive, l.test_mse, l.epochs, round(l.train_seconds, 1) AS train_s, l.run_id
 FROM leaderboard l JOIN (SELECT unnest(?) AS variant, unnest(?) AS book_valid_mse) v USING (variant)
+JOIN datasets d USING (dataset_id)
 WHERE l.dataset_id IN (SELECT unnest(?))
 ORDER BY l.horizon, l.valid_mse
 """
