@@ -58,7 +58,9 @@ def add_param_options(parser: argparse.ArgumentParser, model=ForecastParams, ski
             continue
         flag = "--" + name.replace("_", "-")
         kind = _option_type(field.annotation)
-        help_text = f"{field.description + '; ' if field.description else ''}default: {field.default}"
+        description = field.description or ""
+        help_text = description if "default" in description else \
+            f"{description + '; ' if description else ''}default: {field.default}"
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is typing.Literal:
