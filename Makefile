@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # A loaded 2-core machine can take longer than the default 20 s to start the ephemeral server.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: run test test-slow lint bench-reproduce clean
+.PHONY: run test test-slow lint bench-reproduce bench-speed clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(BIN)/.installed
 
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow
+
+bench-reproduce: $(BIN)/.installed
+	$(BIN)/python bench/reproduce.py --skip-existing
+
+bench-speed: $(BIN)/.installed
+	$(BIN)/python bench/speed.py --out bench/results/speed.md
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

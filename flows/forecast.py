@@ -13,13 +13,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 import seqcast
-from flows.validation import validated
+from flows.validation import give_up_retries, validated
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 from seqcast.settings import records_dir
 from seqcast.training import TrainResult
 from storage.datasets import dataset_row
-from tasks.data import generate_series, lookup_dataset, persist_dataset, require_dataset
+from tasks.data import fit_to_dataset, generate_series, lookup_dataset, persist_dataset
 from tasks.evaluate import evaluate_model
 from tasks.publish import publish_artifacts
 from tasks.record import record_results
@@ -75,10 +75,14 @@ def forecast(
     run_id = str(flow_run.id or uuid.uuid4())
     logger = get_run_logger()
 
-    if params.dataset_id is not None:
-        dataset = require_dataset(params.dataset_id)
-        params = params.for_dataset(dataset.manifest["spec"])  # a variant that cannot fit fails before any work
-    else:
+    try:  # a dataset or base run that does not fit is as final as a bad parameter: fail now, no retry
+        params, dataset = fit_to_dataset(params)
+        if params.base_run_id is not None:
+            base_model_run(params)
+    except ValueError:
+        give_up_retries()
+        raise
+    if dataset is None:
         spec = params.dataset_spec()
         dataset = lookup_dataset(spec)
         if dataset is None:
@@ -105,7 +109,7 @@ def forecast(
     report = record_results(run_id, rows)
     publish_artifacts(rows["runs"][0], rows["metrics"])
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,
-            "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test") if params.n_test else None,
+            "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test"),
             "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,
             "model_path": str(model_path) if model_path else None, "in_duckdb": run_id in report.loaded}
 

@@ -43,9 +43,10 @@ def ingest(
     prepared = cut_windows(series, params)
     dataset = persist_ingested(prepared)
     # the dataset's row travels through the results record like a training run's, so a rebuild keeps it
-    report = record_results(str(flow_run.id or uuid.uuid4()), {"datasets": [dataset_row(dataset, started_at)]})
+    run_id = str(flow_run.id or uuid.uuid4())
+    report = record_results(run_id, {"datasets": [dataset_row(dataset, started_at)]})
     shapes = dataset.manifest["shapes"]
     return {"dataset_id": dataset.dataset_id, "path": str(dataset.path), "n_series": prepared.spec["n_series"],
             "frequency": prepared.spec["frequency"], "n_steps": params.n_steps, "horizon": params.horizon,
             "n_train": shapes["train"][0], "n_valid": shapes["valid"][0], "n_test": shapes["test"][0],
-            "in_duckdb": not report.pending}
+            "in_duckdb": run_id in report.loaded}

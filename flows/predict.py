@@ -49,7 +49,7 @@ def predict(
     get_run_logger().info("%d forecasts of %d series written to %s", len(rows), len(latest.series_ids), parquet)
     return {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
             "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
-            "parquet": str(parquet), "in_duckdb": not report.pending}
+            "parquet": str(parquet), "in_duckdb": forecast_run_id in report.loaded}
 
 
 def deployment(name: str = "predict", cron: str | None = None, **parameters):

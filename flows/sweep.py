@@ -13,6 +13,7 @@ from deployments.forecast import FLOW_NAME
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
 from seqcast.settings import results_db
+from tasks.data import fit_to_dataset
 
 LEADERBOARD_KEY = "seqcast-leaderboard"
 POLL_SECONDS = 2.0
@@ -37,7 +38,10 @@ def plan(variants: list[str], parameters: dict) -> list[ForecastParams]:
         raise ValueError(f"name at least one variant to sweep; valid variants: {', '.join(REGISTRY)}")
     if "variant" in parameters:
         raise ValueError("parameters must not set 'variant': list the variants in `variants`")
-    return [ForecastParams(variant=v, **parameters) for v in dict.fromkeys(variants)]
+    planned = [ForecastParams(variant=v, **parameters) for v in dict.fromkeys(variants)]
+    for params in planned:
+        fit_to_dataset(params)  # a variant that cannot fit an ingested dataset fails the sweep before any trigger
+    return planned
 
 
 @task(name="wait-for-runs", cache_policy=NO_CACHE)

@@ -77,6 +77,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         planned = [ForecastParams(variant=v, **overrides) for v in variants]
     except ValidationError as exc:
         return fail(_validation_message(exc))
+    from tasks.data import fit_to_dataset
+
+    try:  # every variant must fit an ingested dataset before the first one trains
+        for params in planned:
+            fit_to_dataset(params)
+    except ValueError as exc:
+        return fail(str(exc))
     from flows.forecast import forecast
 
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)

@@ -7,9 +7,23 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.data import SyntheticSpec
-from seqcast.models import REGISTRY, get_variant
+from seqcast.models import CONV_KERNEL, CONV_STRIDES, REGISTRY, get_variant
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_strided_fit(variant: str, n_steps: int) -> None:
+    """A strided Conv1D front end must emit an output that ends exactly at the last input step.
+
+    Output j of Conv1D(kernel 4, strides 2, valid) sees inputs [2j, 2j + 3]; with an odd ``n_steps`` the last
+    output ends one step early, and its targets would no longer be the values after the last input.
+    """
+    if get_variant(variant).target != "strided":
+        return
+    if n_steps < CONV_KERNEL or (n_steps - CONV_KERNEL) % CONV_STRIDES:
+        raise ValueError(f"variant {variant!r} needs n_steps >= {CONV_KERNEL} with n_steps - {CONV_KERNEL} a "
+                         f"multiple of {CONV_STRIDES} (got {n_steps}); use {max(CONV_KERNEL, n_steps + 1)} "
+                         f"or {max(CONV_KERNEL, n_steps - 1)} input steps")
 
 
 class ForecastParams(BaseModel):
@@ -62,6 +76,7 @@ class ForecastParams(BaseModel):
                 f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), not {self.horizon}")
         if self.dataset_id is None:
             self.dataset_spec()  # raises when the split does not fit n_series
+            check_strided_fit(self.variant, self.n_steps)
         return self
 
     def for_dataset(self, spec: dict) -> ForecastParams:
@@ -76,6 +91,7 @@ class ForecastParams(BaseModel):
                              f"{self.dataset_id} has horizon {horizon}")
         if self.horizon not in (None, horizon):
             raise ValueError(f"horizon {self.horizon} does not fit dataset {self.dataset_id} (horizon {horizon})")
+        check_strided_fit(self.variant, spec["n_steps"])
         return self.model_copy(update={"n_steps": spec["n_steps"], "horizon": horizon})
 
     @property

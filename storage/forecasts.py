@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import duckdb
+
 from storage.atomic import atomic_file
 from storage.results import LoadReport, load_records, record_files, write_record
 
@@ -25,4 +27,7 @@ def write_forecasts(record_root: Path, db_path: Path, run_id: str, rows: list[di
     if export is not None:
         with atomic_file(Path(export)) as tmp:
             shutil.copyfile(parquet, tmp)
-    return parquet, load_records(db_path, {run_id: folder})
+    try:
+        return parquet, load_records(db_path, {run_id: folder})
+    except duckdb.Error as exc:  # e.g. a damaged file: the forecasts are committed; `results rebuild` restores it
+        return parquet, LoadReport(failed={run_id: str(exc)})

@@ -7,6 +7,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.data import SyntheticSpec, generate_splits
+from seqcast.params import ForecastParams
 from seqcast.settings import datasets_dir
 from storage.datasets import DatasetRef, find_dataset, write_dataset
 
@@ -22,6 +23,14 @@ def require_dataset(dataset_id: str) -> DatasetRef:
     if found is None:
         raise ValueError(f"no dataset {dataset_id!r} in {datasets_dir()}; ingest one with `seqcast ingest FILE`")
     return found
+
+
+def fit_to_dataset(params: ForecastParams) -> tuple[ForecastParams, DatasetRef | None]:
+    """Resolve ``params.dataset_id`` (if set) and fit the parameters to it; raise ValueError if they cannot fit."""
+    if params.dataset_id is None:
+        return params, None
+    dataset = require_dataset(params.dataset_id)
+    return params.for_dataset(dataset.manifest["spec"]), dataset
 
 
 @task(name="generate-series", cache_policy=NO_CACHE)

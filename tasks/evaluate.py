@@ -32,9 +32,10 @@ class Evaluation:
     forecast_plot: Path
     learning_curve: Path | None
 
-    def figure(self, split: str, predictor: str = "model", metric: str = "mse") -> float:
-        return next(r["value"] for r in self.metrics if r["split"] == split and r["predictor"] == predictor
-                    and r["metric"] == metric and r["horizon_step"] is None)
+    def figure(self, split: str, predictor: str = "model", metric: str = "mse") -> float | None:
+        """The whole-horizon figure, or None for a split that was not scored (e.g. an empty test split)."""
+        return next((r["value"] for r in self.metrics if r["split"] == split and r["predictor"] == predictor
+                     and r["metric"] == metric and r["horizon_step"] is None), None)
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, split: str, predictor: str) -> list[dict]:

@@ -21,10 +21,13 @@ def artifact_key(variant: str, what: str) -> str:
     return f"forecast-{variant.replace('_', '-').replace('.', '-').lower()}-{what}"
 
 
-def metrics_table(variant: str, metrics: list[dict]) -> list[dict]:
-    """One row per split and metric: the model, the naive baseline, their ratio, and the book's valid MSE."""
+def metrics_table(variant: str, metrics: list[dict], book_data: bool = True) -> list[dict]:
+    """One row per split and metric: the model, the naive baseline, their ratio, and the book's valid MSE.
+
+    ``book_data``: the run used the chapter's generated series; on a user's own dataset the book has no figure.
+    """
     overall = {(m["predictor"], m["split"], m["metric"]): m["value"] for m in metrics if m["horizon_step"] is None}
-    book = get_variant(variant).book_valid_mse
+    book = get_variant(variant).book_valid_mse if book_data else None
     table = []
     for split in ("valid", "test"):
         for metric in METRIC_ORDER:
@@ -77,7 +80,7 @@ def report_markdown(run: dict, table: list[dict]) -> str:
       retry_delay_seconds=exponential_backoff(backoff_factor=2))
 def publish_artifacts(run: dict, metrics: list[dict]) -> None:
     """Publish the run's metrics table and markdown report (with its plots) as Prefect artifacts."""
-    table = metrics_table(run["variant"], metrics)
+    table = metrics_table(run["variant"], metrics, book_data=json.loads(run["params"]).get("dataset_id") is None)
     create_table_artifact(table, key=artifact_key(run["variant"], "metrics"),
                           description=f"{run['variant']} on {run['dataset_id']}: model vs naive vs the book")
     create_markdown_artifact(report_markdown(run, table), key=artifact_key(run["variant"], "report"),
