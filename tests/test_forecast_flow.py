@@ -101,11 +101,22 @@ def test_iterative_trains_its_base_once_then_reuses_it(home):
     ({"epochs": 0}, "greater than or equal to 1"),
     ({"batch_size": 0}, "greater than or equal to 1"),
     ({"variant": "simple_rnn", "horizon": 10}, "forecasts exactly 1 step"),
+    ({"variant": "conv_gru", "n_steps": 51}, "needs n_steps >= 4 with n_steps - 4 a multiple of 2 .got 51.; use 52"),
 ])
 def test_bad_input_rejected_before_any_work(home, bad, message):
     with pytest.raises(ValidationError, match=message):
         forecast(**{**TINY, **bad})
     assert not home.exists()
+
+
+def test_unknown_dataset_fails_at_once_without_retry(home):
+    state = forecast(variant="linear", dataset_id="ds-000000000000", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="no dataset 'ds-000000000000'.*seqcast ingest"):
+        state.result()
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(state.state_details.flow_run_id).run_count == 1  # the flow's retry was dropped
+    assert not (home / "records").exists()
 
 
 def test_cli_rejects_bad_input_with_clear_message(home, capsys):
@@ -114,6 +125,8 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys):
     assert "unknown variant 'nope'" in err and "valid variants: naive, linear, simple_rnn" in err
     assert cli(["run", "--all", "--batch-size", "0"]) == 2
     assert "batch_size: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert cli(["run", "--all", "--dataset-id", "ds-000000000000"]) == 2
+    assert "no dataset 'ds-000000000000'" in capsys.readouterr().err
     assert not home.exists()
 
 
