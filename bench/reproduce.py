@@ -10,7 +10,6 @@ a variant that already has a completed full-size run with the same parameters is
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seqcast.models import REGISTRY  # noqa: E402
-from seqcast.params import ForecastParams  # noqa: E402
+from seqcast.params import ForecastParams, normalized_params  # noqa: E402
 from seqcast.settings import results_db  # noqa: E402
 from storage.results import query  # noqa: E402
 
@@ -43,7 +42,7 @@ def existing_run(params: ForecastParams) -> dict | None:
     wanted = params.model_dump()
     for row in rows:
         found = dict(zip(columns, row))
-        if json.loads(found["params"]) == wanted:
+        if normalized_params(found["params"]) == wanted:
             return found
     return None
 

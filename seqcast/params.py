@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -112,3 +113,8 @@ class ForecastParams(BaseModel):
 
     def hyperparameters(self) -> dict:
         return {"units": self.units, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout}
+
+
+def normalized_params(params_json: str) -> dict:
+    """A recorded run's parameters as today's ForecastParams dump: fields added since then take their defaults."""
+    return ForecastParams(**json.loads(params_json)).model_dump()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from seqcast.params import ForecastParams
+from seqcast.params import ForecastParams, normalized_params
 from seqcast.scaling import read_scaled_split
 from seqcast.settings import models_dir, records_dir
 from seqcast.training import TrainResult, train
@@ -91,7 +90,7 @@ def find_trained_run(variant: str, dataset_id: str, params: ForecastParams, run_
     for folder in committed_records(records_dir()).values():
         runs_file = record_files(folder).get("runs")
         for row in pq.read_table(runs_file).to_pylist() if runs_file else []:
-            same = row["run_id"] == run_id if run_id else training_key(json.loads(row["params"])) == wanted
+            same = row["run_id"] == run_id if run_id else training_key(normalized_params(row["params"])) == wanted
             if (row["variant"] == variant and row["dataset_id"] == dataset_id and row["status"] == "completed"
                     and row["model_path"] and same
                     and (best is None or row["finished_at"] > best["finished_at"])):

@@ -1,0 +1,12 @@
+"""Parameters: defaults in one place, and runs recorded before a field existed still match today's runs."""
+
+import json
+
+from seqcast.params import ForecastParams, normalized_params
+
+
+def test_recorded_params_missing_newer_fields_take_their_defaults():
+    today = ForecastParams(variant="deep_rnn_dense", epochs=20).model_dump()
+    recorded_before = {k: v for k, v in today.items() if k not in ("steps_per_execution", "dataset_id")}
+    assert normalized_params(json.dumps(recorded_before)) == today
+    assert normalized_params(json.dumps({**recorded_before, "epochs": 21})) != today
