@@ -239,8 +239,8 @@ def regular_series(sid: str, group: pd.DataFrame, params: IngestParams, min_leng
             raise IngestError(f"series {sid!r}, row {nan_rows[0]}: value is missing ({len(nan_rows)} row(s) in "
                               f"all); choose missing='drop' or 'interpolate'")
     elif params.missing == "interpolate":
-        # interior gaps only: values before the first or after the last observation are not invented
-        on_grid = on_grid.interpolate(method="linear", limit_area="inside")
+        # trimmed to the first and last observation; the gaps are filled part by part in build_dataset, so
+        # no training value is interpolated from a validation observation
         valid = on_grid.notna().to_numpy()
         on_grid = on_grid.iloc[np.argmax(valid):len(valid) - np.argmax(valid[::-1])]
     if len(on_grid) < min_length:
@@ -288,6 +288,14 @@ def part_windows(values: np.ndarray, start: int, stop: int, n_steps: int, horizo
     return windows[keep], first + np.flatnonzero(keep)
 
 
+def interpolate_within_parts(values: np.ndarray, bounds: list[tuple[int, int]]) -> np.ndarray:
+    """Fill interior gaps linearly inside each part alone: a gap at a part boundary stays a gap (its windows drop)."""
+    filled = values.copy()
+    for start, stop in bounds:
+        filled[start:stop] = pd.Series(values[start:stop]).interpolate(method="linear", limit_area="inside")
+    return filled
+
+
 def latest_input(values: np.ndarray, n_steps: int) -> int | None:
     """Index one past the latest complete run of ``n_steps`` values (the forecast origin), or None."""
     valid = ~np.isnan(values)
@@ -326,8 +334,9 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
     rows, training_values = [], {}
     for s in series:
         bounds = part_bounds(len(s.values), params)
+        values = interpolate_within_parts(s.values, bounds) if params.missing == "interpolate" else s.values
         for part, (start, stop) in zip(PARTS, bounds):
-            cut, starts = part_windows(s.values, start, stop, params.n_steps, params.horizon)
+            cut, starts = part_windows(values, start, stop, params.n_steps, params.horizon)
             if len(cut) == 0 and (part != "test" or params.test_fraction > 0):
                 span = f"{s.timestamps[start]} .. {s.timestamps[stop - 1]}" if stop > start else "empty"
                 problems.append(f"series {s.series_id!r}: its {PART_NAMES[part]} part ({stop - start} steps, {span}) "
@@ -339,13 +348,13 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
             extra[part]["window_start"].append(s.timestamps[starts])
             extra[part]["target_start"].append(s.timestamps[starts + params.n_steps])
             extra[part]["window_end"].append(s.timestamps[starts + width - 1])
-        training_values[s.series_id] = s.values[bounds[0][0]:bounds[0][1]]
-        origin = latest_input(s.values, params.n_steps)
+        training_values[s.series_id] = values[bounds[0][0]:bounds[0][1]]
+        origin = latest_input(values, params.n_steps)
         rows.append({"series_id": s.series_id, "frequency": s.freq, "first_timestamp": s.timestamps[0],
                      "last_timestamp": s.timestamps[-1], "n_steps_total": len(s.values),
                      "train_end": s.timestamps[bounds[0][1] - 1], "valid_end": s.timestamps[bounds[1][1] - 1],
                      "latest_end": s.timestamps[origin - 1] if origin else None,
-                     "latest": s.values[origin - params.n_steps:origin].astype(np.float32).tolist() if origin
+                     "latest": values[origin - params.n_steps:origin].astype(np.float32).tolist() if origin
                      else None})
     fail(problems)
 

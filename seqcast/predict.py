@@ -16,6 +16,7 @@ from seqcast.ingest import (
     IngestParams,
     MissingPolicy,
     future_timestamps,
+    interpolate_within_parts,
     latest_input,
     read_long,
     validate_series,
@@ -175,7 +176,9 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
     series = validate_series(read_long(reader), reader, min_length=model.n_steps)
     ids, freqs, lasts, inputs, problems = [], [], [], [], []
     for s in series:
-        stop = latest_input(s.values, model.n_steps)
+        values = interpolate_within_parts(s.values, [(0, len(s.values))]) if reader.missing == "interpolate" \
+            else s.values  # a new file is one part: all of it is known history
+        stop = latest_input(values, model.n_steps)
         if stop is None:
             problems.append(f"series {s.series_id!r} holds no {model.n_steps} consecutive values (model run "
                             f"{model.run_id} takes n_steps={model.n_steps})")
@@ -183,7 +186,7 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
         ids.append(s.series_id)
         freqs.append(s.freq)
         lasts.append(s.timestamps[stop - 1])
-        inputs.append(s.values[stop - model.n_steps:stop])
+        inputs.append(values[stop - model.n_steps:stop])
     if problems:
         raise IngestError("\n  ".join(problems))
     return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32))

@@ -194,3 +194,13 @@ def test_cli_ingest_one_series_and_a_clear_error(home, tmp_path, capsys):
     assert cli(["ingest", str(path), *options, "--missing", "interpolate"]) == 0
     out = capsys.readouterr().out
     assert "seqcast run --variant linear --dataset-id ds-" in out and " 1 " in out
+
+
+def test_interpolation_never_crosses_a_part_boundary():
+    from seqcast.ingest import interpolate_within_parts
+
+    values = np.array([1.0, np.nan, 3.0, np.nan, 5.0, np.nan, 7.0])
+    filled = interpolate_within_parts(values, [(0, 3), (3, 7)])
+    # the gap at step 3 opens the second part: filling it would use the training value 3.0, so it stays a gap
+    np.testing.assert_array_equal(filled, [1.0, 2.0, 3.0, np.nan, 5.0, 6.0, 7.0])
+    assert np.isnan(values[1])  # the input is left alone
