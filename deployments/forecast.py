@@ -106,9 +106,10 @@ def training_slots() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def ensure_training_limit(slots: int | None = None) -> int:
-    """Create (or resize) the global concurrency limit that the train-model task holds; return its size."""
+def ensure_training_limit(slots: int | None = None, resize: bool = True) -> int:
+    """Create (or, with ``resize``, resize) the global concurrency limit that train-model holds; return its size."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     from tasks.train import TRAINING_LIMIT
 
@@ -116,5 +117,10 @@ def ensure_training_limit(slots: int | None = None) -> int:
     if slots < 1:
         raise ValueError(f"the training limit needs at least 1 slot, got {slots}")
     with get_client(sync_client=True) as client:
+        if not resize:
+            try:  # a limit someone sized on a shared server is theirs to keep
+                return client.read_global_concurrency_limit_by_name(TRAINING_LIMIT).limit
+            except ObjectNotFound:
+                pass
         client.upsert_global_concurrency_limit_by_name(TRAINING_LIMIT, slots)
     return slots

@@ -89,7 +89,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)
     started = time.perf_counter()
     summaries = []
+    from deployments.forecast import ensure_training_limit
+
     with in_process_runs():
+        ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
         for i, params in enumerate(planned, 1):
             print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
             summaries.append(forecast(**params.model_dump()))
