@@ -19,6 +19,8 @@ def _figure(width: float, height: float):
 
 def plot_learning_curves(history: list[dict], path: Path, title: str) -> Path:
     """Plot loss and val_loss by epoch (log scale) to a PNG."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(6, 3.6)
     fig.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=0.14)
     ax = fig.add_subplot()
@@ -26,6 +28,7 @@ def plot_learning_curves(history: list[dict], path: Path, title: str) -> Path:
     ax.plot(epochs, [row["loss"] for row in history], "b.-", label="training loss")
     ax.plot(epochs, [row["val_loss"] for row in history], "r.-", label="validation loss")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE")
     ax.set_title(title, fontsize=10)
