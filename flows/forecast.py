@@ -77,8 +77,7 @@ def forecast(
 
     try:  # a dataset or base run that does not fit is as final as a bad parameter: fail now, no retry
         params, dataset = fit_to_dataset(params)
-        if params.base_run_id is not None:
-            base_model_run(params)
+        base_run = base_model_run(params) if params.base_run_id is not None else None
     except ValueError:
         give_up_retries()
         raise
@@ -91,12 +90,12 @@ def forecast(
             logger.info("reusing dataset %s at %s (same spec, not regenerated)", dataset.dataset_id, dataset.path)
 
     kind = get_variant(params.variant)
-    trained, base_run = None, None
+    trained = None
     if kind.trainable:
         trained = train_model(params, dataset, run_id)
         model_path = trained.model_path
     elif kind.target == "iterative":
-        base_run = base_model_run(params)
+        base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
         model_path = Path(base_run["model_path"])
     else:
         model_path = None

@@ -13,6 +13,13 @@ from seqcast.models import CONV_KERNEL, CONV_STRIDES, REGISTRY, get_variant
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def plain_id(cls, value: str | None, info) -> str | None:
+    """Field validator: an optional id must be a plain name, since ids become folder names and query values."""
+    if value is not None and not SAFE_NAME.match(value):
+        raise ValueError(f"{info.field_name} {value!r} is not a plain id")
+    return value
+
+
 def check_strided_fit(variant: str, n_steps: int) -> None:
     """A strided Conv1D front end must emit an output that ends exactly at the last input step.
 
@@ -62,12 +69,7 @@ class ForecastParams(BaseModel):
         get_variant(name)
         return name
 
-    @field_validator("base_run_id", "dataset_id")
-    @classmethod
-    def _safe_run_id(cls, run_id: str | None, info) -> str | None:
-        if run_id is not None and not SAFE_NAME.match(run_id):
-            raise ValueError(f"{info.field_name} {run_id!r} is not a plain id")
-        return run_id
+    _safe_ids = field_validator("base_run_id", "dataset_id")(plain_id)
 
     @model_validator(mode="after")
     def _consistent(self) -> ForecastParams:
@@ -75,6 +77,10 @@ class ForecastParams(BaseModel):
         if variant.fixed_horizon and self.horizon not in (None, variant.horizon):
             raise ValueError(
                 f"variant {self.variant!r} forecasts exactly {variant.horizon} step(s), not {self.horizon}")
+        if self.base_run_id is not None and variant.target != "iterative":
+            iterative = [v.name for v in REGISTRY.values() if v.target == "iterative"]
+            raise ValueError(f"base_run_id applies to iterative variants only ({', '.join(iterative)}), "
+                             f"not to {self.variant!r}")
         if self.dataset_id is None:
             self.dataset_spec()  # raises when the split does not fit n_series
             check_strided_fit(self.variant, self.n_steps)

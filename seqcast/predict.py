@@ -22,7 +22,7 @@ from seqcast.ingest import (
     validate_series,
 )
 from seqcast.models import REGISTRY, get_variant
-from seqcast.params import SAFE_NAME
+from seqcast.params import plain_id
 from seqcast.scaling import Scaler
 
 FAMILIES = sorted({v.family for v in REGISTRY.values()})
@@ -59,12 +59,7 @@ class PredictParams(BaseModel):
     missing: MissingPolicy = "fail"
     output: str | None = Field(None, description="also write the forecasts to this Parquet file")
 
-    @field_validator("run_id", "dataset_id")
-    @classmethod
-    def _plain_id(cls, value: str | None, info) -> str | None:
-        if value is not None and not SAFE_NAME.match(value):
-            raise ValueError(f"{info.field_name} {value!r} is not a plain id")
-        return value
+    _plain_ids = field_validator("run_id", "dataset_id")(plain_id)
 
     @field_validator("family")
     @classmethod

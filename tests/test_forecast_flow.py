@@ -101,6 +101,7 @@ def test_iterative_trains_its_base_once_then_reuses_it(home):
     ({"epochs": 0}, "greater than or equal to 1"),
     ({"batch_size": 0}, "greater than or equal to 1"),
     ({"variant": "simple_rnn", "horizon": 10}, "forecasts exactly 1 step"),
+    ({"base_run_id": "some-run"}, "base_run_id applies to iterative variants only .iterative_10., not to 'linear'"),
     ({"variant": "conv_gru", "n_steps": 51}, "needs n_steps >= 4 with n_steps - 4 a multiple of 2 .got 51.; use 52"),
 ])
 def test_bad_input_rejected_before_any_work(home, bad, message):
