@@ -56,6 +56,16 @@ def run_seqcast(name: str, epochs: int) -> dict:
     return {"seconds": time.perf_counter() - started, "valid_mse": result["valid_mse"], "epochs": result["epochs"]}
 
 
+def machine() -> str:
+    from seqcast.training import library_versions
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = ", ".join(f"{k} {v}" for k, v in library_versions().items() if k != "seqcast")
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, no GPU; {versions}"
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -96,75 +106,86 @@ def orchestration_overhead(runs: int) -> str:
 
 
 DATA_STEP = r"""
-import json, resource, sys, time
+import json, os, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 step, n, folder = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 from pathlib import Path
 from seqcast.data import generate_time_series
 from storage.datasets import read_split, write_dataset
+
+
+def peak_mib():  # this process's peak resident memory since the last reset_peak()
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 steps = 60
 if step == "reference-generate":
     import importlib.util
     spec = importlib.util.spec_from_file_location("ref", sys.argv[5]); ref = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ref)  # imports keras: done before the clock starts
-    started = time.perf_counter()
+    reset_peak(); started = time.perf_counter()
     np.random.seed(42); array = ref.generate_time_series(n, steps)
 elif step == "seqcast-generate":
-    started = time.perf_counter()
+    reset_peak(); started = time.perf_counter()
     array = generate_time_series(n, steps, 42)
 else:
-    array = generate_time_series(n, steps, 42)[..., 0]
-    nbytes = array.nbytes
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
-    if step == "numpy-save-load":
-        np.save(Path(folder) / "series.npy", array); del array
+    array = generate_time_series(n, steps, 42)[..., 0].copy()
+    reset_peak(); started = time.perf_counter()
+    if step.startswith("numpy-save"):
+        with open(Path(folder) / "series.npy", "wb") as f:
+            np.save(f, array)
+            if step == "numpy-save-fsync-load":
+                f.flush(); os.fsync(f.fileno())
+        del array
         array = np.load(Path(folder) / "series.npy")
     else:
         splits = {"train": array, "valid": array[:0], "test": array[:0]}
         ref = write_dataset(Path(folder), "ds-bench", {"n": n}, splits); del array, splits
         array = read_split(ref, "train")
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "extra_peak_mb": (peak - base) / 1024, "array_mb": nbytes / 2**20}))
-    sys.exit(0)
 seconds = time.perf_counter() - started
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "array_mb": array.nbytes / 2**20}))
+print(json.dumps({"seconds": seconds, "peak_mb": peak_mib(), "array_mb": array.nbytes / 2**20}))
 """
 
 
 def data_path(n_series: int, reference: Path, repeats: int) -> str:
     results: dict[str, list[dict]] = {}
-    steps = ["reference-generate", "seqcast-generate", "numpy-save-load", "seqcast-persist-load"]
+    steps = ["reference-generate", "seqcast-generate", "numpy-save-load", "numpy-save-fsync-load",
+             "seqcast-persist-load"]
     for _ in range(repeats):
         for step in steps:
             with tempfile.TemporaryDirectory(dir=os.environ.get("SEQCAST_BENCH_TMP")) as folder:
                 out = subprocess.run([sys.executable, "-c", DATA_STEP, str(ROOT), step, str(n_series), folder,
                                       str(reference)], capture_output=True, text=True, check=True)
             results.setdefault(step, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
-    lines = [f"| data path, {n_series:,} series x 60 steps float32 | median s | peak memory | runs |",
-             "|---|---|---|---|"]
+    lines = [f"| data path, {n_series:,} series x 60 steps float32 | median s | peak memory of the step, MiB | "
+             f"peak / array size | runs |", "|---|---|---|---|---|"]
     for step in steps:
         rows = results[step]
-        if "extra_peak_mb" in rows[0]:
-            memory = f"+{median([r['extra_peak_mb'] for r in rows]):.0f} MiB over the array's {rows[0]['array_mb']:.0f}"
-        else:
-            memory = f"{median([r['peak_mb'] for r in rows]):.0f} MiB process peak"
-        lines.append(f"| {step} | {median([r['seconds'] for r in rows]):.2f} | {memory} | {len(rows)} |")
-    gen = median([r["seconds"] for r in results["seqcast-generate"]]) / median(
-        [r["seconds"] for r in results["reference-generate"]])
-    io = median([r["seconds"] for r in results["seqcast-persist-load"]]) / median(
-        [r["seconds"] for r in results["numpy-save-load"]])
-    lines.append(f"\nRatios: generation {gen:.2f}x the reference generator; Parquet persist + load {io:.2f}x "
-                 f"np.save + np.load.")
+        peak, array = median([r["peak_mb"] for r in rows]), rows[0]["array_mb"]
+        lines.append(f"| {step} | {median([r['seconds'] for r in rows]):.2f} | {peak:.0f} | {peak / array:.2f}x | "
+                     f"{len(rows)} |")
+
+    def ratio(a, b):
+        return median([r["seconds"] for r in results[a]]) / median([r["seconds"] for r in results[b]])
+
+    lines.append(f"\nRatios: generation {ratio('seqcast-generate', 'reference-generate'):.2f}x the reference "
+                 f"generator; Parquet persist (fsynced) + load {ratio('seqcast-persist-load', 'numpy-save-load'):.2f}x "
+                 f"np.save + np.load, {ratio('seqcast-persist-load', 'numpy-save-fsync-load'):.2f}x np.save + fsync "
+                 f"+ np.load. Peak memory is the process's resident peak during the step (the array included), "
+                 f"reset at the step's start.")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variants", nargs="*", help=f"default: {' '.join(DEFAULT_VARIANTS)}")
+    parser.add_argument("variants", nargs="*", metavar="VARIANT[:N]",
+                        help=f"default: {' '.join(DEFAULT_VARIANTS)}; NAME:N runs that one N times")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
@@ -178,8 +199,13 @@ def main() -> int:
         parser.error(f"reference script not found at {args.reference}; pass --reference PATH")
     from seqcast.models import get_variant
 
-    for name in args.variants:
+    plan = {}  # variant -> repeats; "NAME:N" repeats one variant N times
+    for item in args.variants or DEFAULT_VARIANTS:
+        name, _, count = item.partition(":")
         get_variant(name)
+        if count and not count.isdigit():
+            parser.error(f"{item!r}: write a variant's repeats as NAME:N, e.g. wavenet:3")
+        plan[name] = int(count) if count else args.repeats
 
     workdir = Path(tempfile.mkdtemp(prefix="seqcast-speed-"))
     os.environ.update({"SEQCAST_HOME": str(workdir / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -188,8 +214,9 @@ def main() -> int:
 
     server = start_server(workdir / "prefect")
     os.environ.update({"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.home)})
-    sections = [f"# seqcast speed benchmark\n\nMachine: {os.cpu_count()} cores; "
-                f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; Prefect server at {server.api_url}."]
+    sections = [f"# seqcast speed benchmark\n\nMachine: {machine()}; "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; Prefect server at {server.api_url}.\n\n"
+                f"Command: `{' '.join(['python', 'bench/speed.py', *sys.argv[1:]])}`"]
     try:
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -200,14 +227,16 @@ def main() -> int:
             reference = load_reference(args.reference)
             results = {}
             with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                for name in args.variants or DEFAULT_VARIANTS:
+                for name, repeats in plan.items():
                     results[name] = {"seqcast": [], "reference": []}
-                    for _ in range(args.repeats):
+                    for _ in range(repeats):
                         results[name]["seqcast"].append(run_seqcast(name, args.epochs))
                         results[name]["reference"].append(run_reference(reference, name, args.epochs))
                         print(name, json.dumps({k: v[-1] for k, v in results[name].items()}), file=sys.stderr,
                               flush=True)
-            sections.append(f"## Models (A B alternating, {args.repeats} each, up to {args.epochs} epochs)\n\n"
+                    if args.out:  # a long invocation keeps every finished variant even if it is stopped later
+                        write_out(args.out, [*sections, "## Models (partial)\n\n" + variant_table(results)])
+            sections.append(f"## Models (A B alternating, up to {args.epochs} epochs)\n\n"
                             + variant_table(results))
             print(sections[-1], flush=True)
         if not args.skip_data:
@@ -216,9 +245,13 @@ def main() -> int:
     finally:
         stop_server(server)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n\n".join(sections) + "\n")
+        write_out(args.out, sections)
     return 0
+
+
+def write_out(path: Path, sections: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(sections) + "\n")
 
 
 if __name__ == "__main__":

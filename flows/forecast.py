@@ -65,7 +65,7 @@ def forecast(
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     jit_compile: bool = True,
-    steps_per_execution: int | None = None,
+    steps_per_execution: int = 32,
     base_run_id: str | None = None,
     dataset_id: str | None = None,
 ) -> dict:

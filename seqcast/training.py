@@ -58,6 +58,20 @@ def training_targets(variant: Variant, windows: np.ndarray, n_steps: int, horizo
     raise ValueError(f"variant {variant.name!r} is not fitted on targets of its own")
 
 
+def fixed_length(model, n_steps: int):
+    """The model's layers behind an ``(n_steps, 1)`` input, sharing their weights, for training.
+
+    The saved model keeps its ``(None, 1)`` input so that it forecasts from any length (iterative forecasting feeds
+    back ever longer sequences); training on the static length lets XLA compile the recurrence and the causal
+    convolutions for one shape, which the speed benchmark measured 10-20% faster per epoch for LSTM, GRU and WaveNet.
+    """
+    import keras
+
+    if model.inputs[0].shape[1] == n_steps:  # already fixed (the linear models flatten their input)
+        return model
+    return keras.Sequential([keras.Input((n_steps, 1)), *model.layers], name=f"{model.name}_fit")
+
+
 class EpochLogger:
     """Keras callback that logs one line per epoch, so long training shows progress in the Prefect UI.
 
@@ -116,10 +130,11 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     y_valid = training_targets(variant, valid_windows, n_steps, horizon)
 
     model = build_model(variant.name, n_steps, horizon, **params.hyperparameters())
+    fitted = fixed_length(model, n_steps)
     sequence = variant.target in ("sequence", "strided")
-    model.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss="mse",
+    fitted.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss="mse",
                   metrics=[last_time_step_mse] if sequence else [], jit_compile=params.jit_compile,
-                  steps_per_execution=params.effective_steps_per_execution)
+                  steps_per_execution=params.steps_per_execution)
     progress = EpochLogger(logger, variant.name, params.epochs,
                            journal=backup_dir / "epochs.json" if backup_dir is not None else None)
     extra_callbacks = list(callbacks)
@@ -129,8 +144,10 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
     callbacks += extra_callbacks
     started = time.perf_counter()
-    model.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size, validation_data=(x_valid, y_valid),
-              callbacks=callbacks, verbose=0)
+    # one validation batch: the same mean loss, one compiled shape and 60-odd fewer dispatches per epoch
+    fitted.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size,
+               validation_data=(x_valid, y_valid), validation_batch_size=PREDICT_BATCH_SIZE, callbacks=callbacks,
+               verbose=0)
     train_seconds = time.perf_counter() - started
 
     history = [{

@@ -1,8 +1,13 @@
-"""Datasets as Parquet: one file per split, each row one window of ``n_steps + horizon`` float32 values.
+"""Datasets as Parquet: one file per split holding its windows of ``n_steps + horizon`` float32 values.
 
-Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/``: ``train.parquet``, ``valid.parquet``, ``test.parquet``
-and ``dataset.json`` (spec, shapes, content hash). Ingested datasets add ``series_id`` and window timestamp
-columns to each split, a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
+Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/`` (``format_version`` 2): ``train.parquet``,
+``valid.parquet``, ``test.parquet`` and ``dataset.json`` (spec, shapes, content hash). Each split file has one
+non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed, so
+that writing and reading it back cost little more than copying the array (``bench/speed.py`` measures this
+against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to ``(i + 1) * width - 1``; in SQL,
+``(row_number() OVER () - 1) // width``. Ingested datasets add ``<split>.windows.parquet`` with one row per window
+(``series_id`` and window timestamps), a ``series.parquet`` table (one row per series) and the scaler in
+``dataset.json``. Format 1 (one fixed-size-list ``window`` row per window, zstd) is still read.
 The folder is published in one atomic rename, so a folder that exists is complete.
 """
 
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,10 @@ from storage.atomic import atomic_dir
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "dataset.json"
+FORMAT_VERSION = 2
+VALUES = pa.schema([pa.field("value", pa.float32(), nullable=False)])
+# float noise does not compress; dictionaries and min/max statistics of 60M values cost more than they give
+RAW_VALUES = {"compression": "none", "use_dictionary": False, "write_statistics": False}
 
 
 @dataclass(frozen=True)
@@ -38,26 +48,28 @@ def content_hash(splits: dict[str, np.ndarray]) -> str:
     for name in SPLITS:
         array = np.ascontiguousarray(splits[name], dtype=np.float32)
         digest.update(f"{name}:{array.shape}".encode())
-        digest.update(array.tobytes())
+        digest.update(memoryview(array).cast("B"))  # hashed in place: no copy of the array
     return "sha256:" + digest.hexdigest()
 
 
-def windows_table(windows: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> pa.Table:
-    """Return a table with one ``window`` fixed-size-list<float32> row per window, plus ``extra`` columns."""
+def write_values(windows: np.ndarray, path: Path) -> None:
+    """Write (n, width) windows as one flat ``value`` column, without copying the array into Arrow."""
     windows = np.ascontiguousarray(windows, dtype=np.float32)
-    n, width = windows.shape
-    column = pa.FixedSizeListArray.from_arrays(pa.array(windows.reshape(-1)), width)
-    columns = {"series_index": pa.array(np.arange(n, dtype=np.int64)), "window": column}
-    for name, values in (extra or {}).items():
-        columns[name] = pa.array(values)
-    return pa.table(columns)
+    table = pa.table({"value": pa.array(windows.reshape(-1))}, schema=VALUES)
+    pq.write_table(table.replace_schema_metadata({"seqcast.width": str(windows.shape[1])}), path, **RAW_VALUES)
 
 
-def table_windows(table: pa.Table) -> np.ndarray:
-    """Inverse of :func:`windows_table`: the (n, width) float32 array, no copy beyond the read."""
-    column = table.column("window").combine_chunks()
-    width = column.type.list_size
-    return column.values.to_numpy(zero_copy_only=False).reshape(-1, width)
+def read_values(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Read a :func:`write_values` file into one (n, width) float32 array: one copy out of the decoded batches."""
+    out = np.empty(shape[0] * shape[1], dtype=np.float32)
+    position = 0
+    for batch in pq.ParquetFile(path, memory_map=True).iter_batches(batch_size=1 << 22, use_threads=False):
+        values = batch.column(0).to_numpy()
+        out[position:position + len(values)] = values
+        position += len(values)
+    if position != len(out):
+        raise ValueError(f"{path} holds {position} values, its manifest says {shape[0]} x {shape[1]}")
+    return out.reshape(shape)
 
 
 def dataset_path(root: Path, dataset_id: str) -> Path:
@@ -85,36 +97,50 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
     if existing is not None:
         return existing
     target = dataset_path(root, dataset_id)
-    manifest = {
-        "dataset_id": dataset_id,
-        "spec": spec,
-        "shapes": {name: list(splits[name].shape) for name in SPLITS},
-        "content_hash": content_hash(splits),
-        "format_version": 1,
-        **(manifest_extra or {}),
-    }
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target) as tmp, ThreadPoolExecutor(1) as pool:
+        digest = pool.submit(content_hash, splits)  # hashing and writing both release the GIL: they overlap
         for name in SPLITS:
-            pq.write_table(windows_table(splits[name], (extra or {}).get(name)), tmp / f"{name}.parquet",
-                           compression="zstd")
+            write_values(splits[name], tmp / f"{name}.parquet")
+            if (extra or {}).get(name):
+                columns = pa.table(extra[name])
+                if columns.num_rows != len(splits[name]):
+                    raise ValueError(f"{name} split: per-window columns hold {columns.num_rows} rows for "
+                                     f"{len(splits[name])} windows")
+                pq.write_table(columns, tmp / f"{name}.windows.parquet", compression="zstd")
         for name, table in (tables or {}).items():
             pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
+        manifest = {
+            "dataset_id": dataset_id,
+            "spec": spec,
+            "shapes": {name: list(splits[name].shape) for name in SPLITS},
+            "content_hash": digest.result(),
+            "format_version": FORMAT_VERSION,
+            **(manifest_extra or {}),
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return find_dataset(root, dataset_id)
 
 
-def read_split(ref: DatasetRef, split: str) -> np.ndarray:
-    """Read one split back as its (n, n_steps + horizon) float32 array."""
+def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
-    return table_windows(pq.read_table(ref.path / f"{split}.parquet", columns=["window"]))
+
+
+def read_split(ref: DatasetRef, split: str) -> np.ndarray:
+    """Read one split back as its (n, n_steps + horizon) float32 array."""
+    _check_split(split)
+    path = ref.path / f"{split}.parquet"
+    if ref.manifest.get("format_version", 1) == 1:
+        column = pq.read_table(path, columns=["window"]).column("window").combine_chunks()
+        return column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)
+    return read_values(path, tuple(ref.manifest["shapes"][split]))
 
 
 def read_split_column(ref: DatasetRef, split: str, column: str) -> np.ndarray:
     """Read one per-window column of a split (e.g. ``series_id`` of an ingested dataset) as a numpy array."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
-    return pq.read_table(ref.path / f"{split}.parquet", columns=[column]).column(column).to_numpy(zero_copy_only=False)
+    _check_split(split)
+    name = f"{split}.parquet" if ref.manifest.get("format_version", 1) == 1 else f"{split}.windows.parquet"
+    return pq.read_table(ref.path / name, columns=[column]).column(column).to_numpy(zero_copy_only=False)
 
 
 def dataset_row(ref: DatasetRef, created_at) -> dict:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from seqcast.data import SyntheticSpec, generate_splits, generate_time_series, sequence_targets, split_windows
-from storage.datasets import SPLITS, content_hash, find_dataset, read_split, write_dataset
+from storage.datasets import SPLITS, content_hash, find_dataset, read_split, read_split_column, write_dataset
 
 
 def book_generate_time_series(batch_size, n_steps):
@@ -79,8 +79,27 @@ def test_parquet_round_trip_is_bit_exact(tmp_path):
     manifest = json.loads((ref.path / "dataset.json").read_text())
     assert manifest["content_hash"] == content_hash(splits)
     assert manifest["spec"] == spec.model_dump()
-    assert pq.read_metadata(ref.path / "train.parquet").num_rows == 80
+    assert pq.read_metadata(ref.path / "train.parquet").num_rows == 80 * 60  # one row per value, window-major
     assert [p.name for p in tmp_path.iterdir()] == [spec.dataset_id]  # no temporary folder left behind
+
+
+def test_format_1_datasets_are_still_read(tmp_path):
+    """Datasets written before format 2 (one fixed-size-list row per window, zstd) load unchanged."""
+    spec = SyntheticSpec(n_series=30, n_train=10, n_valid=10, n_test=10)
+    splits = generate_splits(spec)
+    folder = tmp_path / spec.dataset_id
+    folder.mkdir()
+    for name, windows in splits.items():
+        column = pa.FixedSizeListArray.from_arrays(pa.array(windows.reshape(-1)), windows.shape[1])
+        table = pa.table({"series_index": np.arange(len(windows)), "window": column, "series_id": ["s"] * 10})
+        pq.write_table(table, folder / f"{name}.parquet", compression="zstd")
+    (folder / "dataset.json").write_text(json.dumps({"dataset_id": spec.dataset_id, "spec": spec.model_dump(),
+                                                     "shapes": {k: list(v.shape) for k, v in splits.items()},
+                                                     "content_hash": content_hash(splits), "format_version": 1}))
+    ref = find_dataset(tmp_path, spec.dataset_id)
+    for name in SPLITS:
+        assert np.array_equal(read_split(ref, name), splits[name])
+    assert list(read_split_column(ref, "valid", "series_id")) == ["s"] * 10
 
 
 def test_interrupted_write_leaves_no_dataset(tmp_path):
@@ -88,7 +107,7 @@ def test_interrupted_write_leaves_no_dataset(tmp_path):
     splits = generate_splits(spec)
     # An extra column of the wrong length makes the third file fail after two files were written.
     broken_extra = {"test": {"series_id": np.arange(3)}}
-    with pytest.raises(pa.ArrowInvalid):
+    with pytest.raises(ValueError, match="test split: per-window columns hold 3 rows for 10 windows"):
         write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits, broken_extra)
     assert find_dataset(tmp_path, spec.dataset_id) is None
     assert list(tmp_path.iterdir()) == []

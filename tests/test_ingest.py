@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from flows.ingest import ingest
 from seqcast.ingest import IngestError, IngestParams, prepare
+from storage.datasets import find_dataset, read_split
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}
@@ -27,15 +28,19 @@ def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
     frame = daily_series()
     result = ingest(source=str(write(frame, tmp_path / "sales.csv")), name="shop-sales", **COLUMNS, **WINDOW)
     folder = home / "datasets" / result["dataset_id"]
-    assert sorted(p.name for p in folder.iterdir()) == ["dataset.json", "series.parquet", "test.parquet",
-                                                        "train.parquet", "valid.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "dataset.json", "series.parquet", "test.parquet", "test.windows.parquet", "train.parquet",
+        "train.windows.parquet", "valid.parquet", "valid.windows.parquet"]
     assert result["n_series"] == 3 and result["frequency"] == "D"
     manifest = json.loads((folder / "dataset.json").read_text())
     assert manifest["scaling"]["mode"] == "series" and set(manifest["scaling"]["stats"]) == {"s00", "s01", "s02"}
-    train = pq.read_table(folder / "train.parquet")
-    assert {"series_id", "window_start", "target_start", "window_end", "window"} <= set(train.column_names)
+    ref = find_dataset(home / "datasets", result["dataset_id"])
+    windows = pq.read_table(folder / "train.windows.parquet")
+    assert {"series_id", "window_start", "target_start", "window_end"} <= set(windows.column_names)
+    train = read_split(ref, "train")
+    assert len(train) == windows.num_rows == result["n_train"] and windows.column("series_id")[0].as_py() == "s00"
     # windows hold original units: the first training window of s00 is its first 21 values
-    assert np.allclose(train.column("window")[0].as_py(), frame["sales"][:21], atol=1e-5)
+    assert np.allclose(train[0], frame["sales"][:21], atol=1e-5)
 
     with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
         (row,) = con.execute("SELECT dataset_id, kind, spec, n_series, n_steps, horizon, n_train FROM datasets") \

@@ -17,6 +17,7 @@ from flows.ingest import ingest
 from flows.predict import deployment, predict
 from seqcast.cli import main as cli
 from seqcast.ingest import IngestError
+from storage.datasets import find_dataset, read_split
 from storage.models import load_manifest, load_model
 from tests.series_files import COLUMNS, daily_series, write
 
@@ -51,7 +52,7 @@ def test_variants_train_on_ingested_data_with_metrics_in_original_units(trained)
     assert rows(home, "SELECT kind, n_series FROM datasets") == [("ingested", 4)]
 
     # naive valid MSE by hand from the raw (unscaled) validation windows: the metrics are in original units
-    windows = np.array(pq.read_table(home / "datasets" / ds / "valid.parquet").column("window").to_pylist())
+    windows = read_split(find_dataset(home / "datasets", ds), "valid").astype(np.float64)
     by_hand = np.mean((windows[:, 14:] - windows[:, 13:14]) ** 2)
     assert trained.naive["valid_mse"] == pytest.approx(by_hand, rel=1e-5)
     assert trained.linear["naive_valid_mse"] == pytest.approx(by_hand, rel=1e-5)
