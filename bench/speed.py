@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "homl_reference.py"
+ONE_STEP_TRAINED = ["linear", "simple_rnn", "deep_rnn", "deep_rnn_dense"]
 DEFAULT_VARIANTS = ["linear", "simple_rnn", "deep_rnn", "deep_rnn_dense", "linear_10", "seq2vec_rnn", "seq2seq_rnn",
                     "ln_rnn", "lstm", "gru", "conv_gru", "wavenet"]
 
@@ -54,6 +55,16 @@ def run_seqcast(name: str, epochs: int) -> dict:
     started = time.perf_counter()
     result = forecast(variant=name, epochs=epochs)
     return {"seconds": time.perf_counter() - started, "valid_mse": result["valid_mse"], "epochs": result["epochs"]}
+
+
+def reference_medians(path: Path) -> dict[str, float]:
+    """Variant -> reference median seconds, from the models table of an earlier ``--out`` file."""
+    medians = {}
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 3 and cells[0] in DEFAULT_VARIANTS:
+            medians[cells[0]] = float(cells[2])
+    return medians
 
 
 def machine() -> str:
@@ -182,6 +193,56 @@ def data_path(n_series: int, reference: Path, repeats: int) -> str:
     return "\n".join(lines)
 
 
+def sweep_section(variants: list[str], epochs: int, server, reference_seconds: dict[str, float]) -> str:
+    """The sweep flow over ``variants`` through a served ``seqcast serve`` (a fresh process per run, as deployed),
+    once per training-slot setting on this machine's cores; against the reference run one after another."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.sweep import sweep
+
+    cores = os.cpu_count() or 1
+    lines = ["| sweep of " + ", ".join(variants) + " | wall s | training slots x TensorFlow threads per run |",
+             "|---|---|---|"]
+    for slots in dict.fromkeys((1, cores)):
+        env = {**os.environ, "SEQCAST_TRAINING_SLOTS": str(slots)}
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            env.pop(name, None)  # seqcast serve shares the cores out among the slots
+        log = open(server.home / f"serve-{slots}.log", "wb")
+        serving = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "serve", "--no-schedules",
+                                    *[a for v in variants for a in ("--variant", v)]], cwd=ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with get_client(sync_client=True) as client:
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        for name in variants:
+                            client.read_deployment_by_name(f"forecast/{name}")
+                        break
+                    except ObjectNotFound:
+                        if time.monotonic() > deadline or serving.poll() is not None:
+                            raise RuntimeError(f"seqcast serve did not register its deployments: see {log.name}") \
+                                from None
+                        time.sleep(0.5)
+            time.sleep(2)
+            started = time.perf_counter()
+            table = sweep(variants=variants, parameters={"epochs": epochs})
+            seconds = time.perf_counter() - started
+        finally:
+            serving.terminate()
+            serving.wait(timeout=60)
+        failed = [r["variant"] for r in table if r["state"] != "Completed"]
+        if failed:
+            raise RuntimeError(f"sweep runs failed: {failed}")
+        lines.append(f"| seqcast sweep | {seconds:.1f} | {slots} x {max(1, cores // slots)} |")
+    if all(v in reference_seconds for v in variants):
+        total = sum(reference_seconds[v] for v in variants)
+        lines.append(f"| reference, one after another (sum of its model medians, {reference_seconds['source']}) | "
+                     f"{total:.1f} | 1 process |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", nargs="*", metavar="VARIANT[:N]",
@@ -193,6 +254,10 @@ def main() -> int:
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-data", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="also time the sweep flow over the one-step variants "
+                        "through seqcast serve, with 1 training slot and with one per core")
+    parser.add_argument("--reference-from", type=Path, metavar="MD",
+                        help="with --skip-models --sweep: the reference medians of an earlier run's models table")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args()
     if not args.reference.is_file():
@@ -223,9 +288,9 @@ def main() -> int:
         if not args.skip_overhead:
             sections.append("## Orchestration overhead\n\n" + orchestration_overhead(5))
             print(sections[-1], flush=True)
+        results = {}
         if not args.skip_models:
             reference = load_reference(args.reference)
-            results = {}
             with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 for name, repeats in plan.items():
                     results[name] = {"seqcast": [], "reference": []}
@@ -238,6 +303,14 @@ def main() -> int:
                         write_out(args.out, [*sections, "## Models (partial)\n\n" + variant_table(results)])
             sections.append(f"## Models (A B alternating, up to {args.epochs} epochs)\n\n"
                             + variant_table(results))
+            print(sections[-1], flush=True)
+        if args.sweep:
+            reference_seconds = {name: median([x["seconds"] for x in r["reference"]]) for name, r in results.items()}
+            reference_seconds["source"] = "this invocation"
+            if args.reference_from and not results:
+                reference_seconds = {**reference_medians(args.reference_from), "source": str(args.reference_from)}
+            sections.append("## Sweep of the one-step variants\n\n"
+                            + sweep_section(ONE_STEP_TRAINED, args.epochs, server, reference_seconds))
             print(sections[-1], flush=True)
         if not args.skip_data:
             sections.append("## Data path\n\n" + data_path(args.data_series, args.reference, args.repeats))

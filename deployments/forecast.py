@@ -106,6 +106,19 @@ def training_slots() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+def share_cores(slots: int) -> int:
+    """Give every flow run this process starts an equal share of the cores for TensorFlow; return its threads.
+
+    Sets ``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` (which TensorFlow reads when it starts in the
+    run's subprocess) to ``cores // slots``, unless they are set already. Without them every run would size its
+    thread pools for all cores, and runs training side by side would oversubscribe them.
+    """
+    threads = max(1, (os.cpu_count() or 1) // slots)
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(name, str(threads))
+    return int(os.environ["TF_NUM_INTRAOP_THREADS"])
+
+
 def ensure_training_limit(slots: int | None = None, resize: bool = True) -> int:
     """Create (or, with ``resize``, resize) the global concurrency limit that train-model holds; return its size."""
     from prefect.client.orchestration import get_client

@@ -227,7 +227,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
-    from deployments.forecast import deployment_specs, ensure_training_limit, forecast_deployments
+    from deployments.forecast import deployment_specs, ensure_training_limit, forecast_deployments, share_cores
 
     try:
         specs = deployment_specs(args.variant)
@@ -236,8 +236,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from prefect import serve
 
     slots = ensure_training_limit(args.training_slots)
+    threads = share_cores(slots)
     print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={seqcast_home()}; "
-          f"at most {slots} training(s) at once (global concurrency limit seqcast-training)", file=sys.stderr)
+          f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "
+          f"{threads} TensorFlow thread(s) per run", file=sys.stderr)
     serve(*forecast_deployments(args.variant, schedules=not args.no_schedules), limit=args.limit)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -158,7 +159,8 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     } for r in progress.rows]
     epochs = len(history)
     manifest = {**manifest, "epochs": epochs, "n_params": model.count_params(), "train_seconds": train_seconds,
-                "libraries": library_versions(), "input_shape": [None, 1], "target": variant.target}
+                "libraries": library_versions(), "input_shape": [None, 1], "target": variant.target,
+                "tensorflow_threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}
     model_path = save_model(model, model_dir, manifest)
     logger.info("%s trained: %d epochs in %.1f s, best val_loss %.5f, saved to %s", variant.name, epochs,
                 train_seconds, min(r["val_loss"] for r in history), model_path)

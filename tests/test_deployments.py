@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from deployments.forecast import deployment_specs, forecast_deployments, nightly
 from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
+from storage.models import load_manifest
 from tests.conftest import REPO_ROOT, TINY
 
 TINY_SERVED = {**TINY, "epochs": 1, "jit_compile": False}  # no XLA compile: seconds matter on 2 cores
@@ -206,6 +208,10 @@ def test_served_deployment_run_records_results_and_artifacts(served):
     assert report.data.count("](data:image/png;base64,") == 2  # learning curve and forecasts, inline
     (progress,) = artifacts["progress"]
     assert progress.data == 100.0
+    # seqcast serve shares the cores out among the training slots (1 here) through the runs' environment
+    (model_path,) = rows(home, "SELECT model_path FROM runs WHERE flow_run_id = ?", [run_id])[0]
+    assert load_manifest(model_path)["tensorflow_threads"] == os.environ.get("TF_NUM_INTRAOP_THREADS",
+                                                                             str(os.cpu_count()))
 
 
 def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):
