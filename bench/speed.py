@@ -74,7 +74,9 @@ def machine() -> str:
                 if line.startswith("model name")), "unknown CPU")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items() if k != "seqcast")
-    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, no GPU; {versions}"
+    from deployments.forecast import available_cores
+
+    return f"{available_cores()} cores ({cpu}), {memory:.0f} GiB RAM, no GPU; {versions}"
 
 
 def median(values):
@@ -196,42 +198,54 @@ def data_path(n_series: int, reference: Path, repeats: int) -> str:
 def sweep_section(variants: list[str], epochs: int, server, reference_seconds: dict[str, float]) -> str:
     """The sweep flow over ``variants`` through a served ``seqcast serve`` (a fresh process per run, as deployed),
     once per training-slot setting on this machine's cores; against the reference run one after another."""
+    import signal
+
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
+    from deployments.forecast import available_cores
+    from flows.forecast import forecast
     from flows.sweep import sweep
 
-    cores = os.cpu_count() or 1
+    forecast(variant="naive", epochs=epochs)  # the one-step dataset exists before either timed sweep
+    cores = available_cores()
     lines = ["| sweep of " + ", ".join(variants) + " | wall s | training slots x TensorFlow threads per run |",
              "|---|---|---|"]
     for slots in dict.fromkeys((1, cores)):
         env = {**os.environ, "SEQCAST_TRAINING_SLOTS": str(slots)}
         for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
             env.pop(name, None)  # seqcast serve shares the cores out among the slots
-        log = open(server.home / f"serve-{slots}.log", "wb")
-        serving = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "serve", "--no-schedules",
-                                    *[a for v in variants for a in ("--variant", v)]], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(server.home / f"serve-{slots}.log", "wb") as log:
+            serving = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "serve", "--no-schedules",
+                                        *[a for v in variants for a in ("--variant", v)]], cwd=ROOT, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             with get_client(sync_client=True) as client:
                 deadline = time.monotonic() + 120
-                while True:
+                while True:  # each pass starts with no deployments: they exist once this serve registered them
                     try:
                         for name in variants:
                             client.read_deployment_by_name(f"forecast/{name}")
                         break
                     except ObjectNotFound:
                         if time.monotonic() > deadline or serving.poll() is not None:
-                            raise RuntimeError(f"seqcast serve did not register its deployments: see {log.name}") \
-                                from None
+                            raise RuntimeError(f"seqcast serve did not register its deployments: see "
+                                               f"{server.home}/serve-{slots}.log") from None
                         time.sleep(0.5)
-            time.sleep(2)
+            time.sleep(2)  # the runner polls for runs once its deployments are registered
             started = time.perf_counter()
             table = sweep(variants=variants, parameters={"epochs": epochs})
             seconds = time.perf_counter() - started
         finally:
-            serving.terminate()
-            serving.wait(timeout=60)
+            os.killpg(serving.pid, signal.SIGTERM)
+            try:
+                serving.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(serving.pid, signal.SIGKILL)
+                serving.wait()
+            with get_client(sync_client=True) as client:
+                for name in variants:
+                    client.delete_deployment(client.read_deployment_by_name(f"forecast/{name}").id)
         failed = [r["variant"] for r in table if r["state"] != "Completed"]
         if failed:
             raise RuntimeError(f"sweep runs failed: {failed}")
@@ -257,7 +271,7 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="also time the sweep flow over the one-step variants "
                         "through seqcast serve, with 1 training slot and with one per core")
     parser.add_argument("--reference-from", type=Path, metavar="MD",
-                        help="with --skip-models --sweep: the reference medians of an earlier run's models table")
+                        help="--sweep: take the reference medians from an earlier run's models table")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args()
     if not args.reference.is_file():
@@ -307,7 +321,7 @@ def main() -> int:
         if args.sweep:
             reference_seconds = {name: median([x["seconds"] for x in r["reference"]]) for name, r in results.items()}
             reference_seconds["source"] = "this invocation"
-            if args.reference_from and not results:
+            if args.reference_from:
                 reference_seconds = {**reference_medians(args.reference_from), "source": str(args.reference_from)}
             sections.append("## Sweep of the one-step variants\n\n"
                             + sweep_section(ONE_STEP_TRAINED, args.epochs, server, reference_seconds))

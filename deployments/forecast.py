@@ -103,7 +103,12 @@ def training_slots() -> int:
         if not configured.isdigit() or int(configured) < 1:
             raise ValueError(f"SEQCAST_TRAINING_SLOTS must be a whole number >= 1, got {configured!r}")
         return int(configured)
-    return max(1, (os.cpu_count() or 2) // 2)
+    return max(1, available_cores() // 2)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def share_cores(slots: int) -> int:
@@ -113,7 +118,7 @@ def share_cores(slots: int) -> int:
     run's subprocess) to ``cores // slots``, unless they are set already. Without them every run would size its
     thread pools for all cores, and runs training side by side would oversubscribe them.
     """
-    threads = max(1, (os.cpu_count() or 1) // slots)
+    threads = max(1, available_cores() // slots)
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(name, str(threads))
     return int(os.environ["TF_NUM_INTRAOP_THREADS"])

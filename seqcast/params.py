@@ -71,6 +71,12 @@ class ForecastParams(BaseModel):
 
     _safe_ids = field_validator("base_run_id", "dataset_id")(plain_id)
 
+    @field_validator("steps_per_execution", mode="before")
+    @classmethod
+    def _recorded_default(cls, value):
+        # runs recorded before it had a default of its own hold null: the batching changes speed, not the model
+        return cls.model_fields["steps_per_execution"].default if value is None else value
+
     @model_validator(mode="after")
     def _consistent(self) -> ForecastParams:
         variant = get_variant(self.variant)

@@ -4,10 +4,11 @@ Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/`` (``format_version`` 2): ``
 ``valid.parquet``, ``test.parquet`` and ``dataset.json`` (spec, shapes, content hash). Each split file has one
 non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed, so
 that writing and reading it back cost little more than copying the array (``bench/speed.py`` measures this
-against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to ``(i + 1) * width - 1``; in SQL,
-``(row_number() OVER () - 1) // width``. Ingested datasets add ``<split>.windows.parquet`` with one row per window
-(``series_id`` and window timestamps), a ``series.parquet`` table (one row per series) and the scaler in
-``dataset.json``. Format 1 (one fixed-size-list ``window`` row per window, zstd) is still read.
+against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to ``(i + 1) * width - 1``; in DuckDB:
+``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
+Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
+timestamps), a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
+Format 1 (one fixed-size-list ``window`` row per window, zstd) is still read.
 The folder is published in one atomic rename, so a folder that exists is complete.
 """
 
@@ -48,7 +49,7 @@ def content_hash(splits: dict[str, np.ndarray]) -> str:
     for name in SPLITS:
         array = np.ascontiguousarray(splits[name], dtype=np.float32)
         digest.update(f"{name}:{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))  # hashed in place: no copy of the array
+        digest.update(array.reshape(-1).view(np.uint8))  # hashed in place (no copy); also for 0 windows
     return "sha256:" + digest.hexdigest()
 
 

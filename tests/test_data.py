@@ -83,6 +83,14 @@ def test_parquet_round_trip_is_bit_exact(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [spec.dataset_id]  # no temporary folder left behind
 
 
+def test_a_split_without_windows_round_trips(tmp_path):
+    spec = SyntheticSpec(n_series=30, n_train=20, n_valid=10, n_test=0)
+    splits = generate_splits(spec)
+    ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
+    assert read_split(ref, "test").shape == (0, 51) and np.array_equal(read_split(ref, "valid"), splits["valid"])
+    assert ref.manifest["content_hash"] == content_hash(splits) != content_hash({**splits, "test": splits["valid"]})
+
+
 def test_format_1_datasets_are_still_read(tmp_path):
     """Datasets written before format 2 (one fixed-size-list row per window, zstd) load unchanged."""
     spec = SyntheticSpec(n_series=30, n_train=10, n_valid=10, n_test=10)

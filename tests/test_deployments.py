@@ -17,7 +17,7 @@ import duckdb
 import pytest
 import yaml
 
-from deployments.forecast import deployment_specs, forecast_deployments, nightly_cron
+from deployments.forecast import available_cores, deployment_specs, forecast_deployments, nightly_cron
 from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
@@ -211,7 +211,7 @@ def test_served_deployment_run_records_results_and_artifacts(served):
     # seqcast serve shares the cores out among the training slots (1 here) through the runs' environment
     (model_path,) = rows(home, "SELECT model_path FROM runs WHERE flow_run_id = ?", [run_id])[0]
     assert load_manifest(model_path)["tensorflow_threads"] == os.environ.get("TF_NUM_INTRAOP_THREADS",
-                                                                             str(os.cpu_count()))
+                                                                             str(available_cores()))
 
 
 def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):

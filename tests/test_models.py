@@ -93,3 +93,28 @@ def test_every_model_reloads_in_a_fresh_process(tmp_path):
     reloaded = json.loads(done.stdout.strip().splitlines()[-1])
     for name in TRAINABLE:
         np.testing.assert_allclose(reloaded[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_input(tmp_path):
+    """Training fits a fixed-length twin; the saved model shares its (restored best) weights and takes any length."""
+    import logging
+
+    from seqcast.params import ForecastParams
+    from seqcast.training import train
+    from storage.models import load_model
+
+    params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=8,
+                            patience=8, learning_rate=0.05)  # a rate this high makes val_loss rise and fall
+    windows = generate_time_series(300, 51, seed=3)[..., 0]
+    result = train(params, windows[:200], windows[200:], tmp_path / "model", {"variant": params.variant},
+                   logging.getLogger("test"))
+    val_losses = [row["val_loss"] for row in result.history]
+    assert len(val_losses) == 8 and int(np.argmin(val_losses)) < 7  # the last epoch is not the best one
+
+    model = load_model(result.model_path)
+    assert tuple(model.inputs[0].shape) == (None, None, 1)
+    valid = windows[200:]
+    predicted = model.predict(valid[:, :50, None], verbose=0)
+    assert np.mean((predicted[:, 0] - valid[:, 50]) ** 2) == pytest.approx(min(val_losses), rel=1e-4)
+    longer = generate_time_series(4, 57, seed=4)  # iterative forecasting feeds back longer inputs
+    assert model.predict(longer, verbose=0).shape == (4, 1)

@@ -10,3 +10,5 @@ def test_recorded_params_missing_newer_fields_take_their_defaults():
     recorded_before = {k: v for k, v in today.items() if k not in ("steps_per_execution", "dataset_id")}
     assert normalized_params(json.dumps(recorded_before)) == today
     assert normalized_params(json.dumps({**recorded_before, "epochs": 21})) != today
+    # recorded while steps_per_execution defaulted to null ("the variant's"): still today's run
+    assert normalized_params(json.dumps({**recorded_before, "steps_per_execution": None})) == today
