@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -198,8 +199,6 @@ def data_path(n_series: int, reference: Path, repeats: int) -> str:
 def sweep_section(variants: list[str], epochs: int, server, reference_seconds: dict[str, float]) -> str:
     """The sweep flow over ``variants`` through a served ``seqcast serve`` (a fresh process per run, as deployed),
     once per training-slot setting on this machine's cores; against the reference run one after another."""
-    import signal
-
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -271,7 +270,8 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="also time the sweep flow over the one-step variants "
                         "through seqcast serve, with 1 training slot and with one per core")
     parser.add_argument("--reference-from", type=Path, metavar="MD",
-                        help="--sweep: take the reference medians from an earlier run's models table")
+                        help="--sweep: reference medians of variants this invocation does not run, from an earlier "
+                             "run's models table")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args()
     if not args.reference.is_file():
@@ -286,6 +286,7 @@ def main() -> int:
             parser.error(f"{item!r}: write a variant's repeats as NAME:N, e.g. wavenet:3")
         plan[name] = int(count) if count else args.repeats
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped with kill: still stop the Prefect server
     workdir = Path(tempfile.mkdtemp(prefix="seqcast-speed-"))
     os.environ.update({"SEQCAST_HOME": str(workdir / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        "DO_NOT_TRACK": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PREFECT_LOGGING_LEVEL": "WARNING"})
@@ -319,10 +320,10 @@ def main() -> int:
                             + variant_table(results))
             print(sections[-1], flush=True)
         if args.sweep:
-            reference_seconds = {name: median([x["seconds"] for x in r["reference"]]) for name, r in results.items()}
-            reference_seconds["source"] = "this invocation"
-            if args.reference_from:
-                reference_seconds = {**reference_medians(args.reference_from), "source": str(args.reference_from)}
+            measured = {name: median([x["seconds"] for x in r["reference"]]) for name, r in results.items()}
+            reference_seconds = {**(reference_medians(args.reference_from) if args.reference_from else {}), **measured}
+            reference_seconds["source"] = "this invocation" + (f" and {args.reference_from}" if args.reference_from
+                                                               else "")
             sections.append("## Sweep of the one-step variants\n\n"
                             + sweep_section(ONE_STEP_TRAINED, args.epochs, server, reference_seconds))
             print(sections[-1], flush=True)

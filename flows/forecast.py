@@ -64,7 +64,7 @@ def forecast(
     units: int = 20,
     dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
-    jit_compile: bool = True,
+    jit_compile: bool | None = None,
     steps_per_execution: int = 32,
     base_run_id: str | None = None,
     dataset_id: str | None = None,

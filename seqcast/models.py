@@ -32,6 +32,7 @@ class Variant:
     fixed_horizon: bool = False
     recurrent: bool = False
     base_variant: str | None = None
+    jit_compile: bool = True  # bench/levers.py: XLA's compile time outweighs its gain for the linear models
 
     @property
     def trainable(self) -> bool:
@@ -118,7 +119,8 @@ def _wavenet(n_steps: int, horizon: int, filters: int = 20, **_):
 
 _VARIANTS = [
     Variant("naive", "baseline", 1, "naive", "last input value", 0.0202, 0.02021),
-    Variant("linear", "linear", 1, "vector", "Flatten -> Dense(horizon)", 0.0042, 0.00295, _linear),
+    Variant("linear", "linear", 1, "vector", "Flatten -> Dense(horizon)", 0.0042, 0.00295, _linear,
+            jit_compile=False),
     Variant("simple_rnn", "rnn", 1, "vector", "SimpleRNN(1)", 0.0109, 0.01088, _simple_rnn,
             fixed_horizon=True, recurrent=True),
     Variant("deep_rnn", "rnn", 1, "vector", "SimpleRNN(20, rs) -> SimpleRNN(20, rs) -> SimpleRNN(horizon)",
@@ -126,7 +128,8 @@ _VARIANTS = [
     Variant("deep_rnn_dense", "rnn", 1, "vector", "SimpleRNN(20, rs) -> SimpleRNN(20) -> Dense(horizon)",
             0.0026, 0.00252, _seq2vec("SimpleRNN"), recurrent=True),
     Variant("naive_10", "baseline", 10, "naive", "last input value repeated", 0.2570, 0.25697),
-    Variant("linear_10", "linear", 10, "vector", "Flatten -> Dense(horizon)", 0.0187, 0.01569, _linear),
+    Variant("linear_10", "linear", 10, "vector", "Flatten -> Dense(horizon)", 0.0187, 0.01569, _linear,
+            jit_compile=False),
     Variant("iterative_10", "rnn", 10, "iterative", "one-step deep_rnn_dense applied horizon times, fed back",
             0.0275, 0.02241, base_variant="deep_rnn_dense"),
     Variant("seq2vec_rnn", "rnn", 10, "vector", "SimpleRNN(20, rs) -> SimpleRNN(20) -> Dense(horizon)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from seqcast.data import SyntheticSpec
 from seqcast.models import CONV_KERNEL, CONV_STRIDES, REGISTRY, get_variant
@@ -54,7 +54,9 @@ class ForecastParams(BaseModel):
     units: int = Field(20, ge=1, description="units per recurrent layer")
     dropout: float = Field(0.0, ge=0, lt=1)
     recurrent_dropout: float = Field(0.0, ge=0, lt=1)
-    jit_compile: bool = Field(True, description="compile training with XLA")
+    jit_compile: bool = Field(None, validate_default=True,
+                              description="compile training with XLA; default: the variant's (on, except for the "
+                                          "linear models, whose steps are too small to repay XLA's compile time)")
     steps_per_execution: int = Field(
         32, ge=1, description="batches per compiled training call (the speed benchmark measured 32 fastest)")
     base_run_id: str | None = Field(None, description="iterative variants: the one-step run to reuse")
@@ -70,6 +72,14 @@ class ForecastParams(BaseModel):
         return name
 
     _safe_ids = field_validator("base_run_id", "dataset_id")(plain_id)
+
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _variant_jit(cls, value, info: ValidationInfo):
+        if value is None:
+            variant = REGISTRY.get(info.data.get("variant"))
+            return variant.jit_compile if variant is not None else True
+        return value
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod

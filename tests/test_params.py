@@ -12,3 +12,12 @@ def test_recorded_params_missing_newer_fields_take_their_defaults():
     assert normalized_params(json.dumps({**recorded_before, "epochs": 21})) != today
     # recorded while steps_per_execution defaulted to null ("the variant's"): still today's run
     assert normalized_params(json.dumps({**recorded_before, "steps_per_execution": None})) == today
+
+
+def test_xla_default_is_the_variants_and_an_explicit_choice_wins():
+    assert not ForecastParams(variant="linear").jit_compile and ForecastParams(variant="lstm").jit_compile
+    assert ForecastParams(variant="linear", jit_compile=True).jit_compile
+    assert not ForecastParams(variant="lstm", jit_compile=False).jit_compile
+    # a run recorded with an explicit setting keeps it when normalised
+    recorded = ForecastParams(variant="linear", jit_compile=True).model_dump()
+    assert normalized_params(json.dumps(recorded))["jit_compile"] is True
