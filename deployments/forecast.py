@@ -94,16 +94,18 @@ def forecast_deployments(variants: list[str] | None = None, schedules: bool = Tr
 
 
 def training_slots() -> int:
-    """How many models may train at once: ``SEQCAST_TRAINING_SLOTS``, default one per 2 CPU cores.
+    """How many models may train at once: ``SEQCAST_TRAINING_SLOTS``, default one per CPU core.
 
-    TensorFlow uses every core it sees, so two trainings on 2 cores only slow each other down.
+    These small models keep about one core busy each, so runs side by side with one TensorFlow thread each (see
+    :func:`share_cores`) finish a sweep sooner: bench/speed.py measured the one-step sweep on 2 cores in 256 s with
+    2 slots x 1 thread against 473 s with 1 slot x 2 threads.
     """
     configured = os.environ.get("SEQCAST_TRAINING_SLOTS")
     if configured:
         if not configured.isdigit() or int(configured) < 1:
             raise ValueError(f"SEQCAST_TRAINING_SLOTS must be a whole number >= 1, got {configured!r}")
         return int(configured)
-    return max(1, available_cores() // 2)
+    return available_cores()
 
 
 def available_cores() -> int:

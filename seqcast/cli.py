@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-schedules", action="store_true", help="register the deployments without schedules")
     serve.add_argument("--limit", type=int, default=None, help="most flow runs executing at once (default: no cap)")
     serve.add_argument("--training-slots", type=int, default=None,
-                       help="most trainings at once (default: $SEQCAST_TRAINING_SLOTS, else one per 2 cores)")
+                       help="most trainings at once (default: $SEQCAST_TRAINING_SLOTS, else one per core)")
     serve.set_defaults(func=cmd_serve)
 
     sweep = sub.add_parser("sweep", help="run variants through their deployments and publish a leaderboard",
