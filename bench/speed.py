@@ -200,11 +200,11 @@ def sweep_section(variants: list[str], epochs: int, server, reference_seconds: d
     """The sweep flow over ``variants`` through a served ``seqcast serve`` (a fresh process per run, as deployed),
     once per training-slot setting on this machine's cores; against the reference run one after another."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
 
     from deployments.forecast import available_cores
     from flows.forecast import forecast
     from flows.sweep import sweep
+    from tests.prefect_server import wait_for_deployments
 
     forecast(variant="naive", epochs=epochs)  # the one-step dataset exists before either timed sweep
     cores = available_cores()
@@ -214,24 +214,13 @@ def sweep_section(variants: list[str], epochs: int, server, reference_seconds: d
         env = {**os.environ, "SEQCAST_TRAINING_SLOTS": str(slots)}
         for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
             env.pop(name, None)  # seqcast serve shares the cores out among the slots
-        with open(server.home / f"serve-{slots}.log", "wb") as log:
+        log_path = server.home / f"serve-{slots}.log"
+        with open(log_path, "wb") as log:
             serving = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "serve", "--no-schedules",
                                         *[a for v in variants for a in ("--variant", v)]], cwd=ROOT, env=env,
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            with get_client(sync_client=True) as client:
-                deadline = time.monotonic() + 120
-                while True:  # each pass starts with no deployments: they exist once this serve registered them
-                    try:
-                        for name in variants:
-                            client.read_deployment_by_name(f"forecast/{name}")
-                        break
-                    except ObjectNotFound:
-                        if time.monotonic() > deadline or serving.poll() is not None:
-                            raise RuntimeError(f"seqcast serve did not register its deployments: see "
-                                               f"{server.home}/serve-{slots}.log") from None
-                        time.sleep(0.5)
-            time.sleep(2)  # the runner polls for runs once its deployments are registered
+        try:  # each pass starts with no deployments: they exist once this serve registered them
+            wait_for_deployments([f"forecast/{name}" for name in variants], serving, log_path)
             started = time.perf_counter()
             table = sweep(variants=variants, parameters={"epochs": epochs})
             seconds = time.perf_counter() - started

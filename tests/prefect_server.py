@@ -69,3 +69,21 @@ def stop_server(server: PrefectServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+def wait_for_deployments(names: list[str], process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"seqcast serve exited: {log.read_text()[-3000:]}"
+            try:
+                for name in names:
+                    client.read_deployment_by_name(name)
+                time.sleep(2)  # the runner polls for runs once its deployments are registered
+                return
+            except ObjectNotFound:
+                time.sleep(0.5)
+    raise TimeoutError(f"deployments {names} not registered within {timeout_s} s: {log.read_text()[-3000:]}")

@@ -23,6 +23,7 @@ from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
 from storage.models import load_manifest
 from tests.conftest import REPO_ROOT, TINY
+from tests.prefect_server import wait_for_deployments
 
 TINY_SERVED = {**TINY, "epochs": 1, "jit_compile": False}  # no XLA compile: seconds matter on 2 cores
 
@@ -123,24 +124,6 @@ def served(prefect_server, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def wait_for_deployments(names: list[str], process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    deadline = time.monotonic() + timeout_s
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"seqcast serve exited: {log.read_text()[-3000:]}"
-            try:
-                for name in names:
-                    client.read_deployment_by_name(name)
-                time.sleep(2)  # the runner polls for runs once its deployments are registered
-                return
-            except ObjectNotFound:
-                time.sleep(0.5)
-    raise TimeoutError(f"deployments {names} not registered within {timeout_s} s: {log.read_text()[-3000:]}")
 
 
 def run_deployment_and_wait(name: str, parameters: dict, timeout_s: float = 240):
