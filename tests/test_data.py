@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from seqcast.data import SyntheticSpec, generate_splits, generate_time_series, sequence_targets, split_windows
+from storage import datasets
 from storage.datasets import SPLITS, content_hash, find_dataset, read_split, read_split_column, write_dataset
 
 
@@ -110,15 +112,71 @@ def test_format_1_datasets_are_still_read(tmp_path):
     assert list(read_split_column(ref, "valid", "series_id")) == ["s"] * 10
 
 
-def test_interrupted_write_leaves_no_dataset(tmp_path):
+def test_interrupted_write_leaves_no_dataset(tmp_path, monkeypatch):
     spec = SyntheticSpec(n_series=30, n_train=10, n_valid=10, n_test=10)
     splits = generate_splits(spec)
-    # An extra column of the wrong length makes the third file fail after two files were written.
-    broken_extra = {"test": {"series_id": np.arange(3)}}
-    with pytest.raises(ValueError, match="test split: per-window columns hold 3 rows for 10 windows"):
-        write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits, broken_extra)
+    real_write = datasets.write_values
+
+    def disk_full_on_test_split(windows, path):  # the disk fills up while the other splits are being written
+        if path.name == "test.parquet":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(windows, path)
+
+    monkeypatch.setattr(datasets, "write_values", disk_full_on_test_split)
+    with pytest.raises(OSError, match="No space left"):
+        write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
     assert find_dataset(tmp_path, spec.dataset_id) is None
     assert list(tmp_path.iterdir()) == []
-    assert find_dataset(tmp_path, spec.dataset_id) is None
+    monkeypatch.undo()
     ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
     assert np.array_equal(read_split(ref, "test"), splits["test"])
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("narrow test split", "one width"),
+    ("no test split", "the splits train, valid, test"),
+    ("short per-window column", "test split: per-window columns hold 3 rows for 10 windows"),
+    ("unknown split", "unknown split 'holdout'"),
+])
+def test_inconsistent_splits_are_refused_before_anything_is_written(tmp_path, case, message):
+    spec = SyntheticSpec(n_series=30, n_train=10, n_valid=10, n_test=10)
+    splits, extra = generate_splits(spec), None
+    if case == "narrow test split":
+        splits["test"] = splits["test"][:, :50]
+    elif case == "no test split":
+        del splits["test"]
+    elif case == "short per-window column":
+        extra = {"test": {"series_id": np.arange(3)}}
+    else:
+        extra = {"holdout": {"series_id": np.arange(10)}}
+    with pytest.raises(ValueError, match=message):
+        write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits, extra)
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def test_content_hash_names_the_values_not_the_files(tmp_path):
+    spec = SyntheticSpec(n_series=120, n_train=80, n_valid=20, n_test=20)
+    splits = generate_splits(spec)
+    ref = write_dataset(tmp_path / "a", spec.dataset_id, spec.model_dump(), splits)
+    back = {name: read_split(ref, name) for name in SPLITS}
+    assert ref.manifest["content_hash"].startswith("xxh3_128:")
+    assert content_hash(back) == ref.manifest["content_hash"]  # what was read back is what was hashed
+    again = write_dataset(tmp_path / "b", spec.dataset_id, spec.model_dump(), generate_splits(spec))
+    assert again.manifest["content_hash"] == ref.manifest["content_hash"]  # seeded generation, same hash
+    nudged = {**back, "valid": back["valid"].copy()}
+    nudged["valid"][7, 13] = np.nextafter(nudged["valid"][7, 13], np.float32(2))  # one value, one ulp
+    assert content_hash(nudged) != ref.manifest["content_hash"]
+    moved = {"train": back["train"][:79], "valid": np.concatenate([back["train"][79:], back["valid"]]),
+             "test": back["test"]}  # the same bytes split differently
+    assert content_hash(moved) != ref.manifest["content_hash"]
+
+
+def test_large_split_reads_back_across_row_groups_and_threads(tmp_path):
+    windows = np.random.default_rng(3).random((40_000, 60), dtype=np.float32)  # 2.4M values: 3 row groups
+    path = tmp_path / "train.parquet"
+    datasets.write_values(windows, path)
+    assert pq.read_metadata(path).num_row_groups > 2
+    for threads in (1, 2, 3):
+        assert np.array_equal(datasets.read_values(path, windows.shape, threads=threads), windows)
+    with pytest.raises(ValueError, match="holds 2400000 values, its manifest says 40001 x 60"):
+        datasets.read_values(path, (40_001, 60))
