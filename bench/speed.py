@@ -303,6 +303,9 @@ def main() -> int:
 
     server = start_server(workdir / "prefect")
     os.environ.update({"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.home)})
+    from deployments.forecast import ensure_training_limit
+
+    ensure_training_limit(resize=False)  # as `seqcast run` does: its runs acquire a training slot
     sections = [f"# seqcast speed benchmark\n\nMachine: {machine()}; "
                 f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; Prefect server at {server.api_url}.\n\n"
                 f"Command: `{' '.join(['python', 'bench/speed.py', *sys.argv[1:]])}`"]

@@ -78,8 +78,14 @@ def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployme
     return specs
 
 
-def forecast_deployments(variants: list[str] | None = None, schedules: bool = True):
-    """Build the runner deployments that ``seqcast serve`` serves; ``schedules=False`` leaves them unscheduled."""
+def forecast_deployments(variants: list[str] | None = None, schedules: bool = True,
+                         switched_off: set[tuple[str, str, str]] = frozenset()):
+    """Build the runner deployments that ``seqcast serve`` serves; ``schedules=False`` leaves them unscheduled.
+
+    ``switched_off``: (deployment, cron, timezone) of schedules someone switched off (:func:`schedules_switched_off`);
+    they stay off, where Prefect would switch them back on when they are served again (PrefectHQ/prefect#19302).
+    A schedule whose cron or timezone changed is a new one.
+    """
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
@@ -87,10 +93,29 @@ def forecast_deployments(variants: list[str] | None = None, schedules: bool = Tr
 
     return [forecast.to_deployment(
         name=spec.name, parameters=spec.parameters, tags=spec.tags, description=spec.description,
-        schedules=[Cron(spec.cron, timezone=spec.timezone, active=not spec.paused)] if schedules else [],
+        schedules=[Cron(spec.cron, timezone=spec.timezone,
+                        active=not (spec.paused or (spec.full_name, spec.cron, spec.timezone) in switched_off))]
+        if schedules else [],
         # a module path, not a file path: the run imports the installed package from any working directory
         entrypoint_type=EntrypointType.MODULE_PATH,
     ) for spec in deployment_specs(variants)]
+
+
+def schedules_switched_off(full_names: list[str]) -> set[tuple[str, str, str]]:
+    """(deployment, cron, timezone) of each inactive cron schedule of these deployments on the Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    inactive = set()
+    with get_client(sync_client=True) as client:
+        for full_name in full_names:
+            try:
+                deployment = client.read_deployment_by_name(full_name)
+            except ObjectNotFound:
+                continue
+            inactive |= {(full_name, s.schedule.cron, s.schedule.timezone) for s in deployment.schedules
+                         if not s.active and getattr(s.schedule, "cron", None)}
+    return inactive
 
 
 def training_slots() -> int:

@@ -227,7 +227,13 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
-    from deployments.forecast import deployment_specs, ensure_training_limit, forecast_deployments, share_cores
+    from deployments.forecast import (
+        deployment_specs,
+        ensure_training_limit,
+        forecast_deployments,
+        schedules_switched_off,
+        share_cores,
+    )
 
     try:
         specs = deployment_specs(args.variant)
@@ -240,7 +246,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={seqcast_home()}; "
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "
           f"{threads} TensorFlow thread(s) per run", file=sys.stderr)
-    serve(*forecast_deployments(args.variant, schedules=not args.no_schedules), limit=args.limit)
+    switched_off = set() if args.no_schedules else schedules_switched_off([spec.full_name for spec in specs])
+    for name, cron, timezone in sorted(switched_off):
+        print(f"seqcast: {name}: its schedule '{cron}' ({timezone}) was switched off; it stays off", file=sys.stderr)
+    serve(*forecast_deployments(args.variant, schedules=not args.no_schedules, switched_off=switched_off),
+          limit=args.limit)
     return 0
 
 

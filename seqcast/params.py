@@ -114,6 +114,9 @@ class ForecastParams(BaseModel):
                              f"{self.dataset_id} has horizon {horizon}")
         if self.horizon not in (None, horizon):
             raise ValueError(f"horizon {self.horizon} does not fit dataset {self.dataset_id} (horizon {horizon})")
+        if self.n_steps not in (type(self).model_fields["n_steps"].default, spec["n_steps"]):  # set, and not to it
+            raise ValueError(f"n_steps {self.n_steps} does not fit dataset {self.dataset_id} (n_steps "
+                             f"{spec['n_steps']}); leave n_steps out: the dataset's applies")
         check_strided_fit(self.variant, spec["n_steps"])
         return self.model_copy(update={"n_steps": spec["n_steps"], "horizon": horizon})
 

@@ -110,6 +110,58 @@ class EpochLogger:
         self.callback = _Callback()
 
 
+def early_stopping(patience: int, state_dir: Path | None = None, journal: EpochLogger | None = None):
+    """Keras EarlyStopping (best weights restored at the end) whose state survives a crash when ``state_dir`` is set.
+
+    BackupAndRestore brings back the weights, optimizer and epoch counter, but EarlyStopping starts afresh on
+    resume: its patience would count from the resumed epoch and the weights it restores would be the best since
+    the crash, not the best of the run. This one keeps its wait, best value and best weights in ``state_dir``
+    (BackupAndRestore's folder, removed with it), written after the backup each epoch. A crash between the two
+    writes leaves the state one epoch behind the backup; that epoch is then scored from ``journal`` against the
+    restored weights, which are that epoch's.
+    """
+    import keras
+
+    if state_dir is None:
+        return keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    state_file = state_dir / "early_stopping.json"
+
+    class _Resumable(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.saved = json.loads(state_file.read_text()) if state_file.is_file() else None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            saved, self.saved = self.saved, None
+            if saved is None or epoch == 0:
+                return
+            self.wait, self.best, self.best_epoch = saved["wait"], saved["best"], saved["best_epoch"]
+            with np.load(state_dir / saved["weights"]) as weights:
+                self.best_weights = [weights[f"w{i}"] for i in range(len(weights.files))]
+            behind = [row for row in (journal.rows if journal else []) if saved["epochs"] < row["epoch"] <= epoch]
+            if len(behind) == 1 and behind[0]["epoch"] == epoch:  # the epoch backed up just before the crash
+                self.on_epoch_end(epoch - 1, {self.monitor: behind[0][self.monitor]})
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            if self.best_weights is None:
+                return
+            from storage.atomic import atomic_file
+
+            weights = f"best-{self.best_epoch + 1}.weights.npz"
+            if not (state_dir / weights).is_file():
+                with atomic_file(state_dir / weights) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
+            with atomic_file(state_file) as tmp:
+                tmp.write_text(json.dumps({"epochs": epoch + 1, "wait": self.wait, "best": float(self.best),
+                                           "best_epoch": self.best_epoch, "weights": weights}))
+            for old in state_dir.glob("best-*.weights.npz"):
+                if old.name != weights:
+                    old.unlink()
+
+    return _Resumable(patience=patience, restore_best_weights=True)
+
+
 def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.ndarray, model_dir: Path,
           manifest: dict, logger: logging.Logger, backup_dir: Path | None = None,
           callbacks: list | tuple = ()) -> TrainResult:
@@ -139,11 +191,10 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     progress = EpochLogger(logger, variant.name, params.epochs,
                            journal=backup_dir / "epochs.json" if backup_dir is not None else None)
     extra_callbacks = list(callbacks)
-    callbacks = [keras.callbacks.EarlyStopping(patience=params.patience, restore_best_weights=True),
-                 progress.callback]
+    callbacks = [progress.callback]  # the journal first, then the backup, then early stopping's state
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
-    callbacks += extra_callbacks
+    callbacks += [early_stopping(params.patience, backup_dir, progress), *extra_callbacks]
     started = time.perf_counter()
     # validation in batches of 2048: the same mean loss, far fewer compiled calls per epoch than batches of 32
     fitted.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size,
@@ -160,11 +211,32 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     epochs = len(history)
     manifest = {**manifest, "epochs": epochs, "n_params": model.count_params(), "train_seconds": train_seconds,
                 "libraries": library_versions(), "input_shape": [None, 1], "target": variant.target,
-                "tensorflow_threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}
+                "tensorflow_threads": os.environ.get("TF_NUM_INTRAOP_THREADS"), "history": history}
     model_path = save_model(model, model_dir, manifest)
     logger.info("%s trained: %d epochs in %.1f s, best val_loss %.5f, saved to %s", variant.name, epochs,
                 train_seconds, min(r["val_loss"] for r in history), model_path)
     return TrainResult(model_path, epochs, train_seconds, model.count_params(), history)
+
+
+def finished_training(model_dir: Path, manifest: dict) -> TrainResult | None:
+    """The model this very training already saved in ``model_dir`` (same run, parameters and data), or None.
+
+    A flow run retried after its training finished (say evaluation failed) finds it here instead of training
+    again. The manifest is written after the model, so a manifest with a history means a complete model.
+    """
+    from storage.models import MANIFEST_FILE, MODEL_FILE
+
+    try:
+        saved = json.loads((model_dir / MANIFEST_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    expected = json.loads(json.dumps(manifest, default=str))  # as the saved one went through JSON
+    if "history" not in saved or any(saved.get(key) != value for key, value in expected.items()):
+        return None
+    if not (model_dir / MODEL_FILE).is_file():
+        return None
+    return TrainResult(model_dir / MODEL_FILE, saved["epochs"], saved["train_seconds"], saved["n_params"],
+                       saved["history"])
 
 
 def forecast(variant: Variant, model, x: np.ndarray, horizon: int) -> np.ndarray:

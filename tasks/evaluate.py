@@ -19,6 +19,7 @@ from seqcast.settings import models_dir
 from seqcast.training import forecast
 from storage.datasets import DatasetRef
 from storage.models import load_model, run_dir
+from tasks.faults import fail_once
 
 EVAL_SPLITS = ("valid", "test")
 
@@ -54,6 +55,7 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: Path
                    history: list[dict]) -> Evaluation:
     """Forecast the horizon after every valid and test window; return MSE/MAE/RMSE rows for model and naive."""
     logger = get_run_logger()
+    fail_once("evaluate", logger)  # test-only: proves a retry after training keeps the trained model
     variant = get_variant(params.variant)
     horizon = params.effective_horizon
     model = load_model(model_path) if model_path is not None else None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -12,35 +9,40 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from seqcast.params import ForecastParams, normalized_params
-from seqcast.scaling import read_scaled_split
+from seqcast.scaling import Scaler, read_scaled_split
 from seqcast.settings import models_dir, records_dir
-from seqcast.training import TrainResult, train
+from seqcast.training import TrainResult, finished_training, train
 from storage.datasets import DatasetRef
 from storage.models import run_dir
 from storage.results import committed_records, record_files
+from tasks.faults import training_fault
 
 TRAINING_LIMIT = "seqcast-training"  # global concurrency limit; `seqcast serve` creates it (deployments.forecast)
-FAULT_ENV = "SEQCAST_TEST_FAIL_TRAINING_ONCE"
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
 def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> TrainResult:
     """Fit the variant on the dataset's training split; save ``model.keras`` + manifest under the run's folder."""
     folder = run_dir(models_dir(), run_id)
-    _, train_windows, scaler, _ = read_scaled_split(dataset, "train")
-    _, valid_windows, _, _ = read_scaled_split(dataset, "valid")
+    logger = get_run_logger()
     # the scaler travels with the model, so forecasts can be mapped back to original units anywhere
     manifest = {"run_id": run_id, "variant": params.variant, "params": params.model_dump(),
                 "dataset_id": dataset.dataset_id, "dataset_content_hash": dataset.manifest["content_hash"],
-                "scaling": scaler.to_dict()}
-    logger = get_run_logger()
+                "scaling": Scaler.from_dict(dataset.manifest.get("scaling")).to_dict()}
+    finished = finished_training(folder, manifest)
+    if finished is not None:  # a retry of a flow run whose training had finished: keep that model
+        logger.info("%s was already trained in this flow run (%d epochs, %.1f s): reusing %s", params.variant,
+                    finished.epochs, finished.train_seconds, finished.model_path)
+        return finished
+    _, train_windows, _, _ = read_scaled_split(dataset, "train")
+    _, valid_windows, _, _ = read_scaled_split(dataset, "valid")
     # Holding a slot of the global limit only while fitting: an iterative_10 run holds none while its base
     # model trains in a subflow, so the limit cannot deadlock. Without the limit (not created) Prefect warns
     # and trains anyway.
     with concurrency(TRAINING_LIMIT, occupy=1):
         progress = create_progress_artifact(0.0, description=f"{params.variant}: share of max epochs trained")
         result = train(params, train_windows, valid_windows, folder, manifest, logger, backup_dir=folder / "backup",
-                       callbacks=[epoch_progress(progress, params.epochs), *injected_fault(logger)])
+                       callbacks=[epoch_progress(progress, params.epochs), *training_fault(logger)])
     update_progress_artifact(progress, 100.0)  # early stopping ends before max epochs: the training is done
     return result
 
@@ -54,25 +56,6 @@ def epoch_progress(artifact_id, max_epochs: int):
             update_progress_artifact(artifact_id, round(100.0 * (epoch + 1) / max_epochs, 1))
 
     return _Progress()
-
-
-def injected_fault(logger) -> list:
-    """Test-only: crash training once, at the start of epoch 2, if ``$SEQCAST_TEST_FAIL_TRAINING_ONCE`` names
-    an existing marker file (deleted as the fault fires). Lets tests prove a retry resumes from the backup.
-    """
-    marker = os.environ.get(FAULT_ENV)
-    if not marker:
-        return []
-    import keras
-
-    class _FailOnce(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch >= 1 and Path(marker).is_file():
-                Path(marker).unlink()
-                logger.warning("injected fault (%s): failing training at epoch %d", FAULT_ENV, epoch + 1)
-                raise RuntimeError(f"injected training fault ({FAULT_ENV})")
-
-    return [_FailOnce()]
 
 
 def training_key(params: dict) -> dict:

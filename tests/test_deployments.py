@@ -71,6 +71,32 @@ def test_schedule_comes_from_configuration(monkeypatch):
         deployment_specs(["nope"])
 
 
+def test_a_schedule_switched_off_stays_off_when_served_again(prefect_harness, monkeypatch):
+    """Serving applies the deployments again; a schedule someone switched off in the UI must not come back on."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.forecast import schedules_switched_off
+
+    def served_schedules():  # what `seqcast serve` applies, then the schedules the server holds
+        (deployment,) = forecast_deployments(["naive_10"], switched_off=schedules_switched_off(["forecast/naive_10"]))
+        deployment_id = deployment.apply()
+        with get_client(sync_client=True) as client:
+            return deployment_id, sorted((s.schedule.cron, s.active, s.id)
+                                         for s in client.read_deployment_schedules(deployment_id))
+
+    monkeypatch.setenv("SEQCAST_SCHEDULE_START", "03:00")
+    deployment_id, [(cron, active, schedule_id)] = served_schedules()
+    assert (cron, active) == ("50 3 * * *", True)  # naive_10 is the 6th variant: 03:00 + 5 x 10 min
+    with get_client(sync_client=True) as client:
+        client.update_deployment_schedule(deployment_id, schedule_id, active=False)  # the UI's toggle
+    assert schedules_switched_off(["forecast/naive_10", "forecast/never-deployed"]) == {
+        ("forecast/naive_10", "50 3 * * *", "UTC")}
+    assert [s[:2] for s in served_schedules()[1]] == [("50 3 * * *", False)]
+    assert [s[:2] for s in served_schedules()[1]] == [("50 3 * * *", False)]  # and on every later start
+    monkeypatch.setenv("SEQCAST_SCHEDULE_START", "05:00")  # a schedule moved to another time is a new one
+    assert [s[:2] for s in served_schedules()[1]] == [("50 5 * * *", True)]
+
+
 def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys):
     from seqcast.cli import main as cli
 
@@ -105,8 +131,8 @@ def served(prefect_server, tmp_path_factory):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home = tmp_path_factory.mktemp("served") / "seqcast-home"
-    marker = home.parent / "fail-training-once"
-    env = prefect_server.client_env(SEQCAST_HOME=str(home), SEQCAST_TEST_FAIL_TRAINING_ONCE=str(marker),
+    marker = home.parent / "fail-once"
+    env = prefect_server.client_env(SEQCAST_HOME=str(home), SEQCAST_TEST_FAIL_ONCE=str(marker),
                                     SEQCAST_TRAINING_SLOTS="1")
     log = home.parent / "serve.log"
     with open(log, "wb") as out:
@@ -200,7 +226,7 @@ def test_served_deployment_run_records_results_and_artifacts(served):
 def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):
     _, home, marker = served
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    marker.write_text("train")
     flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, "epochs": 2, "seed": 7})
     assert flow_run.state.name == "Completed", flow_run.state.message
     assert not marker.exists()  # the fault fired once
@@ -217,6 +243,36 @@ def test_training_failure_is_retried_and_resumes_without_regenerating_data(serve
     assert rows(home, "SELECT epoch FROM history WHERE run_id = ? ORDER BY epoch", [run_id]) == [(1,), (2,)]
     assert rows(home, "SELECT epochs FROM runs WHERE run_id = ?", [run_id]) == [(2,)]
     assert not (home / "models" / run_id / "backup").exists()  # backup removed once training finished
+
+
+def test_a_retry_after_training_keeps_the_trained_model(served):
+    _, home, marker = served
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("evaluate")
+    flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, "epochs": 2, "seed": 8})
+    assert flow_run.state.name == "Completed", flow_run.state.message
+    assert not marker.exists() and flow_run.run_count == 2  # evaluation failed once, the flow retried
+    run_id = str(flow_run.id)
+    states = task_run_states(run_id)
+    assert sorted(s for s in states if s[0] == "evaluate-model") == [("evaluate-model", "Completed"),
+                                                                     ("evaluate-model", "Failed")]
+    assert [s for s in states if s[0] == "train-model"].count(("train-model", "Completed")) == 2
+    messages = flow_run_messages(run_id)
+    assert sum("linear epoch 2/2" in m for m in messages) == 1  # trained once: the retry fitted nothing
+    assert any("linear was already trained in this flow run (2 epochs" in m for m in messages)
+    manifest = load_manifest(home / "models" / run_id / "model.keras")
+    assert rows(home, "SELECT epochs, train_seconds FROM runs WHERE run_id = ?", [run_id]) == [
+        (2, pytest.approx(manifest["train_seconds"]))]
+    assert rows(home, "SELECT epoch FROM history WHERE run_id = ? ORDER BY epoch", [run_id]) == [(1,), (2,)]
+
+
+def flow_run_messages(flow_run_id) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    return [log.message for log in logs]
 
 
 @pytest.mark.parametrize("bad, message", [

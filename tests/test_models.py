@@ -100,7 +100,7 @@ def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_i
     import logging
 
     from seqcast.params import ForecastParams
-    from seqcast.training import train
+    from seqcast.training import finished_training, train
     from storage.models import load_model
 
     params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=8,
@@ -118,3 +118,68 @@ def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_i
     assert np.mean((predicted[:, 0] - valid[:, 50]) ** 2) == pytest.approx(min(val_losses), rel=1e-4)
     longer = generate_time_series(4, 57, seed=4)  # iterative forecasting feeds back longer inputs
     assert model.predict(longer, verbose=0).shape == (4, 1)
+
+    # a retry of the same run finds this training finished; any other run, parameters or data train anew
+    key = {"variant": params.variant}
+    again = finished_training(tmp_path / "model", key)
+    assert again is not None and again.history == result.history and again.model_path == result.model_path
+    assert (again.epochs, again.train_seconds) == (result.epochs, result.train_seconds)
+    assert finished_training(tmp_path / "model", {**key, "params": params.model_dump()}) is None
+    assert finished_training(tmp_path / "model", {"variant": "linear"}) is None
+    assert finished_training(tmp_path / "elsewhere", key) is None
+    result.model_path.unlink()  # a manifest without its model is no finished training
+    assert finished_training(tmp_path / "model", key) is None
+
+
+def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path):
+    """After a crash, early stopping resumes with its best weights and patience, not from scratch."""
+    import logging
+    import shutil
+
+    import keras
+
+    from seqcast.params import ForecastParams
+    from seqcast.training import train
+    from storage.models import load_model
+
+    params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=10,
+                            patience=10, learning_rate=0.05, jit_compile=False)  # val_loss rises and falls
+    windows = generate_time_series(300, 51, seed=3)[..., 0]
+    folder, snapshot = tmp_path / "model", tmp_path / "state-after-8"
+
+    class CrashBeforeEpoch10(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 8:  # keep early stopping's state after epoch 8, for the second case below
+                shutil.copytree(folder / "backup", snapshot, ignore=lambda _, names: [
+                    n for n in names if not n.startswith(("early_stopping", "best-"))])
+            if epoch == 9:
+                raise RuntimeError("crash")
+
+    def fit(model_dir, crash=False):
+        return train(params, windows[:200], windows[200:], model_dir, {"variant": params.variant},
+                     logging.getLogger("test"), backup_dir=model_dir / "backup",
+                     callbacks=[CrashBeforeEpoch10()] if crash else [])
+
+    def valid_mse(result):
+        predicted = load_model(result.model_path).predict(windows[200:, :50, None], verbose=0)
+        return float(np.mean((predicted[:, 0] - windows[200:, 50]) ** 2))
+
+    with pytest.raises(RuntimeError, match="crash"):
+        fit(folder, crash=True)
+    shutil.copytree(folder / "backup", tmp_path / "crashed-backup")
+    resumed = fit(folder)
+    val_losses = [row["val_loss"] for row in resumed.history]
+    assert len(val_losses) == 10 and int(np.argmin(val_losses)) == 8  # the best epoch came before the crash ...
+    assert val_losses[9] > val_losses[8]  # ... and the one epoch after it is worse
+    assert valid_mse(resumed) == pytest.approx(val_losses[8], rel=1e-4)  # yet the model is the run's best
+
+    # A crash between the backup's write and early stopping's leaves its state one epoch behind the backup:
+    # that epoch is scored from the journal against the restored weights.
+    lagging = tmp_path / "lagging"
+    shutil.copytree(tmp_path / "crashed-backup", lagging / "backup")
+    for stale in (lagging / "backup").glob("best-*.weights.npz"):
+        stale.unlink()
+    for state in snapshot.iterdir():
+        shutil.copy(state, lagging / "backup" / state.name)
+    assert json.loads((lagging / "backup" / "early_stopping.json").read_text())["epochs"] == 8
+    assert valid_mse(fit(lagging)) == pytest.approx(val_losses[8], rel=1e-4)

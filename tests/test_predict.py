@@ -141,6 +141,7 @@ def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypat
 @pytest.mark.parametrize("bad, message", [
     ({"variant": "simple_rnn"}, "forecasts exactly 1 step\\(s\\), but dataset ds-\\w+ has horizon 7"),
     ({"variant": "linear", "horizon": 3}, "horizon 3 does not fit dataset"),
+    ({"variant": "linear", "n_steps": 12}, "n_steps 12 does not fit dataset ds-\\w+ \\(n_steps 14\\)"),
     ({"variant": "iterative_10"}, "not supported on ingested datasets"),
 ])
 def test_variant_that_does_not_fit_the_dataset_fails_before_any_work(trained, monkeypatch, bad, message):
