@@ -138,8 +138,8 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def share_cores(slots: int) -> int:
-    """Give every flow run this process starts an equal share of the cores for TensorFlow; return its threads.
+def share_cores(slots: int, env=os.environ) -> int:
+    """Give every flow run started with ``env`` an equal share of the cores for TensorFlow; return its threads.
 
     Sets ``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` (which TensorFlow reads when it starts in the
     run's subprocess) to ``cores // slots``, unless they are set already. Without them every run would size its
@@ -147,8 +147,8 @@ def share_cores(slots: int) -> int:
     """
     threads = max(1, available_cores() // slots)
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ.setdefault(name, str(threads))
-    return int(os.environ["TF_NUM_INTRAOP_THREADS"])
+        env.setdefault(name, str(threads))
+    return int(env["TF_NUM_INTRAOP_THREADS"])
 
 
 def ensure_training_limit(slots: int | None = None, resize: bool = True) -> int:

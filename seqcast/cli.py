@@ -84,23 +84,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             fit_to_dataset(params)
     except ValueError as exc:
         return fail(str(exc))
+    from deployments.forecast import ensure_training_limit, training_slots
     from flows.forecast import forecast
 
+    jobs = min(args.jobs or training_slots(), len(planned))
+    if jobs < 1:
+        return fail(f"--jobs must be at least 1, got {args.jobs}")
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)
     started = time.perf_counter()
-    summaries = []
-    from deployments.forecast import ensure_training_limit
-
+    summaries, failed = [], []
     with in_process_runs():
         ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
-        for i, params in enumerate(planned, 1):
-            print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
-            summaries.append(forecast(**params.model_dump()))
+        if jobs > 1:
+            from seqcast.jobs import run_parallel
+
+            summaries, failed = run_parallel(planned, jobs, seqcast_home() / "logs")
+        else:
+            for i, params in enumerate(planned, 1):
+                print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
+                summaries.append(forecast(**params.model_dump()))
     elapsed = time.perf_counter() - started
-    print_leaderboard(summaries)
+    if summaries:
+        print_leaderboard(summaries)
     print(f"\n{len(summaries)} run(s) in {elapsed:.0f} s; query them with: seqcast sql \"SELECT * FROM leaderboard\"")
     if not all(s["in_duckdb"] for s in summaries):
         print("some results wait in the record (database locked): run `seqcast results sync`", file=sys.stderr)
+    if failed:
+        print(f"seqcast: {len(failed)} variant(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -296,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--variant", action="append", metavar="NAME",
                        help=f"variant to run (repeatable): {', '.join(REGISTRY)}")
     which.add_argument("--all", action="store_true", help=f"every one-step variant: {', '.join(ONE_STEP)}")
+    run.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="variants run at once, as separate processes sharing the cores (default: "
+                          "$SEQCAST_TRAINING_SLOTS, else one per core; 1 runs them one after another here)")
     add_param_options(run)
     run.set_defaults(func=cmd_run)
 

@@ -131,9 +131,12 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys):
     assert not home.exists()
 
 
+TINY_ARGS = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]
+
+
 def test_cli_run_and_sql(home, capsys):
-    args = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]
-    assert cli(["run", "--variant", "naive", "--variant", "linear", *args]) == 0
+    args = TINY_ARGS
+    assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "1", *args]) == 0
     out = capsys.readouterr().out
     assert "naive" in out and "linear" in out and "book_valid_mse" in out
     assert cli(["sql", "SELECT variant, epochs FROM runs ORDER BY variant", "--format", "json"]) == 0
@@ -141,6 +144,47 @@ def test_cli_run_and_sql(home, capsys):
                                                    {"variant": "naive", "epochs": None}]
     assert cli(["sql", "SELECT nope FROM runs"]) == 2
     assert "query failed" in capsys.readouterr().err
+
+
+def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
+    """--jobs 2: linear and deep_rnn_dense train side by side, one thread each; iterative_10 waits for its base."""
+    from deployments.forecast import available_cores
+
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    variants = ["iterative_10", "deep_rnn_dense", "linear"]  # iterative_10 first: it must still wait
+    assert cli(["run", *(a for v in variants for a in ("--variant", v)), "--jobs", "2", "--no-jit-compile",
+                *TINY_ARGS]) == 0
+    captured = capsys.readouterr()
+    assert "3 variant(s), 2 at once" in captured.err and "iterative_10 done in" in captured.err
+    assert all(v in captured.out for v in variants)  # the leaderboard
+    runs = dict((v, (run_id, start, end, base)) for v, run_id, start, end, base in rows(
+        home, "SELECT variant, run_id, started_at, finished_at, base_run_id FROM runs"))
+    assert sorted(runs) == sorted(variants)  # deep_rnn_dense trained once: iterative_10 reused it
+    assert runs["iterative_10"][3] == runs["deep_rnn_dense"][0]
+    (_, linear_start, linear_end, _), (_, dense_start, dense_end, _) = runs["linear"], runs["deep_rnn_dense"]
+    assert linear_start < dense_end and dense_start < linear_end  # the two trainings overlapped in time
+    threads = str(max(1, available_cores() // 2))
+    for variant in ("linear", "deep_rnn_dense"):
+        (path,) = rows(home, "SELECT model_path FROM runs WHERE variant = ?", [variant])[0]
+        assert load_manifest(Path(path))["tensorflow_threads"] == threads
+    logs = sorted(p.name for p in (home / "logs").glob("run-*/*.log"))
+    assert logs == ["01-iterative_10.log", "02-deep_rnn_dense.log", "03-linear.log"]
+
+
+def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys):
+    from seqcast.data import SyntheticSpec, generate_splits
+    from storage.datasets import write_dataset
+
+    spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
+    dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), generate_splits(spec))
+    train_file = dataset.path / "train.parquet"
+    train_file.write_bytes(train_file.read_bytes()[:100])  # a damaged training split: naive never reads it
+    assert cli(["run", "--variant", "linear", "--variant", "naive", "--jobs", "2", *TINY_ARGS]) == 1
+    err = capsys.readouterr().err
+    assert "linear FAILED (exit code 1)" in err and "naive done in" in err
+    assert "1 variant(s) failed: linear" in err and "Parquet" in err  # the end of linear's log names the cause
+    assert rows(home, "SELECT variant FROM runs") == [("naive",)]
 
 
 def test_readme_queries_run_and_answer(home):
