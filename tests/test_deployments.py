@@ -334,11 +334,12 @@ def test_work_pool_deploy_all_then_worker_runs_a_deployment(prefect_server, tmp_
             deployed = client.read_deployments(deployment_filter=DeploymentFilter(
                 tags=DeploymentFilterTags(all_=["seqcast"])))
             assert {d.name for d in deployed if d.work_pool_name == "seqcast-process"} >= set(REGISTRY)
-            deployment = client.read_deployment_by_name("forecast/naive")
-            assert [s.schedule.cron for s in deployment.schedules] == [deployment_specs(["naive"])[0].cron]
+            # naive_10: a deployment the module's `seqcast serve` (naive, linear) does not also poll for
+            deployment = client.read_deployment_by_name("forecast/naive_10")
+            assert [s.schedule.cron for s in deployment.schedules] == [deployment_specs(["naive_10"])[0].cron]
             flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=TINY_SERVED)
         prefect("worker", "start", "--pool", "seqcast-process", "--run-once", timeout=240)
         with get_client(sync_client=True) as client:
             flow_run = client.read_flow_run(flow_run.id)
     assert flow_run.state.name == "Completed", flow_run.state.message
-    assert rows(home, "SELECT variant FROM runs WHERE flow_run_id = ?", [str(flow_run.id)]) == [("naive",)]
+    assert rows(home, "SELECT variant FROM runs WHERE flow_run_id = ?", [str(flow_run.id)]) == [("naive_10",)]
