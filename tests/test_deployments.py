@@ -223,16 +223,23 @@ def test_served_deployment_run_records_results_and_artifacts(served):
                                                                              str(available_cores()))
 
 
-def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):
+def run_failing_once(served, stage: str, seed: int) -> tuple[Path, str, list[tuple[str, str]]]:
+    """Run forecast/linear with a fault in ``stage`` on its first try; check it fired once and the flow retried.
+
+    Returns SEQCAST_HOME, the run id and the run's task run states.
+    """
     _, home, marker = served
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("train")
-    flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, "epochs": 2, "seed": 7})
+    marker.write_text(stage)
+    flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, "epochs": 2, "seed": seed})
     assert flow_run.state.name == "Completed", flow_run.state.message
     assert not marker.exists()  # the fault fired once
     assert flow_run.run_count == 2  # one flow retry
-    run_id = str(flow_run.id)
-    states = task_run_states(run_id)
+    return home, str(flow_run.id), task_run_states(str(flow_run.id))
+
+
+def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):
+    home, run_id, states = run_failing_once(served, "train", seed=7)
     # the first try generated and persisted the data; the retry found it and did not generate it again
     assert [s for s in states if s[0] in ("generate-series", "persist-dataset")] == [
         ("generate-series", "Completed"), ("persist-dataset", "Completed")]
@@ -246,14 +253,7 @@ def test_training_failure_is_retried_and_resumes_without_regenerating_data(serve
 
 
 def test_a_retry_after_training_keeps_the_trained_model(served):
-    _, home, marker = served
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("evaluate")
-    flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, "epochs": 2, "seed": 8})
-    assert flow_run.state.name == "Completed", flow_run.state.message
-    assert not marker.exists() and flow_run.run_count == 2  # evaluation failed once, the flow retried
-    run_id = str(flow_run.id)
-    states = task_run_states(run_id)
+    home, run_id, states = run_failing_once(served, "evaluate", seed=8)
     assert sorted(s for s in states if s[0] == "evaluate-model") == [("evaluate-model", "Completed"),
                                                                      ("evaluate-model", "Failed")]
     assert [s for s in states if s[0] == "train-model"].count(("train-model", "Completed")) == 2
