@@ -87,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from deployments.forecast import ensure_training_limit, training_slots
     from flows.forecast import forecast
 
-    jobs = min(args.jobs or training_slots(), len(planned))
-    if jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         return fail(f"--jobs must be at least 1, got {args.jobs}")
+    jobs = min(args.jobs or training_slots(), len(planned))
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)
     started = time.perf_counter()
     summaries, failed = [], []

@@ -5,8 +5,8 @@ when both are planned), and these small models keep about one core busy each: be
 sweep on 2 cores in 256 s as 2 runs x 1 TensorFlow thread against 473 s one after another with 2 threads. Each
 variant runs the ``forecast`` flow in a child process (``python -m seqcast.jobs``) against the same Prefect API as
 this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts for this process. A
-child's output goes to ``$SEQCAST_HOME/logs/run-<time>/<variant>.log``; this process prints when each starts and
-ends, and every minute which are still running.
+child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result beside it; this process
+prints when each starts and ends, and every minute which are still running.
 """
 
 from __future__ import annotations

@@ -128,6 +128,8 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys):
     assert "batch_size: Input should be greater than or equal to 1" in capsys.readouterr().err
     assert cli(["run", "--all", "--dataset-id", "ds-000000000000"]) == 2
     assert "no dataset 'ds-000000000000'" in capsys.readouterr().err
+    assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
     assert not home.exists()
 
 
