@@ -90,6 +90,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         return fail(f"--jobs must be at least 1, got {args.jobs}")
     jobs = min(args.jobs or training_slots(), len(planned))
+    if jobs > 1:
+        from seqcast.jobs import keep_run_logs
+
+        try:
+            keep_run_logs()
+        except ValueError as exc:
+            return fail(str(exc))
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)
     started = time.perf_counter()
     summaries, failed = [], []

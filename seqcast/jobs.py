@@ -6,13 +6,16 @@ sweep on 2 cores in 256 s as 2 runs x 1 TensorFlow thread against 473 s one afte
 variant runs the ``forecast`` flow in a child process (``python -m seqcast.jobs``) against the same Prefect API as
 this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts for this process. A
 child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result beside it; this process
-prints when each starts and ends, and every minute which are still running.
+prints when each starts and ends, and every minute which are still running. The newest ``SEQCAST_KEEP_RUN_LOGS``
+(default 20) of these folders are kept; older ones are removed when a run starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +28,8 @@ from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 
 STATUS_EVERY_S = 60.0
+KEEP_RUN_LOGS = 20
+RUN_FOLDER = re.compile(r"run-\d{8}T\d{6}Z-\d+")
 
 
 @dataclass
@@ -51,6 +56,33 @@ def prefect_api_url() -> str:
     return server.api_url
 
 
+def keep_run_logs() -> int:
+    """How many run log folders to keep: ``SEQCAST_KEEP_RUN_LOGS``, default 20 (at least 1, this run's)."""
+    configured = os.environ.get("SEQCAST_KEEP_RUN_LOGS") or str(KEEP_RUN_LOGS)
+    try:
+        keep = int(configured)
+    except ValueError:
+        keep = 0
+    if keep < 1:
+        raise ValueError(f"SEQCAST_KEEP_RUN_LOGS must be a whole number of at least 1, got {configured!r}")
+    return keep
+
+
+def prune_run_logs(log_root: Path, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` run log folders under ``log_root`` (by the time in their name).
+
+    Only folders named as ``run_parallel`` names them are touched; return the removed ones.
+    """
+    if not log_root.is_dir():
+        return []
+    folders = sorted((p for p in log_root.iterdir() if p.is_dir() and RUN_FOLDER.fullmatch(p.name)),
+                     key=lambda p: p.name.split("-")[1])
+    old = folders[:max(0, len(folders) - keep)]
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
+    return old
+
+
 def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, out=None) -> tuple[list, list]:
     """Run every planned variant's forecast flow, at most ``jobs`` at once; return (summaries, failed variants).
 
@@ -60,6 +92,7 @@ def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, out=N
     from deployments.forecast import share_cores
 
     folder = log_root / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    prune_run_logs(log_root, keep_run_logs() - 1)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_API_URL": prefect_api_url()}
     threads = share_cores(jobs, env)  # the children's TF_NUM_*_THREADS, unless set already

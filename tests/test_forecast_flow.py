@@ -120,7 +120,7 @@ def test_unknown_dataset_fails_at_once_without_retry(home):
     assert not (home / "records").exists()
 
 
-def test_cli_rejects_bad_input_with_clear_message(home, capsys):
+def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     assert cli(["run", "--variant", "linear", "--variant", "nope", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "unknown variant 'nope'" in err and "valid variants: naive, linear, simple_rnn" in err
@@ -130,6 +130,9 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys):
     assert "no dataset 'ds-000000000000'" in capsys.readouterr().err
     assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("SEQCAST_KEEP_RUN_LOGS", "all")
+    assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "2"]) == 2
+    assert "SEQCAST_KEEP_RUN_LOGS must be a whole number of at least 1, got 'all'" in capsys.readouterr().err
     assert not home.exists()
 
 
@@ -174,7 +177,8 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
     assert logs == ["01-iterative_10.log", "02-deep_rnn_dense.log", "03-linear.log"]
 
 
-def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys):
+def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys, monkeypatch):
+    """Also: only the newest SEQCAST_KEEP_RUN_LOGS run log folders are kept, nothing else in logs/ is touched."""
     from seqcast.data import SyntheticSpec, generate_splits
     from storage.datasets import write_dataset
 
@@ -182,11 +186,18 @@ def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys)
     dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), generate_splits(spec))
     train_file = dataset.path / "train.parquet"
     train_file.write_bytes(train_file.read_bytes()[:100])  # a damaged training split: naive never reads it
+    old_runs = [home / "logs" / f"run-2026010{day}T000000Z-{pid}" for day, pid in ((3, 7), (1, 99), (2, 5))]
+    for folder in [*old_runs, home / "logs" / "mine"]:
+        folder.mkdir(parents=True)
+    monkeypatch.setenv("SEQCAST_KEEP_RUN_LOGS", "2")
     assert cli(["run", "--variant", "linear", "--variant", "naive", "--jobs", "2", *TINY_ARGS]) == 1
     err = capsys.readouterr().err
     assert "linear FAILED (exit code 1)" in err and "naive done in" in err
     assert "1 variant(s) failed: linear" in err and "Parquet" in err  # the end of linear's log names the cause
     assert rows(home, "SELECT variant FROM runs") == [("naive",)]
+    (this_run,) = [p.parent.name for p in (home / "logs").glob("run-*/01-linear.log")]
+    left = sorted(p.name for p in (home / "logs").iterdir())
+    assert left == sorted(["mine", old_runs[0].name, this_run])  # the newest old run's folder and this run's
 
 
 def test_readme_queries_run_and_answer(home):
