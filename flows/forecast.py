@@ -35,14 +35,23 @@ def run_name() -> str:
         return f"{parameters.get('variant', '?')} · invalid parameters"
 
 
-def code_version() -> str:
-    """seqcast's version plus the git commit of the checkout it runs from, when there is one."""
+def code_version(checkout: Path = Path(__file__).parent) -> str:
+    """seqcast's version plus the git commit of the checkout it runs from, when there is one.
+
+    ``.dirty`` is appended when tracked files differ from that commit, so a result is never attributed to code
+    that was not committed.
+    """
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, timeout=5)
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD").stdout.strip()
+        dirty = bool(commit) and git("diff", "--quiet", "HEAD", "--").returncode == 1
     except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{seqcast.__version__}+{commit}" if commit else seqcast.__version__
+        commit, dirty = "", False
+    if not commit:
+        return seqcast.__version__
+    return f"{seqcast.__version__}+{commit}" + (".dirty" if dirty else "")
 
 
 # retries: a failed run (e.g. a transient I/O error) runs again under the same flow run id, so training resumes

@@ -120,6 +120,27 @@ def test_unknown_dataset_fails_at_once_without_retry(home):
     assert not (home / "records").exists()
 
 
+def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path, monkeypatch):
+    import subprocess
+
+    import seqcast
+    from flows.forecast import code_version
+
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # even where the temp dir is in a checkout
+    assert code_version(tmp_path) == seqcast.__version__  # not a git checkout: the version alone
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "model.py").write_text("units = 20\n")
+    subprocess.run([*git, "add", "model.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert code_version(tmp_path) == f"{seqcast.__version__}+{commit}"
+    (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    assert code_version(tmp_path) == f"{seqcast.__version__}+{commit}"
+    (tmp_path / "model.py").write_text("units = 30\n")
+    assert code_version(tmp_path) == f"{seqcast.__version__}+{commit}.dirty"
+
+
 def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     assert cli(["run", "--variant", "linear", "--variant", "nope", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
