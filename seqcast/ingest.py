@@ -297,12 +297,14 @@ def interpolate_within_parts(values: np.ndarray, bounds: list[tuple[int, int]]) 
 
 
 def latest_input(values: np.ndarray, n_steps: int) -> int | None:
-    """Index one past the latest complete run of ``n_steps`` values (the forecast origin), or None."""
-    valid = ~np.isnan(values)
-    for stop in range(len(values), n_steps - 1, -1):
-        if valid[stop - n_steps:stop].all():
-            return stop
-    return None
+    """The forecast origin: ``len(values)`` when the series' last ``n_steps`` values are all known, else None.
+
+    A forecast continues the series from its end. Under ``missing='drop'`` a gap among the last ``n_steps`` steps
+    leaves no input for that: an older complete window would put the forecasts on dates already observed.
+    """
+    if len(values) < n_steps or np.isnan(values[len(values) - n_steps:]).any():
+        return None
+    return len(values)
 
 
 @dataclass

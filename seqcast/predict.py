@@ -158,8 +158,9 @@ def dataset_latest(datasets_root: Path, dataset_id: str, model: ChosenModel) -> 
     table = pq.read_table(dataset.path / "series.parquet").to_pylist()
     gaps = [r["series_id"] for r in table if r["latest"] is None]
     if gaps:
-        raise IngestError(f"series {', '.join(map(repr, gaps[:5]))} of {dataset_id} hold no {model.n_steps} "
-                          f"consecutive values to forecast from")
+        raise IngestError(f"series {', '.join(map(repr, gaps[:5]))} of {dataset_id}: missing values among the "
+                          f"last {model.n_steps} steps (n_steps) leave no input to forecast on from the series' end; "
+                          f"ingest with missing='interpolate', or forecast a file with those steps filled (--source)")
     return LatestWindows([r["series_id"] for r in table], [r["frequency"] for r in table],
                          [pd.Timestamp(r["latest_end"]) for r in table],
                          np.array([r["latest"] for r in table], dtype=np.float32))
@@ -175,8 +176,10 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
             else s.values  # a new file is one part: all of it is known history
         stop = latest_input(values, model.n_steps)
         if stop is None:
-            problems.append(f"series {s.series_id!r} holds no {model.n_steps} consecutive values (model run "
-                            f"{model.run_id} takes n_steps={model.n_steps})")
+            problems.append(f"series {s.series_id!r}: missing values among its last {model.n_steps} steps "
+                            f"({s.timestamps[-model.n_steps]} .. {s.timestamps[-1]}) leave no input to forecast on "
+                            f"from its end (model run {model.run_id} takes n_steps={model.n_steps}); "
+                            f"use missing='interpolate' or fill those steps")
             continue
         ids.append(s.series_id)
         freqs.append(s.freq)

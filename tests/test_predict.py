@@ -115,6 +115,8 @@ def _forecast_state(home):
     ("n_steps", ValueError, r"model run \S+ takes n_steps=14 inputs, but dataset ds-\w+ has n_steps=10"),
     ("short series", IngestError, r"series 's02' has 9 steps \(rows 81..89\), fewer than the 14 one window needs"),
     ("unknown series", ValueError, r"no scaling statistics for series s99: the model was trained with per-series"),
+    ("gap at the end", IngestError, r"series 's01': missing values among its last 14 steps \(2024-01-27 00:00:00 "
+                                    r"\.\. 2024-02-09 00:00:00\) leave no input to forecast on from its end"),
     ("unknown run", ValueError, r"no completed run 'run-that-never-was'"),
 ])
 def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypatch, case, error, message):
@@ -127,6 +129,9 @@ def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypat
     elif case == "short series":
         frame = frame[(frame["store"] != "s02") | (frame["day"] < "2024-01-10")]
         kwargs = {"run_id": run_id, "source": str(write(frame, tmp_path / "short.csv")), **COLUMNS}
+    elif case == "gap at the end":  # an older complete window would forecast days the file already has
+        frame.loc[(frame["store"] == "s01") & (frame["day"] == "2024-02-06"), "sales"] = np.nan
+        kwargs = {"run_id": run_id, "source": str(write(frame, tmp_path / "gap.csv")), **COLUMNS, "missing": "drop"}
     elif case == "unknown series":
         frame["store"] = frame["store"].replace("s03", "s99")
         kwargs = {"run_id": run_id, "source": str(write(frame, tmp_path / "new.csv")), **COLUMNS}
