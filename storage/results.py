@@ -412,8 +412,9 @@ def pending_records(record_root: Path, db_path: Path, timeout_s: float | None = 
 def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) -> LoadReport:
     """Recreate the database from the record alone in a new file, then swap it in with one rename.
 
-    The live database is held locked while the new one is built, so no writer loads into a file that is
-    about to be replaced; a record committed meanwhile is simply loaded by the next sync.
+    The live database is held locked while the new one is built and until it has been swapped in, so no writer
+    loads into a file that is about to be replaced; a record committed meanwhile is simply loaded by the next
+    sync, and a writer that waited for the lock opens the new file.
     """
     report = LoadReport()
     live = None
@@ -433,13 +434,15 @@ def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) ->
             _load_into(con, committed_records(record_root), report, only_new=False)
         finally:
             con.close()
+        # A write-ahead log is named after the path, not the file: one left by the old file would be replayed
+        # onto the new file (which DuckDB refuses), and closing the old file with a log would delete the new
+        # file's. So fold it into the old file first, and keep the old file from checkpointing as it closes.
         if live is not None:
-            live.close()
-            live = None
-        # A write-ahead log beside the old file belongs to the old file; replayed onto the new one it
-        # would corrupt it. Whatever it held is in the record, which the new file was built from.
-        Path(str(db_path) + ".wal").unlink(missing_ok=True)
-        os.replace(tmp, db_path)
+            live.execute("CHECKPOINT")
+            live.execute("PRAGMA disable_checkpoint_on_shutdown")
+        else:  # an unreadable file was not opened: its log goes with it (what it held is in the record)
+            Path(str(db_path) + ".wal").unlink(missing_ok=True)
+        os.replace(tmp, db_path)  # still holding the old file's lock: no writer can slip in before the swap
     finally:
         if live is not None:
             live.close()

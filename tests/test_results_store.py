@@ -131,6 +131,50 @@ def test_rebuild_reproduces_every_table(concurrent_runs):
     assert snapshot(db) == before
 
 
+def test_a_writer_racing_rebuild_lands_in_the_new_database(tmp_path, monkeypatch):
+    """A writer that tries to load while rebuild swaps the files in waits for the lock and loads into the new file.
+
+    The writer is started just before the swap and given time to finish: had rebuild released the old file's lock
+    before the rename, the writer would load into the old file and its rows would vanish with it.
+    """
+    records, db = tmp_path / "records", tmp_path / "results.duckdb"
+    write_record(records, "early", sample_rows("early"))
+    assert sync(records, db).loaded == ["early"]
+    with duckdb.connect(str(db)) as con:  # the old file carries a write-ahead log, as after a writer's crash
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
+        con.execute("UPDATE runs SET epochs = 7")
+    assert Path(f"{db}.wal").exists()
+    writer_code = textwrap.dedent(f"""
+        from pathlib import Path
+        from storage.results import load_records
+        report = load_records(Path({str(db)!r}), {{"late": Path({str(records / "late")!r})}}, timeout_s=60)
+        print(report.loaded, report.pending)
+    """)
+    writers = []
+    swap = os.replace
+
+    def replace_with_a_racing_writer(src, dst):  # a run commits its record and loads it, just before the swap
+        if Path(dst) != db:  # os.replace is the os module's: the record's own renames pass through
+            return swap(src, dst)
+        write_record(records, "late", sample_rows("late"))
+        writers.append(subprocess.Popen([sys.executable, "-c", writer_code], cwd=REPO_ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        try:
+            writers[0].wait(timeout=5)  # a writer the lock does not hold off loads (into the old file) in time
+        except subprocess.TimeoutExpired:
+            pass
+        swap(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_with_a_racing_writer)
+    report = rebuild(records, db, timeout_s=5)
+    monkeypatch.undo()
+    rc, output = finish(writers[0], timeout_s=60)
+    assert rc == 0 and "['late'] []" in output, output
+    assert report.loaded == ["early"]  # "late" was committed after rebuild listed the record
+    assert rows(db, "SELECT run_id, epochs FROM runs ORDER BY run_id") == [("early", 1), ("late", 1)]
+    assert pending_records(records, db) == []
+
+
 def test_run_completes_while_db_is_held_open_then_sync_loads_it(prefect_server, tmp_path, monkeypatch, capsys):
     home = tmp_path / "seqcast-home"
     db = home / "results.duckdb"
