@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import types
 import typing
@@ -370,8 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and threading.current_thread() is threading.main_thread():
+        # Run as a program: `kill` (SIGTERM) ends it as Ctrl-C does, with its clean-up. Parallel runs stop their
+        # children, and Prefect stops the ephemeral server it started for this process (at exit, which a plain
+        # SIGTERM skips: the server and any children would run on without it).
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # Quiet TensorFlow's C++ start-up chatter, and give a busy 2-core machine time to start the ephemeral server;
     # set here, before Prefect or TensorFlow are imported, and only where the user has not set them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -121,8 +126,6 @@ def test_unknown_dataset_fails_at_once_without_retry(home):
 
 
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path, monkeypatch):
-    import subprocess
-
     import seqcast
     from flows.forecast import code_version
 
@@ -219,6 +222,44 @@ def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys,
     (this_run,) = [p.parent.name for p in (home / "logs").glob("run-*/01-linear.log")]
     left = sorted(p.name for p in (home / "logs").iterdir())
     assert left == sorted(["mine", old_runs[0].name, this_run])  # the newest old run's folder and this run's
+
+
+def processes_with(env_entry: str) -> list[int]:
+    """Live processes whose environment holds ``env_entry`` (e.g. ``SEQCAST_HOME=/tmp/x``)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and env_entry.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def test_sigterm_stops_a_parallel_run_its_children_and_its_prefect_server(tmp_path):
+    """`kill` of `seqcast run --jobs 2` leaves no training child and no ephemeral Prefect server behind."""
+    from tests.conftest import REPO_ROOT
+
+    home = tmp_path / "seqcast-home"
+    env = {**os.environ, "SEQCAST_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)  # its own ephemeral server, as on a fresh machine
+    args = [*TINY_ARGS[:-2], "--epochs", "100"]  # still training when it is stopped
+    process = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "run", "--variant", "linear", "--variant",
+                                "deep_rnn_dense", "--jobs", "2", *args], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started, lines = 0, []
+    while started < 2 and (line := process.stderr.readline()):
+        lines.append(line)
+        started += line.startswith("seqcast: started ")
+    assert started == 2, "".join(lines)
+    marker = f"SEQCAST_HOME={home}"
+    assert len(processes_with(marker)) >= 4, "".join(lines)  # this command, its server and two children
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=90) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_with(marker) == []
 
 
 def test_readme_queries_run_and_answer(home):
