@@ -438,9 +438,14 @@ def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) ->
         # onto the new file (which DuckDB refuses), and closing the old file with a log would delete the new
         # file's. So fold it into the old file first, and keep the old file from checkpointing as it closes.
         if live is not None:
-            live.execute("CHECKPOINT")
-            live.execute("PRAGMA disable_checkpoint_on_shutdown")
-        else:  # an unreadable file was not opened: its log goes with it (what it held is in the record)
+            try:
+                live.execute("CHECKPOINT")
+                live.execute("PRAGMA disable_checkpoint_on_shutdown")
+            except duckdb.Error as exc:  # damaged, yet it opened: let it go like one that did not open
+                log.warning("replacing damaged results database %s: %s", db_path, exc)
+                live.close()
+                live = None
+        if live is None:  # an unreadable file's log goes with it (what it held is in the record)
             Path(str(db_path) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, db_path)  # still holding the old file's lock: no writer can slip in before the swap
     finally:

@@ -131,6 +131,17 @@ def test_rebuild_reproduces_every_table(concurrent_runs):
     assert snapshot(db) == before
 
 
+def test_rebuild_replaces_a_damaged_database_and_its_log(tmp_path):
+    records, db = tmp_path / "records", tmp_path / "results.duckdb"
+    write_record(records, "run-1", sample_rows("run-1"))
+    db.write_bytes(b"not a database" * 100)
+    Path(f"{db}.wal").write_bytes(b"nor a log")
+    with pytest.raises(duckdb.Error):
+        rows(db, "SELECT 1")
+    assert rebuild(records, db).loaded == ["run-1"]
+    assert rows(db, "SELECT run_id FROM runs") == [("run-1",)] and not Path(f"{db}.wal").exists()
+
+
 def test_a_writer_racing_rebuild_lands_in_the_new_database(tmp_path, monkeypatch):
     """A writer that tries to load while rebuild swaps the files in waits for the lock and loads into the new file.
 
