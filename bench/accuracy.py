@@ -53,7 +53,7 @@ def seqcast_command(variant: str, seed: int, epochs: int) -> list[str]:
 def seqcast_result(home: Path, variant: str) -> dict:
     from storage.results import query
 
-    _, rows = query(home / "results.duckdb", "SELECT valid_mse, epochs FROM runs WHERE variant = ?", [variant])
+    _, rows = query(home / "results.duckdb", "SELECT valid_mse, epochs FROM leaderboard WHERE variant = ?", [variant])
     (valid_mse, epochs), = rows
     return {"valid_mse": valid_mse, "epochs": epochs}
 
