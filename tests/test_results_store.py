@@ -171,7 +171,7 @@ def test_a_writer_racing_rebuild_lands_in_the_new_database(tmp_path, monkeypatch
         writers.append(subprocess.Popen([sys.executable, "-c", writer_code], cwd=REPO_ROOT, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
         try:
-            writers[0].wait(timeout=5)  # a writer the lock does not hold off loads (into the old file) in time
+            writers[0].wait(timeout=3)  # a writer the lock does not hold off loads (into the old file) in time
         except subprocess.TimeoutExpired:
             pass
         swap(src, dst)
