@@ -27,21 +27,19 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "homl_reference.py"
+
+from bench.speed import DEFAULT_REFERENCE  # noqa: E402
 
 REFERENCE_RUN = r"""
-import importlib.util, json, sys
+import json, sys
 import keras, numpy as np
-path, name, seed, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sys.path.insert(0, sys.argv[1])
+from bench.speed import load_reference, run_reference
+path, name, seed, epochs = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 numpy_seed, keras_seed = np.random.seed, keras.utils.set_random_seed
 np.random.seed = lambda s=None: numpy_seed(seed if s == 42 else s)  # the script seeds with a literal 42
 keras.utils.set_random_seed = lambda s: keras_seed(seed if s == 42 else s)
-spec = importlib.util.spec_from_file_location("reference", path)
-reference = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(reference)
-run = reference.run_one_step if name in reference.ONE_STEP else reference.run_multi_step
-row = next(r for r in run({name}, epochs, False) if r["model"] == name)
-print(json.dumps({"valid_mse": row["valid_mse"], "epochs": row.get("epochs")}))
+print(json.dumps(run_reference(load_reference(path), name, epochs)))
 """
 
 
@@ -87,8 +85,8 @@ def main() -> int:
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}  # a busy machine starts it slowly
     pending = []  # the reference's runs first: they take longest
     for seed in args.seeds:
-        pending.append(("reference", seed, [sys.executable, "-c", REFERENCE_RUN, str(args.reference), args.variant,
-                                            str(seed), str(args.epochs)], base_env))
+        pending.append(("reference", seed, [sys.executable, "-c", REFERENCE_RUN, str(ROOT), str(args.reference),
+                                            args.variant, str(seed), str(args.epochs)], base_env))
     for seed in args.seeds:
         home = work / f"seqcast-{seed}"
         pending.append(("seqcast", seed, seqcast_command(args.variant, seed, args.epochs),

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from seqcast.models import REGISTRY, get_variant
+from seqcast.settings import positive_int_setting
 
 FLOW_NAME = "forecast"
 DEFAULT_START, DEFAULT_STAGGER_MIN, DEFAULT_TIMEZONE = "01:00", 10, "UTC"
@@ -125,12 +126,7 @@ def training_slots() -> int:
     :func:`share_cores`) finish a sweep sooner: bench/speed.py measured the one-step sweep on 2 cores in 256 s with
     2 slots x 1 thread against 473 s with 1 slot x 2 threads.
     """
-    configured = os.environ.get("SEQCAST_TRAINING_SLOTS")
-    if configured:
-        if not configured.isdigit() or int(configured) < 1:
-            raise ValueError(f"SEQCAST_TRAINING_SLOTS must be a whole number >= 1, got {configured!r}")
-        return int(configured)
-    return available_cores()
+    return positive_int_setting("SEQCAST_TRAINING_SLOTS", available_cores())
 
 
 def available_cores() -> int:

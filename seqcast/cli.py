@@ -88,26 +88,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     from deployments.forecast import ensure_training_limit, training_slots
     from flows.forecast import forecast
+    from seqcast.jobs import keep_run_logs, run_parallel
 
     if args.jobs is not None and args.jobs < 1:
         return fail(f"--jobs must be at least 1, got {args.jobs}")
     jobs = min(args.jobs or training_slots(), len(planned))
-    if jobs > 1:
-        from seqcast.jobs import keep_run_logs
-
-        try:
-            keep_run_logs()
-        except ValueError as exc:
-            return fail(str(exc))
+    try:  # settings from the environment, checked before any work
+        keep_logs = keep_run_logs() if jobs > 1 else 0
+    except ValueError as exc:
+        return fail(str(exc))
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)
     started = time.perf_counter()
     summaries, failed = [], []
     with in_process_runs():
         ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
         if jobs > 1:
-            from seqcast.jobs import run_parallel
-
-            summaries, failed = run_parallel(planned, jobs, seqcast_home() / "logs")
+            summaries, failed = run_parallel(planned, jobs, seqcast_home() / "logs", keep_logs)
         else:
             for i, params in enumerate(planned, 1):
                 print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)

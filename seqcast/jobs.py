@@ -26,6 +26,7 @@ from pathlib import Path
 
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
+from seqcast.settings import positive_int_setting
 
 STATUS_EVERY_S = 60.0
 KEEP_RUN_LOGS = 20
@@ -58,14 +59,7 @@ def prefect_api_url() -> str:
 
 def keep_run_logs() -> int:
     """How many run log folders to keep: ``SEQCAST_KEEP_RUN_LOGS``, default 20 (at least 1, this run's)."""
-    configured = os.environ.get("SEQCAST_KEEP_RUN_LOGS") or str(KEEP_RUN_LOGS)
-    try:
-        keep = int(configured)
-    except ValueError:
-        keep = 0
-    if keep < 1:
-        raise ValueError(f"SEQCAST_KEEP_RUN_LOGS must be a whole number of at least 1, got {configured!r}")
-    return keep
+    return positive_int_setting("SEQCAST_KEEP_RUN_LOGS", KEEP_RUN_LOGS)
 
 
 def prune_run_logs(log_root: Path, keep: int) -> list[Path]:
@@ -83,8 +77,11 @@ def prune_run_logs(log_root: Path, keep: int) -> list[Path]:
     return old
 
 
-def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, out=None) -> tuple[list, list]:
+def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, keep_logs: int = KEEP_RUN_LOGS,
+                 out=None) -> tuple[list, list]:
     """Run every planned variant's forecast flow, at most ``jobs`` at once; return (summaries, failed variants).
+
+    Only the newest ``keep_logs`` run log folders under ``log_root`` are kept, this run's included.
 
     A failed variant does not stop the others; its log's last lines are printed (to ``out``, default stderr).
     """
@@ -92,7 +89,7 @@ def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, out=N
     from deployments.forecast import share_cores
 
     folder = log_root / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
-    prune_run_logs(log_root, keep_run_logs() - 1)
+    prune_run_logs(log_root, keep_logs - 1)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_API_URL": prefect_api_url()}
     threads = share_cores(jobs, env)  # the children's TF_NUM_*_THREADS, unless set already

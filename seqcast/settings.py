@@ -13,6 +13,16 @@ def seqcast_home() -> Path:
     return Path(os.environ.get("SEQCAST_HOME") or DEFAULT_HOME).expanduser().resolve()
 
 
+def positive_int_setting(name: str, default: int) -> int:
+    """The whole number >= 1 in environment variable ``name`` (unset or empty: ``default``); ValueError otherwise."""
+    configured = os.environ.get(name)
+    if not configured:
+        return default
+    if not configured.isdigit() or int(configured) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {configured!r}")
+    return int(configured)
+
+
 def datasets_dir(home: Path | None = None) -> Path:
     return (home or seqcast_home()) / "datasets"
 
