@@ -92,8 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         return fail(f"--jobs must be at least 1, got {args.jobs}")
-    jobs = min(args.jobs or training_slots(), len(planned))
     try:  # settings from the environment, checked before any work
+        jobs = min(args.jobs or training_slots(), len(planned))
         keep_logs = keep_run_logs() if jobs > 1 else 0
     except ValueError as exc:
         return fail(str(exc))
@@ -249,15 +249,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         forecast_deployments,
         schedules_switched_off,
         share_cores,
+        training_slots,
     )
 
-    try:
+    try:  # the variants and the slots are checked before Prefect is contacted
         specs = deployment_specs(args.variant)
+        slots = training_slots() if args.training_slots is None else args.training_slots
+        if slots < 1:
+            raise ValueError(f"--training-slots must be at least 1, got {slots}")
     except ValueError as exc:
         return fail(str(exc))
     from prefect import serve
 
-    slots = ensure_training_limit(args.training_slots)
+    slots = ensure_training_limit(slots)
     threads = share_cores(slots)
     print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={seqcast_home()}; "
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "

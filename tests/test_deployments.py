@@ -97,11 +97,16 @@ def test_a_schedule_switched_off_stays_off_when_served_again(prefect_harness, mo
     assert [s[:2] for s in served_schedules()[1]] == [("50 5 * * *", True)]
 
 
-def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys):
+def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys, monkeypatch):
     from seqcast.cli import main as cli
 
     assert cli(["serve", "--variant", "nope"]) == 2
     assert "unknown variant 'nope'; valid variants: naive" in capsys.readouterr().err
+    assert cli(["serve", "--training-slots", "0"]) == 2
+    assert "--training-slots must be at least 1, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "two")
+    assert cli(["serve"]) == 2
+    assert "SEQCAST_TRAINING_SLOTS must be a whole number of at least 1, got 'two'" in capsys.readouterr().err
     assert cli(["sweep", "--variant", "linear", "--epochs", "-1"]) == 2
     assert "epochs: Input should be greater than or equal to 1" in capsys.readouterr().err
 

@@ -156,6 +156,9 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     monkeypatch.setenv("SEQCAST_KEEP_RUN_LOGS", "all")
     assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "2"]) == 2
     assert "SEQCAST_KEEP_RUN_LOGS must be a whole number of at least 1, got 'all'" in capsys.readouterr().err
+    monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "two")
+    assert cli(["run", "--variant", "naive", "--variant", "linear"]) == 2
+    assert "SEQCAST_TRAINING_SLOTS must be a whole number of at least 1, got 'two'" in capsys.readouterr().err
     assert not home.exists()
 
 
