@@ -83,11 +83,10 @@ def main() -> int:
     base_env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
                 "TF_CPP_MIN_LOG_LEVEL": "2", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}  # a busy machine starts it slowly
-    pending = []  # the reference's runs first: they take longest
+    pending = []  # seed by seed, so that a stopped run still leaves complete pairs; the reference first (slower)
     for seed in args.seeds:
         pending.append(("reference", seed, [sys.executable, "-c", REFERENCE_RUN, str(ROOT), str(args.reference),
                                             args.variant, str(seed), str(args.epochs)], base_env))
-    for seed in args.seeds:
         home = work / f"seqcast-{seed}"
         pending.append(("seqcast", seed, seqcast_command(args.variant, seed, args.epochs),
                         {**base_env, "SEQCAST_HOME": str(home), "PREFECT_HOME": str(work / f"prefect-{seed}")}))

@@ -129,7 +129,7 @@ from pathlib import Path
 from seqcast.data import generate_time_series
 from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa, pyarrow.parquet as pq
-from storage.datasets import RAW_VALUES, read_split, read_values, write_dataset
+from storage.datasets import RAW_VALUES, VALUES, read_split, read_values, write_dataset
 
 
 def peak_mib():  # this process's peak resident memory since the last reset_peak()
@@ -169,7 +169,8 @@ else:
         if step == "parquet-bare":  # the format's own floor: the same pyarrow calls, no fsync, hash or manifest
             def bare_write(name):
                 values = pa.Array.from_buffers(pa.float32(), splits[name].size, [None, pa.py_buffer(splits[name])])
-                pq.write_table(pa.Table.from_arrays([values], ["value"]), Path(folder) / name, **RAW_VALUES)
+                pq.write_table(pa.Table.from_arrays([values], schema=VALUES), Path(folder) / name,
+                               row_group_size=max(1, len(values)), **RAW_VALUES)
 
             with ThreadPoolExecutor(2) as pool:
                 list(pool.map(bare_write, splits))

@@ -2,8 +2,8 @@
 
 Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/`` (``format_version`` 2): ``train.parquet``,
 ``valid.parquet``, ``test.parquet`` and ``dataset.json`` (spec, shapes, content hash). Each split file has one
-non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed, so
-that writing and reading it back cost little more than copying the array (``bench/speed.py`` measures this
+non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed and
+in one row group, so that writing and reading it back cost little more than copying the array (``bench/speed.py`` measures this
 against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to ``(i + 1) * width - 1``; in DuckDB:
 ``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
 Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
@@ -68,7 +68,7 @@ def write_values(windows: np.ndarray, path: Path) -> None:
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     values = pa.Array.from_buffers(pa.float32(), windows.size, [None, pa.py_buffer(windows)])
     table = pa.Table.from_arrays([values], schema=VALUES.with_metadata({"seqcast.width": str(windows.shape[1])}))
-    pq.write_table(table, path, **RAW_VALUES)
+    pq.write_table(table, path, row_group_size=max(1, windows.size), **RAW_VALUES)  # one group: read zero-copy
     with open(path, "rb") as f:  # flushed here, in the writing thread, so the splits' flushes overlap too
         os.fsync(f.fileno())
 
@@ -81,14 +81,21 @@ def _view(values: pa.Array) -> np.ndarray:
 def read_values(path: Path, shape: tuple[int, int], threads: int = 2) -> np.ndarray:
     """Read a :func:`write_values` file into one (n, width) float32 array.
 
-    Row groups are decoded by ``threads`` readers at once, each straight into its slice of the output (one copy
-    out of Arrow's batches). ``pre_buffer=False`` streams each column chunk instead of reading it whole first,
-    which keeps the peak memory near the output's size.
+    A file of one row group (written since 2026-11-29) is decoded once, straight from the memory-mapped file into
+    the Arrow buffer that the returned array views: the one copy a Parquet read needs. Older files, of 1M-value
+    row groups, are decoded by ``threads`` readers at once, each into its slice of a new array; ``pre_buffer=False``
+    streams each column chunk instead of reading it whole first, which keeps the peak memory near the output's size.
     """
-    out = np.empty(shape[0] * shape[1], dtype=np.float32)
+    size = shape[0] * shape[1]
     metadata = pq.read_metadata(path)
-    if metadata.num_rows != len(out):
+    if metadata.num_rows != size:
         raise ValueError(f"{path} holds {metadata.num_rows} values, its manifest says {shape[0]} x {shape[1]}")
+    if size == 0:
+        return np.empty(shape, dtype=np.float32)
+    if metadata.num_row_groups == 1:
+        column = pq.ParquetFile(path, memory_map=True).read_row_group(0, use_threads=False).column(0)
+        return _view(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).reshape(shape)
+    out = np.empty(size, dtype=np.float32)
     starts = np.cumsum([0] + [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)])
 
     def read(groups: list[int]) -> None:

@@ -171,12 +171,17 @@ def test_content_hash_names_the_values_not_the_files(tmp_path):
     assert content_hash(moved) != ref.manifest["content_hash"]
 
 
-def test_large_split_reads_back_across_row_groups_and_threads(tmp_path):
-    windows = np.random.default_rng(3).random((40_000, 60), dtype=np.float32)  # 2.4M values: 3 row groups
+def test_large_split_reads_back_in_one_decode_and_older_files_across_row_groups(tmp_path):
+    windows = np.random.default_rng(3).random((40_000, 60), dtype=np.float32)  # 2.4M values
     path = tmp_path / "train.parquet"
     datasets.write_values(windows, path)
-    assert pq.read_metadata(path).num_row_groups > 2
+    assert pq.read_metadata(path).num_row_groups == 1
+    back = datasets.read_values(path, windows.shape)
+    assert np.array_equal(back, windows)
+    older = tmp_path / "older.parquet"  # written as before 2026-11-29: pyarrow's default 1M-value row groups
+    pq.write_table(pq.read_table(path), older, **datasets.RAW_VALUES)
+    assert pq.read_metadata(older).num_row_groups == 3
     for threads in (1, 2, 3):
-        assert np.array_equal(datasets.read_values(path, windows.shape, threads=threads), windows)
+        assert np.array_equal(datasets.read_values(older, windows.shape, threads=threads), windows)
     with pytest.raises(ValueError, match="holds 2400000 values, its manifest says 40001 x 60"):
         datasets.read_values(path, (40_001, 60))
