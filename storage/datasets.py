@@ -149,14 +149,14 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
                    for name, columns in per_window.items()]
         writes += [pool.submit(pq.write_table, table, tmp / f"{name}.parquet", compression="zstd")
                    for name, table in (tables or {}).items()]
-        digest = content_hash(splits)
+        digest = pool.submit(content_hash, splits)  # queued last: the thread that wrote the small splits hashes
         for write in writes:
             write.result()  # raises the first failure; atomic_dir then removes the folder
         manifest = {
             "dataset_id": dataset_id,
             "spec": spec,
             "shapes": {name: list(splits[name].shape) for name in SPLITS},
-            "content_hash": digest,
+            "content_hash": digest.result(),
             "format_version": FORMAT_VERSION,
             **(manifest_extra or {}),
         }
