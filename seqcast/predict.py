@@ -161,6 +161,13 @@ def dataset_latest(datasets_root: Path, dataset_id: str, model: ChosenModel) -> 
         raise IngestError(f"series {', '.join(map(repr, gaps[:5]))} of {dataset_id}: missing values among the "
                           f"last {model.n_steps} steps (n_steps) leave no input to forecast on from the series' end; "
                           f"ingest with missing='interpolate', or forecast a file with those steps filled (--source)")
+    stale = [r for r in table if r["latest_end"] != r["last_timestamp"]]
+    if stale:  # ingested before 2026-11-29, when the latest complete window was kept even if older than the end
+        r = stale[0]
+        raise IngestError(f"series {', '.join(repr(r['series_id']) for r in stale[:5])} of {dataset_id}: the stored "
+                          f"latest window ends {r['latest_end']}, before the series' last step {r['last_timestamp']} "
+                          f"(missing values near the end, in a dataset ingested before 2026-11-29), so forecasts "
+                          f"would fall on observed dates; ingest the file again, or forecast it with --source")
     return LatestWindows([r["series_id"] for r in table], [r["frequency"] for r in table],
                          [pd.Timestamp(r["latest_end"]) for r in table],
                          np.array([r["latest"] for r in table], dtype=np.float32))

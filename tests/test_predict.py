@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
@@ -141,6 +143,26 @@ def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypat
     with pytest.raises(error, match=message):
         predict(**kwargs)
     assert _forecast_state(trained.home) == before  # no record folder, no forecasts row
+
+
+def test_predict_refuses_a_dataset_whose_stored_latest_window_stops_before_the_end(trained, monkeypatch):
+    """Datasets ingested before 2026-11-29 kept the latest complete window even when a gap made it end early."""
+    monkeypatch.setenv("SEQCAST_HOME", str(trained.home))
+    datasets = trained.home / "datasets"
+    older = datasets / "ds-0123456789ab"
+    shutil.copytree(datasets / trained.dataset["dataset_id"], older)
+    try:
+        series = pq.read_table(older / "series.parquet").to_pylist()
+        series[1]["latest_end"] -= pd.Timedelta(days=3)  # as the old ingest stored it for a gap 2 days before the end
+        pq.write_table(pa.Table.from_pylist(series, schema=pq.read_schema(older / "series.parquet")),
+                       older / "series.parquet")
+        before = _forecast_state(trained.home)
+        with pytest.raises(IngestError, match=r"series 's01' of ds-0123456789ab: the stored latest window ends "
+                                              r"2024-04-26 00:00:00, before the series' last step 2024-04-29"):
+            predict(run_id=trained.linear["run_id"], dataset_id=older.name)
+        assert _forecast_state(trained.home) == before
+    finally:
+        shutil.rmtree(older)
 
 
 @pytest.mark.parametrize("bad, message", [
