@@ -248,7 +248,7 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
 
     home = tmp_path / "seqcast-home"
     env = prefect_server.client_env(SEQCAST_HOME=str(home))
-    args = [*TINY_ARGS[:-2], "--epochs", "100"]  # still training when it is stopped
+    args = [*TINY_ARGS[:-2], "--epochs", "100000", "--patience", "100000"]  # training until stopped, however slow
     process = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "run", "--variant", "linear", "--variant",
                                 "deep_rnn_dense", "--jobs", "2", *args], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
