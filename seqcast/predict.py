@@ -161,13 +161,13 @@ def dataset_latest(datasets_root: Path, dataset_id: str, model: ChosenModel) -> 
         raise IngestError(f"series {', '.join(map(repr, gaps[:5]))} of {dataset_id}: missing values among the "
                           f"last {model.n_steps} steps (n_steps) leave no input to forecast on from the series' end; "
                           f"ingest with missing='interpolate', or forecast a file with those steps filled (--source)")
-    stale = [r for r in table if r["latest_end"] != r["last_timestamp"]]
-    if stale:  # ingested before 2026-11-29, when the latest complete window was kept even if older than the end
-        r = stale[0]
-        raise IngestError(f"series {', '.join(repr(r['series_id']) for r in stale[:5])} of {dataset_id}: the stored "
-                          f"latest window ends {r['latest_end']}, before the series' last step {r['last_timestamp']} "
-                          f"(missing values near the end, in a dataset ingested before 2026-11-29), so forecasts "
-                          f"would fall on observed dates; ingest the file again, or forecast it with --source")
+    stale = [row for row in table if row["latest_end"] != row["last_timestamp"]]
+    if stale:  # stored by an ingest before 2026-11-29, which kept the latest complete window even before a gap
+        ends = "; ".join(f"{row['series_id']!r}: window ends {row['latest_end']}, series ends {row['last_timestamp']}"
+                         for row in stale[:5])
+        raise IngestError(f"dataset {dataset_id}: the stored latest windows of {len(stale)} series stop before the "
+                          f"series' end, so forecasts would fall on observed dates ({ends}); ingest the file again "
+                          f"with the same parameters to rewrite them, or forecast the file itself (--source)")
     return LatestWindows([r["series_id"] for r in table], [r["frequency"] for r in table],
                          [pd.Timestamp(r["latest_end"]) for r in table],
                          np.array([r["latest"] for r in table], dtype=np.float32))

@@ -3,9 +3,9 @@
 Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/`` (``format_version`` 2): ``train.parquet``,
 ``valid.parquet``, ``test.parquet`` and ``dataset.json`` (spec, shapes, content hash). Each split file has one
 non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed and
-in one row group, so that writing and reading it back cost little more than copying the array (``bench/speed.py`` measures this
-against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to ``(i + 1) * width - 1``; in DuckDB:
-``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
+in one row group, so that writing and reading it back cost little more than copying the array (``bench/speed.py``
+measures this against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to ``(i + 1) * width - 1``;
+in DuckDB: ``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
 Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
 timestamps), a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
 Format 1 (one fixed-size-list ``window`` row per window, zstd) is still read.
@@ -68,7 +68,7 @@ def write_values(windows: np.ndarray, path: Path) -> None:
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     values = pa.Array.from_buffers(pa.float32(), windows.size, [None, pa.py_buffer(windows)])
     table = pa.Table.from_arrays([values], schema=VALUES.with_metadata({"seqcast.width": str(windows.shape[1])}))
-    pq.write_table(table, path, row_group_size=max(1, windows.size), **RAW_VALUES)  # one group: read zero-copy
+    pq.write_table(table, path, row_group_size=max(1, windows.size), **RAW_VALUES)  # one group: read in one decode
     with open(path, "rb") as f:  # flushed here, in the writing thread, so the splits' flushes overlap too
         os.fsync(f.fileno())
 
@@ -93,7 +93,8 @@ def read_values(path: Path, shape: tuple[int, int], threads: int = 2) -> np.ndar
     if size == 0:
         return np.empty(shape, dtype=np.float32)
     if metadata.num_row_groups == 1:
-        column = pq.ParquetFile(path, memory_map=True).read_row_group(0, use_threads=False).column(0)
+        with pq.ParquetFile(path, memory_map=True) as file:
+            column = file.read_row_group(0, use_threads=False).column(0)
         return _view(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).reshape(shape)
     out = np.empty(size, dtype=np.float32)
     starts = np.cumsum([0] + [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,6 +15,7 @@ from seqcast.ingest import (
     validate_series,
 )
 from seqcast.settings import datasets_dir
+from storage.atomic import atomic_file
 from storage.datasets import DatasetRef, write_dataset
 
 
@@ -40,4 +42,22 @@ def persist_ingested(prepared: PreparedDataset) -> DatasetRef:
     ref = write_dataset(datasets_dir(), prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
                         tables={"series": prepared.series}, manifest_extra={"scaling": prepared.scaler.to_dict()})
     get_run_logger().info("persisted %s at %s", ref.dataset_id, ref.path)
+    refresh_latest_windows(ref, prepared)
     return ref
+
+
+def refresh_latest_windows(ref: DatasetRef, prepared: PreparedDataset) -> None:
+    """Rewrite the series table of a dataset ingested before 2026-11-29 whose latest windows differ from today's.
+
+    The same file and parameters give the same dataset id, so ingesting again reuses the existing folder; only the
+    series table's ``latest`` windows changed meaning (they now end at the series' last step, or are null where
+    values are missing there), and predict refuses the old ones.
+    """
+    path = ref.path / "series.parquet"
+    stored = pq.read_table(path, columns=["latest_end", "latest"])
+    if stored.equals(prepared.series.select(["latest_end", "latest"])):
+        return
+    with atomic_file(path) as tmp:
+        pq.write_table(prepared.series, tmp, compression="zstd")
+    get_run_logger().info("%s: rewrote the latest windows of its series table (ingested before 2026-11-29)",
+                          ref.dataset_id)

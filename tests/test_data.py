@@ -179,7 +179,7 @@ def test_large_split_reads_back_in_one_decode_and_older_files_across_row_groups(
     back = datasets.read_values(path, windows.shape)
     assert np.array_equal(back, windows)
     older = tmp_path / "older.parquet"  # written as before 2026-11-29: pyarrow's default 1M-value row groups
-    pq.write_table(pq.read_table(path), older, **datasets.RAW_VALUES)
+    pq.write_table(pq.read_table(path), older, row_group_size=1 << 20, **datasets.RAW_VALUES)
     assert pq.read_metadata(older).num_row_groups == 3
     for threads in (1, 2, 3):
         assert np.array_equal(datasets.read_values(older, windows.shape, threads=threads), windows)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -252,19 +254,24 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
     process = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "run", "--variant", "linear", "--variant",
                                 "deep_rnn_dense", "--jobs", "2", *args], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    started, lines = 0, []
-    while started < 2 and (line := process.stderr.readline()):
-        lines.append(line)
-        started += line.startswith("seqcast: started ")
-    assert started == 2, "".join(lines)
     marker = f"SEQCAST_HOME={home}"
-    assert len(processes_with(marker)) >= 3, "".join(lines)  # this command and its two children
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=90) == 128 + signal.SIGTERM
-    deadline = time.monotonic() + 30
-    while processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert processes_with(marker) == []
+    try:
+        started, lines = 0, []
+        while started < 2 and (line := process.stderr.readline()):
+            lines.append(line)
+            started += line.startswith("seqcast: started ")
+        assert started == 2, "".join(lines)
+        assert len(processes_with(marker)) >= 3, "".join(lines)  # this command and its two children
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 30
+        while processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert processes_with(marker) == []
+    finally:  # a failed assertion must not leave the run training on
+        for pid in processes_with(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_readme_queries_run_and_answer(home):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from types import SimpleNamespace
 
 import duckdb
@@ -145,24 +144,27 @@ def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypat
     assert _forecast_state(trained.home) == before  # no record folder, no forecasts row
 
 
-def test_predict_refuses_a_dataset_whose_stored_latest_window_stops_before_the_end(trained, monkeypatch):
-    """Datasets ingested before 2026-11-29 kept the latest complete window even when a gap made it end early."""
+def test_stale_latest_windows_are_refused_until_the_file_is_ingested_again(trained, tmp_path, monkeypatch):
+    """Datasets ingested before 2026-11-29 kept the latest complete window even when a gap made it end early.
+
+    Ingesting the same file again gives the same dataset id and reuses the folder; it rewrites those windows.
+    """
     monkeypatch.setenv("SEQCAST_HOME", str(trained.home))
-    datasets = trained.home / "datasets"
-    older = datasets / "ds-0123456789ab"
-    shutil.copytree(datasets / trained.dataset["dataset_id"], older)
-    try:
-        series = pq.read_table(older / "series.parquet").to_pylist()
-        series[1]["latest_end"] -= pd.Timedelta(days=3)  # as the old ingest stored it for a gap 2 days before the end
-        pq.write_table(pa.Table.from_pylist(series, schema=pq.read_schema(older / "series.parquet")),
-                       older / "series.parquet")
-        before = _forecast_state(trained.home)
-        with pytest.raises(IngestError, match=r"series 's01' of ds-0123456789ab: the stored latest window ends "
-                                              r"2024-04-26 00:00:00, before the series' last step 2024-04-29"):
-            predict(run_id=trained.linear["run_id"], dataset_id=older.name)
-        assert _forecast_state(trained.home) == before
-    finally:
-        shutil.rmtree(older)
+    source = str(write(daily_series(n_series=4, days=100), tmp_path / "older.csv"))  # ends 2024-04-09
+    dataset_id = ingest(source=source, **COLUMNS, **WINDOW)["dataset_id"]
+    path = trained.home / "datasets" / dataset_id / "series.parquet"
+    series = pq.read_table(path)
+    stale = series.to_pylist()
+    stale[1]["latest_end"] -= pd.Timedelta(days=3)  # as the old ingest stored it for a gap 2 days before the end
+    pq.write_table(pa.Table.from_pylist(stale, schema=series.schema), path)
+    before = _forecast_state(trained.home)
+    with pytest.raises(IngestError, match=rf"dataset {dataset_id}: the stored latest windows of 1 series stop "
+                                          r"before the series' end, .*\('s01': window ends 2024-04-06 00:00:00, "
+                                          r"series ends 2024-04-09 00:00:00\); ingest the file again"):
+        predict(run_id=trained.linear["run_id"], dataset_id=dataset_id)
+    assert _forecast_state(trained.home) == before
+    assert ingest(source=source, **COLUMNS, **WINDOW)["dataset_id"] == dataset_id
+    assert pq.read_table(path).equals(series)
 
 
 @pytest.mark.parametrize("bad, message", [
