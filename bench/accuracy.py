@@ -83,7 +83,7 @@ def main() -> int:
     base_env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
                 "TF_CPP_MIN_LOG_LEVEL": "2", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}  # a busy machine starts it slowly
-    pending = []  # seed by seed, so that a stopped run still leaves complete pairs; the reference first (slower)
+    pending = []  # seed by seed, so that an interrupted run still has complete pairs; the reference first (slower)
     for seed in args.seeds:
         pending.append(("reference", seed, [sys.executable, "-c", REFERENCE_RUN, str(ROOT), str(args.reference),
                                             args.variant, str(seed), str(args.epochs)], base_env))
@@ -94,32 +94,39 @@ def main() -> int:
           f"thread(s) each; logs in {work}", file=sys.stderr, flush=True)
     results: dict[tuple[str, int], dict] = {}
     running: list[tuple[str, int, subprocess.Popen, float]] = []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            side, seed, command, env = pending.pop(0)
-            with open(work / f"{side}-{seed}.log", "wb") as log:
-                process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
-            running.append((side, seed, process, time.monotonic()))
-        time.sleep(1)
-        for entry in [e for e in running if e[2].poll() is not None]:
-            running.remove(entry)
-            side, seed, process, started = entry
-            output = process.stdout.read().decode()
-            if process.returncode != 0:
-                print(f"accuracy: {side} seed {seed} FAILED (exit {process.returncode}); see "
-                      f"{work / f'{side}-{seed}.log'}", file=sys.stderr, flush=True)
-                continue
-            result = (seqcast_result(work / f"seqcast-{seed}", args.variant) if side == "seqcast"
-                      else json.loads(output.strip().splitlines()[-1]))
-            results[side, seed] = result
-            print(f"accuracy: {side} seed {seed}: valid MSE {result['valid_mse']:.5f} after {result['epochs']} "
-                  f"epochs ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    try:
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                side, seed, command, env = pending.pop(0)
+                with open(work / f"{side}-{seed}.log", "wb") as log:
+                    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
+                running.append((side, seed, process, time.monotonic()))
+            time.sleep(1)
+            for entry in [e for e in running if e[2].poll() is not None]:
+                running.remove(entry)
+                side, seed, process, started = entry
+                output = process.stdout.read().decode()
+                if process.returncode != 0:
+                    print(f"accuracy: {side} seed {seed} FAILED (exit {process.returncode}); see "
+                          f"{work / f'{side}-{seed}.log'}", file=sys.stderr, flush=True)
+                    continue
+                result = (seqcast_result(work / f"seqcast-{seed}", args.variant) if side == "seqcast"
+                          else json.loads(output.strip().splitlines()[-1]))
+                results[side, seed] = result
+                print(f"accuracy: {side} seed {seed}: valid MSE {result['valid_mse']:.5f} after {result['epochs']} "
+                      f"epochs ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C: stop the runs under way and print the pairs that are complete
+        for *_, process, _ in running:
+            process.terminate()  # seqcast's run stops its Prefect server on SIGTERM
+        for *_, process, _ in running:
+            process.wait(timeout=60)
+        print(f"accuracy: interrupted; {len(running)} run(s) stopped", file=sys.stderr, flush=True)
 
     lines = [f"| {args.variant}: seed | seqcast valid MSE | epochs | reference valid MSE | epochs | "
              "seqcast / reference |", "|---|---|---|---|---|---|"]
     pairs = [(s, results.get(("seqcast", s)), results.get(("reference", s))) for s in args.seeds]
     for seed, ours, theirs in pairs:
-        cells = [f"{r['valid_mse']:.5f} | {r['epochs']}" if r else "failed | -" for r in (ours, theirs)]
+        cells = [f"{r['valid_mse']:.5f} | {r['epochs']}" if r else "none | -" for r in (ours, theirs)]
         ratio = f"{ours['valid_mse'] / theirs['valid_mse']:.2f}" if ours and theirs else "-"
         lines.append(f"| {seed} | {cells[0]} | {cells[1]} | {ratio} |")
     complete = [(o["valid_mse"], t["valid_mse"]) for _, o, t in pairs if o and t]
