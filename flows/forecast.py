@@ -67,7 +67,7 @@ def forecast(
     n_valid: int = 2_000,
     n_test: int = 1_000,
     epochs: int = 100,
-    patience: int = 5,
+    patience: int | None = None,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     units: int = 20,

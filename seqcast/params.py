@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from seqcast.data import SyntheticSpec
-from seqcast.models import CONV_KERNEL, CONV_STRIDES, REGISTRY, get_variant
+from seqcast.models import CONV_KERNEL, CONV_STRIDES, REGISTRY, Variant, get_variant
 
+VARIANT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Variant)}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -35,7 +37,7 @@ def check_strided_fit(variant: str, n_steps: int) -> None:
 
 
 class ForecastParams(BaseModel):
-    """Parameters of one forecast run; every training default is the seed notebook's."""
+    """Parameters of one forecast run; every training default is the seed notebook's, but XLA and ln_rnn's patience."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -48,7 +50,9 @@ class ForecastParams(BaseModel):
     n_valid: int = Field(2_000, ge=1)
     n_test: int = Field(1_000, ge=0)
     epochs: int = Field(100, ge=1, description="maximum epochs (early stopping may end sooner)")
-    patience: int = Field(5, ge=1, description="EarlyStopping patience on val_loss")
+    patience: int = Field(None, ge=1, validate_default=True,
+                          description="EarlyStopping patience on val_loss; default: the variant's (5, the seed "
+                                      "notebook's; 10 for ln_rnn, whose loss spikes outlast 5 epochs)")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0, description="Nadam learning rate")
     units: int = Field(20, ge=1, description="units per recurrent layer")
@@ -73,12 +77,12 @@ class ForecastParams(BaseModel):
 
     _safe_ids = field_validator("base_run_id", "dataset_id")(plain_id)
 
-    @field_validator("jit_compile", mode="before")
+    @field_validator("jit_compile", "patience", mode="before")
     @classmethod
-    def _variant_jit(cls, value, info: ValidationInfo):
+    def _variant_default(cls, value, info: ValidationInfo):
         if value is None:
             variant = REGISTRY.get(info.data.get("variant"))
-            return variant.jit_compile if variant is not None else True
+            return getattr(variant, info.field_name) if variant is not None else VARIANT_DEFAULTS[info.field_name]
         return value
 
     @field_validator("steps_per_execution", mode="before")

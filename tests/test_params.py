@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+from pydantic import ValidationError
+
 from seqcast.params import ForecastParams, normalized_params
 
 
@@ -21,3 +24,14 @@ def test_xla_default_is_the_variants_and_an_explicit_choice_wins():
     # a run recorded with an explicit setting keeps it when normalised
     recorded = ForecastParams(variant="linear", jit_compile=True).model_dump()
     assert normalized_params(json.dumps(recorded))["jit_compile"] is True
+
+
+def test_patience_default_is_the_variants_and_an_explicit_choice_wins():
+    assert ForecastParams(variant="gru").patience == 5 and ForecastParams(variant="ln_rnn").patience == 10
+    assert ForecastParams(variant="ln_rnn", patience=5).patience == 5
+    assert ForecastParams.model_validate_json('{"variant": "ln_rnn", "patience": null}').patience == 10
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        ForecastParams(variant="ln_rnn", patience=0)
+    # an ln_rnn run recorded before its default changed (patience 5) stays a run with patience 5
+    recorded = {**ForecastParams(variant="ln_rnn").model_dump(), "patience": 5}
+    assert normalized_params(json.dumps(recorded))["patience"] == 5
