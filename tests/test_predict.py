@@ -165,6 +165,9 @@ def test_stale_latest_windows_are_refused_until_the_file_is_ingested_again(train
     assert _forecast_state(trained.home) == before
     assert ingest(source=source, **COLUMNS, **WINDOW)["dataset_id"] == dataset_id
     assert pq.read_table(path).equals(series)
+    rewritten = path.stat().st_ino
+    ingest(source=source, **COLUMNS, **WINDOW)  # nothing stale left: the table stays as it is
+    assert path.stat().st_ino == rewritten
 
 
 @pytest.mark.parametrize("bad, message", [
