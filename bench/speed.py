@@ -128,8 +128,7 @@ step, n, folder = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 from pathlib import Path
 from seqcast.data import generate_time_series
 from concurrent.futures import ThreadPoolExecutor
-import pyarrow as pa, pyarrow.parquet as pq
-from storage.datasets import RAW_VALUES, VALUES, read_split, read_values, write_dataset
+from storage.datasets import read_split, read_values, write_dataset, write_values
 
 
 def peak_mib():  # this process's peak resident memory since the last reset_peak()
@@ -166,14 +165,10 @@ else:
     else:
         train, valid = int(n * 0.7), int(n * 0.9)  # the book's 70/20/10 split, as the flow persists it
         splits = {"train": array[:train], "valid": array[train:valid], "test": array[valid:]}
-        if step == "parquet-bare":  # the format's own floor: the same pyarrow calls, no fsync, hash or manifest
-            def bare_write(name):
-                values = pa.Array.from_buffers(pa.float32(), splits[name].size, [None, pa.py_buffer(splits[name])])
-                pq.write_table(pa.Table.from_arrays([values], schema=VALUES), Path(folder) / name,
-                               row_group_size=max(1, len(values)), **RAW_VALUES)
-
+        if step == "parquet-bare":  # the format's own floor: seqcast's own split writer, no fsync, hash or manifest
+            os.fsync = lambda fd: None
             with ThreadPoolExecutor(2) as pool:
-                list(pool.map(bare_write, splits))
+                list(pool.map(lambda name: write_values(splits[name], Path(folder) / name), splits))
             shapes = {name: part.shape for name, part in splits.items()}; del array, splits
             array = [read_values(Path(folder) / name, shape) for name, shape in shapes.items()]
         else:
