@@ -119,14 +119,19 @@ def schedules_switched_off(full_names: list[str]) -> set[tuple[str, str, str]]:
     return inactive
 
 
-def training_slots() -> int:
-    """How many models may train at once: ``SEQCAST_TRAINING_SLOTS``, default one per CPU core.
+def training_slots(requested: int | None = None, name: str = "the training limit") -> int:
+    """How many models may train at once: ``requested`` (at least 1, or ValueError naming ``name``), else
+    ``SEQCAST_TRAINING_SLOTS``, default one per CPU core.
 
     These small models keep about one core busy each, so runs side by side with one TensorFlow thread each (see
     :func:`share_cores`) finish a sweep sooner: bench/speed.py measured the one-step sweep on 2 cores in 256 s with
     2 slots x 1 thread against 473 s with 1 slot x 2 threads.
     """
-    return positive_int_setting("SEQCAST_TRAINING_SLOTS", available_cores())
+    if requested is None:
+        return positive_int_setting("SEQCAST_TRAINING_SLOTS", available_cores())
+    if requested < 1:
+        raise ValueError(f"{name} must be at least 1, got {requested}")
+    return requested
 
 
 def available_cores() -> int:
@@ -154,9 +159,7 @@ def ensure_training_limit(slots: int | None = None, resize: bool = True) -> int:
 
     from tasks.train import TRAINING_LIMIT
 
-    slots = training_slots() if slots is None else slots
-    if slots < 1:
-        raise ValueError(f"the training limit needs at least 1 slot, got {slots}")
+    slots = training_slots(slots)
     with get_client(sync_client=True) as client:
         if not resize:
             try:  # a limit someone sized on a shared server is theirs to keep

@@ -254,9 +254,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:  # the variants and the slots are checked before Prefect is contacted
         specs = deployment_specs(args.variant)
-        slots = training_slots() if args.training_slots is None else args.training_slots
-        if slots < 1:
-            raise ValueError(f"--training-slots must be at least 1, got {slots}")
+        slots = training_slots(args.training_slots, "--training-slots")
     except ValueError as exc:
         return fail(str(exc))
     from prefect import serve
