@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -175,9 +176,19 @@ def test_large_split_reads_back_in_one_decode_and_older_files_across_row_groups(
     windows = np.random.default_rng(3).random((40_000, 60), dtype=np.float32)  # 2.4M values
     path = tmp_path / "train.parquet"
     datasets.write_values(windows, path)
-    assert pq.read_metadata(path).num_row_groups == 1
+    metadata = pq.read_metadata(path)
+    assert metadata.num_row_groups == 1
+    column = metadata.row_group(0).column(0)  # one row group, in pages of PAGE_ROWS values
+    with open(path, "rb") as f:  # a page header starts with type, uncompressed size, compressed size (thrift varints)
+        f.seek(column.data_page_offset)
+        header = f.read(16)
+    assert header[0] == 0x15 and _zigzag_varints(header[1:], 3) == [0, 4 * datasets.PAGE_ROWS, 4 * datasets.PAGE_ROWS]
     back = datasets.read_values(path, windows.shape)
     assert np.array_equal(back, windows)
+    with duckdb.connect() as db:  # the query the module's docstring gives, across its pages
+        rows = db.execute("SELECT file_row_number // 60 AS window, value FROM read_parquet(?, file_row_number = true) "
+                          "ORDER BY file_row_number", [str(path)]).fetchnumpy()
+    assert np.array_equal(rows["value"].reshape(windows.shape), windows) and rows["window"][-1] == 39_999
     older = tmp_path / "older.parquet"  # written as before 2026-11-29: pyarrow's default 1M-value row groups
     pq.write_table(pq.read_table(path), older, row_group_size=1 << 20, **datasets.RAW_VALUES)
     assert pq.read_metadata(older).num_row_groups == 3
@@ -185,3 +196,20 @@ def test_large_split_reads_back_in_one_decode_and_older_files_across_row_groups(
         assert np.array_equal(datasets.read_values(older, windows.shape, threads=threads), windows)
     with pytest.raises(ValueError, match="holds 2400000 values, its manifest says 40001 x 60"):
         datasets.read_values(path, (40_001, 60))
+
+
+def _zigzag_varints(data: bytes, count: int) -> list[int]:
+    """The first ``count`` thrift-compact i32 values of ``data``, each after a one-byte field header."""
+    values, position = [], 0
+    for _ in range(count):
+        value = shift = 0
+        while True:
+            byte = data[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        values.append((value >> 1) ^ -(value & 1))
+        position += 1  # the next field's header
+    return values
