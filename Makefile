@@ -22,7 +22,7 @@ run: $(BIN)/.installed
 	$(BIN)/seqcast run --all
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow
