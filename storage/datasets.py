@@ -2,10 +2,11 @@
 
 Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/`` (``format_version`` 2): ``train.parquet``,
 ``valid.parquet``, ``test.parquet`` and ``dataset.json`` (spec, shapes, content hash). Each split file has one
-non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed and
-in one row group, so that writing and reading it back cost little more than copying the array (``bench/speed.py``
-measures this against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to ``(i + 1) * width - 1``;
-in DuckDB: ``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
+non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed, in
+one row group of 1 MiB pages, so that writing and reading it back cost little more than copying the array
+(``bench/speed.py`` measures this against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to
+``(i + 1) * width - 1``; in DuckDB:
+``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
 Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
 timestamps), a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
 Format 1 (one fixed-size-list ``window`` row per window, zstd) is still read.
