@@ -40,18 +40,6 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def session_home() -> Path:
-    """A SEQCAST_HOME shared by the tests that reuse each other's trained runs (set per test with monkeypatch)."""
-    return _SESSION_DIR / "seqcast-shared"
-
-
-@pytest.fixture
-def shared_home(session_home, monkeypatch) -> Path:
-    monkeypatch.setenv("SEQCAST_HOME", str(session_home))
-    return session_home
-
-
-@pytest.fixture(scope="session")
 def prefect_server():
     """A real Prefect server process on a free local port, shared by the multi-process tests."""
     from tests.prefect_server import start_server, stop_server
@@ -59,3 +47,12 @@ def prefect_server():
     server = start_server(_SESSION_DIR / "prefect-server")
     yield server
     stop_server(server)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Keep the tests that share a module-scoped fixture (a served deployment, a trained run) on one pytest-xdist
+    worker, so that fixture is built once; every other test goes to whichever worker is free (``--dist loadgroup``)."""
+    for item in items:
+        if any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -1,4 +1,4 @@
-"""A real Prefect server process on a free loopback port, for tests that span several OS processes."""
+"""A real Prefect server process on a free loopback port, for tests that span several OS processes; API wait helpers."""
 
 from __future__ import annotations
 
@@ -87,3 +87,23 @@ def wait_for_deployments(names: list[str], process: subprocess.Popen, log: Path,
             except ObjectNotFound:
                 time.sleep(0.5)
     raise TimeoutError(f"deployments {names} not registered within {timeout_s} s: {log.read_text()[-3000:]}")
+
+
+def task_run_states(flow_run_id, count: int, timeout_s: float = 60) -> list[tuple[str, str]]:
+    """Sorted (task name, state name) of a flow run's task runs, once ``count`` of them are in a final state.
+
+    Task runs reach the API through Prefect's event stream, a moment after their flow run returns (longer on a
+    busy machine), so one read right after the run can see some of them, or none.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            states = sorted((r.name.rsplit("-", 1)[0], r.state.name if r.state else "") for r in runs)
+            settled = len(runs) == count and all(r.state is not None and r.state.is_final() for r in runs)
+            if settled or len(runs) > count or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)

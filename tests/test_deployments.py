@@ -23,7 +23,7 @@ from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
 from storage.models import load_manifest
 from tests.conftest import REPO_ROOT, TINY
-from tests.prefect_server import wait_for_deployments
+from tests.prefect_server import task_run_states, wait_for_deployments
 
 TINY_SERVED = {**TINY, "epochs": 1, "jit_compile": False}  # no XLA compile: seconds matter on 2 cores
 
@@ -178,15 +178,6 @@ def rows(home: Path, sql: str, params=None):
         return con.execute(sql, params or []).fetchall()
 
 
-def task_run_states(flow_run_id) -> list[tuple[str, str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return sorted((r.name.rsplit("-", 1)[0], r.state.name) for r in runs)
-
-
 def artifacts_of(flow_run_id) -> dict[str, list]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -228,10 +219,10 @@ def test_served_deployment_run_records_results_and_artifacts(served):
                                                                              str(available_cores()))
 
 
-def run_failing_once(served, stage: str, seed: int) -> tuple[Path, str, list[tuple[str, str]]]:
+def run_failing_once(served, stage: str, seed: int, tasks: int) -> tuple[Path, str, list[tuple[str, str]]]:
     """Run forecast/linear with a fault in ``stage`` on its first try; check it fired once and the flow retried.
 
-    Returns SEQCAST_HOME, the run id and the run's task run states.
+    Returns SEQCAST_HOME, the run id and the run's ``tasks`` task run states (both tries).
     """
     _, home, marker = served
     marker.parent.mkdir(parents=True, exist_ok=True)
@@ -240,11 +231,11 @@ def run_failing_once(served, stage: str, seed: int) -> tuple[Path, str, list[tup
     assert flow_run.state.name == "Completed", flow_run.state.message
     assert not marker.exists()  # the fault fired once
     assert flow_run.run_count == 2  # one flow retry
-    return home, str(flow_run.id), task_run_states(str(flow_run.id))
+    return home, str(flow_run.id), task_run_states(str(flow_run.id), tasks)
 
 
 def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):
-    home, run_id, states = run_failing_once(served, "train", seed=7)
+    home, run_id, states = run_failing_once(served, "train", seed=7, tasks=7)
     # the first try generated and persisted the data; the retry found it and did not generate it again
     assert [s for s in states if s[0] in ("generate-series", "persist-dataset")] == [
         ("generate-series", "Completed"), ("persist-dataset", "Completed")]
@@ -258,7 +249,7 @@ def test_training_failure_is_retried_and_resumes_without_regenerating_data(serve
 
 
 def test_a_retry_after_training_keeps_the_trained_model(served):
-    home, run_id, states = run_failing_once(served, "evaluate", seed=8)
+    home, run_id, states = run_failing_once(served, "evaluate", seed=8, tasks=8)
     assert sorted(s for s in states if s[0] == "evaluate-model") == [("evaluate-model", "Completed"),
                                                                      ("evaluate-model", "Failed")]
     assert [s for s in states if s[0] == "train-model"].count(("train-model", "Completed")) == 2
@@ -296,7 +287,7 @@ def test_bad_parameters_fail_the_run_at_once_and_write_nothing(served, bad, mess
     flow_run = run_deployment_and_wait("forecast/linear", {**TINY_SERVED, **bad}, timeout_s=120)
     assert flow_run.state.name == "Failed" and flow_run.run_count == 1  # no retry for bad parameters
     assert message in flow_run.state.message
-    assert task_run_states(flow_run.id) == []
+    assert task_run_states(flow_run.id, 0) == []
     assert not (home / "records" / str(flow_run.id)).exists() and not (home / "models" / str(flow_run.id)).exists()
 
 

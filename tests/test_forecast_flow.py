@@ -14,13 +14,13 @@ from pathlib import Path
 import duckdb
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from pydantic import ValidationError
 
 from flows.forecast import forecast
 from seqcast.cli import main as cli
 from storage.models import load_manifest
 from tests.conftest import TINY
+from tests.prefect_server import task_run_states
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -30,17 +30,11 @@ def rows(home: Path, sql: str, params=None):
         return con.execute(sql, params or []).fetchall()
 
 
-def task_names(flow_run_id: str) -> list[str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return sorted(r.name.rsplit("-", 1)[0] for r in runs)
-
-
 def test_linear_end_to_end_then_dataset_reused(home):
     first = forecast(variant="linear", **TINY)
     run_id = first["run_id"]
-    assert task_names(run_id) == ["evaluate-model", "generate-series", "persist-dataset", "publish-artifacts",
-                                  "record-results", "train-model"]
+    assert task_run_states(run_id, 6) == [(name, "Completed") for name in (
+        "evaluate-model", "generate-series", "persist-dataset", "publish-artifacts", "record-results", "train-model")]
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(run_id).name == f"linear · {first['dataset_id']}"
 
@@ -66,7 +60,8 @@ def test_linear_end_to_end_then_dataset_reused(home):
     second = forecast(variant="naive", **TINY)
     assert second["dataset_id"] == first["dataset_id"]
     # no generate-series, no persist-dataset: the dataset is reused
-    assert task_names(second["run_id"]) == ["evaluate-model", "publish-artifacts", "record-results"]
+    assert task_run_states(second["run_id"], 3) == [(name, "Completed") for name in (
+        "evaluate-model", "publish-artifacts", "record-results")]
     assert {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()} == dataset_files
     assert rows(home, "SELECT count(*) FROM datasets") == [(1,)]
     assert rows(home, "SELECT variant FROM leaderboard ORDER BY valid_mse") != []
@@ -261,6 +256,9 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
             lines.append(line)
             started += line.startswith("seqcast: started ")
         assert started == 2, "".join(lines)
+        deadline = time.monotonic() + 30  # a child just started may still be in exec, its environment unreadable
+        while len(processes_with(marker)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert len(processes_with(marker)) >= 3, "".join(lines)  # this command and its two children
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 128 + signal.SIGTERM
