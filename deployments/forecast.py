@@ -124,8 +124,8 @@ def training_slots(requested: int | None = None, name: str = "the training limit
     ``SEQCAST_TRAINING_SLOTS``, default one per CPU core.
 
     These small models keep about one core busy each, so runs side by side with one TensorFlow thread each (see
-    :func:`share_cores`) finish a sweep sooner: bench/speed.py measured the one-step sweep on 2 cores in 256 s with
-    2 slots x 1 thread against 473 s with 1 slot x 2 threads.
+    :func:`share_cores`) finish a sweep sooner: bench/speed.py measured the one-step sweep on 2 cores in 379 s with
+    2 slots x 1 thread against 592 s with 1 slot x 2 threads (speed.md, invocation 11).
     """
     if requested is None:
         return positive_int_setting("SEQCAST_TRAINING_SLOTS", available_cores())

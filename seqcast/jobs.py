@@ -2,12 +2,12 @@
 
 The variants of one ``seqcast run`` do not depend on each other (an iterative variant waits for its base variant
 when both are planned), and these small models keep about one core busy each: bench/speed.py measured the one-step
-sweep on 2 cores in 256 s as 2 runs x 1 TensorFlow thread against 473 s one after another with 2 threads. Each
-variant runs the ``forecast`` flow in a child process (``python -m seqcast.jobs``) against the same Prefect API as
-this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts for this process. A
-child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result beside it; this process
-prints when each starts and ends, and every minute which are still running. The newest ``SEQCAST_KEEP_RUN_LOGS``
-(default 20) of these folders are kept; older ones are removed when a run starts.
+sweep on 2 cores in 379 s as 2 runs x 1 TensorFlow thread against 592 s one after another with 2 threads (speed.md,
+invocation 11). Each variant runs the ``forecast`` flow in a child process (``python -m seqcast.jobs``) against
+the same Prefect API as this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts
+for this process. A child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result
+beside it; this process prints when each starts and ends, and every minute which are still running. The newest
+``SEQCAST_KEEP_RUN_LOGS`` (default 20) of these folders are kept; older ones are removed when a run starts.
 """
 
 from __future__ import annotations
