@@ -21,7 +21,7 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/seqcast run --all
 
-# Two pytest-xdist workers halve the wall time on 2 cores: most tests wait on a subprocess or the Prefect API.
+# Two pytest-xdist workers take a third off the wall time on 2 cores: most tests wait on a subprocess or the API.
 # TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 
