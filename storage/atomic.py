@@ -18,7 +18,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
     for dirpath, _, files in os.walk(root):
         for name in files:
             with open(os.path.join(dirpath, name), "rb") as f:
@@ -42,23 +42,27 @@ def atomic_file(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
+def atomic_dir(target: Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success publish it as ``target`` in one rename.
 
     If ``target`` already exists (another process published the same content first), the new copy is
     discarded and the existing one kept: use it only for content-addressed, immutable folders.
+    ``durable=False`` publishes without fsync: other processes see the whole folder at once, but a machine that
+    goes down before the kernel writes it back may leave it with missing or empty files (the caller checks).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
     tmp.mkdir()
     try:
         yield tmp
-        _fsync_tree(tmp)
+        if durable:
+            fsync_tree(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
             if not target.is_dir():
                 raise
-        fsync_dir(target.parent)
+        if durable:
+            fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

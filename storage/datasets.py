@@ -10,13 +10,22 @@ one row group of 1 MiB pages, so that writing and reading it back cost little mo
 Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
 timestamps), a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
 Format 1 (one fixed-size-list ``window`` row per window, zstd) is still read.
-The folder is published in one atomic rename, so a folder that exists is complete.
+
+The folder is published in one atomic rename, so other processes see all of it or nothing. It is published without
+fsync, carrying an empty ``.unsynced`` file: the fsyncs would double the time of persist + load (``bench/speed.py``),
+and they are done by :func:`sync_dataset` before any results record names the dataset, usually after the kernel has
+written the files back during training. A folder that still carries ``.unsynced`` when it is looked up (its run
+failed, is still training, or the machine went down before the sync) is checked against its manifest's content hash
+first: the check reads it all, as training does, and a folder cut short by a crash is reported as a
+:class:`DamagedDataset` and rewritten by the next :func:`write_dataset` of the same id.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
+import shutil
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +35,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from storage.atomic import atomic_dir
+from storage.atomic import atomic_dir, fsync_dir, fsync_tree
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "dataset.json"
+UNSYNCED = ".unsynced"  # created first in the folder, removed once sync_dataset has flushed everything else
 FORMAT_VERSION = 2
 VALUES = pa.schema([pa.field("value", pa.float32(), nullable=False)])
 # float noise does not compress; dictionaries and min/max statistics of 60M values cost more than they give
@@ -39,6 +49,10 @@ RAW_VALUES = {"compression": "none", "use_dictionary": False, "write_statistics"
 # 0.048 (bench/results/speed.md, invocation 10). DuckDB and other readers take pages of any size.
 PAGE_ROWS = 1 << 18
 PAGES = {"max_rows_per_page": PAGE_ROWS, "data_page_size": 4 * PAGE_ROWS, "write_batch_size": PAGE_ROWS}
+
+
+class DamagedDataset(ValueError):
+    """A dataset folder published without fsync whose files no longer match its manifest (e.g. after a crash)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,7 @@ def content_hash(splits: dict[str, np.ndarray]) -> str:
 
 
 def write_values(windows: np.ndarray, path: Path) -> None:
-    """Write (n, width) windows as one flat ``value`` column and fsync it; the array is not copied into Arrow.
+    """Write (n, width) windows as one flat ``value`` column; the array is not copied into Arrow.
 
     The Arrow array wraps the numpy buffer directly: ``pa.array`` would import pandas (0.5 s per process).
     """
@@ -75,8 +89,6 @@ def write_values(windows: np.ndarray, path: Path) -> None:
     values = pa.Array.from_buffers(pa.float32(), windows.size, [None, pa.py_buffer(windows)])
     table = pa.Table.from_arrays([values], schema=VALUES.with_metadata({"seqcast.width": str(windows.shape[1])}))
     pq.write_table(table, path, row_group_size=max(1, windows.size), **RAW_VALUES, **PAGES)  # one group: one decode
-    with open(path, "rb") as f:  # flushed here, in the writing thread, so the splits' flushes overlap too
-        os.fsync(f.fileno())
 
 
 def _view(values: pa.Array) -> np.ndarray:
@@ -128,12 +140,66 @@ def dataset_path(root: Path, dataset_id: str) -> Path:
 
 
 def find_dataset(root: Path, dataset_id: str) -> DatasetRef | None:
-    """Return the persisted dataset ``dataset_id``, or None when it was never (completely) written."""
+    """Return the persisted dataset ``dataset_id``, or None when it was never (completely) written.
+
+    A folder still marked ``.unsynced`` is checked (it is read whole and hashed) and then synced, so the check runs
+    once; one that fails the check raises :class:`DamagedDataset`.
+    """
     path = dataset_path(root, dataset_id)
     manifest = path / MANIFEST
     if not manifest.is_file():
         return None
-    return DatasetRef(dataset_id, path, json.loads(manifest.read_text()))
+    if not (path / UNSYNCED).exists():
+        return DatasetRef(dataset_id, path, json.loads(manifest.read_text()))
+    ref = _checked(dataset_id, path)
+    sync_dataset(path)
+    return ref
+
+
+def _checked(dataset_id: str, path: Path) -> DatasetRef:
+    """The dataset at ``path`` if every file opens and the splits hash to the manifest's content hash."""
+    def damaged(problem: str) -> DamagedDataset:
+        return DamagedDataset(f"dataset {dataset_id} at {path} is damaged: {problem}. It was published but not yet "
+                              f"flushed to disk, so a crash may have cut it short. A synthetic dataset is generated "
+                              f"again by the next run that needs it; ingest an ingested one's file again")
+
+    try:
+        ref = DatasetRef(dataset_id, path, json.loads((path / MANIFEST).read_text()))
+        for file in sorted(path.glob("*.parquet")):
+            pq.read_metadata(file)
+        digest = content_hash({name: read_split(ref, name) for name in SPLITS})
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+        raise damaged(f"{type(exc).__name__}: {exc}") from exc
+    if digest != ref.manifest["content_hash"]:
+        raise damaged(f"its splits hash to {digest}, its manifest says {ref.manifest['content_hash']}")
+    return ref
+
+
+def sync_dataset(path: Path) -> None:
+    """Flush a dataset folder published by :func:`write_dataset` to disk, then remove its ``.unsynced`` mark.
+
+    ``record_results`` calls this for every dataset a record names, so no recorded result names a dataset that a
+    crash could still cut short. Nothing to do for a folder already synced (or written before 2026-11-30, when
+    datasets were fsynced before being published).
+    """
+    mark = path / UNSYNCED
+    if not mark.exists():
+        return
+    fsync_tree(path)
+    fsync_dir(path.parent)  # the rename that published it
+    mark.unlink(missing_ok=True)  # only once everything it vouches for is on disk
+    fsync_dir(path)
+
+
+def discard_dataset(root: Path, dataset_id: str) -> None:
+    """Remove a dataset folder (a damaged one), first moving it aside in one rename so no reader sees it half gone."""
+    path = dataset_path(root, dataset_id)
+    aside = path.with_name(f".tmp-{uuid.uuid4().hex}-{dataset_id}")
+    try:
+        path.rename(aside)
+    except FileNotFoundError:  # another process discarded it first
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.ndarray],
@@ -143,14 +209,22 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
 
     ``extra``: split -> column -> per-window values; ``tables``: name -> table written as ``<name>.parquet``
     in the same folder; ``manifest_extra``: further keys of ``dataset.json`` (e.g. ``scaling``).
+    The folder is published unsynced (see the module's docstring): :func:`sync_dataset` makes it durable.
+    A damaged copy of the same id is replaced.
     """
-    existing = find_dataset(root, dataset_id)
+    try:
+        existing = find_dataset(root, dataset_id)
+    except DamagedDataset as exc:
+        logging.getLogger(__name__).warning("%s; writing it again", exc)
+        discard_dataset(root, dataset_id)
+        existing = None
     if existing is not None:
         return existing
     per_window = {name: pa.table(columns) for name, columns in (extra or {}).items() if columns}
     _check_splits(splits, per_window)
     target = dataset_path(root, dataset_id)
-    with atomic_dir(target) as tmp, ThreadPoolExecutor(2) as pool:  # pyarrow writes and fsync release the GIL
+    with atomic_dir(target, durable=False) as tmp, ThreadPoolExecutor(2) as pool:  # pyarrow releases the GIL
+        (tmp / UNSYNCED).touch()  # first: a folder in which any other file survived a crash still has its mark
         writes = [pool.submit(write_values, splits[name], tmp / f"{name}.parquet") for name in SPLITS]
         writes += [pool.submit(pq.write_table, columns, tmp / f"{name}.windows.parquet", compression="zstd")
                    for name, columns in per_window.items()]
@@ -168,7 +242,8 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
             **(manifest_extra or {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return find_dataset(root, dataset_id)
+    # ours, or the same content that another process published first; not checked: it was written since the lookup
+    return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
 
 
 def _check_splits(splits: dict[str, np.ndarray], per_window: dict[str, pa.Table]) -> None:

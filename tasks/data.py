@@ -9,12 +9,17 @@ from prefect.cache_policies import NO_CACHE
 from seqcast.data import SyntheticSpec, generate_splits
 from seqcast.params import ForecastParams
 from seqcast.settings import datasets_dir
-from storage.datasets import DatasetRef, find_dataset, write_dataset
+from storage.datasets import DamagedDataset, DatasetRef, discard_dataset, find_dataset, write_dataset
 
 
 def lookup_dataset(spec: SyntheticSpec) -> DatasetRef | None:
-    """Return the persisted dataset of this spec, if a previous run wrote it."""
-    return find_dataset(datasets_dir(), spec.dataset_id)
+    """Return the persisted dataset of this spec, if a previous run wrote it (None if damaged: it is written again)."""
+    try:
+        return find_dataset(datasets_dir(), spec.dataset_id)
+    except DamagedDataset as exc:
+        get_run_logger().warning("%s; generating it again", exc)
+        discard_dataset(datasets_dir(), spec.dataset_id)
+        return None
 
 
 def require_dataset(dataset_id: str) -> DatasetRef:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.settings import records_dir, results_db
+from storage.datasets import sync_dataset
 from storage.results import LoadReport, sync, write_record
 
 
@@ -17,8 +20,12 @@ def record_results(run_id: str, rows: dict[str, list[dict]]) -> LoadReport:
     Syncing rather than loading only this run means results left waiting by an earlier run that found the
     database locked arrive with the next run, without anyone running ``seqcast results sync``.
     A database that stays locked does not fail the run: its results are safe in the record.
+    The datasets the rows name are flushed to disk first (persisting published them unsynced), so a committed
+    record never names a dataset that a crash could still cut short.
     """
     logger = get_run_logger()
+    for row in rows.get("datasets", []):
+        sync_dataset(Path(row["path"]))
     folder = write_record(records_dir(), run_id, rows)
     try:
         report = sync(records_dir(), results_db())

@@ -14,7 +14,17 @@ from pydantic import ValidationError
 
 from seqcast.data import SyntheticSpec, generate_splits, generate_time_series, sequence_targets, split_windows
 from storage import datasets
-from storage.datasets import SPLITS, content_hash, find_dataset, read_split, read_split_column, write_dataset
+from storage.datasets import (
+    SPLITS,
+    UNSYNCED,
+    DamagedDataset,
+    content_hash,
+    find_dataset,
+    read_split,
+    read_split_column,
+    sync_dataset,
+    write_dataset,
+)
 
 
 def book_generate_time_series(batch_size, n_steps):
@@ -74,8 +84,10 @@ def test_parquet_round_trip_is_bit_exact(tmp_path):
     spec = SyntheticSpec(n_series=120, n_train=80, n_valid=20, n_test=20, horizon=10)
     splits = generate_splits(spec)
     ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
-    assert sorted(p.name for p in ref.path.iterdir()) == ["dataset.json", "test.parquet", "train.parquet",
-                                                          "valid.parquet"]
+    assert sorted(p.name for p in ref.path.iterdir()) == [UNSYNCED, "dataset.json", "test.parquet",
+                                                          "train.parquet", "valid.parquet"]
+    sync_dataset(ref.path)
+    assert not (ref.path / UNSYNCED).exists()
     for name in SPLITS:
         back = read_split(ref, name)
         assert back.dtype == np.float32 and np.array_equal(back, splits[name])
@@ -131,6 +143,45 @@ def test_interrupted_write_leaves_no_dataset(tmp_path, monkeypatch):
     monkeypatch.undo()
     ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
     assert np.array_equal(read_split(ref, "test"), splits["test"])
+
+
+def _cut_short(path, damage: str) -> None:
+    """What a crash may leave of a file whose pages never reached the disk."""
+    if damage == "empty split":
+        (path / "train.parquet").write_bytes(b"")
+    elif damage == "zeroed values":  # the file's size survived, some of its pages did not
+        data = bytearray((path / "valid.parquet").read_bytes())
+        data[200:1200] = bytes(1000)
+        (path / "valid.parquet").write_bytes(bytes(data))
+    else:
+        (path / "dataset.json").write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", ["empty split", "zeroed values", "empty manifest"])
+def test_a_dataset_cut_short_before_its_sync_is_reported_and_written_again(tmp_path, damage):
+    spec = SyntheticSpec(n_series=120, n_train=80, n_valid=20, n_test=20)
+    splits = generate_splits(spec)
+    ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
+    _cut_short(ref.path, damage)
+    with pytest.raises(DamagedDataset, match=f"dataset {spec.dataset_id} at {ref.path} is damaged: .*flushed to disk"):
+        find_dataset(tmp_path, spec.dataset_id)
+    again = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)  # the damaged copy is replaced
+    assert [p.name for p in tmp_path.iterdir()] == [spec.dataset_id]
+    for name in SPLITS:
+        assert np.array_equal(read_split(again, name), splits[name])
+    found = find_dataset(tmp_path, spec.dataset_id)  # checked, then synced: the check runs once
+    assert found.manifest["content_hash"] == content_hash(splits) and not (found.path / UNSYNCED).exists()
+
+
+def test_an_unsynced_dataset_that_is_whole_is_checked_once_then_trusted(tmp_path):
+    spec = SyntheticSpec(n_series=120, n_train=80, n_valid=20, n_test=20)
+    splits = generate_splits(spec)
+    ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
+    assert (ref.path / UNSYNCED).exists()
+    found = find_dataset(tmp_path, spec.dataset_id)  # e.g. another process, while this run trains: checked, synced
+    assert found.manifest["content_hash"] == content_hash(splits) and not (ref.path / UNSYNCED).exists()
+    _cut_short(ref.path, "zeroed values")  # damage after the sync: not what a crash does, and no longer looked for
+    assert find_dataset(tmp_path, spec.dataset_id).manifest == found.manifest
 
 
 @pytest.mark.parametrize(("case", "message"), [

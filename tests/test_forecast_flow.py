@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from flows.forecast import forecast
 from seqcast.cli import main as cli
+from storage.datasets import UNSYNCED
 from storage.models import load_manifest
 from tests.conftest import TINY
 from tests.prefect_server import task_run_states
@@ -40,6 +41,7 @@ def test_linear_end_to_end_then_dataset_reused(home):
 
     (ds,) = rows(home, "SELECT dataset_id, n_series, n_steps, horizon, n_train, n_valid, n_test, path FROM datasets")
     assert ds[:7] == (first["dataset_id"], 240, 50, 1, 160, 40, 40) and Path(ds[7]).is_dir()
+    assert not (Path(ds[7]) / UNSYNCED).exists()  # published unsynced, flushed to disk before the record named it
     (run,) = rows(home, "SELECT variant, status, epochs, n_params, model_path, flow_run_id, dataset_id FROM runs")
     assert run[:4] == ("linear", "completed", 2, 51) and run[5] == run_id and run[6] == first["dataset_id"]
     metric_rows = rows(home, "SELECT predictor, split, metric FROM metrics WHERE horizon_step IS NULL ORDER BY ALL")
@@ -65,6 +67,23 @@ def test_linear_end_to_end_then_dataset_reused(home):
     assert {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()} == dataset_files
     assert rows(home, "SELECT count(*) FROM datasets") == [(1,)]
     assert rows(home, "SELECT variant FROM leaderboard ORDER BY valid_mse") != []
+
+
+def test_a_dataset_a_crash_cut_short_is_generated_again(home):
+    from seqcast.data import SyntheticSpec, generate_splits
+    from storage.datasets import write_dataset
+
+    spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
+    splits = generate_splits(spec)
+    dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), splits)
+    (dataset.path / "test.parquet").write_bytes(b"")  # published, then lost with the page cache before its sync
+    result = forecast(variant="naive", **TINY)
+    assert result["dataset_id"] == spec.dataset_id
+    assert task_run_states(result["run_id"], 5) == [(name, "Completed") for name in (
+        "evaluate-model", "generate-series", "persist-dataset", "publish-artifacts", "record-results")]
+    assert not (dataset.path / UNSYNCED).exists()
+    assert rows(home, "SELECT count(*) FROM predictions WHERE split = 'test'") == [(40,)]
+    assert [p.name for p in (home / "datasets").iterdir()] == [spec.dataset_id]  # the damaged copy is gone
 
 
 @pytest.mark.parametrize("variant, out_steps", [("lstm", 50), ("conv_gru", 24)])
@@ -203,10 +222,11 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
 def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys, monkeypatch):
     """Also: only the newest SEQCAST_KEEP_RUN_LOGS run log folders are kept, nothing else in logs/ is touched."""
     from seqcast.data import SyntheticSpec, generate_splits
-    from storage.datasets import write_dataset
+    from storage.datasets import sync_dataset, write_dataset
 
     spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
     dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), generate_splits(spec))
+    sync_dataset(dataset.path)  # on disk, so not checked again: the damage below is found by training
     train_file = dataset.path / "train.parquet"
     train_file.write_bytes(train_file.read_bytes()[:100])  # a damaged training split: naive never reads it
     old_runs = [home / "logs" / f"run-2026010{day}T000000Z-{pid}" for day, pid in ((3, 7), (1, 99), (2, 5))]
