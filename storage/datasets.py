@@ -179,8 +179,8 @@ def sync_dataset(path: Path) -> None:
     """Flush a dataset folder published by :func:`write_dataset` to disk, then remove its ``.unsynced`` mark.
 
     ``record_results`` calls this for every dataset a record names, so no recorded result names a dataset that a
-    crash could still cut short. Nothing to do for a folder already synced (or written before 2026-11-30, when
-    datasets were fsynced before being published).
+    crash could still cut short. Nothing to do for a folder already synced, or written before datasets were published
+    unsynced (2026-11-29): those were fsynced first.
     """
     mark = path / UNSYNCED
     if not mark.exists():
