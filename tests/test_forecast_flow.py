@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from pydantic import ValidationError
 
 from flows.forecast import forecast
 from seqcast.cli import main as cli
-from storage.datasets import UNSYNCED
+from storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split
 from storage.models import load_manifest
 from tests.conftest import TINY
 from tests.prefect_server import task_run_states
@@ -79,11 +80,12 @@ def test_a_dataset_a_crash_cut_short_is_generated_again(home):
     (dataset.path / "test.parquet").write_bytes(b"")  # published, then lost with the page cache before its sync
     result = forecast(variant="naive", **TINY)
     assert result["dataset_id"] == spec.dataset_id
-    assert task_run_states(result["run_id"], 5) == [(name, "Completed") for name in (
-        "evaluate-model", "generate-series", "persist-dataset", "publish-artifacts", "record-results")]
-    assert not (dataset.path / UNSYNCED).exists()
-    assert rows(home, "SELECT count(*) FROM predictions WHERE split = 'test'") == [(40,)]
     assert [p.name for p in (home / "datasets").iterdir()] == [spec.dataset_id]  # the damaged copy is gone
+    again = find_dataset(home / "datasets", spec.dataset_id)
+    assert not (again.path / UNSYNCED).exists()  # generated again, and synced by the record step
+    for name in SPLITS:
+        assert np.array_equal(read_split(again, name), splits[name])
+    assert rows(home, "SELECT count(*) FROM predictions WHERE split = 'test'") == [(40,)]
 
 
 @pytest.mark.parametrize("variant, out_steps", [("lstm", 50), ("conv_gru", 24)])
