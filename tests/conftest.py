@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import pytest
@@ -28,36 +27,11 @@ def prefect_harness():
     """One ephemeral Prefect API (SQLite in a temp dir) for every flow test of the session."""
     from prefect.testing.utilities import prefect_test_harness
 
+    from tests.prefect_server import drain_events_worker
+
+    drain_events_worker()  # one started against a real server (test_deployments.py) would keep sending there
     with prefect_test_harness(server_startup_timeout=120):
-        _wait_for_events()
         yield
-
-
-def _wait_for_events(tries: int = 3) -> None:
-    """Run a one-task flow until its task run reaches the API through Prefect's event stream.
-
-    Task runs are recorded from events. On a busy machine the events client's first connection to a server that
-    has just started can fail, and then the first test's task runs never arrive (seen once in CI).
-    """
-    from prefect import flow, task
-    from prefect.runtime import flow_run
-
-    from tests.prefect_server import task_run_states
-
-    @task
-    def ping() -> None:
-        pass
-
-    @flow
-    def warm_up() -> str:
-        ping()
-        return flow_run.id
-
-    for _ in range(tries):
-        if task_run_states(warm_up(), 1, timeout_s=20) == [("ping", "Completed")]:
-            return
-    warnings.warn(f"no task run of {tries} warm-up flow runs reached the Prefect API: tests that read task runs "
-                  f"will fail", stacklevel=1)
 
 
 @pytest.fixture

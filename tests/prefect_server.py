@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +109,29 @@ def task_run_states(flow_run_id, count: int, timeout_s: float = 60) -> list[tupl
             if settled or len(runs) > count or time.monotonic() > deadline:
                 return states
             time.sleep(0.5)
+
+
+def drain_events_worker() -> None:
+    """Send what Prefect's events worker holds and stop it, so the next one starts for the API URL set now.
+
+    The events worker, through which task runs reach the API, keeps the API URL it started with, whatever the
+    settings say later (Prefect's log worker is keyed by URL, the events worker is not). Without this, flow runs
+    against the test harness after flow runs against a real server in the same process send their task runs to
+    that server, and the harness never sees them.
+    """
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=30)
+
+
+@contextlib.contextmanager
+def prefect_api(api_url: str) -> Iterator[None]:
+    """Point this process's Prefect client, and its events worker, at ``api_url`` for the block."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    drain_events_worker()
+    try:
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            yield
+    finally:
+        drain_events_worker()

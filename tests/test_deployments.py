@@ -23,7 +23,7 @@ from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
 from storage.models import load_manifest
 from tests.conftest import REPO_ROOT, TINY
-from tests.prefect_server import task_run_states, wait_for_deployments
+from tests.prefect_server import prefect_api, task_run_states, wait_for_deployments
 
 TINY_SERVED = {**TINY, "epochs": 1, "jit_compile": False}  # no XLA compile: seconds matter on 2 cores
 
@@ -133,8 +133,6 @@ def test_training_limit_of_one_does_not_deadlock_iterative(prefect_harness, home
 @pytest.fixture(scope="module")
 def served(prefect_server, tmp_path_factory):
     """``seqcast serve`` for naive and linear in a subprocess; yields (server, SEQCAST_HOME, fault marker path)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     home = tmp_path_factory.mktemp("served") / "seqcast-home"
     marker = home.parent / "fail-once"
     env = prefect_server.client_env(SEQCAST_HOME=str(home), SEQCAST_TEST_FAIL_ONCE=str(marker),
@@ -145,7 +143,7 @@ def served(prefect_server, tmp_path_factory):
                                     "--variant", "linear", "--no-schedules"], cwd=REPO_ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        with prefect_api(prefect_server.api_url):
             wait_for_deployments(["forecast/naive", "forecast/linear"], process, log)
             yield prefect_server, home, marker
     finally:
@@ -312,8 +310,6 @@ def test_work_pool_deploy_all_then_worker_runs_a_deployment(prefect_server, tmp_
     """Way 2: prefect.yaml + `prefect deploy --all` + a process worker, as the README shows."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     home = tmp_path / "seqcast-home"
     env = prefect_server.client_env(SEQCAST_HOME=str(home))
 
@@ -325,7 +321,7 @@ def test_work_pool_deploy_all_then_worker_runs_a_deployment(prefect_server, tmp_
 
     prefect("work-pool", "create", "seqcast-process", "--type", "process", "--overwrite")
     prefect("--no-prompt", "deploy", "--all")
-    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+    with prefect_api(prefect_server.api_url):
         with get_client(sync_client=True) as client:
             deployed = client.read_deployments(deployment_filter=DeploymentFilter(
                 tags=DeploymentFilterTags(all_=["seqcast"])))

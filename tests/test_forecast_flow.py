@@ -80,6 +80,8 @@ def test_a_dataset_a_crash_cut_short_is_generated_again(home):
     (dataset.path / "test.parquet").write_bytes(b"")  # published, then lost with the page cache before its sync
     result = forecast(variant="naive", **TINY)
     assert result["dataset_id"] == spec.dataset_id
+    assert task_run_states(result["run_id"], 5) == [(name, "Completed") for name in (
+        "evaluate-model", "generate-series", "persist-dataset", "publish-artifacts", "record-results")]
     assert [p.name for p in (home / "datasets").iterdir()] == [spec.dataset_id]  # the damaged copy is gone
     again = find_dataset(home / "datasets", spec.dataset_id)
     assert not (again.path / UNSYNCED).exists()  # generated again, and synced by the record step
