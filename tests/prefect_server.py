@@ -1,4 +1,5 @@
-"""A real Prefect server process on a free loopback port, for tests that span several OS processes; API wait helpers."""
+"""A real Prefect server process on a free loopback port, for tests that span several OS processes; API wait helpers,
+and pointing this process at another API."""
 
 from __future__ import annotations
 
