@@ -214,9 +214,8 @@ def data_path(n_series: int, reference: Path, repeats: int) -> str:
         f"{ratio('seqcast-persist-load-sync', 'numpy-save-fsync-load'):.2f}x np.save + fsync + np.load and "
         f"{ratio('seqcast-persist-load-sync', 'numpy-save-load'):.2f}x np.save + np.load; that sync after 35 s of "
         f"training {1000 * median([r['seconds'] for r in results['seqcast-sync-after-35s']]):.0f} ms; the bare "
-        f"Parquet calls "
-        f"alone (no hash or manifest) {ratio('parquet-bare', 'numpy-save-load'):.2f}x np.save + "
-        f"np.load. Peak memory is the process's resident peak during the step (the interpreter, its imports and the "
+        f"Parquet calls alone (no hash or manifest) {ratio('parquet-bare', 'numpy-save-load'):.2f}x np.save + np.load. "
+        f"Peak memory is the process's resident peak during the step (the interpreter, its imports and the "
         f"input array included), reset at the step's start.")
     return "\n".join(lines)
 
