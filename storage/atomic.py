@@ -1,4 +1,8 @@
-"""Crash-safe writes: temporary file or folder, fsync, rename. A reader never sees a half-written file."""
+"""Atomic writes: a temporary file or folder, renamed into place, so a reader never sees a half-written one.
+
+``atomic_file`` also fsyncs before and after the rename, so the file survives a crash. ``atomic_dir`` does not: its
+caller makes the folder durable when it needs to (``storage.datasets.sync_dataset``).
+"""
 
 from __future__ import annotations
 
@@ -42,27 +46,23 @@ def atomic_file(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path, durable: bool = True) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success publish it as ``target`` in one rename.
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on success publish it as ``target`` in one rename, without fsync.
 
     If ``target`` already exists (another process published the same content first), the new copy is
     discarded and the existing one kept: use it only for content-addressed, immutable folders.
-    ``durable=False`` publishes without fsync: other processes see the whole folder at once, but a machine that
-    goes down before the kernel writes it back may leave it with missing or empty files (the caller checks).
+    Other processes see the whole folder at once, but a machine that goes down before the kernel writes it back may
+    leave it with missing or empty files: :func:`fsync_tree` and :func:`fsync_dir` of its parent make it durable.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
     tmp.mkdir()
     try:
         yield tmp
-        if durable:
-            fsync_tree(tmp)
         try:
             os.rename(tmp, target)
         except OSError:
             if not target.is_dir():
                 raise
-        if durable:
-            fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -223,7 +223,7 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
     per_window = {name: pa.table(columns) for name, columns in (extra or {}).items() if columns}
     _check_splits(splits, per_window)
     target = dataset_path(root, dataset_id)
-    with atomic_dir(target, durable=False) as tmp, ThreadPoolExecutor(2) as pool:  # pyarrow releases the GIL
+    with atomic_dir(target) as tmp, ThreadPoolExecutor(2) as pool:  # pyarrow releases the GIL
         (tmp / UNSYNCED).touch()  # first: a folder in which any other file survived a crash still has its mark
         writes = [pool.submit(write_values, splits[name], tmp / f"{name}.parquet") for name in SPLITS]
         writes += [pool.submit(pq.write_table, columns, tmp / f"{name}.windows.parquet", compression="zstd")
