@@ -27,9 +27,6 @@ def prefect_harness():
     """One ephemeral Prefect API (SQLite in a temp dir) for every flow test of the session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    from tests.prefect_server import drain_events_worker
-
-    drain_events_worker()  # one started against a real server (test_deployments.py) would keep sending there
     with prefect_test_harness(server_startup_timeout=120):
         yield
 

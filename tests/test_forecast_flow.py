@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from flows.forecast import forecast
 from seqcast.cli import main as cli
-from storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split
+from storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
 from storage.models import load_manifest
 from tests.conftest import TINY
 from tests.prefect_server import task_run_states
@@ -72,7 +72,6 @@ def test_linear_end_to_end_then_dataset_reused(home):
 
 def test_a_dataset_a_crash_cut_short_is_generated_again(home):
     from seqcast.data import SyntheticSpec, generate_splits
-    from storage.datasets import write_dataset
 
     spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
     splits = generate_splits(spec)
@@ -226,7 +225,6 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
 def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys, monkeypatch):
     """Also: only the newest SEQCAST_KEEP_RUN_LOGS run log folders are kept, nothing else in logs/ is touched."""
     from seqcast.data import SyntheticSpec, generate_splits
-    from storage.datasets import sync_dataset, write_dataset
 
     spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
     dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), generate_splits(spec))
