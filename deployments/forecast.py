@@ -1,21 +1,16 @@
 """One deployment of the forecast flow per model variant: name, default parameters, tags and nightly schedule.
 
-The schedule is configuration, not code: ``SEQCAST_SCHEDULE_START`` (``HH:MM``, default ``01:00``),
-``SEQCAST_SCHEDULE_STAGGER_MIN`` (default 10), ``SEQCAST_SCHEDULE_TIMEZONE`` (IANA name, default ``UTC``) and
-``SEQCAST_SCHEDULE_PAUSED`` (``1`` creates the schedules inactive). Once deployed, a schedule is paused or
-changed in the Prefect UI or CLI like any other.
+The schedule is configuration, not code: ``SEQCAST_SCHEDULE_START`` (``HH:MM``), ``SEQCAST_SCHEDULE_STAGGER_MIN``,
+``SEQCAST_SCHEDULE_TIMEZONE`` and ``SEQCAST_SCHEDULE_PAUSED`` (see ``seqcast/settings.py``). Once deployed, a
+schedule is paused or changed in the Prefect UI or CLI like any other.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from seqcast.models import REGISTRY, get_variant
-from seqcast.settings import positive_int_setting
-
-FLOW_NAME = "forecast"
-DEFAULT_START, DEFAULT_STAGGER_MIN, DEFAULT_TIMEZONE = "01:00", 10, "UTC"
+from tasks.runtime import FLOW_NAME, current_settings
 
 
 @dataclass(frozen=True)
@@ -36,22 +31,6 @@ class ForecastDeployment:
         return f"{FLOW_NAME}/{self.name}"
 
 
-def schedule_settings() -> tuple[int, int, int, str, bool]:
-    """Read the schedule configuration: start hour and minute, stagger minutes, timezone, paused."""
-    start = os.environ.get("SEQCAST_SCHEDULE_START") or DEFAULT_START
-    try:
-        hour, minute = (int(part) for part in start.split(":"))
-        stagger = int(os.environ.get("SEQCAST_SCHEDULE_STAGGER_MIN") or DEFAULT_STAGGER_MIN)
-    except ValueError:
-        raise ValueError(f"SEQCAST_SCHEDULE_START must be HH:MM and SEQCAST_SCHEDULE_STAGGER_MIN a whole number "
-                         f"of minutes, got {start!r}") from None
-    if not (0 <= hour < 24 and 0 <= minute < 60 and stagger >= 0):
-        raise ValueError(f"SEQCAST_SCHEDULE_START {start!r} is not a time of day (HH:MM)")
-    timezone = os.environ.get("SEQCAST_SCHEDULE_TIMEZONE") or DEFAULT_TIMEZONE
-    paused = (os.environ.get("SEQCAST_SCHEDULE_PAUSED") or "0").lower() in ("1", "true", "yes")
-    return hour, minute, stagger, timezone, paused
-
-
 def nightly_cron(index: int, hour: int, minute: int, stagger: int) -> str:
     """The cron line of the ``index``-th variant: staggered so that runs do not all start at once."""
     total = hour * 60 + minute + index * stagger
@@ -65,7 +44,9 @@ def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployme
     """
     for name in variants or []:
         get_variant(name)  # ValueError listing the valid names
-    hour, minute, stagger, timezone, paused = schedule_settings()
+    settings = current_settings()
+    (hour, minute), stagger = settings.schedule_time, settings.schedule_stagger_min
+    timezone, paused = settings.schedule_timezone, settings.schedule_paused
     specs = []
     for index, variant in enumerate(REGISTRY.values()):
         if variants and variant.name not in variants:
@@ -117,54 +98,3 @@ def schedules_switched_off(full_names: list[str]) -> set[tuple[str, str, str]]:
             inactive |= {(full_name, s.schedule.cron, s.schedule.timezone) for s in deployment.schedules
                          if not s.active and getattr(s.schedule, "cron", None)}
     return inactive
-
-
-def training_slots(requested: int | None = None, name: str = "the training limit") -> int:
-    """How many models may train at once: ``requested`` (at least 1, or ValueError naming ``name``), else
-    ``SEQCAST_TRAINING_SLOTS``, default one per CPU core.
-
-    These small models keep about one core busy each, so runs side by side with one TensorFlow thread each (see
-    :func:`share_cores`) finish a sweep sooner: bench/speed.py measured the one-step sweep on 2 cores in 379 s with
-    2 slots x 1 thread against 592 s with 1 slot x 2 threads (speed.md, invocation 11).
-    """
-    if requested is None:
-        return positive_int_setting("SEQCAST_TRAINING_SLOTS", available_cores())
-    if requested < 1:
-        raise ValueError(f"{name} must be at least 1, got {requested}")
-    return requested
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def share_cores(slots: int, env=os.environ) -> int:
-    """Give every flow run started with ``env`` an equal share of the cores for TensorFlow; return its threads.
-
-    Sets ``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS`` (which TensorFlow reads when it starts in the
-    run's subprocess) to ``cores // slots``, unless they are set already. Without them every run would size its
-    thread pools for all cores, and runs training side by side would oversubscribe them.
-    """
-    threads = max(1, available_cores() // slots)
-    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        env.setdefault(name, str(threads))
-    return int(env["TF_NUM_INTRAOP_THREADS"])
-
-
-def ensure_training_limit(slots: int | None = None, resize: bool = True) -> int:
-    """Create (or, with ``resize``, resize) the global concurrency limit that train-model holds; return its size."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    from tasks.train import TRAINING_LIMIT
-
-    slots = training_slots(slots)
-    with get_client(sync_client=True) as client:
-        if not resize:
-            try:  # a limit someone sized on a shared server is theirs to keep
-                return client.read_global_concurrency_limit_by_name(TRAINING_LIMIT).limit
-            except ObjectNotFound:
-                pass
-        client.upsert_global_concurrency_limit_by_name(TRAINING_LIMIT, slots)
-    return slots

@@ -16,14 +16,12 @@ import seqcast
 from flows.validation import give_up_retries, validated
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
-from seqcast.settings import records_dir
-from seqcast.training import TrainResult
-from storage.datasets import dataset_row
-from tasks.data import fit_to_dataset, generate_series, lookup_dataset, persist_dataset
-from tasks.evaluate import evaluate_model
+from tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
+from tasks.evaluate import ScoredRun, evaluate_model
 from tasks.publish import publish_artifacts
 from tasks.record import record_results
-from tasks.train import find_trained_run, train_model
+from tasks.runtime import FLOW_NAME, current_store
+from tasks.train import TrainedModel, find_trained_run, train_model
 
 
 def run_name() -> str:
@@ -56,7 +54,7 @@ def code_version(checkout: Path = Path(__file__).parent) -> str:
 
 # retries: a failed run (e.g. a transient I/O error) runs again under the same flow run id, so training resumes
 # from its BackupAndRestore backup and the persisted dataset is reused; bad parameters are not retried.
-@flow(name="forecast", flow_run_name=run_name, log_prints=True, retries=1, retry_delay_seconds=10)
+@flow(name=FLOW_NAME, flow_run_name=run_name, log_prints=True, retries=1, retry_delay_seconds=10)
 def forecast(
     variant: str = "linear",
     n_series: int = 10_000,
@@ -70,9 +68,9 @@ def forecast(
     patience: int | None = None,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
-    units: int = 20,
-    dropout: float = 0.0,
-    recurrent_dropout: float = 0.0,
+    units: int | None = None,
+    dropout: float | None = None,
+    recurrent_dropout: float | None = None,
     jit_compile: bool | None = None,
     steps_per_execution: int = 32,
     base_run_id: str | None = None,
@@ -82,7 +80,6 @@ def forecast(
     params = validated(ForecastParams, dict(locals()))  # before any work; no retry for bad parameters
     started_at, clock = datetime.now(UTC), time.perf_counter()
     run_id = str(flow_run.id or uuid.uuid4())
-    logger = get_run_logger()
 
     try:  # a dataset or base run that does not fit is as final as a bad parameter: fail now, no retry
         params, dataset = fit_to_dataset(params)
@@ -92,11 +89,7 @@ def forecast(
         raise
     if dataset is None:
         spec = params.dataset_spec()
-        dataset = lookup_dataset(spec)
-        if dataset is None:
-            dataset = persist_dataset(spec, generate_series(spec))
-        else:
-            logger.info("reusing dataset %s at %s (same spec, not regenerated)", dataset.dataset_id, dataset.path)
+        dataset = find_dataset(spec) or persist_dataset(spec, generate_series(spec))
 
     kind = get_variant(params.variant)
     trained = None
@@ -105,21 +98,22 @@ def forecast(
         model_path = trained.model_path
     elif kind.target == "iterative":
         base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
-        model_path = Path(base_run["model_path"])
+        model_path = base_run["model_path"]
     else:
         model_path = None
     history = trained.history if trained else []
-    evaluation = evaluate_model(params, dataset, model_path, run_id, history)
+    scored = evaluate_model(params, dataset, model_path, run_id, history)
 
     finished_at = datetime.now(UTC)
-    rows = result_rows(run_id, params, dataset, trained, model_path, base_run, evaluation, started_at,
+    rows = result_rows(run_id, params, dataset, trained, model_path, base_run, scored, started_at,
                        finished_at, time.perf_counter() - clock)
     report = record_results(run_id, rows)
     publish_artifacts(rows["runs"][0], rows["metrics"])
+    evaluation = scored.evaluation
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,
             "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test"),
             "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,
-            "model_path": str(model_path) if model_path else None, "in_duckdb": run_id in report.loaded}
+            "model_path": model_path, "in_duckdb": run_id in report.loaded}
 
 
 def base_model_run(params: ForecastParams) -> dict:
@@ -140,24 +134,24 @@ def base_model_run(params: ForecastParams) -> dict:
     return found
 
 
-def result_rows(run_id, params, dataset, trained: TrainResult | None, model_path, base_run, evaluation,
+def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_path, base_run, scored: ScoredRun,
                 started_at, finished_at, duration_s) -> dict[str, list[dict]]:
-    """Assemble the run's rows for every results table."""
+    """Assemble the run's rows for every results table; every path in them is relative to the store's root."""
+    evaluation = scored.evaluation
     run_row = {
         "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
         "family": get_variant(params.variant).family, "dataset_id": dataset.dataset_id,
         "horizon": params.effective_horizon, "params": json.dumps(params.model_dump()),
-        "model_path": str(model_path) if model_path else None, "status": "completed",
+        "model_path": model_path, "status": "completed",
         "started_at": started_at, "finished_at": finished_at, "duration_s": duration_s,
         "train_seconds": trained.train_seconds if trained else None, "epochs": trained.epochs if trained else None,
         "n_params": trained.n_params if trained else None,
         "base_run_id": base_run["run_id"] if base_run else None,
-        "learning_curve_path": str(evaluation.learning_curve) if evaluation.learning_curve else None,
-        "forecast_plot_path": str(evaluation.forecast_plot), "code_version": code_version(),
-        "record_path": str(records_dir() / run_id),
+        "learning_curve_path": scored.learning_curve, "forecast_plot_path": scored.forecast_plot,
+        "code_version": code_version(), "record_path": f"records/{run_id}",
     }
     return {
-        "datasets": [dataset_row(dataset, started_at)],
+        "datasets": [current_store().datasets.row(dataset, started_at)],
         "runs": [run_row],
         "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics],
         "history": [{"run_id": run_id, **h} for h in (trained.history if trained else [])],

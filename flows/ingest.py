@@ -10,9 +10,9 @@ from prefect.runtime import flow_run
 
 from seqcast.ingest import IngestParams, MissingPolicy
 from seqcast.scaling import ScalingMode
-from storage.datasets import dataset_row
 from tasks.ingest import cut_windows, persist_ingested, read_series
 from tasks.record import record_results
+from tasks.runtime import current_store
 
 
 def run_name() -> str:
@@ -44,7 +44,7 @@ def ingest(
     dataset = persist_ingested(prepared)
     # the dataset's row travels through the results record like a training run's, so a rebuild keeps it
     run_id = str(flow_run.id or uuid.uuid4())
-    report = record_results(run_id, {"datasets": [dataset_row(dataset, started_at)]})
+    report = record_results(run_id, {"datasets": [current_store().datasets.row(dataset, started_at)]})
     shapes = dataset.manifest["shapes"]
     return {"dataset_id": dataset.dataset_id, "path": str(dataset.path), "n_series": prepared.spec["n_series"],
             "frequency": prepared.spec["frequency"], "n_steps": params.n_steps, "horizon": params.horizon,

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
-from deployments.forecast import FLOW_NAME
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
-from seqcast.settings import results_db
 from tasks.data import fit_to_dataset
+from tasks.runtime import FLOW_NAME, current_store
 
 LEADERBOARD_KEY = "seqcast-leaderboard"
-POLL_SECONDS = 2.0
-SWEEP_SQL = """
-SELECT r.flow_run_id, s.variant, s.horizon, s.valid_mse, s.naive_valid_mse, s.valid_mse / s.naive_valid_mse
-       AS ratio_to_naive, s.test_mse, s.epochs, round(s.train_seconds, 1) AS train_s, s.run_id, s.dataset_id
-FROM run_scores s JOIN runs r USING (run_id)
-WHERE r.flow_run_id IN (SELECT unnest(?))
-"""
 
 
 def sweep_name() -> str:
@@ -46,32 +39,27 @@ def plan(variants: list[str], parameters: dict) -> list[ForecastParams]:
 
 @task(name="wait-for-runs", cache_policy=NO_CACHE)
 def wait_for_runs(flow_run_ids: list[str], timeout_s: float) -> dict[str, str]:
-    """Poll the triggered runs until all are final; return flow run id -> final state name."""
+    """Wait until every triggered run is final; return flow run id -> final state name."""
     from prefect.client.orchestration import get_client
+    from prefect.flow_runs import FlowRunWaitTimeout, wait_for_flow_run
+    from prefect.utilities.asyncutils import run_coro_as_sync
 
-    deadline, states = time.monotonic() + timeout_s, {}
-    with get_client(sync_client=True) as client:
-        while True:
-            for run_id in flow_run_ids:
-                if run_id not in states:
-                    state = client.read_flow_run(run_id).state
-                    if state is not None and state.is_final():
-                        states[run_id] = state.name
-            if len(states) == len(flow_run_ids):
-                return states
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(flow_run_ids) - len(states)} forecast run(s) still not finished after "
-                                   f"{timeout_s:.0f} s: {sorted(set(flow_run_ids) - set(states))}")
-            time.sleep(POLL_SECONDS)
+    async def wait_all():
+        async with get_client() as client:
+            return await asyncio.gather(*(wait_for_flow_run(UUID(run_id), timeout=int(timeout_s), client=client)
+                                          for run_id in flow_run_ids))
+
+    try:
+        runs = run_coro_as_sync(wait_all())
+    except FlowRunWaitTimeout as exc:
+        raise TimeoutError(f"forecast runs still not finished after {timeout_s:.0f} s: {exc}") from None
+    return {str(run.id): run.state.name for run in runs}
 
 
 @task(name="publish-leaderboard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def publish_leaderboard(runs: dict[str, str], states: dict[str, str]) -> list[dict]:
     """Read the runs' scores from DuckDB by flow run id; publish them, best first, under a stable artifact key."""
-    from storage.results import query
-
-    columns, rows = query(results_db(), SWEEP_SQL, [list(runs)])
-    scored = {r["flow_run_id"]: r for r in (dict(zip(columns, row)) for row in rows)}
+    scored = {r["flow_run_id"]: r for r in current_store().results.sweep_scores(list(runs))}
     table = sorted(({"state": states[fr], **{k: v for k, v in scored[fr].items() if k != "flow_run_id"},
                      "book_valid_mse": REGISTRY[variant].book_valid_mse, "flow_run_id": fr}
                     for fr, variant in runs.items() if fr in scored),

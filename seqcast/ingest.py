@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.data import dataset_id_for
-from seqcast.params import SAFE_NAME
+from seqcast.names import SAFE_NAME
 from seqcast.scaling import Scaler, ScalingMode, fit_scaler
 
 MissingPolicy = Literal["fail", "drop", "interpolate"]

@@ -37,3 +37,7 @@ class LNSimpleRNNCell(keras.layers.Layer):
 def last_time_step_mse(y_true, y_pred):
     """MSE of the last time step's forecasts only: the chapter's metric for sequence-to-sequence models."""
     return ops.mean(ops.square(y_true[:, -1] - y_pred[:, -1]))
+
+
+# What loading a saved model needs besides Keras's own layers.
+CUSTOM_OBJECTS = {"seqcast>LNSimpleRNNCell": LNSimpleRNNCell, "seqcast>last_time_step_mse": last_time_step_mse}

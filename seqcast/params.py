@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from seqcast.data import SyntheticSpec
-from seqcast.models import CONV_KERNEL, CONV_STRIDES, REGISTRY, Variant, get_variant
+from seqcast.models import (
+    CONV_KERNEL,
+    CONV_STRIDES,
+    HYPERPARAMETER_DEFAULTS,
+    REGISTRY,
+    Variant,
+    check_hyperparameters,
+    get_variant,
+)
+from seqcast.names import SAFE_NAME
 
 VARIANT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Variant)}
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def plain_id(cls, value: str | None, info) -> str | None:
@@ -55,17 +62,32 @@ class ForecastParams(BaseModel):
                                       "notebook's; 10 for ln_rnn, whose loss spikes outlast 5 epochs)")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0, description="Nadam learning rate")
-    units: int = Field(20, ge=1, description="units per recurrent layer")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
+    units: int | None = Field(None, ge=1, description="units per recurrent layer; default: 20 where the variant "
+                                                      "has recurrent layers of its own size, refused elsewhere")
+    dropout: float | None = Field(None, ge=0, lt=1, description="input dropout of the recurrent layers; default: 0 "
+                                                                "where the variant has them, refused elsewhere")
+    recurrent_dropout: float | None = Field(None, ge=0, lt=1, description="recurrent dropout; default: 0 where the "
+                                                                          "variant has it, refused elsewhere")
     jit_compile: bool = Field(None, validate_default=True,
                               description="compile training with XLA; default: the variant's (on, except for the "
                                           "linear models, whose steps are too small to repay XLA's compile time)")
-    steps_per_execution: int = Field(
-        32, ge=1, description="batches per compiled training call (the speed benchmark measured 32 fastest)")
+    steps_per_execution: int = Field(32, ge=1, description="batches per compiled training call (bench/levers.py)")
     base_run_id: str | None = Field(None, description="iterative variants: the one-step run to reuse")
     dataset_id: str | None = Field(None, description="an ingested dataset to train on; its n_steps and horizon "
                                                      "apply and the generation parameters are ignored")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_hyperparameters(cls, data):
+        """Give the variant's hyperparameters their defaults; refuse one the variant does not use."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("variant", cls.model_fields["variant"].default)
+        variant = REGISTRY.get(name) if isinstance(name, str) else None
+        if variant is None:
+            return data  # the variant's own validator names the problem
+        check_hyperparameters(variant, [k for k in HYPERPARAMETER_DEFAULTS if data.get(k) is not None])
+        return {**data, **{k: HYPERPARAMETER_DEFAULTS[k] for k in variant.hyperparameters if data.get(k) is None}}
 
     @field_validator("variant", mode="before")
     @classmethod
@@ -84,12 +106,6 @@ class ForecastParams(BaseModel):
             variant = REGISTRY.get(info.data.get("variant"))
             return getattr(variant, info.field_name) if variant is not None else VARIANT_DEFAULTS[info.field_name]
         return value
-
-    @field_validator("steps_per_execution", mode="before")
-    @classmethod
-    def _recorded_default(cls, value):
-        # runs recorded before it had a default of its own hold null: the batching changes speed, not the model
-        return cls.model_fields["steps_per_execution"].default if value is None else value
 
     @model_validator(mode="after")
     def _consistent(self) -> ForecastParams:
@@ -137,9 +153,10 @@ class ForecastParams(BaseModel):
                              seed=self.seed, n_train=self.n_train, n_valid=self.n_valid, n_test=self.n_test)
 
     def hyperparameters(self) -> dict:
-        return {"units": self.units, "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout}
+        """The hyperparameters the variant's builder takes, by name."""
+        return {name: getattr(self, name) for name in get_variant(self.variant).hyperparameters}
 
 
 def normalized_params(params_json: str) -> dict:
-    """A recorded run's parameters as today's ForecastParams dump: fields added since then take their defaults."""
+    """A recorded run's parameters, validated and with every default filled in, as a dump of today's run is."""
     return ForecastParams(**json.loads(params_json)).model_dump()

@@ -1,12 +1,13 @@
 """The chapter's two plots for every run: learning curves and forecasts of three validation series.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot state, no GUI backend), with fixed margins:
-automatic layout was most of a naive run's wall time.
+automatic layout costs more than the rest of a baseline run. Each plot is returned as PNG bytes for the caller to
+store.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 
@@ -17,8 +18,14 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=90)
 
 
-def plot_learning_curves(history: list[dict], path: Path, title: str) -> Path:
-    """Plot loss and val_loss by epoch (log scale) to a PNG."""
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def plot_learning_curves(history: list[dict], title: str) -> bytes:
+    """Plot loss and val_loss by epoch (log scale) as a PNG."""
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure(6, 3.6)
@@ -34,12 +41,11 @@ def plot_learning_curves(history: list[dict], path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
-    fig.savefig(path)
-    return path
+    return _png(fig)
 
 
-def plot_forecasts(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str) -> Path:
-    """Plot inputs (n, steps), true future (n, horizon) and forecasts (n, horizon) of up to three series."""
+def plot_forecasts(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, title: str) -> bytes:
+    """Plot inputs (n, steps), true future (n, horizon) and forecasts (n, horizon) of up to three series as a PNG."""
     n = min(3, len(x))
     fig = _figure(4 * n, 3.2)
     fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.15, wspace=0.08)
@@ -55,5 +61,4 @@ def plot_forecasts(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, path: 
     axes[0].set_ylabel("x(t)")
     axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
-    return path
+    return _png(fig)

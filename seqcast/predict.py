@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.ingest import (
@@ -26,20 +24,6 @@ from seqcast.params import plain_id
 from seqcast.scaling import Scaler
 
 FAMILIES = sorted({v.family for v in REGISTRY.values()})
-
-RUN_SQL = """
-SELECT r.run_id, r.variant, r.dataset_id, r.model_path, r.params, s.valid_mse
-FROM runs r LEFT JOIN run_scores s USING (run_id)
-WHERE r.run_id = ? AND r.status = 'completed'
-"""
-BEST_SQL = """
-SELECT r.run_id, r.variant, r.dataset_id, r.model_path, r.params, s.valid_mse
-FROM run_scores s JOIN runs r USING (run_id)
-WHERE s.dataset_id = ? AND (? IS NULL OR s.family = ?) AND (? IS NULL OR s.variant = ?) AND s.valid_mse IS NOT NULL
-ORDER BY s.valid_mse, s.finished_at DESC
-LIMIT 1
-"""
-
 
 class PredictParams(BaseModel):
     """Which model forecasts which series; every field is a plain value, so a schedule can carry it."""
@@ -96,7 +80,7 @@ class ChosenModel:
     run_id: str
     variant: str
     dataset_id: str
-    model_path: Path | None
+    model_path: str | None  # relative to the store's root
     n_steps: int
     horizon: int
     scaler: Scaler
@@ -113,64 +97,32 @@ class LatestWindows:
     inputs: np.ndarray
 
 
-def choose_model(db_path: Path, params: PredictParams) -> ChosenModel:
-    """Look the run up in DuckDB: by run id, or the best valid MSE of a dataset (and family/variant)."""
-    from storage.models import load_manifest
-    from storage.results import query
-
-    if params.run_id is not None:
-        _, found = query(db_path, RUN_SQL, [params.run_id])
-        if not found:
-            raise ValueError(f"no completed run {params.run_id!r} in {db_path}")
-    else:
-        _, found = query(db_path, BEST_SQL, [params.dataset_id, params.family, params.family, params.variant,
-                                             params.variant])
-        if not found:
-            raise ValueError(f"no scored run on dataset {params.dataset_id!r}"
-                             f"{f' of family {params.family!r}' if params.family else ''}"
-                             f"{f' of variant {params.variant!r}' if params.variant else ''} in {db_path}")
-    run_id, variant, dataset_id, model_path, run_params, valid_mse = found[0]
-    run_params = json.loads(run_params)
-    kind = get_variant(variant)
+def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
+    """What forecasting with a completed run needs, from its runs row and its model's manifest (None: no model)."""
+    params = json.loads(run["params"])
+    kind = get_variant(run["variant"])
     if kind.target == "iterative":
-        raise ValueError(f"run {run_id} is an iterative variant; batch forecasting supports direct variants")
-    horizon = run_params["horizon"] or kind.horizon
-    scaler = Scaler()
-    if model_path:
-        scaler = Scaler.from_dict(load_manifest(model_path).get("scaling"))
-    return ChosenModel(run_id, variant, dataset_id, Path(model_path) if model_path else None,
-                       run_params["n_steps"], horizon, scaler, valid_mse)
+        raise ValueError(f"run {run['run_id']} is an iterative variant; batch forecasting supports direct variants")
+    scaler = Scaler.from_dict(manifest.get("scaling")) if manifest else Scaler()
+    return ChosenModel(run["run_id"], run["variant"], run["dataset_id"], run["model_path"], params["n_steps"],
+                       params["horizon"] or kind.horizon, scaler, run["valid_mse"])
 
 
-def dataset_latest(datasets_root: Path, dataset_id: str, model: ChosenModel) -> LatestWindows:
-    """The latest window of every series of an ingested dataset; the model's n_steps must be the dataset's."""
-    from storage.datasets import find_dataset
-
-    dataset = find_dataset(datasets_root, dataset_id)
-    if dataset is None:
-        raise ValueError(f"no dataset {dataset_id!r} in {datasets_root}")
-    spec = dataset.manifest["spec"]
+def series_latest(dataset_id: str, spec: dict, series: list[dict], model: ChosenModel) -> LatestWindows:
+    """The latest window of every series of an ingested dataset (its ``series`` table rows, its spec)."""
     if spec.get("kind") != "ingested":
         raise ValueError(f"dataset {dataset_id} is synthetic: its windows have no timestamps to continue")
     if spec["n_steps"] != model.n_steps:
         raise ValueError(f"model run {model.run_id} takes n_steps={model.n_steps} inputs, but dataset {dataset_id} "
                          f"has n_steps={spec['n_steps']}")
-    table = pq.read_table(dataset.path / "series.parquet").to_pylist()
-    gaps = [r["series_id"] for r in table if r["latest"] is None]
+    gaps = [r["series_id"] for r in series if r["latest"] is None]
     if gaps:
         raise IngestError(f"series {', '.join(map(repr, gaps[:5]))} of {dataset_id}: missing values among the "
                           f"last {model.n_steps} steps (n_steps) leave no input to forecast on from the series' end; "
                           f"ingest with missing='interpolate', or forecast a file with those steps filled (--source)")
-    stale = [row for row in table if row["latest_end"] != row["last_timestamp"]]
-    if stale:  # stored by an ingest before 2026-11-29, which kept the latest complete window even before a gap
-        ends = "; ".join(f"{row['series_id']!r}: window ends {row['latest_end']}, series ends {row['last_timestamp']}"
-                         for row in stale[:5])
-        raise IngestError(f"dataset {dataset_id}: the stored latest windows of {len(stale)} series stop before the "
-                          f"series' end, so forecasts would fall on observed dates ({ends}); ingest the file again "
-                          f"with the same parameters to rewrite them, or forecast the file itself (--source)")
-    return LatestWindows([r["series_id"] for r in table], [r["frequency"] for r in table],
-                         [pd.Timestamp(r["latest_end"]) for r in table],
-                         np.array([r["latest"] for r in table], dtype=np.float32))
+    return LatestWindows([r["series_id"] for r in series], [r["frequency"] for r in series],
+                         [pd.Timestamp(r["latest_end"]) for r in series],
+                         np.array([r["latest"] for r in series], dtype=np.float32))
 
 
 def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
@@ -197,12 +149,10 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
     return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32))
 
 
-def forecast_latest(model: ChosenModel, latest: LatestWindows) -> np.ndarray:
+def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> np.ndarray:
     """Forecast (n, horizon) values in original units from the (n, n_steps) latest inputs."""
     from seqcast.training import forecast
-    from storage.models import load_model
 
-    keras_model = load_model(model.model_path) if model.model_path else None
     scaled = model.scaler.transform(latest.inputs, latest.series_ids)  # raises for series the scaler never saw
     y = forecast(get_variant(model.variant), keras_model, np.asarray(scaled)[..., np.newaxis], model.horizon)
     return np.asarray(model.scaler.inverse(y, latest.series_ids), dtype=np.float64)

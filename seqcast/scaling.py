@@ -79,18 +79,3 @@ def fit_scaler(mode: ScalingMode, training_values: dict[str, np.ndarray]) -> Sca
     if mode == "series":
         return Scaler("series", {str(k): _mean_std(v) for k, v in training_values.items()})
     raise ValueError(f"unknown scaling {mode!r}; scalings: none, series, global")
-
-
-def read_scaled_split(dataset, split: str) -> tuple[np.ndarray, np.ndarray, Scaler, np.ndarray | None]:
-    """Return a split's raw windows (n, width), the windows the model sees, the scaler and the series ids.
-
-    Synthetic datasets carry no scaler: the model sees the raw windows themselves and ids are None.
-    """
-    from storage.datasets import read_split, read_split_column
-
-    scaler = Scaler.from_dict(dataset.manifest.get("scaling"))
-    raw = read_split(dataset, split)
-    if scaler.is_identity:
-        return raw, raw, scaler, None
-    ids = read_split_column(dataset, split, "series_id")
-    return raw, scaler.transform(raw, ids), scaler, ids

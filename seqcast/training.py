@@ -1,4 +1,8 @@
-"""Training and forecasting with Keras: plain functions that the Prefect tasks call."""
+"""Training and forecasting with Keras: plain functions that the Prefect tasks call.
+
+Training writes only to the local ``backup_dir`` its caller names (Keras's BackupAndRestore state and the epoch
+journal), so that a crashed try resumes; saving the model is the caller's.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import logging
 import os
 import platform
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +30,24 @@ LIBRARIES = ("seqcast", "tensorflow-cpu", "keras", "numpy", "prefect", "pyarrow"
 
 @dataclass
 class TrainResult:
-    """A trained model on disk and how it got there."""
+    """A trained Keras model and how it got there."""
 
-    model_path: Path
+    model: Any
     epochs: int
     train_seconds: float
     n_params: int
     history: list[dict]
+
+
+def _replace(path: Path, write) -> None:
+    """Write a state file of the backup through a temporary name, so a crash never leaves it half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def library_versions() -> dict[str, str]:
@@ -64,7 +81,7 @@ def fixed_length(model, n_steps: int):
 
     The saved model keeps its ``(None, 1)`` input so that it forecasts from any length (iterative forecasting feeds
     back ever longer sequences); training on the static length lets XLA compile the recurrence and the causal
-    convolutions for one shape: bench/levers.py measured WaveNet 18%, LSTM 10% and GRU 4% faster per epoch.
+    convolutions for one shape, which makes an epoch faster (bench/levers.py).
     """
     import keras
 
@@ -96,11 +113,8 @@ class EpochLogger:
                 # an epoch journaled just before a crash but not backed up is run again: keep the new figures
                 self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
                 if journal is not None:
-                    from storage.atomic import atomic_file
-
-                    journal.parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_file(journal) as tmp:
-                        tmp.write_text(json.dumps(self.rows))
+                    rows = json.dumps(self.rows)
+                    _replace(journal, lambda tmp: tmp.write_text(rows))
                 figures = " ".join(f"{k}={v:.5f}" for k, v in logs.items() if isinstance(v, float))
                 logger.info("%s epoch %d/%d %s (%.1f s)", variant, epoch + 1, max_epochs, figures, seconds)
 
@@ -146,15 +160,13 @@ def early_stopping(patience: int, state_dir: Path | None = None, journal: EpochL
             super().on_epoch_end(epoch, logs)
             if self.best_weights is None:
                 return
-            from storage.atomic import atomic_file
-
             weights = f"best-{self.best_epoch + 1}.weights.npz"
             if not (state_dir / weights).is_file():
-                with atomic_file(state_dir / weights) as tmp, open(tmp, "wb") as f:
-                    np.savez(f, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
-            with atomic_file(state_file) as tmp:
-                tmp.write_text(json.dumps({"epochs": epoch + 1, "wait": self.wait, "best": float(self.best),
-                                           "best_epoch": self.best_epoch, "weights": weights}))
+                arrays = {f"w{i}": w for i, w in enumerate(self.best_weights)}
+                _replace(state_dir / weights, lambda tmp: tmp.write_bytes(_npz(arrays)))
+            state = json.dumps({"epochs": epoch + 1, "wait": self.wait, "best": float(self.best),
+                                "best_epoch": self.best_epoch, "weights": weights})
+            _replace(state_file, lambda tmp: tmp.write_text(state))
             for old in state_dir.glob("best-*.weights.npz"):
                 if old.name != weights:
                     old.unlink()
@@ -162,17 +174,24 @@ def early_stopping(patience: int, state_dir: Path | None = None, journal: EpochL
     return _Resumable(patience=patience, restore_best_weights=True)
 
 
-def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.ndarray, model_dir: Path,
-          manifest: dict, logger: logging.Logger, backup_dir: Path | None = None,
-          callbacks: list | tuple = ()) -> TrainResult:
-    """Fit the variant on the training windows with early stopping on the validation windows; save it.
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
 
-    ``callbacks``: extra Keras callbacks, called after the backup of each epoch is written.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.ndarray, logger: logging.Logger,
+          backup_dir: Path | None = None, callbacks: list | tuple = ()) -> TrainResult:
+    """Fit the variant on the training windows (n, n_steps + horizon) with early stopping on the validation windows.
+
+    ``backup_dir``: a local folder where an interrupted fit leaves what resumes it; ``callbacks``: extra Keras
+    callbacks, called after the backup of each epoch is written.
     """
     import keras
 
     from seqcast.layers import last_time_step_mse
-    from storage.models import save_model
 
     variant = get_variant(params.variant)
     n_steps, horizon = params.n_steps, params.effective_horizon
@@ -208,35 +227,28 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
         "val_last_time_step_mse": r.get("val_last_time_step_mse") if sequence else None,
         "seconds": r["seconds"],
     } for r in progress.rows]
-    epochs = len(history)
-    manifest = {**manifest, "epochs": epochs, "n_params": model.count_params(), "train_seconds": train_seconds,
-                "libraries": library_versions(), "input_shape": [None, 1], "target": variant.target,
-                "tensorflow_threads": os.environ.get("TF_NUM_INTRAOP_THREADS"), "history": history}
-    model_path = save_model(model, model_dir, manifest)
-    logger.info("%s trained: %d epochs in %.1f s, best val_loss %.5f, saved to %s", variant.name, epochs,
-                train_seconds, min(r["val_loss"] for r in history), model_path)
-    return TrainResult(model_path, epochs, train_seconds, model.count_params(), history)
+    logger.info("%s trained: %d epochs in %.1f s, best val_loss %.5f", variant.name, len(history), train_seconds,
+                min(r["val_loss"] for r in history))
+    return TrainResult(model, len(history), train_seconds, model.count_params(), history)
 
 
-def finished_training(model_dir: Path, manifest: dict) -> TrainResult | None:
-    """The model this very training already saved in ``model_dir`` (same run, parameters and data), or None.
+def model_manifest(manifest: dict, result: TrainResult, variant: Variant) -> dict:
+    """What is saved beside a trained model: ``manifest`` (run, parameters, data) plus how the training went."""
+    return {**manifest, "epochs": result.epochs, "n_params": result.n_params, "train_seconds": result.train_seconds,
+            "libraries": library_versions(), "input_shape": [None, 1], "target": variant.target,
+            "tensorflow_threads": os.environ.get("TF_NUM_INTRAOP_THREADS"), "history": result.history}
 
-    A flow run retried after its training finished (say evaluation failed) finds it here instead of training
-    again. The manifest is written after the model, so a manifest with a history means a complete model.
+
+def same_training(saved: dict | None, manifest: dict) -> bool:
+    """Whether a saved model's manifest is this very training's (same run, parameters and data), finished.
+
+    A flow run retried after its training finished (say evaluation failed) reuses that model instead of training
+    again; a manifest with a history belongs to a finished training.
     """
-    from storage.models import MANIFEST_FILE, MODEL_FILE
-
-    try:
-        saved = json.loads((model_dir / MANIFEST_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    if saved is None or "history" not in saved:
+        return False
     expected = json.loads(json.dumps(manifest, default=str))  # as the saved one went through JSON
-    if "history" not in saved or any(saved.get(key) != value for key, value in expected.items()):
-        return None
-    if not (model_dir / MODEL_FILE).is_file():
-        return None
-    return TrainResult(model_dir / MODEL_FILE, saved["epochs"], saved["train_seconds"], saved["n_params"],
-                       saved["history"])
+    return all(saved.get(key) == value for key, value in expected.items())
 
 
 def forecast(variant: Variant, model, x: np.ndarray, horizon: int) -> np.ndarray:

@@ -1,23 +1,21 @@
 """Datasets as Parquet: one file per split holding its windows of ``n_steps + horizon`` float32 values.
 
-Layout under ``$SEQCAST_HOME/datasets/<dataset_id>/`` (``format_version`` 2): ``train.parquet``,
-``valid.parquet``, ``test.parquet`` and ``dataset.json`` (spec, shapes, content hash). Each split file has one
-non-null float32 column ``value``: the split's windows one after another, ``width`` values each, uncompressed, in
-one row group of 1 MiB pages, so that writing and reading it back cost little more than copying the array
-(``bench/speed.py`` measures this against ``np.save`` + ``np.load``). Window ``i`` is rows ``i * width`` to
-``(i + 1) * width - 1``; in DuckDB:
+Layout under ``datasets/<dataset_id>/``: ``train.parquet``, ``valid.parquet``, ``test.parquet`` and ``dataset.json``
+(spec, shapes, content hash). Each split file has one non-null float32 column ``value``: the split's windows one after
+another, ``width`` values each, uncompressed, in one row group of 1 MiB pages, so that writing and reading it back cost
+little more than copying the array (``bench/speed.py`` measures this against ``np.save`` + ``np.load``). Window ``i``
+is rows ``i * width`` to ``(i + 1) * width - 1``; in DuckDB:
 ``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
 Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
 timestamps), a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
-Format 1 (one fixed-size-list ``window`` row per window, zstd) is still read.
 
 The folder is published in one atomic rename, so other processes see all of it or nothing. It is published without
-fsync, carrying an empty ``.unsynced`` file: the fsyncs would double the time of persist + load (``bench/speed.py``),
-and they are done by :func:`sync_dataset` before any results record names the dataset, usually after the kernel has
-written the files back during training. A folder that still carries ``.unsynced`` when it is looked up (its run
-failed, is still training, or the machine went down before the sync) is checked against its manifest's content hash
-first: the check reads it all, as training does, and a folder cut short by a crash is reported as a
-:class:`DamagedDataset` and rewritten by the next :func:`write_dataset` of the same id.
+fsync, carrying an empty ``.unsynced`` file: fsyncing first would make persisting cost far more than the training
+that follows needs (``bench/speed.py``), and :func:`sync_dataset` flushes it before any results record names the
+dataset, usually after the kernel has written the files back during training. A folder that still carries
+``.unsynced`` when it is looked up (its run failed, is still training, or the machine went down before the sync) is
+checked against its manifest's content hash first: the check reads it all, as training does, and a folder cut short
+by a crash is reported as a :class:`DamagedDataset` and rewritten by the next :func:`write_dataset` of the same id.
 """
 
 from __future__ import annotations
@@ -40,13 +38,12 @@ from storage.atomic import atomic_dir, fsync_dir, fsync_tree
 SPLITS = ("train", "valid", "test")
 MANIFEST = "dataset.json"
 UNSYNCED = ".unsynced"  # created first in the folder, removed once sync_dataset has flushed everything else
-FORMAT_VERSION = 2
 VALUES = pa.schema([pa.field("value", pa.float32(), nullable=False)])
 # float noise does not compress; dictionaries and min/max statistics of 60M values cost more than they give
 RAW_VALUES = {"compression": "none", "use_dictionary": False, "write_statistics": False}
-# 1 MiB pages of 262,144 values, written 262,144 at a time. Arrow's defaults (pages of at most 20,000 rows, batches of
-# 1,024) cut 700,000 x 60 values into 2,100 pages: writing took 0.148 s against 0.106 s, reading 0.073 against
-# 0.048 (bench/results/speed.md, invocation 10). DuckDB and other readers take pages of any size.
+# 1 MiB pages of 262,144 values, written 262,144 at a time: Arrow's defaults (pages of at most 20,000 rows, batches
+# of 1,024) cut a large split into thousands of pages, which makes writing and reading it measurably slower
+# (bench/speed.py). DuckDB and other readers take pages of any size.
 PAGE_ROWS = 1 << 18
 PAGES = {"max_rows_per_page": PAGE_ROWS, "data_page_size": 4 * PAGE_ROWS, "write_batch_size": PAGE_ROWS}
 
@@ -67,10 +64,9 @@ class DatasetRef:
 def content_hash(splits: dict[str, np.ndarray]) -> str:
     """XXH3-128 over every split's name, shape and float32 bytes.
 
-    A content hash identifies data, it does not guard against tampering: XXH3 hashes 229 MiB in 0.02 s on this
-    machine kind, where SHA-256 (no SHA-NI here) took 1.1 s, longer than writing the files (``bench/speed.py``).
-    Datasets persisted before 2026-11-29 recorded ``sha256:`` hashes; the prefix names the algorithm, and those
-    hashes are kept as recorded.
+    A content hash identifies data, it does not guard against tampering: XXH3 is a small fraction of the cost of
+    writing the files, where SHA-256 without hardware support costs more than the write itself (``bench/speed.py``).
+    The prefix names the algorithm.
     """
     digest = xxhash.xxh3_128()
     for name in SPLITS:
@@ -96,13 +92,11 @@ def _view(values: pa.Array) -> np.ndarray:
     return np.frombuffer(values.buffers()[1], np.float32, len(values), values.offset * 4)
 
 
-def read_values(path: Path, shape: tuple[int, int], threads: int = 2) -> np.ndarray:
+def read_values(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """Read a :func:`write_values` file into one (n, width) float32 array.
 
-    A file of one row group (written since 2026-11-29) is decoded once, straight from the memory-mapped file into
-    the Arrow buffer that the returned array views: the one copy a Parquet read needs. Older files, of 1M-value
-    row groups, are decoded by ``threads`` readers at once, each into its slice of a new array; ``pre_buffer=False``
-    streams each column chunk instead of reading it whole first, which keeps the peak memory near the output's size.
+    The file's one row group is decoded once, straight from the memory-mapped file into the Arrow buffer that the
+    returned array views: the one copy a Parquet read needs.
     """
     size = shape[0] * shape[1]
     metadata = pq.read_metadata(path)
@@ -110,29 +104,9 @@ def read_values(path: Path, shape: tuple[int, int], threads: int = 2) -> np.ndar
         raise ValueError(f"{path} holds {metadata.num_rows} values, its manifest says {shape[0]} x {shape[1]}")
     if size == 0:
         return np.empty(shape, dtype=np.float32)
-    if metadata.num_row_groups == 1:
-        with pq.ParquetFile(path, memory_map=True) as file:
-            column = file.read_row_group(0, use_threads=False).column(0)
-        return _view(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).reshape(shape)
-    out = np.empty(size, dtype=np.float32)
-    starts = np.cumsum([0] + [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)])
-
-    def read(groups: list[int]) -> None:
-        if not groups:
-            return
-        position = starts[groups[0]]
-        batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=1 << 22, row_groups=groups,
-                                                                     use_threads=False)
-        for batch in batches:
-            values = batch.column(0)
-            out[position:position + len(values)] = _view(values)
-            position += len(values)
-
-    groups = list(range(metadata.num_row_groups))
-    share = -(-len(groups) // max(1, threads))
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # pyarrow decodes without the GIL
-        list(pool.map(read, [groups[i:i + share] for i in range(0, len(groups), share)] or [[]]))
-    return out.reshape(shape)
+    with pq.ParquetFile(path, memory_map=True) as file:
+        column = file.read(use_threads=False).column(0)
+    return _view(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).reshape(shape)
 
 
 def dataset_path(root: Path, dataset_id: str) -> Path:
@@ -179,8 +153,7 @@ def sync_dataset(path: Path) -> None:
     """Flush a dataset folder published by :func:`write_dataset` to disk, then remove its ``.unsynced`` mark.
 
     ``record_results`` calls this for every dataset a record names, so no recorded result names a dataset that a
-    crash could still cut short. Nothing to do for a folder already synced, or written before datasets were published
-    unsynced (2026-11-29): those were fsynced first.
+    crash could still cut short. Nothing to do for a folder already synced.
     """
     mark = path / UNSYNCED
     if not mark.exists():
@@ -238,7 +211,6 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
             "spec": spec,
             "shapes": {name: list(splits[name].shape) for name in SPLITS},
             "content_hash": digest.result(),
-            "format_version": FORMAT_VERSION,
             **(manifest_extra or {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -270,22 +242,17 @@ def _check_split(split: str) -> None:
 def read_split(ref: DatasetRef, split: str) -> np.ndarray:
     """Read one split back as its (n, n_steps + horizon) float32 array."""
     _check_split(split)
-    path = ref.path / f"{split}.parquet"
-    if ref.manifest.get("format_version", 1) == 1:
-        column = pq.read_table(path, columns=["window"]).column("window").combine_chunks()
-        return column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)
-    return read_values(path, tuple(ref.manifest["shapes"][split]))
+    return read_values(ref.path / f"{split}.parquet", tuple(ref.manifest["shapes"][split]))
 
 
 def read_split_column(ref: DatasetRef, split: str, column: str) -> np.ndarray:
     """Read one per-window column of a split (e.g. ``series_id`` of an ingested dataset) as a numpy array."""
     _check_split(split)
-    name = f"{split}.parquet" if ref.manifest.get("format_version", 1) == 1 else f"{split}.windows.parquet"
-    return pq.read_table(ref.path / name, columns=[column]).column(column).to_numpy(zero_copy_only=False)
+    return pq.read_table(ref.path / f"{split}.windows.parquet", columns=[column]).column(column).to_numpy(zero_copy_only=False)
 
 
-def dataset_row(ref: DatasetRef, created_at) -> dict:
-    """The dataset's row of the results ``datasets`` table, from its manifest.
+def dataset_row(ref: DatasetRef, created_at, path: str) -> dict:
+    """The dataset's row of the results ``datasets`` table, from its manifest; ``path`` relative to the store's root.
 
     A synthetic dataset has one series per window; an ingested one records its number of series.
     """
@@ -296,5 +263,62 @@ def dataset_row(ref: DatasetRef, created_at) -> dict:
         "dataset_id": ref.dataset_id, "kind": kind, "spec": json.dumps(spec),
         "n_series": n_series, "n_steps": spec["n_steps"], "horizon": spec["horizon"],
         "n_train": shapes["train"][0], "n_valid": shapes["valid"][0], "n_test": shapes["test"][0],
-        "path": str(ref.path), "content_hash": ref.manifest["content_hash"], "created_at": created_at,
+        "path": path, "content_hash": ref.manifest["content_hash"], "created_at": created_at,
     }
+
+
+class Datasets:
+    """The datasets part of a store: ``datasets/<dataset_id>/`` under the store's root."""
+
+    def __init__(self, home: Path):
+        self.home = home
+        self.root = home / "datasets"
+
+    def find(self, dataset_id: str) -> DatasetRef | None:
+        """The persisted dataset, or None; a damaged unsynced one raises :class:`DamagedDataset`."""
+        return find_dataset(self.root, dataset_id)
+
+    def require(self, dataset_id: str) -> DatasetRef:
+        """The persisted dataset, or a ValueError naming the id and where it was looked for."""
+        found = self.find(dataset_id)
+        if found is None:
+            raise ValueError(f"no dataset {dataset_id!r} in {self.root}; ingest one with `seqcast ingest FILE`")
+        return found
+
+    def write(self, dataset_id: str, spec: dict, splits: dict[str, np.ndarray],
+              extra: dict[str, dict[str, np.ndarray]] | None = None, tables: dict[str, pa.Table] | None = None,
+              manifest_extra: dict | None = None) -> DatasetRef:
+        return write_dataset(self.root, dataset_id, spec, splits, extra, tables, manifest_extra)
+
+    def discard(self, dataset_id: str) -> None:
+        discard_dataset(self.root, dataset_id)
+
+    def sync(self, dataset_id: str) -> None:
+        sync_dataset(dataset_path(self.root, dataset_id))
+
+    def list(self) -> list[str]:
+        """The ids of every published dataset folder."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+
+    def read_split(self, ref: DatasetRef, split: str) -> np.ndarray:
+        return read_split(ref, split)
+
+    def read_windows(self, ref: DatasetRef, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """A split's (n, width) windows and, for an ingested dataset, each window's series id (else None)."""
+        windows = read_split(ref, split)
+        if ref.manifest["spec"].get("kind") != "ingested":
+            return windows, None
+        return windows, read_split_column(ref, split, "series_id")
+
+    def read_table(self, ref: DatasetRef, name: str) -> pa.Table:
+        """A table stored beside the splits (``series`` of an ingested dataset)."""
+        path = ref.path / f"{name}.parquet"
+        if name in SPLITS or not path.is_file():
+            raise ValueError(f"dataset {ref.dataset_id} has no {name!r} table")
+        return pq.read_table(path)
+
+    def row(self, ref: DatasetRef, created_at) -> dict:
+        """The dataset's row of the results ``datasets`` table."""
+        return dataset_row(ref, created_at, ref.path.relative_to(self.home).as_posix())

@@ -12,22 +12,22 @@ from pathlib import Path
 import duckdb
 
 from storage.atomic import atomic_file
-from storage.results import LoadReport, load_records, record_files, write_record
+from storage.results import LoadReport, Results
 
 
-def write_forecasts(record_root: Path, db_path: Path, run_id: str, rows: list[dict],
+def write_forecasts(results: Results, run_id: str, rows: list[dict],
                     export: Path | None = None) -> tuple[Path, LoadReport]:
     """Commit the forecast rows of one predict run, copy them to ``export`` (atomically), load them into DuckDB.
 
     Rows: run_id, model_run_id, dataset_id, series_id, timestamp, step, value. Returns the committed
     Parquet file and the load report.
     """
-    folder = write_record(record_root, run_id, {"forecasts": rows})
-    parquet = record_files(folder)["forecasts"]
+    results.records.write(run_id, {"forecasts": rows})
+    parquet = results.records.files(run_id)["forecasts"]
     if export is not None:
         with atomic_file(Path(export)) as tmp:
             shutil.copyfile(parquet, tmp)
     try:
-        return parquet, load_records(db_path, {run_id: folder})
+        return parquet, results.load([run_id])
     except duckdb.Error as exc:  # e.g. a damaged file: the forecasts are committed; `results rebuild` restores it
         return parquet, LoadReport(failed={run_id: str(exc)})

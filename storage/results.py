@@ -1,6 +1,6 @@
 """Results: a durable Parquet record per run (the source of truth), loaded idempotently into DuckDB.
 
-Record layout, ``$SEQCAST_HOME/records/<run_id>/``: one Parquet file per table (``runs``, ``datasets``,
+Record layout, ``records/<run_id>/`` under the store's root: one Parquet file per table (``runs``, ``datasets``,
 ``metrics``, ``history``, ``predictions``), named ``<table>-<write_id>.parquet`` and each written atomically,
 then a ``_COMMITTED`` marker naming this write's files with their SHA-256. The marker is replaced in one
 rename, so a reader sees either the previous complete write or the new one, never a mix; a folder without
@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,13 +25,17 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import tenacity
 
-from seqcast.params import SAFE_NAME
+from seqcast.names import SAFE_NAME, check_name
+from storage import queries
 from storage.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
 MARKER = "_COMMITTED"
+RECORDS = "records"
+DEFAULT_LOCK_TIMEOUT_S = 30.0
 TS = pa.timestamp("us", tz="UTC")
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -113,11 +116,6 @@ FROM predictions p JOIN runs r USING (run_id);
 """
 
 
-def lock_timeout_s() -> float:
-    """Seconds a writer waits for a locked results database: ``SEQCAST_DB_LOCK_TIMEOUT``, default 30."""
-    return float(os.environ.get("SEQCAST_DB_LOCK_TIMEOUT", "30"))
-
-
 @dataclass
 class LoadReport:
     """What a load did: run ids loaded, left waiting in the record, failed (id -> error); lock retries seen."""
@@ -131,14 +129,6 @@ class LoadReport:
 
 class DatabaseLocked(RuntimeError):
     """The results database stayed locked by another process for the whole bounded wait."""
-
-
-def check_name(what: str, value: object) -> str:
-    """Return ``value`` if it is a plain name (see ``SAFE_NAME``); raise a ValueError naming ``what`` otherwise."""
-    if not isinstance(value, str) or not SAFE_NAME.match(value):
-        raise ValueError(f"{what} {value!r} is not a plain name: use 1-64 letters, digits, '_', '.' or '-', "
-                         f"starting with a letter or digit")
-    return value
 
 
 # ---- the durable record -------------------------------------------------------------------------------------------
@@ -182,7 +172,7 @@ def write_record(record_root: Path, run_id: str, rows: dict[str, list[dict] | pa
         target = folder / f"{name}-{write_id}.parquet"
         with atomic_file(target) as tmp:
             pq.write_table(table, tmp)
-            digests[target.name] = _sha256(tmp)
+            digests[target.name] = file_sha256(tmp)
         files[name] = target.name
     marker = {"run_id": run_id, "write_id": write_id, "written_at": time.time(), "tables": files,
               "files": digests}
@@ -200,27 +190,20 @@ def _remove_unreferenced(folder: Path, keep: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_marker(folder: Path, verify: bool = True) -> dict | None:
     """Return a record folder's marker if the record is complete (and, with ``verify``, intact), else None."""
     try:
         marker = json.loads((folder / MARKER).read_text())
-        if "tables" not in marker:  # written before write ids existed: fixed file names, still valid results
-            marker = {**marker, "write_id": f"fixed-names-{marker['written_at']}",
-                      "tables": {name: f"{name}.parquet" for name in TABLES if f"{name}.parquet" in marker["files"]}}
-        # A record may predate a table added later (forecasts): it holds a subset of today's tables.
-        if marker["run_id"] != folder.name or not marker["tables"] or not set(marker["tables"]) <= set(TABLES):
+        if marker["run_id"] != folder.name or set(marker["tables"]) != set(TABLES):
             return None
         for name, digest in marker["files"].items():
             path = folder / name
-            if not path.is_file() or (verify and _sha256(path) != digest):
+            if not path.is_file() or (verify and file_sha256(path) != digest):
                 return None
         return marker
     except (OSError, ValueError, KeyError, TypeError):
@@ -265,9 +248,6 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)})")
     con.execute("CREATE TABLE IF NOT EXISTS loaded_records (run_id VARCHAR PRIMARY KEY, write_id VARCHAR, "
                 "written_at DOUBLE, record_path VARCHAR, files JSON)")
-    for column, sql_type in (("write_id", "VARCHAR"), ("record_path", "VARCHAR"), ("files", "JSON")):
-        # databases created before these columns existed; new ones already have them
-        con.execute(f"ALTER TABLE loaded_records ADD COLUMN IF NOT EXISTS {column} {sql_type}")
     con.execute(VIEWS)
 
 
@@ -276,28 +256,30 @@ def _is_lock_error(exc: Exception) -> bool:
 
 
 def _connect(db_path: Path, read_only: bool, timeout_s: float | None, report: LoadReport | None):
-    """Open the database, retrying a lock held by another process with jittered, doubling sleeps (max 1 s)."""
-    timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
+    """Open the database, retrying a lock held by another process with jittered, doubling sleeps (max 1 s).
+
+    The jitter keeps many runs that finished together from retrying in lockstep.
+    """
+    timeout_s = DEFAULT_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+
+    def count_retry(state: tenacity.RetryCallState) -> None:
+        if report is not None:
+            report.lock_retries += 1
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_is_lock_error), stop=tenacity.stop_after_delay(timeout_s),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0), before_sleep=count_retry, reraise=True)
     started = time.monotonic()
-    deadline = started + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            return duckdb.connect(str(db_path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if not _is_lock_error(exc):
-                raise
-            if time.monotonic() >= deadline:
-                raise DatabaseLocked(f"results database {db_path} stayed locked by another process for "
-                                     f"{timeout_s:g} s (SEQCAST_DB_LOCK_TIMEOUT): {exc}") from exc
-            if report is not None:
-                report.lock_retries += 1
-            # Jitter keeps many runs that finished together from retrying in lockstep.
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())) * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
-        finally:
-            if report is not None:
-                report.lock_wait_s = time.monotonic() - started
+    try:
+        return retrying(duckdb.connect, str(db_path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if not _is_lock_error(exc):
+            raise
+        raise DatabaseLocked(f"results database {db_path} stayed locked by another process for "
+                             f"{timeout_s:g} s (SEQCAST_DB_LOCK_TIMEOUT): {exc}") from exc
+    finally:
+        if report is not None:
+            report.lock_wait_s = time.monotonic() - started
 
 
 def connect_writer(db_path: Path, timeout_s: float | None = None,
@@ -315,8 +297,6 @@ def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker:
     con.execute("BEGIN TRANSACTION")
     try:
         for name in TABLES:
-            if name not in files:
-                continue  # a record written before this table existed
             path = str(files[name])
             if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
                 con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
@@ -326,8 +306,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker:
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM read_parquet(?)", [path])
         con.execute("INSERT OR REPLACE INTO loaded_records (run_id, write_id, written_at, record_path, files) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    [run_id, marker["write_id"], marker["written_at"], str(folder),
-                     json.dumps({name: str(p) for name, p in files.items()})])
+                    [run_id, marker["write_id"], marker["written_at"], f"{RECORDS}/{run_id}",
+                     json.dumps({name: f"{RECORDS}/{run_id}/{p.name}" for name, p in files.items()})])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -456,11 +436,13 @@ def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) ->
     return report
 
 
-def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float | None = None):
+def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float | None = None,
+          home: Path | None = None):
     """Run one query on a read-only connection and return (column names, rows); the file is closed after.
 
     A read-only connection shares the file lock with other readers but not with a writer, so it is held
     only for this one query; a writer busy loading is waited for with the writers' bounded backoff.
+    With ``home``, relative file paths (those the tables store) resolve against it.
     """
     if not db_path.exists():
         raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first")
@@ -470,8 +452,85 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
         raise DatabaseLocked(f"{exc}. A process holds it read-write (a flow loading results, or an open "
                              f"DuckDB shell); query again once it is closed.") from None
     try:
+        if home is not None:
+            con.execute("SET file_search_path = ?", [str(home)])
         cursor = con.execute(sql, params or [])
         columns = [d[0] for d in cursor.description] if cursor.description else []
         return columns, cursor.fetchall()
     finally:
         con.close()
+
+
+class Records:
+    """The records part of a store: ``records/<run_id>/``, the source of truth the results database loads."""
+
+    def __init__(self, home: Path):
+        self.root = home / RECORDS
+
+    def write(self, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> Path:
+        return write_record(self.root, run_id, rows)
+
+    def committed(self) -> dict[str, Path]:
+        return committed_records(self.root)
+
+    def files(self, run_id: str) -> dict[str, Path]:
+        return record_files(self.root / run_id)
+
+    def rows(self, table: str) -> list[dict]:
+        """Every committed record's rows of ``table``, read from the record alone (no database needed)."""
+        found = []
+        for folder in self.committed().values():
+            found += pq.read_table(record_files(folder)[table]).to_pylist()
+        return found
+
+
+class Results:
+    """The results part of a store: ``results.duckdb``, loaded from the records; every SQL of seqcast runs here."""
+
+    def __init__(self, home: Path, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
+        self.home = home
+        self.path = home / "results.duckdb"
+        self.records = Records(home)
+        self.lock_timeout_s = lock_timeout_s
+
+    def query(self, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
+        """Run one read-only query; file paths in it resolve against the store's root."""
+        return query(self.path, sql, params, self.lock_timeout_s, home=self.home)
+
+    def sync(self) -> LoadReport:
+        return sync(self.records.root, self.path, self.lock_timeout_s)
+
+    def rebuild(self) -> LoadReport:
+        return rebuild(self.records.root, self.path, self.lock_timeout_s)
+
+    def load(self, run_ids: list[str]) -> LoadReport:
+        return load_records(self.path, {r: self.records.root / r for r in run_ids}, self.lock_timeout_s)
+
+    def pending(self) -> list[str]:
+        return pending_records(self.records.root, self.path, self.lock_timeout_s)
+
+    def leaderboard(self, variants: list[str], book_valid_mse: list[float], dataset_ids: list[str]):
+        """The best run per variant on these datasets, with the book's figure on the book's data."""
+        return self.query(queries.LEADERBOARD, [variants, book_valid_mse, dataset_ids])
+
+    def completed_run(self, run_id: str) -> dict | None:
+        """The completed run ``run_id``: its runs row and valid MSE, or None."""
+        return _first(self.query(queries.COMPLETED_RUN, [run_id]))
+
+    def best_run(self, dataset_id: str, family: str | None = None, variant: str | None = None) -> dict | None:
+        """The scored run of the best valid MSE on a dataset (of a family or variant), or None."""
+        return _first(self.query(queries.BEST_RUN, [dataset_id, family, family, variant, variant]))
+
+    def sweep_scores(self, flow_run_ids: list[str]) -> list[dict]:
+        """The scores of the runs of these flow run ids (those loaded)."""
+        columns, rows = self.query(queries.SWEEP_SCORES, [flow_run_ids])
+        return [dict(zip(columns, row)) for row in rows]
+
+    def forecasts(self, run_id: str, limit: int):
+        """The first ``limit`` forecast rows of a predict run."""
+        return self.query(queries.FORECASTS, [run_id, limit])
+
+
+def _first(result: tuple[list[str], list[tuple]]) -> dict | None:
+    columns, rows = result
+    return dict(zip(columns, rows[0])) if rows else None

@@ -1,4 +1,4 @@
-"""Stages 1-2: generate the chapter's series and persist them as Parquet."""
+"""Stages 1-2: find the run's dataset, or generate the chapter's series and persist them as Parquet."""
 
 from __future__ import annotations
 
@@ -8,34 +8,32 @@ from prefect.cache_policies import NO_CACHE
 
 from seqcast.data import SyntheticSpec, generate_splits
 from seqcast.params import ForecastParams
-from seqcast.settings import datasets_dir
-from storage.datasets import DamagedDataset, DatasetRef, discard_dataset, find_dataset, write_dataset
+from storage.datasets import DamagedDataset, DatasetRef
+from tasks.runtime import current_store
 
 
-def lookup_dataset(spec: SyntheticSpec) -> DatasetRef | None:
-    """Return the persisted dataset of this spec, if a previous run wrote it (None if damaged: it is written again)."""
-    try:
-        return find_dataset(datasets_dir(), spec.dataset_id)
-    except DamagedDataset as exc:
-        get_run_logger().warning("%s; generating it again", exc)
-        discard_dataset(datasets_dir(), spec.dataset_id)
-        return None
-
-
-def require_dataset(dataset_id: str) -> DatasetRef:
-    """Return a persisted (e.g. ingested) dataset, or raise naming the id and where it was looked for."""
-    found = find_dataset(datasets_dir(), dataset_id)
-    if found is None:
-        raise ValueError(f"no dataset {dataset_id!r} in {datasets_dir()}; ingest one with `seqcast ingest FILE`")
-    return found
-
-
+@task(name="fit-to-dataset", cache_policy=NO_CACHE)
 def fit_to_dataset(params: ForecastParams) -> tuple[ForecastParams, DatasetRef | None]:
     """Resolve ``params.dataset_id`` (if set) and fit the parameters to it; raise ValueError if they cannot fit."""
     if params.dataset_id is None:
         return params, None
-    dataset = require_dataset(params.dataset_id)
+    dataset = current_store().datasets.require(params.dataset_id)
     return params.for_dataset(dataset.manifest["spec"]), dataset
+
+
+@task(name="find-dataset", cache_policy=NO_CACHE)
+def find_dataset(spec: SyntheticSpec) -> DatasetRef | None:
+    """Return the persisted dataset of this spec, if a previous run wrote it (None if damaged: it is written again)."""
+    datasets = current_store().datasets
+    try:
+        found = datasets.find(spec.dataset_id)
+    except DamagedDataset as exc:
+        get_run_logger().warning("%s; generating it again", exc)
+        datasets.discard(spec.dataset_id)
+        return None
+    if found is not None:
+        get_run_logger().info("reusing dataset %s at %s (same spec, not regenerated)", found.dataset_id, found.path)
+    return found
 
 
 @task(name="generate-series", cache_policy=NO_CACHE)
@@ -46,9 +44,9 @@ def generate_series(spec: SyntheticSpec) -> dict[str, np.ndarray]:
     return generate_splits(spec)
 
 
-@task(name="persist-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+@task(name="persist-synthetic-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def persist_dataset(spec: SyntheticSpec, splits: dict[str, np.ndarray]) -> DatasetRef:
     """Write the splits as Parquet under the spec's dataset id (atomically); return the dataset."""
-    ref = write_dataset(datasets_dir(), spec.dataset_id, spec.model_dump(), splits)
+    ref = current_store().datasets.write(spec.dataset_id, spec.model_dump(), splits)
     get_run_logger().info("persisted %s at %s (%s)", ref.dataset_id, ref.path, ref.manifest["content_hash"])
     return ref

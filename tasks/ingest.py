@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,9 +13,8 @@ from seqcast.ingest import (
     read_long,
     validate_series,
 )
-from seqcast.settings import datasets_dir
-from storage.atomic import atomic_file
-from storage.datasets import DatasetRef, write_dataset
+from storage.datasets import DatasetRef
+from tasks.runtime import current_store
 
 
 @task(name="read-series", cache_policy=NO_CACHE)
@@ -36,28 +34,11 @@ def cut_windows(series: list[Series], params: IngestParams) -> PreparedDataset:
     return prepared
 
 
-@task(name="persist-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+@task(name="persist-ingested-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def persist_ingested(prepared: PreparedDataset) -> DatasetRef:
     """Write the windows, the per-series table and the scaler atomically under the content-hashed id."""
-    ref = write_dataset(datasets_dir(), prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
-                        tables={"series": prepared.series}, manifest_extra={"scaling": prepared.scaler.to_dict()})
+    ref = current_store().datasets.write(prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
+                                         tables={"series": prepared.series},
+                                         manifest_extra={"scaling": prepared.scaler.to_dict()})
     get_run_logger().info("persisted %s at %s", ref.dataset_id, ref.path)
-    refresh_latest_windows(ref, prepared)
     return ref
-
-
-def refresh_latest_windows(ref: DatasetRef, prepared: PreparedDataset) -> None:
-    """Rewrite the series table of a dataset ingested before 2026-11-29 whose latest windows differ from today's.
-
-    The same file and parameters give the same dataset id, so ingesting again reuses the existing folder; only the
-    series table's ``latest`` windows changed meaning (they now end at the series' last step, or are null where
-    values are missing there), and predict refuses the old ones.
-    """
-    path = ref.path / "series.parquet"
-    stored = pq.read_table(path, columns=["latest_end", "latest"])
-    if stored.equals(prepared.series.select(["latest_end", "latest"])):
-        return
-    with atomic_file(path) as tmp:
-        pq.write_table(prepared.series, tmp, compression="zstd")
-    get_run_logger().info("%s: rewrote the latest windows of its series table (ingested before 2026-11-29)",
-                          ref.dataset_id)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.settings import records_dir, results_db
-from storage.datasets import sync_dataset
-from storage.results import LoadReport, sync, write_record
+from storage.results import LoadReport
+from tasks.runtime import current_store
 
 
 @task(name="record-results", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
@@ -23,15 +20,16 @@ def record_results(run_id: str, rows: dict[str, list[dict]]) -> LoadReport:
     The datasets the rows name are flushed to disk first (persisting published them unsynced), so a committed
     record never names a dataset that a crash could still cut short.
     """
-    logger = get_run_logger()
+    logger, store = get_run_logger(), current_store()
     for row in rows.get("datasets", []):
-        sync_dataset(Path(row["path"]))
-    folder = write_record(records_dir(), run_id, rows)
+        store.datasets.sync(row["dataset_id"])
+    folder = store.records.write(run_id, rows)
+    results = store.results
     try:
-        report = sync(records_dir(), results_db())
+        report = results.sync()
     except duckdb.Error as exc:  # e.g. a damaged file: the results are committed, so the run is not failed
         logger.error("results of %s are safe in %s, but %s could not be loaded (%s); run `seqcast results "
-                     "rebuild` to recreate it from the records", run_id, folder, results_db(), exc)
+                     "rebuild` to recreate it from the records", run_id, folder, results.path, exc)
         return LoadReport(failed={run_id: str(exc)})
     if report.lock_retries:
         logger.info("results database was busy: %d lock retries, %.1f s waited", report.lock_retries,
@@ -43,6 +41,6 @@ def record_results(run_id: str, rows: dict[str, list[dict]]) -> LoadReport:
                                                  f"{report.lock_retries} lock retries"))
     else:
         others = [r for r in report.loaded if r != run_id]
-        logger.info("results of %s recorded in %s%s", run_id, results_db(),
+        logger.info("results of %s recorded in %s%s", run_id, results.path,
                     f"; also loaded {len(others)} waiting run(s)" if others else "")
     return report

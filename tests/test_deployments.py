@@ -98,7 +98,7 @@ def test_a_schedule_switched_off_stays_off_when_served_again(prefect_harness, mo
 
 
 def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys, monkeypatch):
-    from seqcast.cli import main as cli
+    from app.cli import main as cli
 
     assert cli(["serve", "--variant", "nope"]) == 2
     assert "unknown variant 'nope'; valid variants: naive" in capsys.readouterr().err
@@ -115,9 +115,8 @@ def test_training_limit_of_one_does_not_deadlock_iterative(prefect_harness, home
     """iterative_10 trains its base model in a subflow: with one training slot that must still finish."""
     from prefect.client.orchestration import get_client
 
-    from deployments.forecast import ensure_training_limit
     from flows.forecast import forecast
-    from tasks.train import TRAINING_LIMIT
+    from tasks.runtime import TRAINING_LIMIT, ensure_training_limit
 
     monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "1")
     assert ensure_training_limit() == 1

@@ -17,8 +17,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from pydantic import ValidationError
 
+from app.cli import main as cli
 from flows.forecast import forecast
-from seqcast.cli import main as cli
 from storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
 from storage.models import load_manifest
 from tests.conftest import TINY
@@ -198,7 +198,7 @@ def test_cli_run_and_sql(home, capsys):
 
 def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
     """--jobs 2: linear and deep_rnn_dense train side by side, one thread each; iterative_10 waits for its base."""
-    from deployments.forecast import available_cores
+    from tasks.runtime import available_cores
 
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
     monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)

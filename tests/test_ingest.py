@@ -185,7 +185,7 @@ def test_unsafe_or_inconsistent_parameters_rejected(bad, message):
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_cli_ingest_one_series_and_a_clear_error(home, tmp_path, capsys):
-    from seqcast.cli import main as cli
+    from app.cli import main as cli
 
     frame = daily_series(n_series=1).drop(columns="store")
     frame.loc[30, "sales"] = np.nan

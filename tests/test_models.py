@@ -51,6 +51,16 @@ def test_units_and_horizon_are_arguments():
     assert model.count_params() == 4 * (8 * (1 + 8 + 1)) + 4 * (8 * (8 + 8 + 1)) + 8 * 5 + 5
 
 
+def test_a_hyperparameter_a_variant_does_not_use_is_refused():
+    for name, variant in REGISTRY.items():
+        for unused in {"units", "dropout", "recurrent_dropout"} - set(variant.hyperparameters):
+            if variant.trainable:
+                with pytest.raises(ValueError, match=f"variant '{name}' does not use {unused}"):
+                    build_model(name, 50, variant.horizon, **{unused: 3 if unused == "units" else 0.1})
+    # every name a variant lists reaches its builder: a changed value changes the model
+    assert build_model("ln_rnn", 50, 10, units=8).count_params() != build_model("ln_rnn", 50, 10).count_params()
+
+
 def test_strided_targets_match_conv_output_steps():
     windows = generate_time_series(8, 60, seed=1)[..., 0]
     y = training_targets(get_variant("conv_gru"), windows, 50, 10)
@@ -81,10 +91,12 @@ def test_every_model_reloads_in_a_fresh_process(tmp_path):
     np.save(tmp_path / "x.npy", x)
     script = (
         "import json, sys, numpy as np\n"
-        "from storage.models import load_model\n"
-        "d = sys.argv[1]; x = np.load(d + '/x.npy'); out = {}\n"
+        "from pathlib import Path\n"
+        "from seqcast.layers import CUSTOM_OBJECTS\n"
+        "from storage import Store\n"
+        "d = sys.argv[1]; x = np.load(d + '/x.npy'); out = {}; models = Store(Path(d)).models\n"
         f"for name in {TRAINABLE!r}:\n"
-        "    out[name] = np.asarray(load_model(f'{d}/{name}.keras').predict(x, verbose=0)).tolist()\n"
+        "    out[name] = np.asarray(models.load(f'{name}.keras', CUSTOM_OBJECTS).predict(x, verbose=0)).tolist()\n"
         "print(json.dumps(out))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
@@ -99,19 +111,23 @@ def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_i
     """Training fits a fixed-length twin; the saved model shares its (restored best) weights and takes any length."""
     import logging
 
+    from seqcast.layers import CUSTOM_OBJECTS
     from seqcast.params import ForecastParams
-    from seqcast.training import finished_training, train
-    from storage.models import load_model
+    from seqcast.training import model_manifest, same_training, train
+    from storage import Store
 
     params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=8,
                             patience=8, learning_rate=0.05)  # a rate this high makes val_loss rise and fall
     windows = generate_time_series(300, 51, seed=3)[..., 0]
-    result = train(params, windows[:200], windows[200:], tmp_path / "model", {"variant": params.variant},
-                   logging.getLogger("test"))
+    result = train(params, windows[:200], windows[200:], logging.getLogger("test"))
     val_losses = [row["val_loss"] for row in result.history]
     assert len(val_losses) == 8 and int(np.argmin(val_losses)) < 7  # the last epoch is not the best one
 
-    model = load_model(result.model_path)
+    models = Store(tmp_path).models
+    key = {"variant": params.variant}
+    model_path = models.save("run-1", result.model, model_manifest(key, result, REGISTRY[params.variant]))
+    assert model_path == "models/run-1/model.keras"
+    model = models.load(model_path, CUSTOM_OBJECTS)
     assert tuple(model.inputs[0].shape) == (None, None, 1)
     valid = windows[200:]
     predicted = model.predict(valid[:, :50, None], verbose=0)
@@ -120,15 +136,14 @@ def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_i
     assert model.predict(longer, verbose=0).shape == (4, 1)
 
     # a retry of the same run finds this training finished; any other run, parameters or data train anew
-    key = {"variant": params.variant}
-    again = finished_training(tmp_path / "model", key)
-    assert again is not None and again.history == result.history and again.model_path == result.model_path
-    assert (again.epochs, again.train_seconds) == (result.epochs, result.train_seconds)
-    assert finished_training(tmp_path / "model", {**key, "params": params.model_dump()}) is None
-    assert finished_training(tmp_path / "model", {"variant": "linear"}) is None
-    assert finished_training(tmp_path / "elsewhere", key) is None
-    result.model_path.unlink()  # a manifest without its model is no finished training
-    assert finished_training(tmp_path / "model", key) is None
+    saved = models.saved_manifest("run-1")
+    assert same_training(saved, key) and saved["history"] == result.history
+    assert (saved["epochs"], saved["train_seconds"]) == (result.epochs, result.train_seconds)
+    assert not same_training(saved, {**key, "params": params.model_dump()})
+    assert not same_training(saved, {"variant": "linear"})
+    assert models.saved_manifest("run-2") is None
+    (tmp_path / model_path).unlink()  # a manifest without its model is no finished training
+    assert models.saved_manifest("run-1") is None
 
 
 def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path):
@@ -140,7 +155,6 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
 
     from seqcast.params import ForecastParams
     from seqcast.training import train
-    from storage.models import load_model
 
     params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=10,
                             patience=10, learning_rate=0.05, jit_compile=False)  # val_loss rises and falls
@@ -156,12 +170,11 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
                 raise RuntimeError("crash")
 
     def fit(model_dir, crash=False):
-        return train(params, windows[:200], windows[200:], model_dir, {"variant": params.variant},
-                     logging.getLogger("test"), backup_dir=model_dir / "backup",
+        return train(params, windows[:200], windows[200:], logging.getLogger("test"), backup_dir=model_dir / "backup",
                      callbacks=[CrashBeforeEpoch10()] if crash else [])
 
     def valid_mse(result):
-        predicted = load_model(result.model_path).predict(windows[200:, :50, None], verbose=0)
+        predicted = result.model.predict(windows[200:, :50, None], verbose=0)
         return float(np.mean((predicted[:, 0] - windows[200:, 50]) ** 2))
 
     with pytest.raises(RuntimeError, match="crash"):

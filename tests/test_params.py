@@ -1,4 +1,4 @@
-"""Parameters: defaults in one place, and runs recorded before a field existed still match today's runs."""
+"""Parameters: defaults in one place, the variant's hyperparameters only, one source for the flow's signature."""
 
 import json
 
@@ -8,13 +8,36 @@ from pydantic import ValidationError
 from seqcast.params import ForecastParams, normalized_params
 
 
-def test_recorded_params_missing_newer_fields_take_their_defaults():
+def test_recorded_params_normalise_to_the_same_run():
     today = ForecastParams(variant="deep_rnn_dense", epochs=20).model_dump()
-    recorded_before = {k: v for k, v in today.items() if k not in ("steps_per_execution", "dataset_id")}
-    assert normalized_params(json.dumps(recorded_before)) == today
-    assert normalized_params(json.dumps({**recorded_before, "epochs": 21})) != today
-    # recorded while steps_per_execution defaulted to null ("the variant's"): still today's run
-    assert normalized_params(json.dumps({**recorded_before, "steps_per_execution": None})) == today
+    assert normalized_params(json.dumps(today)) == today
+    assert normalized_params(json.dumps({**today, "epochs": 21})) != today
+    # a dump with the variant's defaults left out is the same run
+    given = {k: v for k, v in today.items() if k not in ("units", "patience", "jit_compile")}
+    assert normalized_params(json.dumps(given)) == today
+
+
+def test_hyperparameters_are_the_variants_and_others_are_refused():
+    assert ForecastParams(variant="lstm").hyperparameters() == {"units": 20, "dropout": 0.0, "recurrent_dropout": 0.0}
+    assert ForecastParams(variant="ln_rnn", units=8).hyperparameters() == {"units": 8, "dropout": 0.0}
+    assert ForecastParams(variant="wavenet").hyperparameters() == {}
+    assert ForecastParams(variant="linear").units is None  # not recorded as if it shaped the model
+    for variant, option in (("wavenet", "units"), ("linear", "dropout"), ("simple_rnn", "units"),
+                            ("ln_rnn", "recurrent_dropout"), ("naive", "units")):
+        with pytest.raises(ValidationError, match=f"variant '{variant}' does not use {option}"):
+            ForecastParams(variant=variant, **{option: 5 if option == "units" else 0.1})
+
+
+def test_the_forecast_flow_and_its_parameter_model_cannot_drift_apart():
+    """The flow's signature is what deployments and the UI show; ForecastParams validates it: same names, defaults."""
+    import inspect
+
+    from flows.forecast import forecast
+
+    signature = inspect.signature(forecast.fn).parameters
+    assert list(signature) == list(ForecastParams.model_fields)
+    for name, parameter in signature.items():
+        assert parameter.default == ForecastParams.model_fields[name].default, name
 
 
 def test_xla_default_is_the_variants_and_an_explicit_choice_wins():
@@ -32,6 +55,6 @@ def test_patience_default_is_the_variants_and_an_explicit_choice_wins():
     assert ForecastParams.model_validate_json('{"variant": "ln_rnn", "patience": null}').patience == 10
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         ForecastParams(variant="ln_rnn", patience=0)
-    # an ln_rnn run recorded before its default changed (patience 5) stays a run with patience 5
+    # an ln_rnn run recorded with patience 5 stays a run with patience 5
     recorded = {**ForecastParams(variant="ln_rnn").model_dump(), "patience": 5}
     assert normalized_params(json.dumps(recorded))["patience"] == 5

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from app.cli import main as cli
 from flows.forecast import forecast
 from flows.ingest import ingest
 from flows.predict import deployment, predict
-from seqcast.cli import main as cli
 from seqcast.ingest import IngestError
 from storage.datasets import find_dataset, read_split
 from storage.models import load_manifest, load_model

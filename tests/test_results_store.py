@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from seqcast.cli import main as cli
+from app.cli import main as cli
 from storage.results import (
     TABLES,
     committed_records,

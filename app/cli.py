@@ -13,37 +13,38 @@ import types
 import typing
 
 from pydantic import ValidationError
+from tabulate import tabulate
 
 from seqcast.models import ONE_STEP, REGISTRY
 from seqcast.params import ForecastParams
-from seqcast.settings import records_dir, results_db, seqcast_home
-
-LEADERBOARD_SQL = """
-SELECT l.variant, l.horizon, l.valid_mse,
-       CASE WHEN d.kind = 'synthetic' THEN v.book_valid_mse END AS book_valid_mse,  -- the book's data only
-       l.naive_valid_mse, l.ratio_to_naive, l.test_mse, l.epochs, round(l.train_seconds, 1) AS train_s, l.run_id
-FROM leaderboard l JOIN (SELECT unnest(?) AS variant, unnest(?) AS book_valid_mse) v USING (variant)
-JOIN datasets d USING (dataset_id)
-WHERE l.dataset_id IN (SELECT unnest(?))
-ORDER BY l.horizon, l.valid_mse
-"""
+from seqcast.settings import SettingsError, load_settings
+from storage import Store
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:
-    """Render rows as an aligned text table; floats with 5 significant digits."""
+    """Render rows as an aligned text table; floats with 5 significant digits, None as NULL."""
     def cell(value) -> str:
         if value is None:
             return "NULL"
-        if isinstance(value, float):
-            return f"{value:.5g}"
-        return str(value)
+        return f"{value:.5g}" if isinstance(value, float) else str(value)
 
-    body = [[cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(columns, widths)), "-+-".join("-" * w for w in widths)]
-    lines += [" | ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body]
-    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-    return "\n".join(lines)
+    table = tabulate([[cell(v) for v in row] for row in rows], headers=columns, disable_numparse=True)
+    return f"{table}\n({len(rows)} row{'s' if len(rows) != 1 else ''})"
+
+
+def chosen_variants(args: argparse.Namespace) -> list[str]:
+    """The variants a ``--variant``/``--one-step``/``--all`` group names."""
+    return list(REGISTRY) if args.all else ONE_STEP if args.one_step else args.variant
+
+
+def add_variant_choice(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--variant NAME`` (repeatable), ``--one-step`` or ``--all``: one of them, in every command that runs variants."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--variant", action="append", metavar="NAME",
+                       help=f"variant to {what} (repeatable): {', '.join(REGISTRY)}")
+    which.add_argument("--one-step", action="store_true",
+                       help=f"the one-step variants of the seed notebook: {', '.join(ONE_STEP)}")
+    which.add_argument("--all", action="store_true", help="every registered variant")
 
 
 def _option_type(annotation):
@@ -71,46 +72,50 @@ def add_param_options(parser: argparse.ArgumentParser, model=ForecastParams, ski
             parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=help_text)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def planned_runs(args: argparse.Namespace, store: Store) -> list[ForecastParams]:
+    """Every chosen variant's parameters, each checked against its dataset; ValueError naming the first problem."""
     overrides = {k: getattr(args, k) for k in ForecastParams.model_fields if k != "variant"
                  and getattr(args, k, None) is not None}
-    variants = ONE_STEP if args.all else args.variant
     try:
-        planned = [ForecastParams(variant=v, **overrides) for v in variants]
+        planned = [ForecastParams(variant=v, **overrides) for v in chosen_variants(args)]
     except ValidationError as exc:
-        return fail(_validation_message(exc))
-    from tasks.data import fit_to_dataset
+        raise ValueError(_validation_message(exc)) from None
+    for params in planned:  # every variant must fit an ingested dataset before the first one trains
+        if params.dataset_id is not None:
+            params.for_dataset(store.datasets.require(params.dataset_id).manifest["spec"])
+    return planned
 
-    try:  # every variant must fit an ingested dataset before the first one trains
-        for params in planned:
-            fit_to_dataset(params)
-    except ValueError as exc:
-        return fail(str(exc))
-    from deployments.forecast import ensure_training_limit, training_slots
-    from flows.forecast import forecast
-    from seqcast.jobs import keep_run_logs, run_parallel
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tasks.runtime import current_settings, current_store, training_slots
 
     if args.jobs is not None and args.jobs < 1:
         return fail(f"--jobs must be at least 1, got {args.jobs}")
-    try:  # settings from the environment, checked before any work
+    try:  # the settings and every variant's parameters are checked before any work
+        settings = current_settings()
+        store = current_store(settings)
+        planned = planned_runs(args, store)
         jobs = min(args.jobs or training_slots(), len(planned))
-        keep_logs = keep_run_logs() if jobs > 1 else 0
-    except ValueError as exc:
+    except ValueError as exc:  # SettingsError included
         return fail(str(exc))
-    print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={seqcast_home()}", file=sys.stderr)
+    from app.jobs import run_parallel
+    from flows.forecast import forecast
+    from tasks.runtime import ensure_training_limit, in_process_runs
+
+    print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={store.root}", file=sys.stderr)
     started = time.perf_counter()
     summaries, failed = [], []
     with in_process_runs():
         ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
         if jobs > 1:
-            summaries, failed = run_parallel(planned, jobs, seqcast_home() / "logs", keep_logs)
+            summaries, failed = run_parallel(planned, jobs, store.logs, settings.keep_run_logs)
         else:
             for i, params in enumerate(planned, 1):
                 print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
                 summaries.append(forecast(**params.model_dump()))
     elapsed = time.perf_counter() - started
     if summaries:
-        print_leaderboard(summaries)
+        print_leaderboard(store, summaries)
     print(f"\n{len(summaries)} run(s) in {elapsed:.0f} s; query them with: seqcast sql \"SELECT * FROM leaderboard\"")
     if not all(s["in_duckdb"] for s in summaries):
         print("some results wait in the record (database locked): run `seqcast results sync`", file=sys.stderr)
@@ -120,24 +125,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def in_process_runs():
-    """Settings for flow runs executed in this process rather than by a runner or worker.
-
-    The flow heartbeat lets a server mark runs whose runner died as crashed; here the runner is this very process,
-    and the heartbeat thread's shutdown adds about a second to every flow run, so it is turned off.
-    """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-
-
-def print_leaderboard(summaries: list[dict]) -> None:
+def print_leaderboard(store: Store, summaries: list[dict]) -> None:
     variants = list(REGISTRY)
     book = [REGISTRY[v].book_valid_mse for v in variants]
     datasets = sorted({s["dataset_id"] for s in summaries})
     try:
-        columns, rows = __import__("storage.results", fromlist=["query"]).query(
-            results_db(), LEADERBOARD_SQL, [variants, book, datasets])
+        columns, rows = store.results.leaderboard(variants, book, datasets)
     except Exception as exc:  # the results are safe in the record; show what the runs returned instead
         print(f"(leaderboard unavailable: {exc})", file=sys.stderr)
         columns = ["variant", "valid_mse", "naive_valid_mse", "epochs", "run_id"]
@@ -177,26 +170,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         return fail(_validation_message(exc))
     from flows.predict import predict
-    from storage.results import query
+    from tasks.runtime import current_store
 
     try:
+        store = current_store()
         summary = predict(**params.model_dump())
     except (ValueError, FileNotFoundError) as exc:  # IngestError included: bad file, unfit model, unknown run
         return fail(str(exc))
     print(format_table(list(summary), [tuple(summary.values())]))
     if summary["in_duckdb"]:
-        columns, rows = query(results_db(), "SELECT series_id, timestamp, step, value FROM forecasts "
-                                            "WHERE run_id = ? ORDER BY series_id, step LIMIT ?",
-                              [summary["run_id"], args.show])
-        print(format_table(columns, rows))
+        print(format_table(*store.results.forecasts(summary["run_id"], args.show)))
     return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from storage.results import query
+    from tasks.runtime import current_store
 
     try:
-        columns, rows = query(results_db(), args.query)
+        columns, rows = current_store().results.query(args.query)
     except FileNotFoundError as exc:
         return fail(str(exc))
     except Exception as exc:  # duckdb's own errors name the problem (syntax, unknown column, ...)
@@ -206,7 +197,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         import csv
 
-        writer = csv.writer(sys.stdout)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
     else:
@@ -215,20 +206,18 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from storage.results import rebuild, sync
+    from tasks.runtime import current_store
 
-    if args.action == "sync":
-        report = sync(records_dir(), results_db())
-    else:
-        report = rebuild(records_dir(), results_db())
+    results = current_store().results
+    report = results.sync() if args.action == "sync" else results.rebuild()
     if report.lock_retries:
-        print(f"{results_db()} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
+        print(f"{results.path} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
               file=sys.stderr)
     if report.pending:
-        return fail(f"{results_db()} is locked by another process; nothing was loaded, the results wait in "
-                    f"{records_dir()}. Close the other connection (e.g. a read-write DuckDB shell) and run this "
-                    f"again.")
-    print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results_db()}")
+        return fail(f"{results.path} is locked by another process; nothing was loaded, the results wait in "
+                    f"{results.records.root}. Close the other connection (e.g. a read-write DuckDB shell) and run "
+                    f"this again.")
+    print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results.path}")
     if report.failed:
         return fail(f"{len(report.failed)} run(s) could not be loaded and stay in the record:\n"
                     + "\n".join(f"  {run_id}: {error}" for run_id, error in sorted(report.failed.items())))
@@ -236,32 +225,29 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
-    rows = [(v.name, v.family, v.horizon, v.target, v.book_valid_mse, v.description) for v in REGISTRY.values()]
-    print(format_table(["variant", "family", "horizon", "target", "book_valid_mse", "architecture"], rows))
+    rows = [(v.name, v.family, v.horizon, v.target, ", ".join(v.hyperparameters) or "-", v.book_valid_mse,
+             v.description) for v in REGISTRY.values()]
+    print(format_table(["variant", "family", "horizon", "target", "hyperparameters", "book_valid_mse",
+                        "architecture"], rows))
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
-    from deployments.forecast import (
-        deployment_specs,
-        ensure_training_limit,
-        forecast_deployments,
-        schedules_switched_off,
-        share_cores,
-        training_slots,
-    )
+    from deployments.forecast import deployment_specs, forecast_deployments, schedules_switched_off
+    from tasks.runtime import current_store, ensure_training_limit, share_cores, training_slots
 
-    try:  # the variants and the slots are checked before Prefect is contacted
+    try:  # the settings, the variants and the slots are checked before Prefect is contacted
+        store = current_store()
         specs = deployment_specs(args.variant)
         slots = training_slots(args.training_slots, "--training-slots")
-    except ValueError as exc:
+    except ValueError as exc:  # SettingsError included
         return fail(str(exc))
     from prefect import serve
 
     slots = ensure_training_limit(slots)
     threads = share_cores(slots)
-    print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={seqcast_home()}; "
+    print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={store.root}; "
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "
           f"{threads} TensorFlow thread(s) per run", file=sys.stderr)
     switched_off = set() if args.no_schedules else schedules_switched_off([spec.full_name for spec in specs])
@@ -274,16 +260,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep flow: trigger the variants' deployments, wait for them, print the leaderboard."""
-    overrides = {k: getattr(args, k) for k in ForecastParams.model_fields if k != "variant"
-                 and getattr(args, k, None) is not None}
-    variants = list(REGISTRY) if args.all else args.variant
-    try:
-        [ForecastParams(variant=v, **overrides) for v in variants]
-    except ValidationError as exc:
-        return fail(_validation_message(exc))
+    from tasks.runtime import current_store
+
+    try:  # before anything is triggered
+        planned = planned_runs(args, current_store())
+    except ValueError as exc:  # SettingsError included
+        return fail(str(exc))
     from flows.sweep import sweep
 
-    table = sweep(variants=variants, parameters=overrides, timeout_s=args.timeout)
+    overrides = planned[0].model_dump(exclude={"variant"}, exclude_unset=True)
+    table = sweep(variants=[p.variant for p in planned], parameters=overrides, timeout_s=args.timeout)
     columns = list(dict.fromkeys(k for row in table for k in row))
     print(format_table(columns, [tuple(row.get(c) for c in columns) for row in table]))
     return 0
@@ -310,10 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and score variants through the forecast flow",
                          description="Run variants through the forecast flow (generate -> persist -> train -> "
                                      "evaluate -> record) and print their leaderboard.")
-    which = run.add_mutually_exclusive_group(required=True)
-    which.add_argument("--variant", action="append", metavar="NAME",
-                       help=f"variant to run (repeatable): {', '.join(REGISTRY)}")
-    which.add_argument("--all", action="store_true", help=f"every one-step variant: {', '.join(ONE_STEP)}")
+    add_variant_choice(run, "run")
     run.add_argument("--jobs", type=int, default=None, metavar="N",
                      help="variants run at once, as separate processes sharing the cores (default: "
                           "$SEQCAST_TRAINING_SLOTS, else one per core; 1 runs them one after another here)")
@@ -358,9 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run variants through their deployments and publish a leaderboard",
                            description="Trigger forecast/<variant> runs (served by `seqcast serve` or a "
                                        "worker), wait for them, and print and publish their leaderboard.")
-    sweep_which = sweep.add_mutually_exclusive_group(required=True)
-    sweep_which.add_argument("--variant", action="append", metavar="NAME", help="variant to run (repeatable)")
-    sweep_which.add_argument("--all", action="store_true", help="every registered variant")
+    add_variant_choice(sweep, "sweep")
     sweep.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
     add_param_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
@@ -385,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     # set here, before Prefect or TensorFlow are imported, and only where the user has not set them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    try:  # every command reads some setting: a bad SEQCAST_* variable is refused before any work
+        load_settings()
+    except SettingsError as exc:
+        return fail(str(exc))
     return args.func(args)
 
 

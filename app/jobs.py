@@ -1,9 +1,9 @@
 """``seqcast run --jobs N``: independent variants as parallel processes, the cores shared between them.
 
 The variants of one ``seqcast run`` do not depend on each other (an iterative variant waits for its base variant
-when both are planned), and these small models keep about one core busy each: bench/speed.py measured the one-step
-sweep on 2 cores in 379 s as 2 runs x 1 TensorFlow thread against 592 s one after another with 2 threads (speed.md,
-invocation 11). Each variant runs the ``forecast`` flow in a child process (``python -m seqcast.jobs``) against
+when both are planned), and these small models keep about one core busy each, so runs side by side with one
+TensorFlow thread each finish sooner than one after another (bench/speed.py). Each variant runs the ``forecast`` flow
+in a child process (``python -m app.jobs``) against
 the same Prefect API as this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts
 for this process. A child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result
 beside it; this process prints when each starts and ends, and every minute which are still running. The newest
@@ -26,7 +26,8 @@ from pathlib import Path
 
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
-from seqcast.settings import positive_int_setting
+from storage.atomic import atomic_file
+from tasks.runtime import in_process_runs, share_cores
 
 STATUS_EVERY_S = 60.0
 KEEP_RUN_LOGS = 20
@@ -57,11 +58,6 @@ def prefect_api_url() -> str:
     return server.api_url
 
 
-def keep_run_logs() -> int:
-    """How many run log folders to keep: ``SEQCAST_KEEP_RUN_LOGS``, default 20 (at least 1, this run's)."""
-    return positive_int_setting("SEQCAST_KEEP_RUN_LOGS", KEEP_RUN_LOGS)
-
-
 def prune_run_logs(log_root: Path, keep: int) -> list[Path]:
     """Remove all but the newest ``keep`` run log folders under ``log_root`` (by the time in their name).
 
@@ -86,8 +82,6 @@ def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, keep_
     A failed variant does not stop the others; its log's last lines are printed (to ``out``, default stderr).
     """
     out = out or sys.stderr
-    from deployments.forecast import share_cores
-
     folder = log_root / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
     prune_run_logs(log_root, keep_logs - 1)
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +119,7 @@ def _schedule(pending: list[Job], running: list[Job], jobs: int, env: dict, out)
             job.started = time.monotonic()
             with open(job.log, "wb") as log:
                 job.process = subprocess.Popen(
-                    [sys.executable, "-m", "seqcast.jobs", job.params.model_dump_json(), str(job.summary)],
+                    [sys.executable, "-m", "app.jobs", job.params.model_dump_json(), str(job.summary)],
                     env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             running.append(job)
             print(f"seqcast: started {job.params.variant} (log {job.log.name})", file=out)
@@ -153,8 +147,6 @@ def _schedule(pending: list[Job], running: list[Job], jobs: int, env: dict, out)
 
 def _child(params_json: str, summary_path: str) -> int:
     from flows.forecast import forecast
-    from seqcast.cli import in_process_runs
-    from storage.atomic import atomic_file
 
     with in_process_runs():
         summary = forecast(**json.loads(params_json))

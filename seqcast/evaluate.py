@@ -1,0 +1,65 @@
+"""Scoring a run: the model and the naive baseline on the valid and test splits, in original units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqcast.data import split_windows
+from seqcast.metrics import forecast_errors, naive_forecast
+from seqcast.models import Variant
+from seqcast.scaling import Scaler
+from seqcast.training import forecast
+
+EVAL_SPLITS = ("valid", "test")
+
+
+@dataclass
+class Evaluation:
+    """Metric rows, test-split prediction rows, and the inputs of the forecast plot (three validation series)."""
+
+    metrics: list[dict]
+    predictions: list[dict]
+    plot_inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+
+    def figure(self, split: str, predictor: str = "model", metric: str = "mse") -> float | None:
+        """The whole-horizon figure, or None for a split that was not scored (e.g. an empty test split)."""
+        return next((r["value"] for r in self.metrics if r["split"] == split and r["predictor"] == predictor
+                     and r["metric"] == metric and r["horizon_step"] is None), None)
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, split: str, predictor: str) -> list[dict]:
+    return [{"predictor": predictor, "split": split, **row} for row in forecast_errors(y_true, y_pred)]
+
+
+def prediction_rows(split: str, y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:
+    n, horizon = y_true.shape
+    series, step = np.divmod(np.arange(n * horizon), horizon)
+    return [{"split": split, "series_index": int(s), "horizon_step": int(h) + 1, "y_true": float(t), "y_pred": float(p)}
+            for s, h, t, p in zip(series, step, y_true.reshape(-1), y_pred.reshape(-1))]
+
+
+def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler,
+             splits: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> Evaluation:
+    """Forecast the horizon after every window of each split and score model and naive, in original units.
+
+    ``splits``: split name -> (windows (n, n_steps + horizon) in original units, series id per window or None);
+    the model sees the windows as ``scaler`` maps them, its outputs are mapped back. ``model`` is None for variants
+    without one (naive).
+    """
+    metrics, predictions, plot_inputs = [], [], None
+    for split in EVAL_SPLITS:
+        windows, series_ids = splits[split]
+        if len(windows) == 0:
+            continue
+        x, y_true = split_windows(windows, n_steps)
+        x_model, _ = split_windows(scaler.transform(windows, series_ids), n_steps)
+        y_pred = scaler.inverse(forecast(variant, model, x_model, horizon), series_ids)
+        metrics += score(y_true, y_pred, split, "model")
+        metrics += score(y_true, naive_forecast(x, horizon), split, "naive")
+        if split == "test":
+            predictions = prediction_rows(split, y_true, y_pred)
+        else:
+            plot_inputs = (x[:3, :, 0], y_true[:3], y_pred[:3])
+    return Evaluation(metrics, predictions, plot_inputs)
