@@ -38,7 +38,7 @@ def chosen_variants(args: argparse.Namespace) -> list[str]:
 
 
 def add_variant_choice(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--variant NAME`` (repeatable), ``--one-step`` or ``--all``: one of them, in every command that runs variants."""
+    """``--variant NAME`` (repeatable), ``--one-step`` or ``--all``, alike in every command that runs variants."""
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--variant", action="append", metavar="NAME",
                        help=f"variant to {what} (repeatable): {', '.join(REGISTRY)}")

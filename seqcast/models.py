@@ -2,8 +2,9 @@
 
 Every builder takes every dimension as an argument (``n_steps``, ``horizon``) and names each hyperparameter it
 uses (``units``, dropout rates); a variant lists those in ``hyperparameters``, and an option a variant does not use
-is refused rather than recorded as if it changed the model. A builder returns an uncompiled Keras model mapping inputs (batch, steps, 1) to either
-(batch, horizon) for ``target="vector"`` or (batch, out_steps, horizon) for sequence targets.
+is refused rather than recorded as if it changed the model. A builder returns an uncompiled Keras model mapping
+inputs (batch, steps, 1) to either (batch, horizon) for ``target="vector"`` or (batch, out_steps, horizon) for
+sequence targets.
 Keras is imported lazily so that importing the registry touches no TensorFlow state.
 """
 

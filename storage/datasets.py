@@ -248,7 +248,8 @@ def read_split(ref: DatasetRef, split: str) -> np.ndarray:
 def read_split_column(ref: DatasetRef, split: str, column: str) -> np.ndarray:
     """Read one per-window column of a split (e.g. ``series_id`` of an ingested dataset) as a numpy array."""
     _check_split(split)
-    return pq.read_table(ref.path / f"{split}.windows.parquet", columns=[column]).column(column).to_numpy(zero_copy_only=False)
+    table = pq.read_table(ref.path / f"{split}.windows.parquet", columns=[column])
+    return table.column(column).to_numpy(zero_copy_only=False)
 
 
 def dataset_row(ref: DatasetRef, created_at, path: str) -> dict:

@@ -7,7 +7,6 @@ import json
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
@@ -21,7 +20,6 @@ from storage.datasets import (
     content_hash,
     find_dataset,
     read_split,
-    read_split_column,
     sync_dataset,
     write_dataset,
 )
@@ -104,25 +102,6 @@ def test_a_split_without_windows_round_trips(tmp_path):
     ref = write_dataset(tmp_path, spec.dataset_id, spec.model_dump(), splits)
     assert read_split(ref, "test").shape == (0, 51) and np.array_equal(read_split(ref, "valid"), splits["valid"])
     assert ref.manifest["content_hash"] == content_hash(splits) != content_hash({**splits, "test": splits["valid"]})
-
-
-def test_format_1_datasets_are_still_read(tmp_path):
-    """Datasets written before format 2 (one fixed-size-list row per window, zstd) load unchanged."""
-    spec = SyntheticSpec(n_series=30, n_train=10, n_valid=10, n_test=10)
-    splits = generate_splits(spec)
-    folder = tmp_path / spec.dataset_id
-    folder.mkdir()
-    for name, windows in splits.items():
-        column = pa.FixedSizeListArray.from_arrays(pa.array(windows.reshape(-1)), windows.shape[1])
-        table = pa.table({"series_index": np.arange(len(windows)), "window": column, "series_id": ["s"] * 10})
-        pq.write_table(table, folder / f"{name}.parquet", compression="zstd")
-    (folder / "dataset.json").write_text(json.dumps({"dataset_id": spec.dataset_id, "spec": spec.model_dump(),
-                                                     "shapes": {k: list(v.shape) for k, v in splits.items()},
-                                                     "content_hash": content_hash(splits), "format_version": 1}))
-    ref = find_dataset(tmp_path, spec.dataset_id)
-    for name in SPLITS:
-        assert np.array_equal(read_split(ref, name), splits[name])
-    assert list(read_split_column(ref, "valid", "series_id")) == ["s"] * 10
 
 
 def test_interrupted_write_leaves_no_dataset(tmp_path, monkeypatch):
@@ -223,7 +202,7 @@ def test_content_hash_names_the_values_not_the_files(tmp_path):
     assert content_hash(moved) != ref.manifest["content_hash"]
 
 
-def test_large_split_reads_back_in_one_decode_and_older_files_across_row_groups(tmp_path):
+def test_large_split_reads_back_in_one_decode(tmp_path):
     windows = np.random.default_rng(3).random((40_000, 60), dtype=np.float32)  # 2.4M values
     path = tmp_path / "train.parquet"
     datasets.write_values(windows, path)
@@ -240,11 +219,6 @@ def test_large_split_reads_back_in_one_decode_and_older_files_across_row_groups(
         rows = db.execute("SELECT file_row_number // 60 AS window, value FROM read_parquet(?, file_row_number = true) "
                           "ORDER BY file_row_number", [str(path)]).fetchnumpy()
     assert np.array_equal(rows["value"].reshape(windows.shape), windows) and rows["window"][-1] == 39_999
-    older = tmp_path / "older.parquet"  # written as before 2026-11-29: pyarrow's default 1M-value row groups
-    pq.write_table(pq.read_table(path), older, row_group_size=1 << 20, **datasets.RAW_VALUES)
-    assert pq.read_metadata(older).num_row_groups == 3
-    for threads in (1, 2, 3):
-        assert np.array_equal(datasets.read_values(older, windows.shape, threads=threads), windows)
     with pytest.raises(ValueError, match="holds 2400000 values, its manifest says 40001 x 60"):
         datasets.read_values(path, (40_001, 60))
 

@@ -295,19 +295,19 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_readme_queries_run_and_answer(home):
+def test_documented_queries_run_and_answer(home):
     import re
 
     from tests.conftest import REPO_ROOT
 
     for variant in ("naive_10", "linear_10"):
         forecast(variant=variant, **TINY)
-    readme = (REPO_ROOT / "README.md").read_text()
-    questions = readme.split("### Questions users ask", 1)[1].split("\n#", 1)[0]
+    results_doc = (REPO_ROOT / "docs" / "results.md").read_text()
+    questions = results_doc.split("### Questions users ask", 1)[1].split("\n#", 1)[0]
     blocks = re.findall(r"```sql\n(.*?)```", questions, re.S)
     assert len(blocks) >= 4
     for sql in blocks:
-        assert rows(home, sql), f"README query returned nothing:\n{sql}"
+        assert rows(home, sql), f"docs/results.md query returned nothing:\n{sql}"
     pivot = [b for b in blocks if "PIVOT" in b][0]
     with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
         cursor = con.execute(pivot)

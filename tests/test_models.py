@@ -116,12 +116,12 @@ def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_i
     from seqcast.training import model_manifest, same_training, train
     from storage import Store
 
-    params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=8,
-                            patience=8, learning_rate=0.05)  # a rate this high makes val_loss rise and fall
+    params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=6,
+                            patience=6, learning_rate=0.05)  # a rate this high makes val_loss rise and fall
     windows = generate_time_series(300, 51, seed=3)[..., 0]
     result = train(params, windows[:200], windows[200:], logging.getLogger("test"))
     val_losses = [row["val_loss"] for row in result.history]
-    assert len(val_losses) == 8 and int(np.argmin(val_losses)) < 7  # the last epoch is not the best one
+    assert len(val_losses) == 6 and int(np.argmin(val_losses)) < 5  # the last epoch is not the best one
 
     models = Store(tmp_path).models
     key = {"variant": params.variant}
@@ -156,22 +156,22 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
     from seqcast.params import ForecastParams
     from seqcast.training import train
 
-    params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=10,
-                            patience=10, learning_rate=0.05, jit_compile=False)  # val_loss rises and falls
+    params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=5,
+                            patience=5, learning_rate=0.05, jit_compile=False)  # val_loss rises and falls
     windows = generate_time_series(300, 51, seed=3)[..., 0]
-    folder, snapshot = tmp_path / "model", tmp_path / "state-after-8"
+    folder, snapshot = tmp_path / "model", tmp_path / "state-after-3"
 
-    class CrashBeforeEpoch10(keras.callbacks.Callback):
+    class CrashBeforeEpoch5(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 8:  # keep early stopping's state after epoch 8, for the second case below
+            if epoch == 3:  # keep early stopping's state after epoch 3, for the second case below
                 shutil.copytree(folder / "backup", snapshot, ignore=lambda _, names: [
                     n for n in names if not n.startswith(("early_stopping", "best-"))])
-            if epoch == 9:
+            if epoch == 4:
                 raise RuntimeError("crash")
 
     def fit(model_dir, crash=False):
         return train(params, windows[:200], windows[200:], logging.getLogger("test"), backup_dir=model_dir / "backup",
-                     callbacks=[CrashBeforeEpoch10()] if crash else [])
+                     callbacks=[CrashBeforeEpoch5()] if crash else [])
 
     def valid_mse(result):
         predicted = result.model.predict(windows[200:, :50, None], verbose=0)
@@ -182,9 +182,9 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
     shutil.copytree(folder / "backup", tmp_path / "crashed-backup")
     resumed = fit(folder)
     val_losses = [row["val_loss"] for row in resumed.history]
-    assert len(val_losses) == 10 and int(np.argmin(val_losses)) == 8  # the best epoch came before the crash ...
-    assert val_losses[9] > val_losses[8]  # ... and the one epoch after it is worse
-    assert valid_mse(resumed) == pytest.approx(val_losses[8], rel=1e-4)  # yet the model is the run's best
+    assert len(val_losses) == 5 and int(np.argmin(val_losses)) == 3  # the best epoch came before the crash ...
+    assert val_losses[4] > val_losses[3]  # ... and the one epoch after it is worse
+    assert valid_mse(resumed) == pytest.approx(val_losses[3], rel=1e-4)  # yet the model is the run's best
 
     # A crash between the backup's write and early stopping's leaves its state one epoch behind the backup:
     # that epoch is scored from the journal against the restored weights.
@@ -194,5 +194,5 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
         stale.unlink()
     for state in snapshot.iterdir():
         shutil.copy(state, lagging / "backup" / state.name)
-    assert json.loads((lagging / "backup" / "early_stopping.json").read_text())["epochs"] == 8
-    assert valid_mse(fit(lagging)) == pytest.approx(val_losses[8], rel=1e-4)
+    assert json.loads((lagging / "backup" / "early_stopping.json").read_text())["epochs"] == 3
+    assert valid_mse(fit(lagging)) == pytest.approx(val_losses[3], rel=1e-4)

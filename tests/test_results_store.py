@@ -373,17 +373,20 @@ def test_records_with_fixed_file_names_still_load(tmp_path):
     assert not (folder / "runs.parquet").exists()
 
 
-def test_readme_lineage_query_reaches_data_model_run_and_code(concurrent_runs):
-    """The README's lineage query, run as documented, leads to files that exist and to the Prefect run."""
+def test_documented_lineage_query_reaches_data_model_run_and_code(concurrent_runs):
+    """The lineage query of docs/results.md, run as documented, leads to files that exist and to the Prefect run."""
     home, _ = concurrent_runs
-    readme = (REPO_ROOT / "README.md").read_text()
-    lineage_sql = readme.split("### Lineage", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    results_doc = (REPO_ROOT / "docs" / "results.md").read_text()
+    lineage_sql = results_doc.split("### Lineage", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
     columns, found = query(home / "results.duckdb", lineage_sql.replace("'linear'", "'naive'"))
     (row,) = [dict(zip(columns, r)) for r in found]
     assert row["flow_run_id"] in committed_records(home / "records")
     assert row["code_version"].startswith("0.1.0")
-    manifest = json.loads((Path(row["dataset_folder"]) / "dataset.json").read_text())
+    # paths are relative to SEQCAST_HOME, so the record means the same on any machine that has the home
+    assert (row["dataset_folder"], row["record_path"]) == (f"datasets/{row['dataset_id']}",
+                                                          f"records/{row['flow_run_id']}")
+    manifest = json.loads((home / row["dataset_folder"] / "dataset.json").read_text())
     assert manifest["content_hash"] == row["dataset_hash"]
-    assert rows(home / "results.duckdb", "SELECT count(*) FROM read_parquet(?)", [row["predictions_parquet"]]) == \
-        [(PREDICTIONS_PER_RUN,)]
+    assert query(home / "results.duckdb", "SELECT count(*) FROM read_parquet(?)", [row["predictions_parquet"]],
+                 home=home)[1] == [(PREDICTIONS_PER_RUN,)]
     assert row["model_path"] is None  # the naive variant has no model; trained variants name their .keras file
