@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
-#   make run   - set up .venv and run the seed notebook's one-step variants end to end
+#   make run   - set up .venv and run the seed notebook's one-step variants end to end (seqcast run --one-step)
 #   make test  - set up .venv and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -19,9 +19,9 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/seqcast run --all
+	$(BIN)/seqcast run --one-step
 
-# Two pytest-xdist workers take a third off the wall time on 2 cores: most tests wait on a subprocess or the API.
+# Two pytest-xdist workers shorten the run on 2 cores: most tests wait on a subprocess or the API.
 # TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 

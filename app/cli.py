@@ -74,8 +74,7 @@ def add_param_options(parser: argparse.ArgumentParser, model=ForecastParams, ski
 
 def planned_runs(args: argparse.Namespace, store: Store) -> list[ForecastParams]:
     """Every chosen variant's parameters, each checked against its dataset; ValueError naming the first problem."""
-    overrides = {k: getattr(args, k) for k in ForecastParams.model_fields if k != "variant"
-                 and getattr(args, k, None) is not None}
+    overrides = _overrides(args, ForecastParams, skip=("variant",))
     try:
         planned = [ForecastParams(variant=v, **overrides) for v in chosen_variants(args)]
     except ValidationError as exc:
@@ -187,8 +186,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from tasks.runtime import current_store
 
     try:
-        columns, rows = current_store().results.query(args.query)
-    except FileNotFoundError as exc:
+        columns, rows = current_store().results.read_only_query(args.query)
+    except (FileNotFoundError, ValueError) as exc:
         return fail(str(exc))
     except Exception as exc:  # duckdb's own errors name the problem (syntax, unknown column, ...)
         return fail(f"query failed: {exc}")
@@ -268,8 +267,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return fail(str(exc))
     from flows.sweep import sweep
 
-    overrides = planned[0].model_dump(exclude={"variant"}, exclude_unset=True)
-    table = sweep(variants=[p.variant for p in planned], parameters=overrides, timeout_s=args.timeout)
+    table = sweep(variants=[p.variant for p in planned], parameters=_overrides(args, ForecastParams, skip=("variant",)),
+                  timeout_s=args.timeout)
     columns = list(dict.fromkeys(k for row in table for k in row))
     print(format_table(columns, [tuple(row.get(c) for c in columns) for row in table]))
     return 0

@@ -44,7 +44,7 @@ print(json.dumps(run_reference(load_reference(path), name, epochs)))
 
 
 def seqcast_command(variant: str, seed: int, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "seqcast.cli", "run", "--variant", variant, "--seed", str(seed),
+    return [sys.executable, "-m", "app.cli", "run", "--variant", variant, "--seed", str(seed),
             "--epochs", str(epochs), "--jobs", "1"]
 
 
@@ -57,8 +57,8 @@ def seqcast_result(home: Path, variant: str) -> dict:
 
 
 def main() -> int:
-    from deployments.forecast import available_cores
     from seqcast.models import get_variant
+    from tasks.runtime import available_cores
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variant")

@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seqcast.models import REGISTRY  # noqa: E402
 from seqcast.params import ForecastParams, normalized_params  # noqa: E402
-from seqcast.settings import results_db  # noqa: E402
-from storage.results import query  # noqa: E402
+from tasks.runtime import current_store  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,9 +35,10 @@ ORDER BY r.finished_at DESC
 
 def existing_run(params: ForecastParams) -> dict | None:
     """The newest completed run of exactly these parameters, if the results database has one."""
-    if not results_db().exists():
+    results = current_store().results
+    if not results.path.exists():
         return None
-    columns, rows = query(results_db(), RUN_SQL, [params.variant, params.dataset_spec().dataset_id])
+    columns, rows = results.query(RUN_SQL, [params.variant, params.dataset_spec().dataset_id])
     wanted = params.model_dump()
     for row in rows:
         found = dict(zip(columns, row))

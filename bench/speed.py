@@ -76,7 +76,7 @@ def machine() -> str:
                 if line.startswith("model name")), "unknown CPU")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items() if k != "seqcast")
-    from deployments.forecast import available_cores
+    from tasks.runtime import available_cores
 
     return f"{available_cores()} cores ({cpu}), {memory:.0f} GiB RAM, no GPU; {versions}"
 
@@ -225,9 +225,9 @@ def sweep_section(variants: list[str], epochs: int, server, reference_seconds: d
     once per training-slot setting on this machine's cores; against the reference run one after another."""
     from prefect.client.orchestration import get_client
 
-    from deployments.forecast import available_cores
     from flows.forecast import forecast
     from flows.sweep import sweep
+    from tasks.runtime import available_cores
     from tests.prefect_server import wait_for_deployments
 
     forecast(variant="naive", epochs=epochs)  # the one-step dataset exists before either timed sweep
@@ -240,7 +240,7 @@ def sweep_section(variants: list[str], epochs: int, server, reference_seconds: d
             env.pop(name, None)  # seqcast serve shares the cores out among the slots
         log_path = server.home / f"serve-{slots}.log"
         with open(log_path, "wb") as log:
-            serving = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "serve", "--no-schedules",
+            serving = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-schedules",
                                         *[a for v in variants for a in ("--variant", v)]], cwd=ROOT, env=env,
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:  # each pass starts with no deployments: they exist once this serve registered them
@@ -307,7 +307,7 @@ def main() -> int:
 
     server = start_server(workdir / "prefect")
     os.environ.update({"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.home)})
-    from deployments.forecast import ensure_training_limit
+    from tasks.runtime import ensure_training_limit
 
     ensure_training_limit(resize=False)  # as `seqcast run` does: its runs acquire a training slot
     sections = [f"# seqcast speed benchmark\n\nMachine: {machine()}; "

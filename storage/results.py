@@ -461,6 +461,39 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
         con.close()
 
 
+# What ``seqcast sql`` runs: queries (a PIVOT parses as several statements), never COPY, ATTACH, INSTALL or SET.
+READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.MULTI,
+                        duckdb.StatementType.PRAGMA, duckdb.StatementType.CALL}
+STORE_FOLDERS = ("datasets", "models", RECORDS)
+
+
+def read_only_query(db_path: Path, sql: str, home: Path, timeout_s: float | None = None):
+    """Run one statement of a user's SQL that writes nothing anywhere: not the database, not a file.
+
+    The connection is read-only, may read only the store's own files (paths relative to ``home`` resolve against
+    it), and its configuration is locked before the statement runs. ValueError names a refused statement.
+    """
+    statements = duckdb.extract_statements(sql)
+    if len(statements) != 1:
+        raise ValueError(f"give one statement at a time, got {len(statements)}")
+    if statements[0].type not in READ_ONLY_STATEMENTS:
+        raise ValueError(f"{statements[0].type.name} statements are refused: seqcast sql only reads (SELECT, "
+                         f"PIVOT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)")
+    if not db_path.exists():
+        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first")
+    con = _connect(db_path, True, timeout_s, None)
+    try:
+        con.execute("SET file_search_path = ?", [str(home)])
+        con.execute("SET allowed_directories = ?", [[str(home), *(f"{folder}/" for folder in STORE_FOLDERS)]])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall()
+    finally:
+        con.close()
+
+
 class Records:
     """The records part of a store: ``records/<run_id>/``, the source of truth the results database loads."""
 
@@ -496,6 +529,10 @@ class Results:
     def query(self, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
         """Run one read-only query; file paths in it resolve against the store's root."""
         return query(self.path, sql, params, self.lock_timeout_s, home=self.home)
+
+    def read_only_query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        """Run a user's query, which may read the store's files and write nothing (see :func:`read_only_query`)."""
+        return read_only_query(self.path, sql, self.home, self.lock_timeout_s)
 
     def sync(self) -> LoadReport:
         return sync(self.records.root, self.path, self.lock_timeout_s)

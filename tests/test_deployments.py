@@ -21,7 +21,7 @@ from deployments.forecast import available_cores, deployment_specs, forecast_dep
 from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
-from storage.models import load_manifest
+from storage import Store
 from tests.conftest import REPO_ROOT, TINY
 from tests.prefect_server import prefect_api, task_run_states, wait_for_deployments
 
@@ -65,8 +65,9 @@ def test_schedule_comes_from_configuration(monkeypatch):
     assert deployment.schedules[0].active is False and deployment.schedules[0].schedule.timezone == "Europe/Berlin"
     assert nightly_cron(2, 1, 0, 10) == "20 1 * * *"
     monkeypatch.setenv("SEQCAST_SCHEDULE_START", "25:00")
-    with pytest.raises(ValueError, match="not a time of day"):
+    with pytest.raises(ValueError, match="SEQCAST_SCHEDULE_START=.25:00.: must be a time of day HH:MM"):
         deployment_specs()
+    monkeypatch.delenv("SEQCAST_SCHEDULE_START")
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         deployment_specs(["nope"])
 
@@ -106,7 +107,8 @@ def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys, 
     assert "--training-slots must be at least 1, got 0" in capsys.readouterr().err
     monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "two")
     assert cli(["serve"]) == 2
-    assert "SEQCAST_TRAINING_SLOTS must be a whole number of at least 1, got 'two'" in capsys.readouterr().err
+    assert "SEQCAST_TRAINING_SLOTS='two': Input should be a valid integer" in capsys.readouterr().err
+    monkeypatch.delenv("SEQCAST_TRAINING_SLOTS")
     assert cli(["sweep", "--variant", "linear", "--epochs", "-1"]) == 2
     assert "epochs: Input should be greater than or equal to 1" in capsys.readouterr().err
 
@@ -212,7 +214,7 @@ def test_served_deployment_run_records_results_and_artifacts(served):
     assert progress.data == 100.0
     # seqcast serve shares the cores out among the training slots (1 here) through the runs' environment
     (model_path,) = rows(home, "SELECT model_path FROM runs WHERE flow_run_id = ?", [run_id])[0]
-    assert load_manifest(model_path)["tensorflow_threads"] == os.environ.get("TF_NUM_INTRAOP_THREADS",
+    assert Store(home).models.manifest(model_path)["tensorflow_threads"] == os.environ.get("TF_NUM_INTRAOP_THREADS",
                                                                              str(available_cores()))
 
 
@@ -253,7 +255,7 @@ def test_a_retry_after_training_keeps_the_trained_model(served):
     messages = flow_run_messages(run_id, until="linear was already trained in this flow run (2 epochs")
     assert any("linear was already trained in this flow run (2 epochs" in m for m in messages)
     assert sum("linear epoch 2/2" in m for m in messages) == 1  # trained once: the retry fitted nothing
-    manifest = load_manifest(home / "models" / run_id / "model.keras")
+    manifest = Store(home).models.manifest(f"models/{run_id}/model.keras")
     assert rows(home, "SELECT epochs, train_seconds FROM runs WHERE run_id = ?", [run_id]) == [
         (2, pytest.approx(manifest["train_seconds"]))]
     assert rows(home, "SELECT epoch FROM history WHERE run_id = ? ORDER BY epoch", [run_id]) == [(1,), (2,)]

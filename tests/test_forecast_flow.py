@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from app.cli import main as cli
 from flows.forecast import forecast
+from storage import Store
 from storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
-from storage.models import load_manifest
 from tests.conftest import TINY
 from tests.prefect_server import task_run_states
 
@@ -41,8 +41,8 @@ def test_linear_end_to_end_then_dataset_reused(home):
         assert client.read_flow_run(run_id).name == f"linear · {first['dataset_id']}"
 
     (ds,) = rows(home, "SELECT dataset_id, n_series, n_steps, horizon, n_train, n_valid, n_test, path FROM datasets")
-    assert ds[:7] == (first["dataset_id"], 240, 50, 1, 160, 40, 40) and Path(ds[7]).is_dir()
-    assert not (Path(ds[7]) / UNSYNCED).exists()  # published unsynced, flushed to disk before the record named it
+    assert ds[:7] == (first["dataset_id"], 240, 50, 1, 160, 40, 40) and (home / ds[7]).is_dir()
+    assert not (home / ds[7] / UNSYNCED).exists()  # published unsynced, flushed to disk before the record named it
     (run,) = rows(home, "SELECT variant, status, epochs, n_params, model_path, flow_run_id, dataset_id FROM runs")
     assert run[:4] == ("linear", "completed", 2, 51) and run[5] == run_id and run[6] == first["dataset_id"]
     metric_rows = rows(home, "SELECT predictor, split, metric FROM metrics WHERE horizon_step IS NULL ORDER BY ALL")
@@ -53,19 +53,19 @@ def test_linear_end_to_end_then_dataset_reused(home):
     assert rows(home, "SELECT epoch FROM history ORDER BY epoch") == [(1,), (2,)]
     assert rows(home, "SELECT count(*) FROM predictions WHERE split='test'") == [(40,)]
 
-    manifest = load_manifest(run[4])
+    manifest = Store(home).models.manifest(run[4])
     assert manifest["variant"] == "linear" and manifest["dataset_id"] == first["dataset_id"]
     assert manifest["epochs"] == 2 and "keras" in manifest["libraries"] and manifest["params"]["epochs"] == 2
-    assert (Path(run[4]).parent / "forecast.png").stat().st_size > 1000
-    assert (Path(run[4]).parent / "learning_curve.png").stat().st_size > 1000
+    assert (home / run[4]).with_name("forecast.png").stat().st_size > 1000
+    assert (home / run[4]).with_name("learning_curve.png").stat().st_size > 1000
 
-    dataset_files = {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()}
+    dataset_files = {p: p.stat().st_mtime_ns for p in (home / ds[7]).iterdir()}
     second = forecast(variant="naive", **TINY)
     assert second["dataset_id"] == first["dataset_id"]
     # no generate-series, no persist-dataset: the dataset is reused
     assert task_run_states(second["run_id"], 3) == [(name, "Completed") for name in (
         "evaluate-model", "publish-artifacts", "record-results")]
-    assert {p: p.stat().st_mtime_ns for p in Path(ds[7]).iterdir()} == dataset_files
+    assert {p: p.stat().st_mtime_ns for p in (home / ds[7]).iterdir()} == dataset_files
     assert rows(home, "SELECT count(*) FROM datasets") == [(1,)]
     assert rows(home, "SELECT variant FROM leaderboard ORDER BY valid_mse") != []
 
@@ -174,10 +174,13 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
     monkeypatch.setenv("SEQCAST_KEEP_RUN_LOGS", "all")
     assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "2"]) == 2
-    assert "SEQCAST_KEEP_RUN_LOGS must be a whole number of at least 1, got 'all'" in capsys.readouterr().err
+    assert "SEQCAST_KEEP_RUN_LOGS='all': Input should be a valid integer" in capsys.readouterr().err
     monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "two")
     assert cli(["run", "--variant", "naive", "--variant", "linear"]) == 2
-    assert "SEQCAST_TRAINING_SLOTS must be a whole number of at least 1, got 'two'" in capsys.readouterr().err
+    assert "SEQCAST_TRAINING_SLOTS='two': Input should be a valid integer" in capsys.readouterr().err
+    monkeypatch.delenv("SEQCAST_TRAINING_SLOTS")
+    assert cli(["run", "--variant", "lstm", "--variant", "wavenet", "--units", "8"]) == 2
+    assert "variant 'wavenet' does not use units: its architecture takes none" in capsys.readouterr().err
     assert not home.exists()
 
 
@@ -194,6 +197,25 @@ def test_cli_run_and_sql(home, capsys):
                                                    {"variant": "naive", "epochs": None}]
     assert cli(["sql", "SELECT nope FROM runs"]) == 2
     assert "query failed" in capsys.readouterr().err
+
+    # the store's own files are readable by their stored (relative) paths; CSV lines end in \n
+    assert cli(["sql", "SELECT count(*) AS n FROM read_parquet((SELECT files ->> '$.runs' FROM loaded_records "
+                       "ORDER BY run_id LIMIT 1))", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "n\n1\n"
+    # read-only: nothing is written, to the database or to any file, and nothing outside the store is read
+    outside = home.parent / "outside.csv"
+    outside.write_text("secret\n")
+    for sql, problem in ((f"COPY (SELECT 42) TO '{home}/records/x.csv'", "COPY statements are refused"),
+                         ("COPY runs TO 'runs.parquet'", "COPY statements are refused"),
+                         ("CREATE TABLE t (a INT)", "CREATE statements are refused"),
+                         (f"ATTACH '{home.parent}/other.duckdb'", "ATTACH statements are refused"),
+                         ("SET enable_external_access = true", "SET statements are refused"),
+                         ("SELECT 1; SELECT 2", "one statement at a time"),
+                         (f"SELECT * FROM read_csv('{outside}')", "Permission Error")):
+        assert cli(["sql", sql]) == 2
+        assert problem in capsys.readouterr().err, sql
+    assert not (home / "records" / "x.csv").exists() and not Path("runs.parquet").exists()
+    assert not (home.parent / "other.duckdb").exists()
 
 
 def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
@@ -217,7 +239,7 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
     threads = str(max(1, available_cores() // 2))
     for variant in ("linear", "deep_rnn_dense"):
         (path,) = rows(home, "SELECT model_path FROM runs WHERE variant = ?", [variant])[0]
-        assert load_manifest(Path(path))["tensorflow_threads"] == threads
+        assert Store(home).models.manifest(path)["tensorflow_threads"] == threads
     logs = sorted(p.name for p in (home / "logs").glob("run-*/*.log"))
     assert logs == ["01-iterative_10.log", "02-deep_rnn_dense.log", "03-linear.log"]
 

@@ -18,8 +18,9 @@ from flows.forecast import forecast
 from flows.ingest import ingest
 from flows.predict import deployment, predict
 from seqcast.ingest import IngestError
+from seqcast.layers import CUSTOM_OBJECTS
+from storage import Store
 from storage.datasets import find_dataset, read_split
-from storage.models import load_manifest, load_model
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}
@@ -63,7 +64,7 @@ def test_variants_train_on_ingested_data_with_metrics_in_original_units(trained)
     assert set(board) == {"linear", "naive"} and board["naive"] == pytest.approx(1.0)
 
     # the scaler fit at ingest travels with the model
-    manifest = load_manifest(trained.linear["model_path"])
+    manifest = Store(trained.home).models.manifest(trained.linear["model_path"])
     dataset_manifest = json.loads((home / "datasets" / ds / "dataset.json").read_text())
     assert manifest["scaling"] == dataset_manifest["scaling"] and manifest["scaling"]["mode"] == "series"
 
@@ -85,8 +86,8 @@ def test_predict_best_linear_continues_every_series(trained, tmp_path, monkeypat
     assert np.allclose(exported["value"], [r[5] for r in got])
 
     # the same numbers by hand: standardise the last 14 days with the training statistics, apply, invert
-    frame, model = trained.frame, load_model(trained.linear["model_path"])
-    stats = load_manifest(trained.linear["model_path"])["scaling"]["stats"]
+    frame, model = trained.frame, Store(trained.home).models.load(trained.linear["model_path"], CUSTOM_OBJECTS)
+    stats = Store(trained.home).models.manifest(trained.linear["model_path"])["scaling"]["stats"]
     for i, sid in enumerate(["s00", "s01", "s02", "s03"]):
         mean, std = stats[sid]
         last = frame.loc[frame["store"] == sid, "sales"].to_numpy()[-14:]
