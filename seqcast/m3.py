@@ -125,12 +125,14 @@ def long_frame(data: M3Subset) -> pd.DataFrame:
     value, sum over series of (n_train + h) rows, series in id order and each in time order. Written to a file,
     it ingests like any other long-format input.
     """
-    frames = []
-    for i, sid in enumerate(data.series_ids):
-        values = data.full(i)
-        frames.append(pd.DataFrame({"series_id": sid, "timestamp": calendar(len(values), data.freq),
-                                    "value": values}))
-    return pd.concat(frames, ignore_index=True)
+    values = [data.full(i) for i in range(len(data))]
+    lengths = np.array([len(v) for v in values])
+    positions = np.concatenate([np.arange(n) for n in lengths])
+    return pd.DataFrame({
+        "series_id": np.repeat(np.array(data.series_ids, dtype=object), lengths),
+        "timestamp": calendar(int(lengths.max()), data.freq)[positions],
+        "value": np.concatenate(values),
+    })
 
 
 def load_long(subset: str) -> pd.DataFrame:
