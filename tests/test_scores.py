@@ -188,3 +188,15 @@ def test_m3_monthly_reproduces_published_theta_and_naive():
                          data.period)
     assert naive.smape == pytest.approx(18.18, abs=0.01)
     assert math.isfinite(naive.mase)
+
+
+def test_core_modules_import_no_orchestration_or_storage():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import seqcast.m3, seqcast.scores, seqcast.stats; "
+            "print(sorted(m for m in ('prefect', 'storage', 'tasks', 'flows') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    assert out.strip() == "[]"
