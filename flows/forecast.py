@@ -82,7 +82,7 @@ def forecast(
     run_id = str(flow_run.id or uuid.uuid4())
 
     try:  # a dataset or base run that does not fit is as final as a bad parameter: fail now, no retry
-        params, dataset = fit_to_dataset(params)
+        params, dataset = fit_to_dataset(params) if params.dataset_id is not None else (params, None)
         base_run = base_model_run(params) if params.base_run_id is not None else None
     except ValueError:
         give_up_retries()

@@ -33,7 +33,8 @@ def plan(variants: list[str], parameters: dict) -> list[ForecastParams]:
         raise ValueError("parameters must not set 'variant': list the variants in `variants`")
     planned = [ForecastParams(variant=v, **parameters) for v in dict.fromkeys(variants)]
     for params in planned:
-        fit_to_dataset(params)  # a variant that cannot fit an ingested dataset fails the sweep before any trigger
+        if params.dataset_id is not None:  # a variant that cannot fit the dataset fails the sweep before any trigger
+            fit_to_dataset(params)
     return planned
 
 

@@ -13,10 +13,8 @@ from tasks.runtime import current_store
 
 
 @task(name="fit-to-dataset", cache_policy=NO_CACHE)
-def fit_to_dataset(params: ForecastParams) -> tuple[ForecastParams, DatasetRef | None]:
-    """Resolve ``params.dataset_id`` (if set) and fit the parameters to it; raise ValueError if they cannot fit."""
-    if params.dataset_id is None:
-        return params, None
+def fit_to_dataset(params: ForecastParams) -> tuple[ForecastParams, DatasetRef]:
+    """Resolve ``params.dataset_id`` and fit the parameters to it; raise ValueError if they cannot fit."""
     dataset = current_store().datasets.require(params.dataset_id)
     return params.for_dataset(dataset.manifest["spec"]), dataset
 

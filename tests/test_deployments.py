@@ -234,10 +234,10 @@ def run_failing_once(served, stage: str, seed: int, tasks: int) -> tuple[Path, s
 
 
 def test_training_failure_is_retried_and_resumes_without_regenerating_data(served):
-    home, run_id, states = run_failing_once(served, "train", seed=7, tasks=7)
+    home, run_id, states = run_failing_once(served, "train", seed=7, tasks=9)
     # the first try generated and persisted the data; the retry found it and did not generate it again
-    assert [s for s in states if s[0] in ("generate-series", "persist-dataset")] == [
-        ("generate-series", "Completed"), ("persist-dataset", "Completed")]
+    assert [s for s in states if s[0] in ("generate-series", "persist-synthetic-dataset")] == [
+        ("generate-series", "Completed"), ("persist-synthetic-dataset", "Completed")]
     assert sorted(s for s in states if s[0] == "train-model") == [("train-model", "Completed"),
                                                                   ("train-model", "Failed")]
     assert rows(home, "SELECT count(*) FROM runs WHERE flow_run_id = ?", [run_id]) == [(1,)]
@@ -248,7 +248,7 @@ def test_training_failure_is_retried_and_resumes_without_regenerating_data(serve
 
 
 def test_a_retry_after_training_keeps_the_trained_model(served):
-    home, run_id, states = run_failing_once(served, "evaluate", seed=8, tasks=8)
+    home, run_id, states = run_failing_once(served, "evaluate", seed=8, tasks=10)
     assert sorted(s for s in states if s[0] == "evaluate-model") == [("evaluate-model", "Completed"),
                                                                      ("evaluate-model", "Failed")]
     assert [s for s in states if s[0] == "train-model"].count(("train-model", "Completed")) == 2

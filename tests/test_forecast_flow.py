@@ -35,8 +35,9 @@ def rows(home: Path, sql: str, params=None):
 def test_linear_end_to_end_then_dataset_reused(home):
     first = forecast(variant="linear", **TINY)
     run_id = first["run_id"]
-    assert task_run_states(run_id, 6) == [(name, "Completed") for name in (
-        "evaluate-model", "generate-series", "persist-dataset", "publish-artifacts", "record-results", "train-model")]
+    assert task_run_states(run_id, 7) == [(name, "Completed") for name in (
+        "evaluate-model", "find-dataset", "generate-series", "persist-synthetic-dataset", "publish-artifacts",
+        "record-results", "train-model")]
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(run_id).name == f"linear · {first['dataset_id']}"
 
@@ -62,9 +63,9 @@ def test_linear_end_to_end_then_dataset_reused(home):
     dataset_files = {p: p.stat().st_mtime_ns for p in (home / ds[7]).iterdir()}
     second = forecast(variant="naive", **TINY)
     assert second["dataset_id"] == first["dataset_id"]
-    # no generate-series, no persist-dataset: the dataset is reused
-    assert task_run_states(second["run_id"], 3) == [(name, "Completed") for name in (
-        "evaluate-model", "publish-artifacts", "record-results")]
+    # no generate-series, no persist-synthetic-dataset: the dataset is reused
+    assert task_run_states(second["run_id"], 4) == [(name, "Completed") for name in (
+        "evaluate-model", "find-dataset", "publish-artifacts", "record-results")]
     assert {p: p.stat().st_mtime_ns for p in (home / ds[7]).iterdir()} == dataset_files
     assert rows(home, "SELECT count(*) FROM datasets") == [(1,)]
     assert rows(home, "SELECT variant FROM leaderboard ORDER BY valid_mse") != []
@@ -79,8 +80,9 @@ def test_a_dataset_a_crash_cut_short_is_generated_again(home):
     (dataset.path / "test.parquet").write_bytes(b"")  # published, then lost with the page cache before its sync
     result = forecast(variant="naive", **TINY)
     assert result["dataset_id"] == spec.dataset_id
-    assert task_run_states(result["run_id"], 5) == [(name, "Completed") for name in (
-        "evaluate-model", "generate-series", "persist-dataset", "publish-artifacts", "record-results")]
+    assert task_run_states(result["run_id"], 6) == [(name, "Completed") for name in (
+        "evaluate-model", "find-dataset", "generate-series", "persist-synthetic-dataset", "publish-artifacts",
+        "record-results")]
     assert [p.name for p in (home / "datasets").iterdir()] == [spec.dataset_id]  # the damaged copy is gone
     again = find_dataset(home / "datasets", spec.dataset_id)
     assert not (again.path / UNSYNCED).exists()  # generated again, and synced by the record step

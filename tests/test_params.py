@@ -4,6 +4,7 @@ import json
 
 import pytest
 from pydantic import ValidationError
+from pydantic_core import PydanticUndefined
 
 from seqcast.params import ForecastParams, normalized_params
 
@@ -28,16 +29,22 @@ def test_hyperparameters_are_the_variants_and_others_are_refused():
             ForecastParams(variant=variant, **{option: 5 if option == "units" else 0.1})
 
 
-def test_the_forecast_flow_and_its_parameter_model_cannot_drift_apart():
-    """The flow's signature is what deployments and the UI show; ForecastParams validates it: same names, defaults."""
+def test_the_flows_and_their_parameter_models_cannot_drift_apart():
+    """A flow's signature is what deployments and the UI show; its model validates it: same names and defaults."""
     import inspect
 
     from flows.forecast import forecast
+    from flows.ingest import ingest
+    from flows.predict import predict
+    from seqcast.ingest import IngestParams
+    from seqcast.predict import PredictParams
 
-    signature = inspect.signature(forecast.fn).parameters
-    assert list(signature) == list(ForecastParams.model_fields)
-    for name, parameter in signature.items():
-        assert parameter.default == ForecastParams.model_fields[name].default, name
+    for flow, model in ((forecast, ForecastParams), (ingest, IngestParams), (predict, PredictParams)):
+        signature = inspect.signature(flow.fn).parameters
+        assert list(signature) == list(model.model_fields), flow.name
+        for name, parameter in signature.items():
+            default = model.model_fields[name].default
+            assert parameter.default == (inspect.Parameter.empty if default is PydanticUndefined else default), name
 
 
 def test_xla_default_is_the_variants_and_an_explicit_choice_wins():

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
@@ -143,32 +142,6 @@ def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypat
     with pytest.raises(error, match=message):
         predict(**kwargs)
     assert _forecast_state(trained.home) == before  # no record folder, no forecasts row
-
-
-def test_stale_latest_windows_are_refused_until_the_file_is_ingested_again(trained, tmp_path, monkeypatch):
-    """Datasets ingested before 2026-11-29 kept the latest complete window even when a gap made it end early.
-
-    Ingesting the same file again gives the same dataset id and reuses the folder; it rewrites those windows.
-    """
-    monkeypatch.setenv("SEQCAST_HOME", str(trained.home))
-    source = str(write(daily_series(n_series=4, days=100), tmp_path / "older.csv"))  # ends 2024-04-09
-    dataset_id = ingest(source=source, **COLUMNS, **WINDOW)["dataset_id"]
-    path = trained.home / "datasets" / dataset_id / "series.parquet"
-    series = pq.read_table(path)
-    stale = series.to_pylist()
-    stale[1]["latest_end"] -= pd.Timedelta(days=3)  # as the old ingest stored it for a gap 2 days before the end
-    pq.write_table(pa.Table.from_pylist(stale, schema=series.schema), path)
-    before = _forecast_state(trained.home)
-    with pytest.raises(IngestError, match=rf"dataset {dataset_id}: the stored latest windows of 1 series stop "
-                                          r"before the series' end, .*\('s01': window ends 2024-04-06 00:00:00, "
-                                          r"series ends 2024-04-09 00:00:00\); ingest the file again"):
-        predict(run_id=trained.linear["run_id"], dataset_id=dataset_id)
-    assert _forecast_state(trained.home) == before
-    assert ingest(source=source, **COLUMNS, **WINDOW)["dataset_id"] == dataset_id
-    assert pq.read_table(path).equals(series)
-    rewritten = path.stat().st_ino
-    ingest(source=source, **COLUMNS, **WINDOW)  # nothing stale left: the table stays as it is
-    assert path.stat().st_ino == rewritten
 
 
 @pytest.mark.parametrize("bad, message", [
