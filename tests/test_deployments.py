@@ -17,11 +17,12 @@ import duckdb
 import pytest
 import yaml
 
-from deployments.forecast import available_cores, deployment_specs, forecast_deployments, nightly_cron
+from deployments.forecast import deployment_specs, forecast_deployments, nightly_cron
 from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
 from seqcast.models import REGISTRY
 from seqcast.params import ForecastParams
 from storage import Store
+from tasks.runtime import available_cores
 from tests.conftest import REPO_ROOT, TINY
 from tests.prefect_server import prefect_api, task_run_states, wait_for_deployments
 
@@ -140,7 +141,7 @@ def served(prefect_server, tmp_path_factory):
                                     SEQCAST_TRAINING_SLOTS="1")
     log = home.parent / "serve.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "serve", "--variant", "naive",
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--variant", "naive",
                                     "--variant", "linear", "--no-schedules"], cwd=REPO_ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

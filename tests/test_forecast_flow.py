@@ -181,6 +181,7 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     assert cli(["run", "--variant", "naive", "--variant", "linear"]) == 2
     assert "SEQCAST_TRAINING_SLOTS='two': Input should be a valid integer" in capsys.readouterr().err
     monkeypatch.delenv("SEQCAST_TRAINING_SLOTS")
+    monkeypatch.delenv("SEQCAST_KEEP_RUN_LOGS")
     assert cli(["run", "--variant", "lstm", "--variant", "wavenet", "--units", "8"]) == 2
     assert "variant 'wavenet' does not use units: its architecture takes none" in capsys.readouterr().err
     assert not home.exists()
@@ -201,8 +202,11 @@ def test_cli_run_and_sql(home, capsys):
     assert "query failed" in capsys.readouterr().err
 
     # the store's own files are readable by their stored (relative) paths; CSV lines end in \n
-    assert cli(["sql", "SELECT count(*) AS n FROM read_parquet((SELECT files ->> '$.runs' FROM loaded_records "
-                       "ORDER BY run_id LIMIT 1))", "--format", "csv"]) == 0
+    assert cli(["sql", "SELECT files ->> '$.runs' AS runs FROM loaded_records ORDER BY run_id", "--format",
+                "csv"]) == 0
+    header, runs_file, _, end = capsys.readouterr().out.split("\n")
+    assert (header, end) == ("runs", "") and runs_file.startswith("records/")
+    assert cli(["sql", f"SELECT count(*) AS n FROM read_parquet('{runs_file}')", "--format", "csv"]) == 0
     assert capsys.readouterr().out == "n\n1\n"
     # read-only: nothing is written, to the database or to any file, and nothing outside the store is read
     outside = home.parent / "outside.csv"
@@ -292,7 +296,7 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
     home = tmp_path / "seqcast-home"
     env = prefect_server.client_env(SEQCAST_HOME=str(home))
     args = [*TINY_ARGS[:-2], "--epochs", "100000", "--patience", "100000"]  # training until stopped, however slow
-    process = subprocess.Popen([sys.executable, "-m", "seqcast.cli", "run", "--variant", "linear", "--variant",
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--variant", "linear", "--variant",
                                 "deep_rnn_dense", "--jobs", "2", *args], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     marker = f"SEQCAST_HOME={home}"
