@@ -81,7 +81,7 @@ def planned_runs(args: argparse.Namespace, store: Store) -> list[ForecastParams]
         raise ValueError(_validation_message(exc)) from None
     for params in planned:  # every variant must fit an ingested dataset before the first one trains
         if params.dataset_id is not None:
-            params.for_dataset(store.datasets.require(params.dataset_id).manifest["spec"])
+            params.for_dataset(store.datasets.require(params.dataset_id).manifest)
     return planned
 
 

@@ -16,6 +16,7 @@ import seqcast
 from flows.validation import give_up_retries, validated
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
+from seqcast.training import Diverged
 from tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
 from tasks.evaluate import ScoredRun, evaluate_model
 from tasks.publish import publish_artifacts
@@ -92,21 +93,23 @@ def forecast(
         dataset = find_dataset(spec) or persist_dataset(spec, generate_series(spec))
 
     kind = get_variant(params.variant)
-    trained = None
-    if kind.trainable:
-        trained = train_model(params, dataset, run_id)
-        model_path = trained.model_path
-    elif kind.target == "iterative":
-        base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
-        model_path = base_run["model_path"]
-    else:
-        model_path = None
-    history = trained.history if trained else []
-    scored = evaluate_model(params, dataset, model_path, run_id, history)
+    trained, model_path = None, None
+    try:
+        if kind.trainable:
+            trained = train_model(params, dataset, run_id)
+            model_path = trained.model_path
+        elif kind.target == "iterative":
+            base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
+            model_path = base_run["model_path"]
+        scored = evaluate_model(params, dataset, model_path, run_id, trained.history if trained else [])
+    except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
+        give_up_retries()
+        record_results(run_id, result_rows(run_id, params, dataset, trained, model_path, base_run, None, started_at,
+                                           datetime.now(UTC), time.perf_counter() - clock, error=str(exc)))
+        raise
 
-    finished_at = datetime.now(UTC)
     rows = result_rows(run_id, params, dataset, trained, model_path, base_run, scored, started_at,
-                       finished_at, time.perf_counter() - clock)
+                       datetime.now(UTC), time.perf_counter() - clock)
     report = record_results(run_id, rows)
     publish_artifacts(rows["runs"][0], rows["metrics"])
     evaluation = scored.evaluation
@@ -134,26 +137,30 @@ def base_model_run(params: ForecastParams) -> dict:
     return found
 
 
-def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_path, base_run, scored: ScoredRun,
-                started_at, finished_at, duration_s) -> dict[str, list[dict]]:
-    """Assemble the run's rows for every results table; every path in them is relative to the store's root."""
-    evaluation = scored.evaluation
+def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_path, base_run, scored: ScoredRun | None,
+                started_at, finished_at, duration_s, error: str | None = None) -> dict[str, list[dict]]:
+    """Assemble the run's rows for every results table; every path in them is relative to the store's root.
+
+    A failed run (``error``, no ``scored``) gets its runs row, status ``failed``, and no metrics.
+    """
     run_row = {
         "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
         "family": get_variant(params.variant).family, "dataset_id": dataset.dataset_id,
         "horizon": params.effective_horizon, "params": json.dumps(params.model_dump()),
-        "model_path": model_path, "status": "completed",
+        "model_path": model_path, "status": "failed" if error else "completed",
         "started_at": started_at, "finished_at": finished_at, "duration_s": duration_s,
         "train_seconds": trained.train_seconds if trained else None, "epochs": trained.epochs if trained else None,
         "n_params": trained.n_params if trained else None,
         "base_run_id": base_run["run_id"] if base_run else None,
-        "learning_curve_path": scored.learning_curve, "forecast_plot_path": scored.forecast_plot,
-        "code_version": code_version(), "record_path": f"records/{run_id}",
+        "learning_curve_path": scored.learning_curve if scored else None,
+        "forecast_plot_path": scored.forecast_plot if scored else None,
+        "code_version": code_version(), "record_path": f"records/{run_id}", "error": error,
     }
+    evaluation = scored.evaluation if scored else None
     return {
         "datasets": [current_store().datasets.row(dataset, started_at)],
         "runs": [run_row],
-        "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics],
+        "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics] if evaluation else [],
         "history": [{"run_id": run_id, **h} for h in (trained.history if trained else [])],
-        "predictions": [{"run_id": run_id, **p} for p in evaluation.predictions],
+        "predictions": [{"run_id": run_id, **p} for p in evaluation.predictions] if evaluation else [],
     }

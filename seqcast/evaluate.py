@@ -10,7 +10,7 @@ from seqcast.data import split_windows
 from seqcast.metrics import forecast_errors, naive_forecast
 from seqcast.models import Variant
 from seqcast.scaling import Scaler
-from seqcast.training import forecast
+from seqcast.training import Diverged, forecast
 
 EVAL_SPLITS = ("valid", "test")
 
@@ -56,6 +56,10 @@ def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler
         x, y_true = split_windows(windows, n_steps)
         x_model, _ = split_windows(scaler.transform(windows, series_ids), n_steps)
         y_pred = scaler.inverse(forecast(variant, model, x_model, horizon), series_ids)
+        if not np.isfinite(y_pred).all():
+            bad = int((~np.isfinite(y_pred)).any(axis=1).sum())
+            raise Diverged(f"{variant.name}: the forecasts of {bad} of {len(y_pred)} {split} windows are NaN or "
+                           f"infinite, so the run has no meaningful score")
         metrics += score(y_true, y_pred, split, "model")
         metrics += score(y_true, naive_forecast(x, horizon), split, "naive")
         if split == "test":

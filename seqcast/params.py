@@ -122,9 +122,15 @@ class ForecastParams(BaseModel):
             check_strided_fit(self.variant, self.n_steps)
         return self
 
-    def for_dataset(self, spec: dict) -> ForecastParams:
-        """These parameters on an ingested dataset: its n_steps and horizon apply; a variant that cannot fit fails."""
+    def for_dataset(self, manifest: dict) -> ForecastParams:
+        """These parameters on an ingested dataset (its manifest): its n_steps and horizon apply; a variant that
+        cannot fit it, or a dataset without training or validation windows, fails before any work."""
         variant = get_variant(self.variant)
+        spec, shapes = manifest["spec"], manifest["shapes"]
+        empty = [split for split in ("train", "valid") if shapes[split][0] == 0]
+        if empty:
+            raise ValueError(f"dataset {self.dataset_id} has no {' and no '.join(empty)} windows to fit on; "
+                             f"ingest its file again with longer series or smaller windows")
         horizon = spec["horizon"]
         if variant.target == "iterative":
             raise ValueError(f"variant {self.variant!r} is not supported on ingested datasets yet; "

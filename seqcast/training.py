@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -37,6 +38,38 @@ class TrainResult:
     train_seconds: float
     n_params: int
     history: list[dict]
+
+
+class Diverged(ValueError):
+    """A loss or a forecast became NaN or infinite: the run cannot give a meaningful result."""
+
+
+def divergence_guard(variant: str):
+    """Keras callback that stops training at the first non-finite training loss (or validation loss) it sees.
+
+    It raises :class:`Diverged` before the epoch's journal and backup record the non-finite figures.
+    """
+    import keras
+
+    class _Guard(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check(logs, "loss", f"batch {batch + 1} of epoch {self.epoch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check(logs, "val_loss", f"the end of epoch {epoch + 1}")
+
+        def _check(self, logs, key: str, where: str) -> None:
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                raise Diverged(f"{variant}: {key} became {float(value)} at {where}, so training stopped; look for "
+                               f"extreme values in the data, or lower the learning rate")
+
+    return _Guard()
 
 
 def _replace(path: Path, write) -> None:
@@ -210,7 +243,8 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     progress = EpochLogger(logger, variant.name, params.epochs,
                            journal=backup_dir / "epochs.json" if backup_dir is not None else None)
     extra_callbacks = list(callbacks)
-    callbacks = [progress.callback]  # the journal first, then the backup, then early stopping's state
+    # the guard first, so no non-finite epoch is journaled or backed up; then the journal, the backup, early stopping
+    callbacks = [divergence_guard(variant.name), progress.callback]
     if backup_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
     callbacks += [early_stopping(params.patience, backup_dir, progress), *extra_callbacks]

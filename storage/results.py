@@ -50,7 +50,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("status", pa.string()), ("started_at", TS), ("finished_at", TS), ("duration_s", pa.float64()),
         ("train_seconds", pa.float64()), ("epochs", pa.int32()), ("n_params", pa.int64()),
         ("base_run_id", pa.string()), ("learning_curve_path", pa.string()), ("forecast_plot_path", pa.string()),
-        ("code_version", pa.string()), ("record_path", pa.string()),
+        ("code_version", pa.string()), ("record_path", pa.string()), ("error", pa.string()),
     ]),
     "metrics": pa.schema([
         ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("metric", pa.string()),
@@ -339,7 +339,8 @@ def _load_into(con: duckdb.DuckDBPyConnection, records: dict[str, Path], report:
             report.loaded.append(run_id)
             break
     for run_id, error in report.failed.items():
-        log.warning("run %s was not loaded and stays in the record: %s", run_id, error)
+        log.warning("run %s was not loaded and stays in the record: %s (a database made by another version of "
+                    "seqcast is recreated from the records by `seqcast results rebuild`)", run_id, error)
 
 
 def load_records(db_path: Path, records: dict[str, Path], timeout_s: float | None = None,

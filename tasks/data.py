@@ -16,7 +16,7 @@ from tasks.runtime import current_store
 def fit_to_dataset(params: ForecastParams) -> tuple[ForecastParams, DatasetRef]:
     """Resolve ``params.dataset_id`` and fit the parameters to it; raise ValueError if they cannot fit."""
     dataset = current_store().datasets.require(params.dataset_id)
-    return params.for_dataset(dataset.manifest["spec"]), dataset
+    return params.for_dataset(dataset.manifest), dataset
 
 
 @task(name="find-dataset", cache_policy=NO_CACHE)

@@ -344,3 +344,19 @@ def test_documented_queries_run_and_answer(home):
     assert columns == ["horizon_step", "linear_10", "naive_10"]
     assert [r[0] for r in growth] == list(range(1, 11))
     assert growth[-1][2] > growth[0][2]  # naive's error grows with the horizon on sine waves
+
+
+def test_a_run_whose_loss_diverges_ends_failed_and_never_ranks(home):
+    from seqcast.training import Diverged
+
+    forecast(variant="naive", **TINY)
+    with pytest.raises(Diverged, match=r"linear: loss became (nan|inf) at batch \d+ of epoch 1, so training stopped"):
+        forecast(variant="linear", learning_rate=1e30, **TINY)
+    (run_id, status, error, epochs) = rows(home, "SELECT run_id, status, error, epochs FROM runs "
+                                                 "WHERE variant = 'linear'")[0]
+    assert status == "failed" and "loss became" in error and epochs is None
+    assert rows(home, "SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]) == [(0,)]
+    assert rows(home, "SELECT variant FROM leaderboard") == [("naive",)]  # the failed run never ranks
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+    assert flow_run.state.is_failed() and flow_run.run_count == 1  # diverging again is certain: no retry
