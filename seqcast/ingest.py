@@ -261,7 +261,8 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
         if retry.any():
             utc = timestamps.dt.tz is not None
             timestamps = timestamps.astype("datetime64[us, UTC]" if utc else "datetime64[us]")
-            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc)
+            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc) \
+                .astype(timestamps.dtype)  # pandas refuses to set values of another time unit
     if timestamps.dt.tz is not None:
         # one timeline for grids, windows and forecasts: UTC wall time, without the offset
         timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)

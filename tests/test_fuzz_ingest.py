@@ -145,3 +145,22 @@ def test_parquet_timestamps_and_dates_still_read(tmp_path):
     as_dates = prepare(params(write(frame, tmp_path / "dates.parquet")))
     assert as_timestamps.dataset_id == as_dates.dataset_id
 
+
+
+def test_timestamps_far_apart_on_a_microsecond_step_are_refused_not_built_into_a_grid(tmp_path):
+    frame = pd.DataFrame({"store": "s00", "sales": np.arange(25.0),
+                          "day": [*pd.date_range("2024-01-01", periods=24, freq="us").astype(str), "2024-01-02"]})
+    with pytest.raises(IngestError, match=r"series 's00': its 'us' grid from 2024-01-01 00:00:00 \(row 1\) to "
+                                          r"2024-01-02 00:00:00 \(row 25\) would have about 8\.64e\+10 steps"):
+        prepare(params(write(frame, tmp_path / "us.csv")))
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # pandas announces an error where it warns today
+def test_timestamps_parsed_on_a_second_pass_keep_one_time_unit(tmp_path):
+    # the first row fixes the format; a nanosecond timestamp after it is parsed on the per-cell second pass
+    path = tmp_path / "units.csv"
+    path.write_text("store,day,sales\ns0,2024-01-01 00:00:00,1.0\ns0,1970-01-01 00:00:00.000000001,1.2\n"
+                    "s0,2024-01-03 00:00:00,1.3\n")
+    with pytest.raises(IngestError, match=r"series 's0', row 1: timestamp 2024-01-01 00:00:00 is off the series' "
+                                          r"regular '2D' grid"):
+        prepare(params(path, n_steps=2, horizon=1))
