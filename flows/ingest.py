@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from prefect import flow
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.runtime import flow_run
 
-from seqcast.ingest import IngestParams, MissingPolicy
+from seqcast.ingest import IngestError, IngestParams, MissingPolicy
 from seqcast.scaling import ScalingMode
 from storage.datasets import dataset_row
 from tasks.ingest import cut_windows, persist_ingested, read_series
@@ -19,6 +23,30 @@ def run_name() -> str:
     """Name flow runs after the file they ingest, e.g. ``ingest · sales.csv``."""
     source = str((flow_run.parameters or {}).get("source", "?"))
     return f"ingest · {source.replace(chr(92), '/').rsplit('/', 1)[-1]}"
+
+
+class _RefusalWithoutTraceback(logging.Filter):
+    """Keep the line but drop the traceback of a console record about an IngestError: bad input, not a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], IngestError):
+            # the API handler (on the run loggers) has already sent the full record; only the console's copy changes
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def refusals_without_traceback() -> Iterator[None]:
+    """While inside, Prefect's console shows a refused file's IngestError as one line, with no traceback."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    quiet = _RefusalWithoutTraceback()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 @flow(name="ingest", flow_run_name=run_name, log_prints=True)

@@ -158,10 +158,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         params = IngestParams(source=args.source, **_overrides(args, IngestParams, skip=("source",)))
     except ValidationError as exc:
         return fail(_validation_message(exc))
-    from flows.ingest import ingest
+    from flows.ingest import ingest, refusals_without_traceback
 
     try:
-        summary = ingest(**params.model_dump())
+        with refusals_without_traceback():
+            summary = ingest(**params.model_dump())
     except IngestError as exc:
         return fail(str(exc))
     print(format_table(list(summary), [tuple(summary.values())]))

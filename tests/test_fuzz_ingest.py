@@ -7,11 +7,14 @@ ingest flow, which cost a Prefect flow run each. ``make test-fuzz`` runs the ``l
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from prefect.logging.handlers import PrefectConsoleHandler
 
 from flows.ingest import ingest
 from seqcast.cli import main as cli  # the one place these tests name the CLI
@@ -56,6 +59,24 @@ def test_header_only_csv_is_refused_before_anything_is_written(home, tmp_path, c
     assert "empty.csv has no data rows" in refused_by_cli(path, capsys)
     assert not home.exists()
 
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_refusal_reaches_the_console_without_a_traceback(home, tmp_path, capsys):
+    path = tmp_path / "empty.csv"
+    path.write_text("store,day,sales\n")
+    # Prefect's console handler writes to the stderr of its set-up time, which no capture fixture sees
+    (handler,) = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    console, handler.console.file = handler.console.file, io.StringIO()
+    try:
+        assert cli(["ingest", str(path), *CLI_OPTIONS]) == 2
+        prefect_lines = handler.console.file.getvalue()
+    finally:
+        handler.console.file = console
+    # Prefect's own lines about the failed run stay, as one line each
+    assert "Task run failed with exception: IngestError('empty.csv has no data rows" in prefect_lines
+    assert "Traceback" not in prefect_lines
+    assert capsys.readouterr().err.startswith("seqcast: error: empty.csv has no data rows")
 
 def test_empty_parquet_is_refused(tmp_path):
     path = write(daily_series().iloc[:0], tmp_path / "empty.parquet")
