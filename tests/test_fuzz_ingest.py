@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from prefect.logging.handlers import PrefectConsoleHandler
 
 from flows.ingest import ingest
 from seqcast.cli import main as cli  # the one place these tests name the CLI
 from seqcast.ingest import IngestError, IngestParams, prepare
+from seqcast.scaling import read_scaled_split
+from storage.datasets import find_dataset
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}
@@ -185,3 +195,194 @@ def test_timestamps_parsed_on_a_second_pass_keep_one_time_unit(tmp_path):
     with pytest.raises(IngestError, match=r"series 's0', row 1: timestamp 2024-01-01 00:00:00 is off the series' "
                                           r"regular '2D' grid"):
         prepare(params(path, n_steps=2, horizon=1))
+
+
+# ---- property-based: random damage ends in a valid dataset or an IngestError --------------------------------------
+
+FUZZ_WINDOW = {"n_steps": 4, "horizon": 2}  # short windows: most undamaged generated series can hold some
+FUZZ_COLUMNS = {"id_column": "sid", "time_column": "ts", "value_column": "y"}
+VALUE_DAMAGE = [np.nan, np.inf, -np.inf, 1e308, -3.5e38, 3.4e38, 1e-300, -1e-40, 0.0, "abc", "", "1e309", True]
+TIMESTAMP_DAMAGE = ["2024-02-31", "not a date", "", "2200-01-01", "1970-01-01 00:00:00.000000001", 17,
+                    "2024-03-01+05:00"]
+DAMAGES = ["drop column", "extra column", "rename column", "shuffle", "duplicate row", "value", "timestamp",
+           "off grid", "value type", "timestamp type", "id", "scale", "constant", "no rows", "single row series"]
+
+
+def finite_windows(prepared) -> None:
+    """A dataset's every stored window, the scaled windows the model sees, and the latest inputs are finite."""
+    assert prepared.spec["n_series"] >= 1 and len(prepared.splits["train"]) > 0
+    for part, windows in prepared.splits.items():
+        assert windows.dtype == np.float32 and np.isfinite(windows).all(), part
+        scaled = prepared.scaler.transform(windows, prepared.extra[part]["series_id"])
+        assert np.isfinite(scaled).all(), part
+    for latest in prepared.series.column("latest").to_pylist():
+        assert latest is None or np.isfinite(latest).all()
+
+
+@st.composite
+def damaged_frames(draw) -> tuple[pd.DataFrame, list[str]]:
+    """A long frame of 1-3 regular series, then up to three kinds of damage."""
+    freq = draw(st.sampled_from(["D", "h", "MS", "W-MON", "15min"]))
+    start = draw(st.sampled_from(["2024-01-01", "2023-06-05 06:00", "1999-12-31"]))
+    frames = []
+    for i in range(draw(st.integers(1, 3))):
+        length = draw(st.sampled_from([3, 12, 30, 40, 40, 40]))
+        level = draw(st.sampled_from([1.0, 10.0, -5.0, 1e-30, 1e30, 1e37]))
+        t = np.arange(length)
+        values = level * (1 + 0.3 * np.sin(2 * np.pi * t / 7 + i)) + level * 0.01 * t
+        frames.append(pd.DataFrame({"sid": f"s{i}", "ts": pd.date_range(start, periods=length, freq=freq)
+                                    .strftime("%Y-%m-%d %H:%M:%S"), "y": values}))
+    frame = pd.concat(frames, ignore_index=True).astype({"sid": object, "ts": object, "y": object})
+    # a third of the files stay whole, so valid datasets get checked as often as refusals
+    damage = draw(st.one_of(st.just([]), st.lists(st.sampled_from(DAMAGES), min_size=1, max_size=3)))
+    for kind in damage:
+        if len(frame) == 0:
+            break
+        row = draw(st.integers(0, len(frame) - 1))
+        column = draw(st.sampled_from(["sid", "ts", "y"]))
+        if kind == "drop column" and column in frame:
+            frame = frame.drop(columns=column)
+        elif kind == "extra column":
+            frame["extra"] = draw(st.sampled_from([1, "x", None]))
+        elif kind == "rename column" and column in frame:
+            frame = frame.rename(columns={column: column.upper()})
+        elif kind == "shuffle":
+            frame = frame.sample(frac=1, random_state=draw(st.integers(0, 9))).reset_index(drop=True)
+        elif kind == "duplicate row":
+            frame = pd.concat([frame, frame.iloc[[row]]], ignore_index=True)
+        elif kind == "value" and "y" in frame:
+            frame.loc[row, "y"] = draw(st.sampled_from(VALUE_DAMAGE))
+        elif kind == "timestamp" and "ts" in frame:
+            frame.loc[row, "ts"] = draw(st.sampled_from(TIMESTAMP_DAMAGE))
+        elif kind == "off grid" and "ts" in frame:
+            stamp = pd.to_datetime(frame.loc[row, "ts"], errors="coerce")
+            if stamp is not pd.NaT:
+                frame.loc[row, "ts"] = str(stamp + pd.Timedelta(draw(st.sampled_from(["1min", "1ns", "36h"]))))
+        elif kind == "value type" and "y" in frame:
+            numbers = pd.to_numeric(frame["y"], errors="coerce")
+            frame["y"] = numbers > numbers.median() if draw(st.booleans()) else numbers.astype(str)
+        elif kind == "timestamp type" and "ts" in frame:
+            frame["ts"] = np.arange(len(frame)) * draw(st.sampled_from([1, 86_400, 0.5]))
+        elif kind == "id" and "sid" in frame:
+            frame.loc[row, "sid"] = draw(st.sampled_from(["", None, 7, "s0", "ş\u00e9ries"]))
+        elif kind == "scale" and "y" in frame:
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # inf and 0 are wanted here
+                frame["y"] = pd.to_numeric(frame["y"], errors="coerce") * float(f"1e{draw(st.integers(-330, 330))}")
+        elif kind == "constant" and "y" in frame:
+            frame["y"] = draw(st.sampled_from([0.0, 1e-38, 3e38, -2.0]))
+        elif kind == "no rows":
+            frame = frame.iloc[:0]
+        elif kind == "single row series" and "sid" in frame:
+            frame.loc[row, "sid"] = "lonely"
+        frame = frame.astype(object)  # any cell may take any damage next
+    return frame, damage
+
+
+def write_damaged(frame: pd.DataFrame, folder: Path, suffix: str, typed: bool) -> Path:
+    """Write the frame as CSV, or as Parquet with each column typed by its cells where they share a type."""
+    path = folder / f"fuzz{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+        return path
+    if typed:
+        frame = frame.infer_objects()
+    try:
+        frame.to_parquet(path, index=False)
+    except (pa.ArrowException, ValueError, TypeError):  # cells of several types: Parquet holds them as text
+        frame.astype({c: str for c in frame.columns if frame[c].dtype == object}).to_parquet(path, index=False)
+    return path
+
+
+def damage_bytes(path: Path, data: st.DataObject) -> None:
+    """Maybe overwrite some bytes with ones that are not UTF-8 (CSV) or corrupt the file, or truncate it."""
+    raw = path.read_bytes()
+    kind = data.draw(st.sampled_from(["none", "none", "none", "none", "bytes", "truncate"]), label="byte damage")
+    if kind == "none" or not raw:
+        return
+    at = data.draw(st.integers(0, len(raw) - 1), label="offset")
+    if kind == "bytes":
+        junk = data.draw(st.sampled_from([b"\xff", b"\xe9", b"\xc3", b"\x00", b"\xef\xbb", b"\"", b",,"]))
+        path.write_bytes(raw[:at] + junk + raw[at + 1:])
+    else:
+        path.write_bytes(raw[:at])
+
+
+fuzz_params = st.fixed_dictionaries({
+    "missing": st.sampled_from(["fail", "drop", "interpolate"]),
+    "scaling": st.sampled_from(["series", "global", "none"]),
+    "freq": st.sampled_from([None, None, None, None, None, "D", "h"]),
+})
+
+
+@given(damaged=damaged_frames(), suffix=st.sampled_from([".csv", ".parquet"]), typed=st.booleans(),
+       options=fuzz_params, data=st.data())
+def test_damaged_files_give_a_dataset_or_an_ingest_error(damaged, suffix, typed, options, data):
+    frame, damage = damaged
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_damaged(frame, Path(folder), suffix, typed)
+        damage_bytes(path, data)
+        try:
+            prepared = prepare(IngestParams(source=str(path), **FUZZ_COLUMNS, **FUZZ_WINDOW, **options))
+        except IngestError as exc:
+            assert str(exc).strip()
+            event("refused")
+            return
+    event("dataset")
+    finite_windows(prepared)
+
+
+@given(content=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
+       header=st.sampled_from([b"", b"sid,ts,y\n", b"sid,ts,y\ns0,2024-01-01,1\n"]))
+def test_arbitrary_bytes_as_csv_give_an_ingest_error_or_a_dataset(content, header):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bytes.csv"
+        path.write_bytes(header + content)
+        try:
+            prepared = prepare(IngestParams(source=str(path), **FUZZ_COLUMNS, **FUZZ_WINDOW))
+        except IngestError as exc:
+            assert str(exc).strip()
+            return
+    finite_windows(prepared)
+
+
+@contextmanager
+def fresh_home() -> Iterator[Path]:
+    """A SEQCAST_HOME of its own for one example (the function-scoped ``home`` fixture spans every example)."""
+    before = os.environ.get("SEQCAST_HOME")
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["SEQCAST_HOME"] = str(Path(folder) / "home")
+        try:
+            yield Path(folder) / "home"
+        finally:
+            if before is None:
+                del os.environ["SEQCAST_HOME"]
+            else:
+                os.environ["SEQCAST_HOME"] = before
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@settings(max_examples=max(1, settings().max_examples // 10))  # each runs a Prefect flow
+@given(damaged=damaged_frames(), suffix=st.sampled_from([".csv", ".parquet"]), options=fuzz_params,
+       data=st.data())
+def test_damaged_files_through_the_cli_exit_0_with_a_dataset_or_2_leaving_nothing(damaged, suffix, options, data):
+    frame, damage = damaged
+    with tempfile.TemporaryDirectory() as folder, fresh_home() as home:
+        path = write_damaged(frame, Path(folder), suffix, typed=True)
+        damage_bytes(path, data)
+        argv = ["ingest", str(path), "--id-column", "sid", "--time-column", "ts", "--value-column", "y",
+                "--n-steps", "4", "--horizon", "2", "--missing", options["missing"], "--scaling", options["scaling"]]
+        err, out = io.StringIO(), io.StringIO()
+        with redirect_stderr(err), redirect_stdout(out):
+            code = cli(argv)
+        if code == 2:
+            event("refused")
+            assert err.getvalue().startswith("seqcast: error: ") and "Traceback" not in err.getvalue()
+            assert not (home / "datasets").exists() and not (home / "records").exists()
+            return
+        assert code == 0, err.getvalue()
+        event("dataset")
+        (folder,) = (home / "datasets").iterdir()
+        ref = find_dataset(home / "datasets", folder.name)
+        for part in ("train", "valid", "test"):
+            raw, scaled, _, _ = read_scaled_split(ref, part)
+            assert np.isfinite(raw).all() and np.isfinite(scaled).all()
