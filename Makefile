@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # A loaded 2-core machine can take longer than the default 20 s to start the ephemeral server.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: run test test-slow lint bench-reproduce bench-speed clean
+.PHONY: run test test-slow test-fuzz lint bench-reproduce bench-speed clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(BIN)/.installed
 
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m slow
+
+# The ingest fuzzer with many more examples than the default run (profiles in tests/conftest.py).
+test-fuzz: $(BIN)/.installed
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -p no:xdist tests/test_fuzz_ingest.py
 
 bench-reproduce: $(BIN)/.installed
 	$(BIN)/python bench/reproduce.py --skip-existing

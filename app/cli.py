@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -30,6 +32,33 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
 
     table = tabulate([[cell(v) for v in row] for row in rows], headers=columns, disable_numparse=True)
     return f"{table}\n({len(rows)} row{'s' if len(rows) != 1 else ''})"
+
+
+class _WithoutTraceback(logging.Filter):
+    """Keep the line but drop the traceback of a console record about bad input (a ValueError): not a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ValueError):
+            # the API handler (on the run loggers) has already sent the full record; only the console's copy changes
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextlib.contextmanager
+def refusals_without_traceback():
+    """While inside, Prefect's console shows a flow's refusal of bad input as one line, with no traceback; the
+    command then prints the refusal itself as ``seqcast: error: ...``."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    quiet = _WithoutTraceback()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def chosen_variants(args: argparse.Namespace) -> list[str]:
@@ -153,7 +182,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ingest
 
     try:
-        summary = ingest(**params.model_dump())
+        with refusals_without_traceback():
+            summary = ingest(**params.model_dump())
     except IngestError as exc:
         return fail(str(exc))
     print(format_table(list(summary), [tuple(summary.values())]))
@@ -173,7 +203,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     try:
         store = current_store()
-        summary = predict(**params.model_dump())
+        with refusals_without_traceback():
+            summary = predict(**params.model_dump())
     except (ValueError, FileNotFoundError) as exc:  # IngestError included: bad file, unfit model, unknown run
         return fail(str(exc))
     print(format_table(list(summary), [tuple(summary.values())]))

@@ -7,6 +7,8 @@ Every check runs before anything is written, so a rejected file leaves no trace 
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -16,16 +18,23 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.data import dataset_id_for
 from seqcast.names import SAFE_NAME
-from seqcast.scaling import Scaler, ScalingMode, fit_scaler
+from seqcast.scaling import GLOBAL_KEY, Scaler, ScalingMode, fit_scaler
 
 MissingPolicy = Literal["fail", "drop", "interpolate"]
 SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 SINGLE_SERIES_ID = "series"
 MAX_REPORTED = 10
+# windows are stored as float32: values must be finite there, and nonzero ones normal (not flushed towards 0)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).smallest_normal)
+# a series' regular grid is built in memory: timestamps far apart on a fine step (nanoseconds over years) would
+# not fit
+MAX_GRID_STEPS = 10_000_000
 PARTS = ("train", "valid", "test")
 PART_NAMES = {"train": "training", "valid": "validation", "test": "test"}
 
@@ -118,23 +127,119 @@ def read_long(params: IngestParams) -> pd.DataFrame:
         raise IngestError(f"no file at {path}")
     wanted = [c for c in (params.id_column, params.time_column, params.value_column) if c is not None]
     if path.suffix.lower() == ".csv":
-        # read as text: parsing ourselves lets every bad cell be reported with its row
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = read_csv_text(path)
+        columns = [str(c) for c in frame.columns]
     else:
-        frame = pd.read_parquet(path)
-    missing = [c for c in wanted if c not in frame.columns]
+        schema = read_parquet_schema(path)
+        columns = schema.names
+    missing = [c for c in wanted if c not in columns]
     if missing:
         hint = " (a file of one series needs no id column: pass id_column=None)" if missing == [params.id_column] \
             else ""
         raise IngestError(f"{path.name}: column(s) {', '.join(map(repr, missing))} not found; the file has "
-                          f"columns {', '.join(map(repr, map(str, frame.columns)))}{hint}")
+                          f"columns {', '.join(map(repr, columns))}{hint}")
+    if path.suffix.lower() != ".csv":
+        frame = read_parquet_columns(path, schema, params)
+    if len(frame) == 0:
+        raise IngestError(f"{path.name} has no data rows (a header or schema alone): nothing to ingest")
     ids = frame[params.id_column] if params.id_column else pd.Series(SINGLE_SERIES_ID, index=frame.index)
     return pd.DataFrame({"series_id": ids, "timestamp": frame[params.time_column],
                          "value": frame[params.value_column], "row": np.arange(1, len(frame) + 1)})
 
 
+def read_csv_text(path: Path) -> pd.DataFrame:
+    """Read a UTF-8 CSV file as text: parsing the cells ourselves lets every bad cell be reported with its row."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")  # not utf-8-sig: its error offsets would not count the byte order mark
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise IngestError(f"{path.name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                          f"(line {line}) does not decode; save the file as UTF-8") from None
+    try:
+        return pd.read_csv(io.StringIO(text.removeprefix("\ufeff")), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise IngestError(f"{path.name} is not a readable CSV file: {exc}".rstrip()) from None
+
+
+def read_parquet_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise IngestError(f"{path.name} is not a readable Parquet file: {exc}") from None
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+# Parquet columns are typed: a column of the wrong type is refused as a whole rather than cell by cell
+COLUMN_TYPES = {
+    "series id": (lambda t: _is_text(t) or pa.types.is_integer(t) or pa.types.is_null(t), "not text or whole numbers"),
+    "timestamp": (lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t) or _is_text(t) or pa.types.is_null(t),
+                  "neither timestamps nor text"),
+    "value": (lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+              or pa.types.is_null(t), "not numbers"),
+}
+
+
+def read_parquet_columns(path: Path, schema: pa.Schema, params: IngestParams) -> pd.DataFrame:
+    """Read the id, timestamp and value columns after checking their types (and that each appears once)."""
+    problems = []
+    for role, column in (("series id", params.id_column), ("timestamp", params.time_column),
+                         ("value", params.value_column)):
+        if column is None:
+            continue
+        if schema.names.count(column) > 1:
+            problems.append(f"{path.name}: column {column!r} appears {schema.names.count(column)} times")
+            continue
+        kind = schema.field(column).type
+        if pa.types.is_dictionary(kind):  # categorical columns: their values carry the type
+            kind = kind.value_type
+        accepts, expected = COLUMN_TYPES[role]
+        if not accepts(kind):
+            problems.append(f"{path.name}: {role} column {column!r} holds {kind}, {expected}")
+    fail(problems)
+    wanted = list(dict.fromkeys(c for c in (params.id_column, params.time_column, params.value_column) if c))
+    try:
+        return pq.read_table(path, columns=wanted).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise IngestError(f"{path.name} is not a readable Parquet file: {exc}") from None
+
+
 def _blank(column: pd.Series) -> pd.Series:
     return column.isna() | (column.astype(str).str.strip().isin(["", "nan", "NaN", "NA", "null", "None"]))
+
+
+def _overflows(cell) -> bool:
+    """Whether a cell pandas cannot parse is a number beyond float64 (e.g. '1e309'), not text."""
+    try:
+        return math.isinf(float(str(cell).strip()))
+    except ValueError:
+        return False
+
+
+def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -> list[str]:
+    """Values the float32 windows cannot hold: infinite, beyond float32's range, or nonzero below its normal range.
+
+    NaN is a missing value (the missing policy handles it); these are refused whatever the policy, since
+    dropping or interpolating them would silently change the data.
+    """
+    problems = []
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        infinite, huge = np.isinf(values), (magnitude > FLOAT32_MAX) & np.isfinite(values)
+        tiny = (magnitude > 0) & (magnitude < FLOAT32_TINY)
+    for i in np.flatnonzero(infinite | huge | tiny):
+        where = f"series {ids.iat[i]!r}, row {rows[i]}: value {values[i]:g}"
+        if infinite[i]:
+            problems.append(f"{where} is not finite")
+        elif huge[i]:
+            problems.append(f"{where} does not fit float32 (largest magnitude {FLOAT32_MAX:g})")
+        else:
+            problems.append(f"{where} is too close to 0 for float32 (smallest normal magnitude {FLOAT32_TINY:g}); "
+                            f"rescale the series")
+    return problems
 
 
 def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -156,7 +261,8 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
         if retry.any():
             utc = timestamps.dt.tz is not None
             timestamps = timestamps.astype("datetime64[us, UTC]" if utc else "datetime64[us]")
-            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc)
+            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc) \
+                .astype(timestamps.dtype)  # pandas refuses to set values of another time unit
     if timestamps.dt.tz is not None:
         # one timeline for grids, windows and forecasts: UTC wall time, without the offset
         timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -171,7 +277,9 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
         values = pd.to_numeric(raw.astype(object), errors="coerce")
     unparsable = values.isna() & ~_blank(raw)
     for i in np.flatnonzero(unparsable.to_numpy()):
-        problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: value {raw.iat[i]!r} is not a number")
+        what = "is not finite" if _overflows(raw.iat[i]) else "is not a number"
+        problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: value {raw.iat[i]!r} {what}")
+    problems += value_range_problems(ids, values.to_numpy(dtype=np.float64), frame["row"].to_numpy())
     fail(problems)
 
     parsed = pd.DataFrame({"series_id": ids, "timestamp": timestamps, "value": values.astype("float64"),
@@ -182,6 +290,19 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
                         f"{', '.join(map(str, group['row']))}")
     fail(problems)
     return parsed
+
+
+def grid_steps(first: pd.Timestamp, last: pd.Timestamp, freq: str) -> float:
+    """About how many steps of ``freq`` lie from ``first`` to ``last`` (calendar offsets measured at either end)."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    for step in (lambda: (first + offset) - first, lambda: last - (last - offset)):
+        try:
+            length = step()
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):  # a step past the representable timestamps
+            continue
+        if length > pd.Timedelta(0):
+            return (last - first) / length + 1
+    return 1.0
 
 
 def series_grid(sid: str, timestamps: pd.DatetimeIndex, rows: np.ndarray, freq: str | None
@@ -206,6 +327,11 @@ def series_grid(sid: str, timestamps: pd.DatetimeIndex, rows: np.ndarray, freq: 
             inferred = (f"{days}D" if days > 1 else "D") if step == pd.Timedelta(days=days) and days \
                 else pd.tseries.frequencies.to_offset(step).freqstr
         freq = inferred
+    steps = grid_steps(timestamps[0], timestamps[-1], freq)
+    if steps > MAX_GRID_STEPS:
+        raise IngestError(f"series {sid!r}: its {freq!r} grid from {timestamps[0]} (row {rows[0]}) to "
+                          f"{timestamps[-1]} (row {rows[-1]}) would have about {steps:.3g} steps, more than "
+                          f"{MAX_GRID_STEPS:,} (mixed frequencies in one series, or the wrong freq?)")
     grid = pd.date_range(timestamps[0], timestamps[-1], freq=freq)
     off = np.flatnonzero(~timestamps.isin(grid))
     if len(off):
@@ -328,6 +454,25 @@ def data_hash(series: list[Series]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def scaling_problems(series: list[Series], scaler: Scaler) -> list[str]:
+    """Series whose statistics, or whose stored (float32) values once scaled, are not finite numbers.
+
+    The scaling is monotonic, so a series' smallest and largest values bound every scaled value of its windows.
+    """
+    problems = []
+    for s in series:
+        stored = s.values.astype(np.float32)
+        extremes = np.array([[np.nanmin(stored), np.nanmax(stored)]])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            scaled = scaler.transform(extremes, [s.series_id])
+        stats = scaler.stats.get(s.series_id, scaler.stats.get(GLOBAL_KEY, (0.0, 1.0)))
+        if not (np.isfinite(scaled).all() and np.isfinite(stats).all() and stats[1] > 0):
+            problems.append(f"series {s.series_id!r}: scaling its values ({scaler.mode}: mean {stats[0]:g}, std "
+                            f"{stats[1]:g} of the training part) gives numbers float32 cannot hold; rescale the "
+                            f"series or choose scaling='none'")
+    return problems
+
+
 def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset:
     """Cut every series into windows, part by part, and fit the scaler on the training parts only."""
     width, problems = params.window_length, []
@@ -361,6 +506,7 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
     fail(problems)
 
     scaler = fit_scaler(params.scaling, training_values)
+    fail(scaling_problems(series, scaler))
     splits = {p: np.concatenate(windows[p]).astype(np.float32) if windows[p] else np.empty((0, width), np.float32)
               for p in PARTS}
     columns = {p: {"series_id": np.array(extra[p]["series_id"], dtype=object),

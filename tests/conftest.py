@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="seqcast-tests-"))
 # Set before Prefect is imported anywhere, so its settings see them.
@@ -15,6 +16,14 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 os.environ["SEQCAST_HOME"] = str(_SESSION_DIR / "seqcast-default")
+
+# Hypothesis: a small reproducible run by default; HYPOTHESIS_PROFILE=long (make test-fuzz) searches much longer.
+# No deadline: the first examples pay for Prefect's and TensorFlow's start-up.
+settings.register_profile("default", max_examples=120, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("long", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

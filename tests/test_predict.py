@@ -119,6 +119,7 @@ def _forecast_state(home):
     ("gap at the end", IngestError, r"series 's01': missing values among its last 14 steps \(2024-01-27 00:00:00 "
                                     r"\.\. 2024-02-09 00:00:00\) leave no input to forecast on from its end"),
     ("unknown run", ValueError, r"no completed run 'run-that-never-was'"),
+    ("infinite value", IngestError, r"series 's03', row 160: value inf is not finite"),  # ingest's checks, for free
 ])
 def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypatch, case, error, message):
     monkeypatch.setenv("SEQCAST_HOME", str(trained.home))
@@ -136,6 +137,9 @@ def test_predict_rejects_unfit_input_before_writing(trained, tmp_path, monkeypat
     elif case == "unknown series":
         frame["store"] = frame["store"].replace("s03", "s99")
         kwargs = {"run_id": run_id, "source": str(write(frame, tmp_path / "new.csv")), **COLUMNS}
+    elif case == "infinite value":
+        frame.loc[frame.index[-1], "sales"] = np.inf
+        kwargs = {"run_id": run_id, "source": str(write(frame, tmp_path / "inf.parquet")), **COLUMNS}
     else:
         kwargs = {"run_id": "run-that-never-was"}
     before = _forecast_state(trained.home)
