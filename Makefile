@@ -33,7 +33,7 @@ test-slow: $(BIN)/.installed
 
 # The ingest fuzzer with many more examples than the default run (profiles in tests/conftest.py).
 test-fuzz: $(BIN)/.installed
-	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -p no:xdist tests/test_fuzz_ingest.py
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -p no:xdist tests/test_fuzz_ingest.py tests/test_fuzz_params.py
 
 bench-reproduce: $(BIN)/.installed
 	$(BIN)/python bench/reproduce.py --skip-existing

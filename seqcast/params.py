@@ -20,6 +20,8 @@ from seqcast.models import (
 from seqcast.names import SAFE_NAME
 
 VARIANT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Variant)}
+# Generation holds several float64 copies of the series at once: this many values keep it within a few GiB.
+MAX_GENERATED_VALUES = 250_000_000
 
 
 def plain_id(cls, value: str | None, info) -> str | None:
@@ -52,7 +54,7 @@ class ForecastParams(BaseModel):
     n_series: int = Field(10_000, ge=1, description="series to generate")
     n_steps: int = Field(50, ge=2, description="input steps per window")
     horizon: int | None = Field(None, ge=1, description="steps to forecast; default: the variant's (1 or 10)")
-    seed: int = Field(42, description="seed of data generation and of training")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seed of data generation and of training")
     n_train: int = Field(7_000, ge=1)
     n_valid: int = Field(2_000, ge=1)
     n_test: int = Field(1_000, ge=0)
@@ -61,8 +63,8 @@ class ForecastParams(BaseModel):
                           description="EarlyStopping patience on val_loss; default: the variant's (5, the seed "
                                       "notebook's; 10 for ln_rnn, whose loss spikes outlast 5 epochs)")
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0, description="Nadam learning rate")
-    units: int | None = Field(None, ge=1, description="units per recurrent layer; default: 20 where the variant "
+    learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Nadam learning rate")
+    units: int | None = Field(None, ge=1, le=4096, description="units per recurrent layer; default: 20 where the variant "
                                                       "has recurrent layers of its own size, refused elsewhere")
     dropout: float | None = Field(None, ge=0, lt=1, description="input dropout of the recurrent layers; default: 0 "
                                                                 "where the variant has them, refused elsewhere")
@@ -118,6 +120,12 @@ class ForecastParams(BaseModel):
             raise ValueError(f"base_run_id applies to iterative variants only ({', '.join(iterative)}), "
                              f"not to {self.variant!r}")
         if self.dataset_id is None:
+            values = self.n_series * (self.n_steps + self.effective_horizon)
+            if values > MAX_GENERATED_VALUES:
+                raise ValueError(f"n_series {self.n_series} x (n_steps {self.n_steps} + horizon "
+                                 f"{self.effective_horizon}) = {values:,} values to generate, more than the "
+                                 f"{MAX_GENERATED_VALUES:,} one generated dataset may hold; use fewer or shorter "
+                                 f"series")
             self.dataset_spec()  # raises when the split does not fit n_series
             check_strided_fit(self.variant, self.n_steps)
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,10 @@ class PredictParams(BaseModel):
             raise ValueError("name a run_id, or a dataset_id (optionally with family or variant) to use its best run")
         if self.source is not None:  # the file's reading options are validated like an ingest's
             self.reader(n_steps=2, horizon=1)
+        if self.output is not None:
+            output = Path(self.output)
+            if output.suffix.lower() != ".parquet" or not output.parent.is_dir():
+                raise ValueError(f"output {self.output!r} must be a .parquet file in an existing folder")
         return self
 
     def reader(self, n_steps: int, horizon: int) -> IngestParams:

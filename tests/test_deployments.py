@@ -16,6 +16,8 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from hypothesis import assume, given, settings
+from pydantic import ValidationError
 
 from deployments.forecast import deployment_specs, forecast_deployments, nightly_cron
 from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
@@ -25,6 +27,7 @@ from storage import Store
 from tasks.runtime import available_cores
 from tests.conftest import REPO_ROOT, TINY
 from tests.prefect_server import prefect_api, task_run_states, wait_for_deployments
+from tests.test_fuzz_params import hostile
 
 TINY_SERVED = {**TINY, "epochs": 1, "jit_compile": False}  # no XLA compile: seconds matter on 2 cores
 
@@ -288,6 +291,27 @@ def test_bad_parameters_fail_the_run_at_once_and_write_nothing(served, bad, mess
     assert flow_run.state.name == "Failed" and flow_run.run_count == 1  # no retry for bad parameters
     assert message in flow_run.state.message
     assert task_run_states(flow_run.id, 0) == []
+    assert not (home / "records" / str(flow_run.id)).exists() and not (home / "models" / str(flow_run.id)).exists()
+
+
+@settings(max_examples=3)
+@given(values=hostile(ForecastParams))
+def test_a_deployment_run_with_hostile_parameters_fails_cleanly(served, values):
+    """Whatever the API is sent, the run is refused at creation or ends Failed with the reason, and writes nothing."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    _, home, _ = served
+    try:
+        ForecastParams(**{**TINY_SERVED, **values})
+        assume(False)  # a valid set would train: only refusals are sent
+    except ValidationError:
+        pass
+    try:
+        flow_run = run_deployment_and_wait("forecast/naive", {**TINY_SERVED, **values}, timeout_s=120)
+    except PrefectHTTPStatusError as exc:  # the server refuses values that do not fit the flow's signature
+        assert exc.response.status_code in (409, 422) and exc.response.text
+        return
+    assert flow_run.state.name == "Failed" and flow_run.run_count == 1 and flow_run.state.message
     assert not (home / "records" / str(flow_run.id)).exists() and not (home / "models" / str(flow_run.id)).exists()
 
 
