@@ -7,7 +7,7 @@ in a child process (``python -m app.jobs``) against
 the same Prefect API as this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts
 for this process. A child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result
 beside it; this process prints when each starts and ends, and every minute which are still running. The newest
-``SEQCAST_KEEP_RUN_LOGS`` (default 20) of these folders are kept; older ones are removed when a run starts.
+``SEQCAST_KEEP_RUN_LOGS`` of these folders are kept; older ones are removed when a run starts.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from storage.atomic import atomic_file
 from tasks.runtime import in_process_runs, share_cores
 
 STATUS_EVERY_S = 60.0
-KEEP_RUN_LOGS = 20
 RUN_FOLDER = re.compile(r"run-\d{8}T\d{6}Z-\d+")
 
 
@@ -73,7 +72,7 @@ def prune_run_logs(log_root: Path, keep: int) -> list[Path]:
     return old
 
 
-def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, keep_logs: int = KEEP_RUN_LOGS,
+def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, keep_logs: int,
                  out=None) -> tuple[list, list]:
     """Run every planned variant's forecast flow, at most ``jobs`` at once; return (summaries, failed variants).
 

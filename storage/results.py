@@ -199,7 +199,8 @@ def read_marker(folder: Path, verify: bool = True) -> dict | None:
     """Return a record folder's marker if the record is complete (and, with ``verify``, intact), else None."""
     try:
         marker = json.loads((folder / MARKER).read_text())
-        if marker["run_id"] != folder.name or set(marker["tables"]) != set(TABLES):
+        # a record holds the tables that existed when it was written: a subset of today's
+        if marker["run_id"] != folder.name or not marker["tables"] or not set(marker["tables"]) <= set(TABLES):
             return None
         for name, digest in marker["files"].items():
             path = folder / name
@@ -296,8 +297,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker:
     files = record_files(folder, marker)
     con.execute("BEGIN TRANSACTION")
     try:
-        for name in TABLES:
-            path = str(files[name])
+        for name, file in files.items():
+            path = str(file)
             if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
                 con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
                             "WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets)", [path])
