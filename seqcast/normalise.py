@@ -21,9 +21,9 @@ import numpy as np
 
 WindowNorm = Literal["none", "last", "mean"]
 WINDOW_NORMS: tuple[str, ...] = ("none", "last", "mean")
-# In the units the model sees: after the per-series scaler a tenth of the series' training standard deviation.
-# A flat window is divided by this instead of zero; a floor that small in relative terms still keeps the
-# targets after a flat window (a jump after a run of equal values) within tens, so one window cannot swamp the loss.
+# In the units the model sees: after the per-series scaler, a tenth of the series' training standard deviation.
+# A flat window is divided by this instead of zero, which keeps the targets after it (a jump after a run of equal
+# values) within tens of units, so that one window cannot swamp the loss.
 SCALE_FLOOR = 0.1
 
 
