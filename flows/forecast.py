@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 import seqcast
 from flows.validation import give_up_retries, validated
 from seqcast.models import get_variant
+from seqcast.normalise import WindowNorm
 from seqcast.params import ForecastParams
 from seqcast.training import Diverged
 from tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
@@ -76,6 +77,7 @@ def forecast(
     steps_per_execution: int = 32,
     base_run_id: str | None = None,
     dataset_id: str | None = None,
+    window_norm: WindowNorm | None = None,
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""
     params = validated(ForecastParams, dict(locals()))  # before any work; no retry for bad parameters

@@ -41,12 +41,12 @@ def prediction_rows(split: str, y_true: np.ndarray, y_pred: np.ndarray) -> list[
 
 
 def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler,
-             splits: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> Evaluation:
+             splits: dict[str, tuple[np.ndarray, np.ndarray | None]], window_norm: str = "none") -> Evaluation:
     """Forecast the horizon after every window of each split and score model and naive, in original units.
 
     ``splits``: split name -> (windows (n, n_steps + horizon) in original units, series id per window or None);
-    the model sees the windows as ``scaler`` maps them, its outputs are mapped back. ``model`` is None for variants
-    without one (naive).
+    the model sees the windows as ``scaler`` maps them, then in the frame of ``window_norm``; its outputs are mapped
+    back from both, in reverse order. ``model`` is None for variants without one (naive).
     """
     metrics, predictions, plot_inputs = [], [], None
     for split in EVAL_SPLITS:
@@ -55,7 +55,7 @@ def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler
             continue
         x, y_true = split_windows(windows, n_steps)
         x_model, _ = split_windows(scaler.transform(windows, series_ids), n_steps)
-        y_pred = scaler.inverse(forecast(variant, model, x_model, horizon), series_ids)
+        y_pred = scaler.inverse(forecast(variant, model, x_model, horizon, window_norm), series_ids)
         if not np.isfinite(y_pred).all():
             bad = int((~np.isfinite(y_pred)).any(axis=1).sum())
             raise Diverged(f"{variant.name}: the forecasts of {bad} of {len(y_pred)} {split} windows are NaN or "

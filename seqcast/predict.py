@@ -90,6 +90,7 @@ class ChosenModel:
     horizon: int
     scaler: Scaler
     valid_mse: float | None
+    window_norm: str = "none"
 
 
 @dataclass
@@ -109,8 +110,10 @@ def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
     if kind.target == "iterative":
         raise ValueError(f"run {run['run_id']} is an iterative variant; batch forecasting supports direct variants")
     scaler = Scaler.from_dict(manifest.get("scaling")) if manifest else Scaler()
+    # the frame the model was trained in; a run recorded before the option existed was trained without one
+    window_norm = params.get("window_norm") or "none"
     return ChosenModel(run["run_id"], run["variant"], run["dataset_id"], run["model_path"], params["n_steps"],
-                       params["horizon"] or kind.horizon, scaler, run["valid_mse"])
+                       params["horizon"] or kind.horizon, scaler, run["valid_mse"], window_norm)
 
 
 def series_latest(dataset_id: str, spec: dict, series: list[dict], model: ChosenModel) -> LatestWindows:
@@ -155,11 +158,15 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
 
 
 def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> np.ndarray:
-    """Forecast (n, horizon) values in original units from the (n, n_steps) latest inputs."""
+    """Forecast (n, horizon) values in original units from the (n, n_steps) latest inputs.
+
+    The inputs go through the dataset's scaler, then the run's window norm; the outputs come back in reverse order.
+    """
     from seqcast.training import forecast
 
     scaled = model.scaler.transform(latest.inputs, latest.series_ids)  # raises for series the scaler never saw
-    y = forecast(get_variant(model.variant), keras_model, np.asarray(scaled)[..., np.newaxis], model.horizon)
+    y = forecast(get_variant(model.variant), keras_model, np.asarray(scaled)[..., np.newaxis], model.horizon,
+                 model.window_norm)
     return np.asarray(model.scaler.inverse(y, latest.series_ids), dtype=np.float64)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from seqcast.data import sequence_targets, split_windows
 from seqcast.metrics import naive_forecast
 from seqcast.models import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant
+from seqcast.normalise import denormalise, normalise, normalise_like
 from seqcast.params import ForecastParams
 
 PREDICT_BATCH_SIZE = 2048
@@ -107,6 +108,15 @@ def training_targets(variant: Variant, windows: np.ndarray, n_steps: int, horizo
     if variant.target == "strided":
         return sequence[:, CONV_KERNEL - 1::CONV_STRIDES]
     raise ValueError(f"variant {variant.name!r} is not fitted on targets of its own")
+
+
+def fitting_pairs(variant: Variant, windows: np.ndarray, n_steps: int, horizon: int,
+                  window_norm: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (n, n_steps, 1) and targets (see :func:`training_targets`) in the frame of ``window_norm``."""
+    x, _ = split_windows(windows, n_steps)
+    x, ref, scale = normalise(x, window_norm)
+    y = training_targets(variant, windows, n_steps, horizon)
+    return x, y if window_norm == "none" else normalise_like(y, ref, scale)
 
 
 def fixed_length(model, n_steps: int):
@@ -219,6 +229,7 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
           backup_dir: Path | None = None, callbacks: list | tuple = ()) -> TrainResult:
     """Fit the variant on the training windows (n, n_steps + horizon) with early stopping on the validation windows.
 
+    Inputs and targets are fitted in the frame of ``params.window_norm``, the one :func:`forecast` maps back from.
     ``backup_dir``: a local folder where an interrupted fit leaves what resumes it; ``callbacks``: extra Keras
     callbacks, called after the backup of each epoch is written.
     """
@@ -229,10 +240,8 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     variant = get_variant(params.variant)
     n_steps, horizon = params.n_steps, params.effective_horizon
     keras.utils.set_random_seed(params.seed)
-    x_train, _ = split_windows(train_windows, n_steps)
-    x_valid, _ = split_windows(valid_windows, n_steps)
-    y_train = training_targets(variant, train_windows, n_steps, horizon)
-    y_valid = training_targets(variant, valid_windows, n_steps, horizon)
+    x_train, y_train = fitting_pairs(variant, train_windows, n_steps, horizon, params.window_norm)
+    x_valid, y_valid = fitting_pairs(variant, valid_windows, n_steps, horizon, params.window_norm)
 
     model = build_model(variant.name, n_steps, horizon, **params.hyperparameters())
     fitted = fixed_length(model, n_steps)
@@ -285,16 +294,24 @@ def same_training(saved: dict | None, manifest: dict) -> bool:
     return all(saved.get(key) == value for key, value in expected.items())
 
 
-def forecast(variant: Variant, model, x: np.ndarray, horizon: int) -> np.ndarray:
-    """Forecast the ``horizon`` values after the last input step: inputs (n, steps, 1) -> (n, horizon)."""
+def forecast(variant: Variant, model, x: np.ndarray, horizon: int, window_norm: str = "none") -> np.ndarray:
+    """Forecast the ``horizon`` values after the last input step: inputs (n, steps, 1) -> (n, horizon).
+
+    The model sees the inputs in the frame of ``window_norm`` (the one it was trained in); its outputs are mapped
+    back to the units of ``x``. A baseline repeats the last value, the same in any frame, so it skips the frame
+    and its forecast stays exactly the last input.
+    """
     if variant.target == "naive":
         return naive_forecast(x, horizon)
     if variant.target == "iterative":
+        if window_norm != "none":
+            raise ValueError(f"window_norm {window_norm!r} does not apply to iterative variants")
         return iterate(model, x, horizon)
-    pred = model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    x_model, ref, scale = normalise(x, window_norm)
+    pred = model.predict(x_model, batch_size=PREDICT_BATCH_SIZE, verbose=0)
     if variant.target in ("sequence", "strided"):
         pred = pred[:, -1, :]
-    return np.asarray(pred, dtype=np.float32)[:, :horizon]
+    return denormalise(np.asarray(pred, dtype=np.float32)[:, :horizon], ref, scale)
 
 
 def iterate(one_step_model, x: np.ndarray, horizon: int) -> np.ndarray:

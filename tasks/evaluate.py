@@ -41,7 +41,7 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: str 
         model = store.models.load(model_path, CUSTOM_OBJECTS)
     splits = {split: store.datasets.read_windows(dataset, split) for split in EVAL_SPLITS}
     evaluation = evaluate(get_variant(params.variant), model, params.n_steps, params.effective_horizon,
-                          Scaler.from_dict(dataset.manifest.get("scaling")), splits)
+                          Scaler.from_dict(dataset.manifest.get("scaling")), splits, params.window_norm)
     title = f"{params.variant} · {dataset.dataset_id}"
     forecast_plot = store.models.write_file(run_id, "forecast.png", plot_forecasts(*evaluation.plot_inputs, title)) \
         if evaluation.plot_inputs else None

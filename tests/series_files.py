@@ -30,3 +30,19 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
 
 
 COLUMNS = {"id_column": "store", "time_column": "day", "value_column": "sales"}
+
+
+def trending_series(n_series: int = 20, days: int = 200, seed: int = 0, noise: float = 0.3) -> pd.DataFrame:
+    """Columns store, day, sales: straight lines ``a + b t`` (levels 0..50, slopes 0.2..2) plus Gaussian noise.
+
+    With the default fractions the test part lies well above every value of the training part, in the units of
+    the per-series scaler too.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(days)
+    frames = []
+    for i, (a, b) in enumerate(zip(rng.uniform(0, 50, n_series), np.linspace(0.2, 2.0, n_series))):
+        sales = a + b * t + rng.normal(0, noise, days)
+        frames.append(pd.DataFrame({"store": f"s{i:02d}", "day": pd.date_range("2024-01-01", periods=days, freq="D")
+                                    .strftime("%Y-%m-%d"), "sales": sales.round(3)}))
+    return pd.concat(frames, ignore_index=True)

@@ -18,6 +18,8 @@ from flows.ingest import ingest
 from flows.predict import deployment, predict
 from seqcast.ingest import IngestError
 from seqcast.layers import CUSTOM_OBJECTS
+from seqcast.normalise import SCALE_FLOOR
+from seqcast.params import INGESTED_WINDOW_NORM
 from storage import Store
 from storage.datasets import find_dataset, read_split
 from tests.series_files import COLUMNS, daily_series, write
@@ -48,8 +50,8 @@ def rows(home, sql, params=None):
 def test_variants_train_on_ingested_data_with_metrics_in_original_units(trained):
     home, ds = trained.home, trained.dataset["dataset_id"]
     assert trained.linear["dataset_id"] == trained.naive["dataset_id"] == ds
-    assert rows(home, "SELECT variant, horizon, params->>'n_steps' FROM runs ORDER BY variant") == [
-        ("linear", 7, "14"), ("naive", 7, "14")]
+    assert rows(home, "SELECT variant, horizon, params->>'n_steps', params->>'window_norm' FROM runs "
+                      "ORDER BY variant") == [("linear", 7, "14", INGESTED_WINDOW_NORM), ("naive", 7, "14", "none")]
     assert rows(home, "SELECT kind, n_series FROM datasets") == [("ingested", 4)]
 
     # naive valid MSE by hand from the raw (unscaled) validation windows: the metrics are in original units
@@ -84,13 +86,18 @@ def test_predict_best_linear_continues_every_series(trained, tmp_path, monkeypat
     exported = pq.read_table(out).to_pandas().sort_values(["series_id", "step"])
     assert np.allclose(exported["value"], [r[5] for r in got])
 
-    # the same numbers by hand: standardise the last 14 days with the training statistics, apply, invert
+    # the same numbers by hand: standardise the last 14 days with the training statistics, take them into the
+    # window's frame (the run's recorded window norm), apply, and invert both in reverse order
     frame, model = trained.frame, Store(trained.home).models.load(trained.linear["model_path"], CUSTOM_OBJECTS)
-    stats = Store(trained.home).models.manifest(trained.linear["model_path"])["scaling"]["stats"]
+    manifest = Store(trained.home).models.manifest(trained.linear["model_path"])
+    assert manifest["params"]["window_norm"] == INGESTED_WINDOW_NORM != "none"
     for i, sid in enumerate(["s00", "s01", "s02", "s03"]):
-        mean, std = stats[sid]
-        last = frame.loc[frame["store"] == sid, "sales"].to_numpy()[-14:]
-        expected = model.predict(((last - mean) / std).reshape(1, 14, 1), verbose=0)[0] * std + mean
+        mean, std = manifest["scaling"]["stats"][sid]
+        last = (frame.loc[frame["store"] == sid, "sales"].to_numpy()[-14:] - mean) / std
+        ref = last[-1] if INGESTED_WINDOW_NORM == "last" else last.mean()
+        scale = max(last.std(), SCALE_FLOOR)
+        framed = model.predict(((last - ref) / scale).reshape(1, 14, 1), verbose=0)[0]
+        expected = (framed * scale + ref) * std + mean
         assert np.allclose([r[5] for r in got[7 * i:7 * i + 7]], expected, rtol=1e-4)
 
 
