@@ -238,8 +238,13 @@ def test_last_horizon_split_cuts_one_validation_and_one_test_window(tmp_path):
     # the scaler saw the 16 training values only
     assert prepared.scaler.stats["s00"] == pytest.approx((17.5, np.arange(10, 26).std()))
     assert prepared.spec["split"] == "last-horizon" and prepared.spec["valid_fraction"] is None
-    # a file ingested with the defaults keeps its id: the keys added for the split count only when set
-    assert "split" in prepare(params(path, n_steps=3, horizon=2)).spec
+
+
+def test_a_file_ingested_as_before_the_split_options_keeps_its_dataset_id(tmp_path):
+    # the id this file had before split, short_series and benchmark existed: at their defaults they leave it alone
+    prepared = prepare(params(write(daily_series(), tmp_path / "sales.csv")))
+    assert prepared.spec["split"] == "fractions" and prepared.spec["short_series"] == "fail"
+    assert prepared.dataset_id == "ds-a6c3d0da79c1"
 
 
 def test_short_series_are_padded_with_their_first_value_on_request(tmp_path):
