@@ -343,10 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sync: load records not yet in DuckDB; rebuild: recreate DuckDB from the record")
     results.set_defaults(func=cmd_results)
 
-    ingest = sub.add_parser("ingest", help="turn your own long-format CSV/Parquet file into a dataset",
+    ingest = sub.add_parser("ingest", help="turn your own long-format CSV/Parquet file, or a benchmark, into a "
+                                           "dataset",
                             description="Read series id, timestamp and value columns, validate every series, cut "
-                                        "leak-free chronological windows and persist them under a dataset id.")
-    ingest.add_argument("source", help="CSV or Parquet file, one row per (series, timestamp, value)")
+                                        "leak-free chronological windows and persist them under a dataset id. "
+                                        "With --benchmark and no file: the series of an M3 subset, split on its "
+                                        "last horizon.")
+    ingest.add_argument("source", nargs="?", default=None,
+                        help="CSV or Parquet file, one row per (series, timestamp, value); none with --benchmark")
     add_param_options(ingest, IngestParams, skip=("source",))
     ingest.set_defaults(func=cmd_ingest)
 

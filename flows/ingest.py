@@ -1,4 +1,4 @@
-"""The ingest flow: read -> validate -> window -> persist -> record, for a user's own long-format file."""
+"""The ingest flow: read -> validate -> window -> persist -> record, for a long-format file or a benchmark."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from seqcast.ingest import IngestParams, MissingPolicy
+from seqcast.ingest import Benchmark, IngestParams, MissingPolicy, ShortSeries, Split
 from seqcast.scaling import ScalingMode
 from tasks.ingest import cut_windows, persist_ingested, read_series
 from tasks.record import record_results
@@ -16,27 +16,32 @@ from tasks.runtime import current_store
 
 
 def run_name() -> str:
-    """Name flow runs after the file they ingest, e.g. ``ingest · sales.csv``."""
-    source = str((flow_run.parameters or {}).get("source", "?"))
+    """Name flow runs after the file or benchmark they ingest, e.g. ``ingest · sales.csv``, ``ingest · m3-other``."""
+    parameters = flow_run.parameters or {}
+    source = str(parameters.get("source") or parameters.get("benchmark") or "?")
     return f"ingest · {source.replace(chr(92), '/').rsplit('/', 1)[-1]}"
 
 
 @flow(name="ingest", flow_run_name=run_name, log_prints=True)
 def ingest(
-    source: str,
+    source: str | None = None,
+    benchmark: Benchmark | None = None,
     name: str | None = None,
     id_column: str | None = "series_id",
     time_column: str = "timestamp",
     value_column: str = "value",
     freq: str | None = None,
     missing: MissingPolicy = "fail",
-    n_steps: int = 28,
-    horizon: int = 7,
-    valid_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    n_steps: int | None = None,
+    horizon: int | None = None,
+    split: Split | None = None,
+    valid_fraction: float | None = None,
+    test_fraction: float | None = None,
+    short_series: ShortSeries | None = None,
     scaling: ScalingMode = "series",
 ) -> dict:
-    """Turn a long-format CSV/Parquet file into a windowed dataset; record its spec in DuckDB ``datasets``."""
+    """Turn a long-format CSV/Parquet file, or a benchmark's series, into a windowed dataset; record its spec in
+    DuckDB ``datasets``. Options left None take the input's defaults (see ``IngestParams``)."""
     params = IngestParams(**locals())  # validated before any work
     started_at = datetime.now(UTC)
     series = read_series(params)

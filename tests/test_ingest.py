@@ -209,3 +209,116 @@ def test_interpolation_never_crosses_a_part_boundary():
     # the gap at step 3 opens the second part: filling it would use the training value 3.0, so it stays a gap
     np.testing.assert_array_equal(filled, [1.0, 2.0, 3.0, np.nan, 5.0, 6.0, 7.0])
     assert np.isnan(values[1])  # the input is left alone
+
+
+# ---- the last-horizon split and padding of short series -----------------------------------------------------------
+
+def counting_series(tmp_path, lengths: dict[str, int], name="counts.csv"):
+    """Daily series whose values count up from 10 (10, 11, 12, ...), so a window's values name its steps."""
+    frame = pd.concat([pd.DataFrame({"store": sid, "day": pd.date_range("2024-01-01", periods=n, freq="D")
+                                     .strftime("%Y-%m-%d"), "sales": 10.0 + np.arange(n)})
+                       for sid, n in lengths.items()], ignore_index=True)
+    return write(frame, tmp_path / name)
+
+
+def windows_of(prepared, part: str, sid: str) -> np.ndarray:
+    return prepared.splits[part][np.array(prepared.extra[part]["series_id"]) == sid]
+
+
+def test_last_horizon_split_cuts_one_validation_and_one_test_window(tmp_path):
+    path = counting_series(tmp_path, {"s00": 20})  # values 10..29
+    prepared = prepare(params(path, split="last-horizon", n_steps=3, horizon=2))
+    # test targets: the last 2 values; validation targets: the 2 before them; training: the 16 before those
+    np.testing.assert_array_equal(windows_of(prepared, "test", "s00"), [[25, 26, 27, 28, 29]])
+    np.testing.assert_array_equal(windows_of(prepared, "valid", "s00"), [[23, 24, 25, 26, 27]])
+    train = windows_of(prepared, "train", "s00")
+    np.testing.assert_array_equal(train, [np.arange(10, 15) + i for i in range(12)])  # the last ends at 25
+    assert prepared.extra["test"]["target_start"][0] == pd.Timestamp("2024-01-19")
+    assert prepared.series.to_pandas()["train_end"][0] == pd.Timestamp("2024-01-16")
+    # the scaler saw the 16 training values only
+    assert prepared.scaler.stats["s00"] == pytest.approx((17.5, np.arange(10, 26).std()))
+    assert prepared.spec["split"] == "last-horizon" and prepared.spec["valid_fraction"] is None
+
+
+def test_a_file_ingested_as_before_the_split_options_keeps_its_dataset_id(tmp_path):
+    # the id this file had before split, short_series and benchmark existed: at their defaults they leave it alone
+    prepared = prepare(params(write(daily_series(), tmp_path / "sales.csv")))
+    assert prepared.spec["split"] == "fractions" and prepared.spec["short_series"] == "fail"
+    assert prepared.dataset_id == "ds-a6c3d0da79c1"
+
+
+def test_short_series_are_padded_with_their_first_value_on_request(tmp_path):
+    path = counting_series(tmp_path, {"long": 12, "short": 8})  # short: values 10..17
+    options = {"split": "last-horizon", "n_steps": 4, "horizon": 2}  # a window per part needs 4 + 3 * 2 = 10 steps
+    with pytest.raises(IngestError, match=r"series 'short': its training part \(4 steps, 2024-01-01 00:00:00 .. "
+                                          r"2024-01-04 00:00:00\) holds the targets of no complete window "
+                                          r"\(n_steps 4 \+ horizon 2\); use a longer series, smaller windows or "
+                                          r"short_series='pad'"):
+        prepare(params(path, **options))
+
+    prepared = prepare(params(path, **options, short_series="pad"))
+    # short is padded by 2 steps holding its first value, 10: [10, 10 | 10, 11, ..., 17]
+    np.testing.assert_array_equal(windows_of(prepared, "train", "short"), [[10, 10, 10, 11, 12, 13]])
+    np.testing.assert_array_equal(windows_of(prepared, "valid", "short"), [[10, 11, 12, 13, 14, 15]])
+    np.testing.assert_array_equal(windows_of(prepared, "test", "short"), [[12, 13, 14, 15, 16, 17]])
+    extra = pd.DataFrame(prepared.extra["train"])
+    assert extra.loc[extra["series_id"] == "short", "window_start"].tolist() == [pd.Timestamp("2023-12-30")]
+    # every target, in every part, is an observed value: none lies before the series' first timestamp
+    for part in ("train", "valid", "test"):
+        assert (pd.DataFrame(prepared.extra[part])["target_start"] >= pd.Timestamp("2024-01-01")).all()
+    series = prepared.series.to_pandas().set_index("series_id")
+    assert series["padded_steps"].to_dict() == {"long": 0, "short": 2}
+    assert series.loc["short", "first_timestamp"] == pd.Timestamp("2024-01-01")
+    assert series.loc["short", "n_steps_total"] == 8
+    assert prepared.spec["padded_steps"] == {"short": 2} and prepared.spec["short_series"] == "pad"
+    # the padded copies of 10 stay out of the scaler: it saw the observed training values 10..13
+    assert prepared.scaler.stats["short"] == pytest.approx((11.5, np.arange(10, 14).std()))
+    np.testing.assert_array_equal(windows_of(prepared, "test", "long"), [[16, 17, 18, 19, 20, 21]])
+
+    # padding fills inputs only: a series with fewer than 3 horizons of values has a part without targets
+    too_short = counting_series(tmp_path, {"tiny": 5}, "tiny.csv")
+    with pytest.raises(IngestError, match=r"series 'tiny' has 5 steps \(2024-01-01 00:00:00 .. 2024-01-05 00:00:00\), "
+                                          r"too few even with padding: padding fills at most n_steps \(4\) input "
+                                          r"steps, never a target"):
+        prepare(params(too_short, **options, short_series="pad"))
+
+
+def test_padding_under_the_fractions_split_never_pads_a_target(tmp_path):
+    path = counting_series(tmp_path, {"s00": 30})
+    with pytest.raises(IngestError, match="holds the targets of no complete window"):
+        prepare(params(path))  # n_steps 14 + horizon 7 in each of three parts: 30 steps are too few
+    prepared = prepare(params(path, short_series="pad"))
+    pad = int(prepared.series.to_pandas()["padded_steps"][0])
+    assert 0 < pad <= WINDOW["n_steps"]
+    for part in ("train", "valid", "test"):
+        # every target is the observed value of its date: the value on day d (from 0) is 10 + d
+        days = (pd.DatetimeIndex(prepared.extra[part]["target_start"]) - pd.Timestamp("2024-01-01")).days
+        assert len(days) and (days >= 0).all()
+        np.testing.assert_array_equal(prepared.splits[part][:, WINDOW["n_steps"]:],
+                                      10 + days.to_numpy()[:, None] + np.arange(WINDOW["horizon"]))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"split": "last-horizon", "valid_fraction": 0.2},
+     r"valid_fraction applies to split='fractions' only: split='last-horizon' makes the last horizon"),
+    ({"split": "last-horizon", "valid_fraction": 0.15, "test_fraction": 0.15},
+     r"valid_fraction and test_fraction apply to split='fractions' only"),
+    ({"split": "halves"}, r"Input should be 'fractions' or 'last-horizon'"),
+    ({"short_series": "drop"}, r"Input should be 'fail' or 'pad'"),
+    ({"benchmark": "m3-other"}, r"name either a source file or a benchmark, not both"),
+    ({"source": None}, r"name a source file, or a benchmark \(e.g. benchmark='m3-monthly'\)"),
+])
+def test_conflicting_split_options_are_refused(bad, message):
+    with pytest.raises(ValidationError, match=message):
+        IngestParams(**{"source": "sales.csv", **bad})
+
+
+def test_unset_options_take_the_inputs_defaults():
+    file = IngestParams(source="sales.csv")
+    assert (file.split, file.short_series, file.n_steps, file.horizon) == ("fractions", "fail", 28, 7)
+    assert (file.valid_fraction, file.test_fraction) == (0.15, 0.15)
+    last = IngestParams(source="sales.csv", split="last-horizon")
+    assert last.valid_fraction is None and last.test_fraction is None
+    # a dump validates to the same parameters: the flow receives what the command line resolved
+    for p in (file, last, IngestParams(benchmark="m3-yearly", n_steps=4)):
+        assert IngestParams(**p.model_dump()) == p
