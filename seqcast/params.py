@@ -71,8 +71,9 @@ class ForecastParams(BaseModel):
                                       "notebook's; 10 for ln_rnn, whose loss spikes outlast 5 epochs)")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Nadam learning rate")
-    units: int | None = Field(None, ge=1, le=4096, description="units per recurrent layer; default: 20 where the variant "
-                                                      "has recurrent layers of its own size, refused elsewhere")
+    units: int | None = Field(None, ge=1, le=4096, description="units per recurrent layer; default: 20 where the "
+                                                               "variant has recurrent layers of its own size, "
+                                                               "refused elsewhere")
     dropout: float | None = Field(None, ge=0, lt=1, description="input dropout of the recurrent layers; default: 0 "
                                                                 "where the variant has them, refused elsewhere")
     recurrent_dropout: float | None = Field(None, ge=0, lt=1, description="recurrent dropout; default: 0 where the "
