@@ -25,7 +25,7 @@ RECURRENT = ("units", "dropout", "recurrent_dropout")
 # N-BEATS (Oreshkin et al., 2020, "N-BEATS: Neural basis expansion analysis for interpretable time series
 # forecasting"). Every block has NBEATS_LAYERS fully connected ReLU layers of `units` width, as in the paper.
 # The paper sizes its models for M4's 100,000 series on GPUs: N-BEATS-G has 30 stacks of 1 block, width 512
-# (about 24 million weights for a 50-step input); N-BEATS-I a trend stack (width 256) and a seasonality stack
+# (about 25 million weights for a 50-step input); N-BEATS-I a trend stack (width 256) and a seasonality stack
 # (width 2048) of 3 blocks each. Here they train on 7000 windows on a 2-core CPU next to models of a few thousand
 # weights, so they are much smaller: the generic model has 2 stacks of 2 blocks, and both stacks of the
 # interpretable model keep the paper's 3 blocks (sharing weights, they cost compute but no weights) at `units`
