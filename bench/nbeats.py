@@ -82,7 +82,8 @@ def main() -> int:
             f"32, seed 42, XLA on; 10,000 series of 50 + 10 steps, 7000/2000/1000. N-BEATS width {NBEATS_UNITS} "
             f"(`--units`); see docs/benchmarks.md for the architectures. Valid and test MSE over the 10 steps after "
             f"the last input step. A `-` for lstm or wavenet: no seqcast run of it with these parameters in "
-            f"SEQCAST_HOME; the book's and the reference's figures are from full 100-epoch runs. Wall time of this "
+            f"SEQCAST_HOME (bench/results/reproduce.md has seqcast's own full-size runs of them); the book's and the "
+            f"reference's figures are from full 100-epoch runs. Wall time of this "
             f"invocation: {elapsed:.0f} s (times include other work sharing the machine).{shortened}\n\n"
             f"{table(rows)}\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
