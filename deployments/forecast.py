@@ -37,6 +37,11 @@ def nightly_cron(index: int, hour: int, minute: int, stagger: int) -> str:
     return f"{total % 60} {total // 60 % 24} * * *"
 
 
+def book_figure(book_valid_mse: float | None) -> str:
+    """The book's figure as a deployment's description gives it; variants beyond the chapter have none."""
+    return "no book figure" if book_valid_mse is None else f"the book's valid MSE {book_valid_mse}"
+
+
 def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployment]:
     """Describe the forecast deployment of every (or every named) registered variant, in registry order.
 
@@ -55,8 +60,7 @@ def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployme
             name=variant.name, parameters={"variant": variant.name},
             tags=["seqcast", f"horizon-{variant.horizon}", f"family-{variant.family}"],
             cron=nightly_cron(index, hour, minute, stagger), timezone=timezone, paused=paused,
-            description=f"{variant.description} (horizon {variant.horizon}; the book's valid MSE "
-                        f"{variant.book_valid_mse})"))
+            description=f"{variant.description} (horizon {variant.horizon}; {book_figure(variant.book_valid_mse)})"))
     return specs
 
 

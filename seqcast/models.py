@@ -1,4 +1,4 @@
-"""The chapter's model variants: a registry of builders keyed by variant name.
+"""The chapter's model variants, and N-BEATS beyond it: a registry of builders keyed by variant name.
 
 Every builder takes every dimension as an argument (``n_steps``, ``horizon``) and names each hyperparameter it
 uses (``units``, dropout rates); a variant lists those in ``hyperparameters``, and an option a variant does not use
@@ -22,6 +22,20 @@ CONV_FILTERS = 20  # conv_gru's front end and every WaveNet layer, as in the cha
 HYPERPARAMETER_DEFAULTS = {"units": 20, "dropout": 0.0, "recurrent_dropout": 0.0}
 RECURRENT = ("units", "dropout", "recurrent_dropout")
 
+# N-BEATS (Oreshkin et al., 2020, "N-BEATS: Neural basis expansion analysis for interpretable time series
+# forecasting"). Every block has NBEATS_LAYERS fully connected ReLU layers of `units` width, as in the paper.
+# The paper sizes its models for M4's 100,000 series on GPUs: N-BEATS-G has 30 stacks of 1 block, width 512
+# (about 25 million weights for a 50-step input); N-BEATS-I a trend stack (width 256) and a seasonality stack
+# (width 2048) of 3 blocks each. Here they train on 7000 windows on a 2-core CPU next to models of a few thousand
+# weights, so they are much smaller: the generic model has 2 stacks of 2 blocks, and both stacks of the
+# interpretable model keep the paper's 3 blocks (sharing weights, they cost compute but no weights) at `units`
+# width, 64 by default.
+NBEATS_LAYERS = 4
+NBEATS_UNITS = 64
+NBEATS_GENERIC_STACKS, NBEATS_GENERIC_BLOCKS = 2, 2
+NBEATS_INTERPRETABLE_BLOCKS = 3
+NBEATS_TREND_DEGREE = 3  # the paper's p is "small, e.g. 2 or 3": cubic lets a trend bend twice within the horizon
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -32,7 +46,7 @@ class Variant:
     horizon: int
     target: Target
     description: str
-    book_valid_mse: float
+    book_valid_mse: float | None  # None: a variant beyond the chapter, which the book has no figure for
     reference_valid_mse: float | None = None
     build: Callable | None = None
     fixed_horizon: bool = False
@@ -41,10 +55,16 @@ class Variant:
     jit_compile: bool = True  # bench/levers.py: XLA's compile time outweighs its gain for the linear models
     patience: int = 5  # EarlyStopping's, the seed notebook's; more where the loss spikes for longer (ln_rnn)
     hyperparameters: tuple[str, ...] = ()  # the builder's arguments besides n_steps and horizon
+    defaults: tuple[tuple[str, float], ...] = ()  # (name, value) where a default differs from HYPERPARAMETER_DEFAULTS
 
     @property
     def trainable(self) -> bool:
         return self.build is not None
+
+    def hyperparameter_defaults(self) -> dict:
+        """The value each of the variant's hyperparameters takes when it is not given."""
+        own = dict(self.defaults)
+        return {name: own.get(name, HYPERPARAMETER_DEFAULTS[name]) for name in self.hyperparameters}
 
 
 def _layers():
@@ -125,6 +145,83 @@ def _wavenet(n_steps: int, horizon: int):
     return keras.Sequential(layers)
 
 
+def _nbeats_block(name: str, units: int, theta_sizes: tuple[int, int], bases: tuple):
+    """One N-BEATS block, as a function residual (batch, n_steps) -> (backcast (batch, n_steps), forecast (batch,
+    horizon)).
+
+    The block's layers are made once, here: calling the function again (another block of a stack that shares its
+    weights) reuses them. ``theta_sizes``: the backcast's and the forecast's number of expansion coefficients;
+    ``bases``: the backcast's and the forecast's basis layers, mapping those coefficients to values.
+    """
+    keras, L = _layers()
+    hidden = [L.Dense(units, activation="relu", name=f"{name}_fc{i + 1}") for i in range(NBEATS_LAYERS)]
+    # The paper's LINEAR projections to the coefficients: theta = W h, no bias.
+    thetas = [L.Dense(size, use_bias=False, name=f"{name}_theta_{part}")
+              for size, part in zip(theta_sizes, ("backcast", "forecast"), strict=True)]
+
+    def block(residual):
+        h = residual
+        for layer in hidden:
+            h = layer(h)
+        return tuple(basis(theta(h)) for theta, basis in zip(thetas, bases, strict=True))
+
+    return block
+
+
+def _nbeats(n_steps: int, stacks: list[tuple[str, list]]):
+    """Doubly residual stacking of ``stacks`` [(name, [block, ...]), ...] into a model (batch, n_steps, 1) ->
+    (batch, horizon).
+
+    Block k+1 takes the residual of block k's input minus block k's backcast; a stack's forecast is the sum of its
+    blocks' forecasts and the model's the sum of its stacks'. Each block's backcast and forecast and each stack's
+    forecast are named layers (``{stack}_block{k}_backcast``, ``{stack}_block{k}_forecast``, ``{stack}_forecast``),
+    so the partial forecasts (the interpretable model's trend and seasonality) can be read from the model.
+    """
+    keras, L = _layers()
+    inputs = keras.Input((n_steps, 1))
+    residual = L.Flatten(name="window")(inputs)
+    stack_forecasts = []
+    for stack, blocks in stacks:
+        forecasts = []
+        for k, block in enumerate(blocks, 1):
+            backcast, forecast = block(residual)
+            backcast = L.Identity(name=f"{stack}_block{k}_backcast")(backcast)
+            forecasts.append(L.Identity(name=f"{stack}_block{k}_forecast")(forecast))
+            residual = L.Subtract(name=f"{stack}_block{k}_residual")([residual, backcast])
+        stack_forecasts.append(L.Add(name=f"{stack}_forecast")(forecasts))
+    return keras.Model(inputs, L.Add(name="forecast")(stack_forecasts))
+
+
+def _nbeats_generic(n_steps: int, horizon: int, units: int):
+    """N-BEATS-G: every block has its own weights and a learned linear basis V theta + b (a Dense layer with bias)
+    for both its backcast and its forecast, with as many coefficients as values, as in the authors' code."""
+    keras, L = _layers()
+
+    def block(name):
+        bases = (L.Dense(n_steps, name=f"{name}_basis_backcast"), L.Dense(horizon, name=f"{name}_basis_forecast"))
+        return _nbeats_block(name, units, (n_steps, horizon), bases)
+
+    return _nbeats(n_steps, [(f"stack{s}", [block(f"stack{s}_block{k}") for k in range(1, NBEATS_GENERIC_BLOCKS + 1)])
+                             for s in range(1, NBEATS_GENERIC_STACKS + 1)])
+
+
+def _nbeats_interpretable(n_steps: int, horizon: int, units: int):
+    """N-BEATS-I: a trend stack (polynomial basis of degree NBEATS_TREND_DEGREE) then a seasonality stack (Fourier
+    basis of the paper's floor(horizon / 2 - 1) harmonics), each of NBEATS_INTERPRETABLE_BLOCKS blocks that share
+    their weights, as the paper's interpretable model does."""
+    from seqcast.layers import FourierBasis, PolynomialBasis, fourier_harmonics
+
+    degree, harmonics = NBEATS_TREND_DEGREE, fourier_harmonics(horizon)
+    trend = _nbeats_block("trend", units, (degree + 1, degree + 1),
+                          (PolynomialBasis(degree, n_steps, name="trend_basis_backcast"),
+                           PolynomialBasis(degree, horizon, name="trend_basis_forecast")))
+    season = _nbeats_block("seasonality", units, (1 + 2 * harmonics, 1 + 2 * harmonics),
+                           (FourierBasis(harmonics, n_steps, horizon, name="seasonality_basis_backcast"),
+                            FourierBasis(harmonics, horizon, horizon, name="seasonality_basis_forecast")))
+    return _nbeats(n_steps, [("trend", [trend] * NBEATS_INTERPRETABLE_BLOCKS),
+                             ("seasonality", [season] * NBEATS_INTERPRETABLE_BLOCKS)])
+
+
 _VARIANTS = [
     Variant("naive", "baseline", 1, "naive", "last input value", 0.0202, 0.02021),
     Variant("linear", "linear", 1, "vector", "Flatten -> Dense(horizon)", 0.0042, 0.00295, _linear,
@@ -155,6 +252,16 @@ _VARIANTS = [
             0.0080, 0.00276, _conv_gru, recurrent=True, hyperparameters=RECURRENT),
     Variant("wavenet", "cnn", 10, "sequence", "causal Conv1D(20, 2) dilations 1,2,4,8 x2 -> Conv1D(horizon, 1)",
             0.0072, 0.00375, _wavenet),
+    # Beyond the chapter: no book figure.
+    Variant("nbeats_generic", "nbeats", 10, "vector",
+            f"N-BEATS generic: {NBEATS_GENERIC_STACKS} stacks x {NBEATS_GENERIC_BLOCKS} blocks of {NBEATS_LAYERS} "
+            f"Dense(units, relu) -> linear basis, doubly residual", None, build=_nbeats_generic,
+            hyperparameters=("units",), defaults=(("units", NBEATS_UNITS),)),
+    Variant("nbeats_interpretable", "nbeats", 10, "vector",
+            f"N-BEATS interpretable: trend stack (degree-{NBEATS_TREND_DEGREE} polynomial) -> seasonality stack "
+            f"(Fourier), {NBEATS_INTERPRETABLE_BLOCKS} weight-sharing blocks of {NBEATS_LAYERS} Dense(units, relu) "
+            f"each, doubly residual", None, build=_nbeats_interpretable,
+            hyperparameters=("units",), defaults=(("units", NBEATS_UNITS),)),
 ]
 
 REGISTRY: dict[str, Variant] = {v.name: v for v in _VARIANTS}
@@ -176,8 +283,7 @@ def build_model(name: str, n_steps: int, horizon: int, **hyperparameters):
     if not variant.trainable:
         raise ValueError(f"variant {name!r} has no model of its own to build")
     check_hyperparameters(variant, hyperparameters)
-    defaults = {name: HYPERPARAMETER_DEFAULTS[name] for name in variant.hyperparameters}
-    return variant.build(n_steps=n_steps, horizon=horizon, **{**defaults, **hyperparameters})
+    return variant.build(n_steps=n_steps, horizon=horizon, **{**variant.hyperparameter_defaults(), **hyperparameters})
 
 
 def check_hyperparameters(variant: Variant, given) -> None:

@@ -71,9 +71,10 @@ class ForecastParams(BaseModel):
                                       "notebook's; 10 for ln_rnn, whose loss spikes outlast 5 epochs)")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Nadam learning rate")
-    units: int | None = Field(None, ge=1, le=4096, description="units per recurrent layer; default: 20 where the "
-                                                               "variant has recurrent layers of its own size, "
-                                                               "refused elsewhere")
+    units: int | None = Field(None, ge=1, le=4096, description="units per recurrent layer, or width of N-BEATS's "
+                                                               "fully connected layers; default: 20 for recurrent "
+                                                               "layers of their own size, 64 for N-BEATS, refused "
+                                                               "elsewhere")
     dropout: float | None = Field(None, ge=0, lt=1, description="input dropout of the recurrent layers; default: 0 "
                                                                 "where the variant has them, refused elsewhere")
     recurrent_dropout: float | None = Field(None, ge=0, lt=1, description="recurrent dropout; default: 0 where the "
@@ -116,7 +117,8 @@ class ForecastParams(BaseModel):
         if variant is None:
             return data  # the variant's own validator names the problem
         check_hyperparameters(variant, [k for k in HYPERPARAMETER_DEFAULTS if data.get(k) is not None])
-        return {**data, **{k: HYPERPARAMETER_DEFAULTS[k] for k in variant.hyperparameters if data.get(k) is None}}
+        defaults = variant.hyperparameter_defaults()
+        return {**data, **{k: value for k, value in defaults.items() if data.get(k) is None}}
 
     @field_validator("variant", mode="before")
     @classmethod

@@ -360,3 +360,40 @@ def test_a_run_whose_loss_diverges_ends_failed_and_never_ranks(home):
     with get_client(sync_client=True) as client:
         flow_run = client.read_flow_run(run_id)
     assert flow_run.state.is_failed() and flow_run.run_count == 1  # diverging again is certain: no retry
+
+
+TINY_10 = {**TINY, "horizon": 10, "epochs": 2, "jit_compile": False}  # no XLA compile: tiny data
+
+
+def test_nbeats_runs_through_the_forecast_flow_and_ranks_without_a_book_figure(home, capsys):
+    from app.cli import print_leaderboard
+    from seqcast.report import metrics_table
+
+    result = forecast(variant="nbeats_generic", **TINY_10)
+    (run,) = rows(home, "SELECT variant, status, horizon, epochs, n_params, model_path FROM runs")
+    # 2 stacks x 2 blocks of 4 Dense(64) on 50 inputs, minus the last block's unused backcast (tests/test_models.py)
+    assert run[:5] == ("nbeats_generic", "completed", 10, 2, 83226)
+    metrics = rows(home, "SELECT predictor, split, metric, horizon_step, value FROM metrics WHERE metric = 'mse'")
+    per_step = sorted((p, s, h) for p, s, _, h, _ in metrics if h is not None)
+    assert per_step == sorted((p, s, h) for p in ("model", "naive") for s in ("valid", "test") for h in range(1, 11))
+    (valid_mse,) = [v for p, s, _, h, v in metrics if (p, s, h) == ("model", "valid", None)]
+    assert valid_mse == pytest.approx(result["valid_mse"]) and np.isfinite(valid_mse)
+    assert rows(home, "SELECT epoch FROM history ORDER BY epoch") == [(1,), (2,)]
+    assert rows(home, "SELECT count(*) FROM predictions WHERE split='test'") == [(40 * 10,)]  # windows x steps
+    assert Store(home).models.manifest(run[5])["variant"] == "nbeats_generic"
+
+    # the book has no figure for N-BEATS: the report's and the leaderboard's book columns stay empty
+    table = metrics_table("nbeats_generic", [{"predictor": p, "split": s, "metric": m, "horizon_step": h, "value": v}
+                                             for p, s, m, h, v in metrics])
+    assert [r["book"] for r in table] == [None, None]
+    print_leaderboard(Store(home), [result])
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("nbeats_generic")]
+    assert line.split()[:2] == ["nbeats_generic", "10"] and "NULL" in line.split()
+
+
+def test_cli_variants_lists_nbeats_without_a_book_figure(capsys):
+    assert cli(["variants"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    for name in ("nbeats_generic", "nbeats_interpretable"):
+        assert lines[name][1:6] == ["nbeats", "10", "vector", "units", "-"] and "N-BEATS" in lines[name]
+    assert lines["lstm"][4:8] == ["units,", "dropout,", "recurrent_dropout", "0.0086"]

@@ -20,13 +20,35 @@ REFERENCE_PARAMS = {"linear": 51, "simple_rnn": 3, "deep_rnn": 1282, "deep_rnn_d
                     "seq2vec_rnn": 1470, "seq2seq_rnn": 1470, "ln_rnn": 1550, "lstm": 5250, "gru": 4110,
                     "conv_gru": 5350, "wavenet": 6010}
 TRAINABLE = [name for name, v in REGISTRY.items() if v.trainable]
+BEYOND_THE_CHAPTER = {"nbeats_generic", "nbeats_interpretable"}
+
+
+def nbeats_params(n_steps: int, horizon: int, units: int) -> dict[str, int]:
+    """N-BEATS's weight counts, worked out from the paper's block: 4 Dense(units) layers with biases, projections
+    to the coefficients without bias, and (generic only) a learned linear basis with bias.
+
+    The last block's backcast feeds nothing, so the model leaves its projection and basis out.
+    """
+    fc = (n_steps * units + units) + 3 * (units * units + units)
+    backcast = units * n_steps + (n_steps * n_steps + n_steps)  # theta: one coefficient per value; basis V theta + b
+    forecast = units * horizon + (horizon * horizon + horizon)
+    generic = 4 * (fc + backcast + forecast) - backcast  # 2 stacks x 2 blocks, each with weights of its own
+    # one block's weights per stack (3 blocks share them); the bases are fixed: degree-3 polynomial (4 coefficients),
+    # Fourier with 1 + 2 * floor(horizon / 2 - 1) coefficients
+    fourier = 1 + 2 * max(0, horizon // 2 - 1)
+    interpretable = (fc + 2 * units * 4) + (fc + 2 * units * fourier)
+    return {"nbeats_generic": generic, "nbeats_interpretable": interpretable}
+
+
+PARAMS = {**REFERENCE_PARAMS, **nbeats_params(50, 10, 64)}
 
 
 def test_registry_covers_the_chapter():
     assert ONE_STEP == ["naive", "linear", "simple_rnn", "deep_rnn", "deep_rnn_dense"]
     assert set(MULTI_STEP) == {"naive_10", "linear_10", "iterative_10", "seq2vec_rnn", "seq2seq_rnn", "ln_rnn",
-                               "lstm", "gru", "conv_gru", "wavenet"}
-    assert set(TRAINABLE) == set(REFERENCE_PARAMS)
+                               "lstm", "gru", "conv_gru", "wavenet"} | BEYOND_THE_CHAPTER
+    assert set(TRAINABLE) == set(REFERENCE_PARAMS) | BEYOND_THE_CHAPTER
+    assert {name for name, v in REGISTRY.items() if v.book_valid_mse is None} == BEYOND_THE_CHAPTER
 
 
 def test_unknown_variant_lists_valid_names():
@@ -38,7 +60,7 @@ def test_unknown_variant_lists_valid_names():
 def test_builder_shapes_and_parameter_count(name):
     variant = REGISTRY[name]
     model = build_model(name, n_steps=50, horizon=variant.horizon)
-    assert model.count_params() == REFERENCE_PARAMS[name]
+    assert model.count_params() == PARAMS[name]
     out = model(np.zeros((4, 50, 1), np.float32))
     expected = {"vector": (4, variant.horizon), "sequence": (4, 50, variant.horizon),
                 "strided": (4, 24, variant.horizon)}[variant.target]
@@ -49,6 +71,107 @@ def test_units_and_horizon_are_arguments():
     model = build_model("lstm", n_steps=30, horizon=5, units=8)
     assert tuple(model(np.zeros((2, 30, 1), np.float32)).shape) == (2, 30, 5)
     assert model.count_params() == 4 * (8 * (1 + 8 + 1)) + 4 * (8 * (8 + 8 + 1)) + 8 * 5 + 5
+
+
+@pytest.mark.parametrize("name", sorted(BEYOND_THE_CHAPTER))
+def test_nbeats_takes_any_window_horizon_and_width(name):
+    model = build_model(name, n_steps=20, horizon=6, units=8)
+    assert tuple(model(np.zeros((3, 20, 1), np.float32)).shape) == (3, 6)
+    assert model.count_params() == nbeats_params(20, 6, 8)[name]
+    assert build_model(name, n_steps=20, horizon=1, units=8).count_params() == nbeats_params(20, 1, 8)[name]
+
+
+def _sub_outputs(model, names: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The outputs of the named layers of ``model`` for inputs ``x`` (n, n_steps, 1), by name."""
+    import keras
+
+    probe = keras.Model(model.inputs[0], [model.get_layer(name).output for name in names])
+    return {name: np.asarray(out) for name, out in zip(names, probe(x), strict=True)}
+
+
+def _apply_block(model, prefix: str, residual: np.ndarray, part: str) -> np.ndarray:
+    """Run the block whose layers are named ``{prefix}_...`` on ``residual`` (n, n_steps): its backcast or forecast."""
+    h = residual
+    for i in range(1, 5):
+        h = model.get_layer(f"{prefix}_fc{i}")(h)
+    return np.asarray(model.get_layer(f"{prefix}_basis_{part}")(model.get_layer(f"{prefix}_theta_{part}")(h)))
+
+
+@pytest.mark.parametrize("name, stacks", [
+    ("nbeats_generic", [(f"stack{s}", [f"stack{s}_block1", f"stack{s}_block2"]) for s in (1, 2)]),
+    ("nbeats_interpretable", [("trend", ["trend"] * 3), ("seasonality", ["seasonality"] * 3)]),  # shared weights
+])
+def test_nbeats_is_doubly_residual(name, stacks):
+    """Block k+1 sees block k's input minus block k's backcast; the forecast is the sum of the blocks' forecasts."""
+    x = generate_time_series(5, 30, seed=6)
+    model = build_model(name, n_steps=30, horizon=6, units=16)
+    blocks = [(stack, k, prefix) for stack, prefixes in stacks for k, prefix in enumerate(prefixes, 1)]
+    names = ["window", "forecast", *(f"{stack}_forecast" for stack, _ in stacks),
+             *(f"{stack}_block{k}_forecast" for stack, k, _ in blocks),
+             *(f"{stack}_block{k}_backcast" for stack, k, _ in blocks[:-1])]  # the last backcast feeds nothing
+    out = _sub_outputs(model, names, x)
+    np.testing.assert_allclose(out["window"], x[..., 0])
+
+    residual, total = x[..., 0], 0
+    for i, (stack, k, prefix) in enumerate(blocks):
+        forecast = out[f"{stack}_block{k}_forecast"]
+        assert np.abs(forecast).max() > 1e-3  # every block contributes
+        np.testing.assert_allclose(forecast, _apply_block(model, prefix, residual, "forecast"), rtol=1e-4, atol=1e-5)
+        total = total + forecast
+        if i < len(blocks) - 1:
+            backcast = out[f"{stack}_block{k}_backcast"]
+            np.testing.assert_allclose(backcast, _apply_block(model, prefix, residual, "backcast"), rtol=1e-4,
+                                       atol=1e-5)
+            residual = residual - backcast
+    for stack, _ in stacks:
+        stack_sum = sum(out[f"{stack}_block{k}_forecast"] for s, k, _ in blocks if s == stack)
+        np.testing.assert_allclose(out[f"{stack}_forecast"], stack_sum, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["forecast"], total, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model(x)), total, rtol=1e-5, atol=1e-6)
+
+
+def _relative_residual(basis: np.ndarray, values: np.ndarray) -> float:
+    """How far ``values`` (n, length) lie from the span of ``basis`` (length, m): least-squares residual / norm."""
+    coefficients, *_ = np.linalg.lstsq(basis, values.T, rcond=None)
+    return float(np.linalg.norm(basis @ coefficients - values.T) / np.linalg.norm(values))
+
+
+def test_nbeats_trend_blocks_forecast_cubic_polynomials():
+    n_steps, horizon = 40, 10
+    model = build_model("nbeats_interpretable", n_steps=n_steps, horizon=horizon, units=16)
+    names = [f"trend_block{k}_{part}" for k in (1, 2, 3) for part in ("forecast", "backcast")]
+    out = _sub_outputs(model, names, generate_time_series(8, n_steps, seed=7))
+    for length, part in ((horizon, "forecast"), (n_steps, "backcast")):
+        t = np.arange(length) / length  # the paper's normalised time
+        for k in (1, 2, 3):
+            values = out[f"trend_block{k}_{part}"]
+            assert _relative_residual(np.vander(t, 4), values) < 1e-5  # a cubic in t ...
+            assert _relative_residual(np.vander(t, 3), values) > 1e-3  # ... that no quadratic fits
+
+
+def test_nbeats_seasonality_blocks_forecast_the_papers_harmonics():
+    """With horizon 10: harmonics k = 1..4 (floor(10 / 2 - 1)) of period 10 and a constant, over the forecast and
+    the backcast alike."""
+    n_steps, horizon = 40, 10
+    model = build_model("nbeats_interpretable", n_steps=n_steps, horizon=horizon, units=16)
+    names = [*(f"seasonality_block{k}_forecast" for k in (1, 2, 3)),
+             *(f"seasonality_block{k}_backcast" for k in (1, 2))]  # the last block's backcast feeds nothing
+    out = _sub_outputs(model, names, generate_time_series(8, n_steps, seed=8))
+
+    def harmonics(length: int, ks) -> np.ndarray:
+        t = np.arange(length) / horizon
+        return np.column_stack([np.ones(length)] + [f(2 * np.pi * k * t) for k in ks for f in (np.cos, np.sin)])
+
+    for k in (1, 2, 3):
+        forecast = out[f"seasonality_block{k}_forecast"]
+        assert _relative_residual(harmonics(horizon, range(1, 5)), forecast) < 1e-5
+        # the 5th harmonic (period 2, alternating signs) is left out: the forecast has no part along it
+        assert np.abs(forecast @ (-1.0) ** np.arange(horizon)).max() < 1e-5 * np.abs(forecast).sum(axis=1).max()
+    for k in (1, 2):
+        backcast = out[f"seasonality_block{k}_backcast"]
+        # over 40 backcast steps these 9 functions span a small space: a strong check of the frequencies
+        assert _relative_residual(harmonics(n_steps, range(1, 5)), backcast) < 1e-5
+        assert _relative_residual(harmonics(n_steps, range(1, 4)), backcast) > 1e-3
 
 
 def test_a_hyperparameter_a_variant_does_not_use_is_refused():

@@ -23,8 +23,14 @@ def test_hyperparameters_are_the_variants_and_others_are_refused():
     assert ForecastParams(variant="ln_rnn", units=8).hyperparameters() == {"units": 8, "dropout": 0.0}
     assert ForecastParams(variant="wavenet").hyperparameters() == {}
     assert ForecastParams(variant="linear").units is None  # not recorded as if it shaped the model
+    # N-BEATS's fully connected layers have a default width of their own, and take no dropout
+    assert ForecastParams(variant="nbeats_generic").hyperparameters() == {"units": 64}
+    assert ForecastParams(variant="nbeats_interpretable", units=16).hyperparameters() == {"units": 16}
+    today = ForecastParams(variant="nbeats_generic").model_dump()
+    assert normalized_params(json.dumps({k: v for k, v in today.items() if k != "units"})) == today
     for variant, option in (("wavenet", "units"), ("linear", "dropout"), ("simple_rnn", "units"),
-                            ("ln_rnn", "recurrent_dropout"), ("naive", "units")):
+                            ("ln_rnn", "recurrent_dropout"), ("naive", "units"),
+                            ("nbeats_generic", "dropout")):
         with pytest.raises(ValidationError, match=f"variant '{variant}' does not use {option}"):
             ForecastParams(variant=variant, **{option: 5 if option == "units" else 0.1})
 
