@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqcast.models import REGISTRY, get_variant
+from seqcast.models import REGISTRY, Variant, get_variant
 from tasks.runtime import FLOW_NAME, current_settings
 
 
@@ -37,6 +37,18 @@ def nightly_cron(index: int, hour: int, minute: int, stagger: int) -> str:
     return f"{total % 60} {total // 60 % 24} * * *"
 
 
+def horizon_tag(variant: Variant) -> str:
+    """``horizon-<n>``; ``horizon-dataset`` for a variant that forecasts its dataset's horizon."""
+    return f"horizon-{variant.horizon}" if variant.horizon else "horizon-dataset"
+
+
+def describe(variant: Variant) -> str:
+    """A deployment's description: the architecture, the horizon and the book's valid MSE where it has one."""
+    if variant.book_valid_mse is None:
+        return f"{variant.description} (the dataset's horizon; needs dataset_id)"
+    return f"{variant.description} (horizon {variant.horizon}; the book's valid MSE {variant.book_valid_mse})"
+
+
 def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployment]:
     """Describe the forecast deployment of every (or every named) registered variant, in registry order.
 
@@ -53,10 +65,10 @@ def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployme
             continue
         specs.append(ForecastDeployment(
             name=variant.name, parameters={"variant": variant.name},
-            tags=["seqcast", f"horizon-{variant.horizon}", f"family-{variant.family}"],
-            cron=nightly_cron(index, hour, minute, stagger), timezone=timezone, paused=paused,
-            description=f"{variant.description} (horizon {variant.horizon}; the book's valid MSE "
-                        f"{variant.book_valid_mse})"))
+            tags=["seqcast", horizon_tag(variant), f"family-{variant.family}"],
+            cron=nightly_cron(index, hour, minute, stagger), timezone=timezone,
+            # a scheduled run names no dataset, which a statistical baseline needs: its schedule starts paused
+            paused=paused or variant.needs_dataset, description=describe(variant)))
     return specs
 
 
