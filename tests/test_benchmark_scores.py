@@ -118,3 +118,16 @@ def test_stats_variants_are_refused_on_the_synthetic_series_before_any_work(home
     with pytest.raises(ValueError, match="synthetic windows do not keep"):
         forecast(variant="stats_naive")
     assert not (home / "datasets").exists()
+
+
+def test_batch_forecasting_refuses_the_statistical_baselines():
+    from pydantic import ValidationError
+
+    from seqcast.predict import FAMILIES, PredictParams, chosen_model
+
+    assert "stats" not in FAMILIES
+    with pytest.raises(ValidationError, match="'stats_theta' is a statistical baseline, which scores held-out parts"):
+        PredictParams(dataset_id="ds-1", variant="stats_theta")
+    run = {"run_id": "r1", "variant": "stats_ets", "params": '{"n_steps": 36, "horizon": 18}'}
+    with pytest.raises(ValueError, match="run r1 is a statistical baseline"):
+        chosen_model(run, None)
