@@ -259,8 +259,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
-    rows = [(v.name, v.family, v.horizon, v.target, ", ".join(v.hyperparameters) or "-", v.book_valid_mse,
-             v.description) for v in REGISTRY.values()]
+    rows = [(v.name, v.family, v.horizon or "dataset's", v.target, ", ".join(v.hyperparameters) or "-",
+             v.book_valid_mse, v.description) for v in REGISTRY.values()]
     print(format_table(["variant", "family", "horizon", "target", "hyperparameters", "book_valid_mse",
                         "architecture"], rows))
     return 0
