@@ -131,3 +131,30 @@ def test_batch_forecasting_refuses_the_statistical_baselines():
     run = {"run_id": "r1", "variant": "stats_ets", "params": '{"n_steps": 36, "horizon": 18}'}
     with pytest.raises(ValueError, match="run r1 is a statistical baseline"):
         chosen_model(run, None)
+
+
+def test_holdout_parts_leave_out_padding_gaps_and_series_without_a_scale():
+    from seqcast.holdout import scale_free_scores, split_series
+
+    # a: padded by 2 steps, a gap in its training part; b: flat history (no MASE scale); c: a gap in its test part
+    a = [1.0, 1.0, 1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0, 8.0]
+    b = [3.0] * 6 + [3.0, 4.0, 5.0, 6.0]
+    c = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, np.nan, 10.0]
+    parts = ["train"] * 6 + ["valid"] * 2 + ["test"] * 2
+    values = {"series_id": np.array(["c"] * 10 + ["a"] * 10 + ["b"] * 10, dtype=object),
+              "step": np.tile(np.arange(10), 3), "value": np.array(c + a + b),
+              "part": np.array(parts * 3, dtype=object), "padded": np.array([False] * 10 + [True] * 2 + [False] * 18)}
+    test = split_series(values, {"a": 1, "b": 1, "c": 1}, "test", 2)
+    assert test.series_ids == ["a", "b"]  # c's test part has a gap
+    np.testing.assert_array_equal(test.history[0], [1.0, 2.0, 4.0, 5.0, 6.0])  # no padding, no gap
+    np.testing.assert_array_equal(test.actual, [[7.0, 8.0], [5.0, 6.0]])
+    series_rows, step_rows = scale_free_scores("test", test, np.array(["a", "b"], dtype=object),
+                                               np.array([[8.0, 9.0], [3.0, 3.0]]))
+    model = {r["series_id"]: r for r in series_rows if r["predictor"] == "model"}
+    assert model["a"]["smape"] == pytest.approx((200 / 15 + 200 / 17) / 2)
+    assert model["b"]["mase"] is not None  # b's training and validation parts change: it has a scale
+    valid = split_series(values, {"a": 1, "b": 1, "c": 1}, "valid", 2)
+    rows_valid, _ = scale_free_scores("valid", valid, np.array(valid.series_ids, dtype=object), valid.actual)
+    flat = {r["series_id"]: r["mase"] for r in rows_valid if r["predictor"] == "model"}
+    assert flat["b"] is None and flat["a"] == 0.0  # b's training part is flat: no scale; a is forecast exactly
+    assert {r["step"] for r in step_rows} == {1, 2}
