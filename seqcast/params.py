@@ -199,8 +199,8 @@ class ForecastParams(BaseModel):
         variant = get_variant(self.variant)
         if variant.needs_dataset and self.dataset_id is None:
             raise ValueError(f"variant {self.variant!r} fits each series' own history, which the book's synthetic "
-                             f"windows do not keep: name an ingested dataset with dataset_id (e.g. `seqcast ingest "
-                             f"--benchmark m3-monthly`)")
+                             f"windows do not keep: name an ingested dataset with dataset_id (--dataset-id; e.g. one "
+                             f"from `seqcast ingest --benchmark m3-monthly`)")
 
     @property
     def target_dataset_id(self) -> str:

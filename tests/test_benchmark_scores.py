@@ -113,7 +113,7 @@ def test_stats_variants_are_refused_on_the_synthetic_series_before_any_work(home
     assert cli(["run", *argv]) == 2
     err = capsys.readouterr().err
     assert "fits each series' own history, which the book's synthetic windows do not keep: name an ingested " \
-           "dataset with dataset_id" in err and "Traceback" not in err
+           "dataset with dataset_id (--dataset-id" in err and "Traceback" not in err
     assert not home.exists()
     with pytest.raises(ValueError, match="synthetic windows do not keep"):
         forecast(variant="stats_naive")
