@@ -17,7 +17,7 @@ import typing
 from pydantic import ValidationError
 from tabulate import tabulate
 
-from seqcast.models import ONE_STEP, REGISTRY
+from seqcast.models import ONE_STEP, REGISTRY, STATS
 from seqcast.params import ForecastParams
 from seqcast.settings import SettingsError, load_settings
 from storage import Store
@@ -63,7 +63,9 @@ def refusals_without_traceback():
 
 def chosen_variants(args: argparse.Namespace) -> list[str]:
     """The variants a ``--variant``/``--one-step``/``--all`` group names."""
-    return list(REGISTRY) if args.all else ONE_STEP if args.one_step else args.variant
+    if args.all:  # the statistical baselines need an ingested dataset: without one, --all leaves them out
+        return [v for v in REGISTRY if getattr(args, "dataset_id", None) or v not in STATS]
+    return ONE_STEP if args.one_step else args.variant
 
 
 def add_variant_choice(parser: argparse.ArgumentParser, what: str) -> None:
@@ -73,7 +75,8 @@ def add_variant_choice(parser: argparse.ArgumentParser, what: str) -> None:
                        help=f"variant to {what} (repeatable): {', '.join(REGISTRY)}")
     which.add_argument("--one-step", action="store_true",
                        help=f"the one-step variants of the seed notebook: {', '.join(ONE_STEP)}")
-    which.add_argument("--all", action="store_true", help="every registered variant")
+    which.add_argument("--all", action="store_true",
+                       help="every registered variant (the statistical ones only with --dataset-id)")
 
 
 def _option_type(annotation):
@@ -109,6 +112,7 @@ def planned_runs(args: argparse.Namespace, store: Store) -> list[ForecastParams]
     except ValidationError as exc:
         raise ValueError(_validation_message(exc)) from None
     for params in planned:  # every variant must fit an ingested dataset before the first one trains
+        params.require_data()
         if params.dataset_id is not None:
             params.for_dataset(store.datasets.require(params.dataset_id).manifest)
     return planned
@@ -255,7 +259,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_variants(args: argparse.Namespace) -> int:
-    rows = [(v.name, v.family, v.horizon, v.target, ", ".join(v.hyperparameters) or "-",
+    rows = [(v.name, v.family, v.horizon or "dataset's", v.target, ", ".join(v.hyperparameters) or "-",
              "-" if v.book_valid_mse is None else v.book_valid_mse, v.description) for v in REGISTRY.values()]
     print(format_table(["variant", "family", "horizon", "target", "hyperparameters", "book_valid_mse",
                         "architecture"], rows))

@@ -83,7 +83,8 @@ def main() -> int:
     names = args.variants or [name for name, v in REGISTRY.items() if v.book_valid_mse is not None]
     beyond = [name for name in names if name in REGISTRY and REGISTRY[name].book_valid_mse is None]
     if beyond:
-        parser.error(f"{', '.join(beyond)}: no book figure to reproduce; bench/nbeats.py compares N-BEATS")
+        parser.error(f"{', '.join(beyond)}: no book figure to reproduce; bench/nbeats.py compares N-BEATS, and "
+                     f"the statistical baselines are scored on M3 (docs/benchmarks.md)")
     planned = [ForecastParams(variant=name, epochs=args.epochs) for name in names]  # validates every name first
 
     from flows.forecast import forecast

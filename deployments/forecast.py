@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqcast.models import REGISTRY, get_variant
+from seqcast.models import REGISTRY, Variant, get_variant
 from tasks.runtime import FLOW_NAME, current_settings
 
 
@@ -37,9 +37,16 @@ def nightly_cron(index: int, hour: int, minute: int, stagger: int) -> str:
     return f"{total % 60} {total // 60 % 24} * * *"
 
 
-def book_figure(book_valid_mse: float | None) -> str:
-    """The book's figure as a deployment's description gives it; variants beyond the chapter have none."""
-    return "no book figure" if book_valid_mse is None else f"the book's valid MSE {book_valid_mse}"
+def horizon_tag(variant: Variant) -> str:
+    """``horizon-<n>``; ``horizon-dataset`` for a variant that forecasts its dataset's horizon."""
+    return f"horizon-{variant.horizon}" if variant.horizon else "horizon-dataset"
+
+
+def describe(variant: Variant) -> str:
+    """A deployment's description: the architecture, the horizon and the book's valid MSE where it has one."""
+    horizon = f"horizon {variant.horizon}" if variant.horizon else "the dataset's horizon; needs dataset_id"
+    book = "no book figure" if variant.book_valid_mse is None else f"the book's valid MSE {variant.book_valid_mse}"
+    return f"{variant.description} ({horizon}; {book})"
 
 
 def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployment]:
@@ -58,9 +65,10 @@ def deployment_specs(variants: list[str] | None = None) -> list[ForecastDeployme
             continue
         specs.append(ForecastDeployment(
             name=variant.name, parameters={"variant": variant.name},
-            tags=["seqcast", f"horizon-{variant.horizon}", f"family-{variant.family}"],
-            cron=nightly_cron(index, hour, minute, stagger), timezone=timezone, paused=paused,
-            description=f"{variant.description} (horizon {variant.horizon}; {book_figure(variant.book_valid_mse)})"))
+            tags=["seqcast", horizon_tag(variant), f"family-{variant.family}"],
+            cron=nightly_cron(index, hour, minute, stagger), timezone=timezone,
+            # a scheduled run names no dataset, which a statistical baseline needs: its schedule starts paused
+            paused=paused or variant.needs_dataset, description=describe(variant)))
     return specs
 
 

@@ -85,6 +85,7 @@ def forecast(
     run_id = str(flow_run.id or uuid.uuid4())
 
     try:  # a dataset or base run that does not fit is as final as a bad parameter: fail now, no retry
+        params.require_data()
         params, dataset = fit_to_dataset(params) if params.dataset_id is not None else (params, None)
         base_run = base_model_run(params) if params.base_run_id is not None else None
     except ValueError:
@@ -165,4 +166,6 @@ def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_pat
         "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics] if evaluation else [],
         "history": [{"run_id": run_id, **h} for h in (trained.history if trained else [])],
         "predictions": [{"run_id": run_id, **p} for p in evaluation.predictions] if evaluation else [],
+        "series_scores": [{"run_id": run_id, **r} for r in evaluation.series_scores] if evaluation else [],
+        "step_scores": [{"run_id": run_id, **r} for r in evaluation.step_scores] if evaluation else [],
     }

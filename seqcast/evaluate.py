@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from seqcast.data import split_windows
+from seqcast.holdout import SplitSeries, scale_free_scores, window_forecasts
 from seqcast.metrics import forecast_errors, naive_forecast
 from seqcast.models import Variant
 from seqcast.scaling import Scaler
@@ -17,11 +18,14 @@ EVAL_SPLITS = ("valid", "test")
 
 @dataclass
 class Evaluation:
-    """Metric rows, test-split prediction rows, and the inputs of the forecast plot (three validation series)."""
+    """Metric rows, test-split prediction rows, and the inputs of the forecast plot (three validation series);
+    on a last-horizon dataset also the scale-free scores per series and per step (``seqcast.holdout``)."""
 
     metrics: list[dict]
     predictions: list[dict]
     plot_inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    series_scores: list[dict] = field(default_factory=list)
+    step_scores: list[dict] = field(default_factory=list)
 
     def figure(self, split: str, predictor: str = "model", metric: str = "mse") -> float | None:
         """The whole-horizon figure, or None for a split that was not scored (e.g. an empty test split)."""
@@ -41,29 +45,43 @@ def prediction_rows(split: str, y_true: np.ndarray, y_pred: np.ndarray) -> list[
 
 
 def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler,
-             splits: dict[str, tuple[np.ndarray, np.ndarray | None]], window_norm: str = "none") -> Evaluation:
+             splits: dict[str, tuple[np.ndarray, np.ndarray | None]], window_norm: str = "none",
+             series: dict[str, SplitSeries] | None = None) -> Evaluation:
     """Forecast the horizon after every window of each split and score model and naive, in original units.
 
     ``splits``: split name -> (windows (n, n_steps + horizon) in original units, series id per window or None);
     the model sees the windows as ``scaler`` maps them, then in the frame of ``window_norm``; its outputs are mapped
-    back from both, in reverse order. ``model`` is None for variants without one (naive).
+    back from both, in reverse order. ``model`` is None for variants without one (naive, stats).
+
+    ``series``: split name -> its series' history and part, on a last-horizon dataset (else None). With it, each
+    split is also scored by sMAPE and MASE per series, beside Naive2; a statistical variant forecasts from it.
     """
-    metrics, predictions, plot_inputs = [], [], None
+    if variant.target == "stats" and series is None:
+        raise ValueError(f"variant {variant.name!r} forecasts from each series' history: it needs a last-horizon "
+                         f"dataset that stores its series' values")
+    metrics, predictions, plot_inputs, series_rows, step_rows = [], [], None, [], []
     for split in EVAL_SPLITS:
         windows, series_ids = splits[split]
         if len(windows) == 0:
             continue
         x, y_true = split_windows(windows, n_steps)
-        x_model, _ = split_windows(scaler.transform(windows, series_ids), n_steps)
-        y_pred = scaler.inverse(forecast(variant, model, x_model, horizon, window_norm), series_ids)
+        if variant.target == "stats":
+            y_pred = window_forecasts(variant.method, series[split], series_ids, horizon)
+        else:
+            x_model, _ = split_windows(scaler.transform(windows, series_ids), n_steps)
+            y_pred = scaler.inverse(forecast(variant, model, x_model, horizon, window_norm), series_ids)
         if not np.isfinite(y_pred).all():
             bad = int((~np.isfinite(y_pred)).any(axis=1).sum())
             raise Diverged(f"{variant.name}: the forecasts of {bad} of {len(y_pred)} {split} windows are NaN or "
                            f"infinite, so the run has no meaningful score")
         metrics += score(y_true, y_pred, split, "model")
         metrics += score(y_true, naive_forecast(x, horizon), split, "naive")
+        if series is not None:
+            by_series, by_step = scale_free_scores(split, series[split], series_ids, y_pred)
+            series_rows += by_series
+            step_rows += by_step
         if split == "test":
             predictions = prediction_rows(split, y_true, y_pred)
         else:
             plot_inputs = (x[:3, :, 0], y_true[:3], y_pred[:3])
-    return Evaluation(metrics, predictions, plot_inputs)
+    return Evaluation(metrics, predictions, plot_inputs, series_rows, step_rows)

@@ -580,6 +580,7 @@ class PreparedDataset:
     splits: dict[str, np.ndarray]  # part -> (n, n_steps + horizon) float32, original units
     extra: dict[str, dict[str, np.ndarray]]  # part -> series_id, window_start, target_start, window_end
     series: pa.Table  # one row per series
+    values: pa.Table  # one row per step of every series (VALUES_SCHEMA)
     scaler: Scaler
 
 
@@ -628,6 +629,7 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
     windows = {p: [] for p in PARTS}
     extra = {p: {"series_id": [], "window_start": [], "target_start": [], "window_end": []} for p in PARTS}
     rows, training_values, padded = [], {}, {}
+    steps = {k: [] for k in VALUES_SCHEMA.names}
     remedies = ["a longer series", "smaller windows", *(["larger fractions"] if params.split == "fractions" else []),
                 *(["short_series='pad'"] if params.short_series == "fail" else [])]
     hint = f"use {', '.join(remedies[:-1])} or {remedies[-1]}"
@@ -655,8 +657,15 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
             extra[part]["target_start"].append(timestamps[starts + params.n_steps])
             extra[part]["window_end"].append(timestamps[starts + width - 1])
         training_values[s.series_id] = values[pad:bounds[0][1]]  # observed values only
+        steps["series_id"].append(np.full(len(values), s.series_id, dtype=object))
+        steps["step"].append(np.arange(len(values)))
+        steps["timestamp"].append(timestamps.to_numpy(dtype="datetime64[us]"))
+        steps["value"].append(values)
+        steps["part"].append(np.repeat(np.array(PARTS, dtype=object), [stop - start for start, stop in bounds]))
+        steps["padded"].append(np.arange(len(values)) < pad)
         origin = latest_input(values, params.n_steps)
-        rows.append({"series_id": s.series_id, "frequency": s.freq, "first_timestamp": s.timestamps[0],
+        rows.append({"series_id": s.series_id, "frequency": s.freq, "period": period_of(s.freq, params),
+                     "first_timestamp": s.timestamps[0],
                      "last_timestamp": s.timestamps[-1], "n_steps_total": len(s.values), "padded_steps": pad,
                      "train_end": timestamps[bounds[0][1] - 1], "valid_end": timestamps[bounds[1][1] - 1],
                      "latest_end": timestamps[origin - 1] if origin else None,
@@ -674,6 +683,8 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
     for row in rows:
         row["mean"], row["std"] = scaler.stats.get(row["series_id"], (None, None))
     table = pa.Table.from_pylist(rows, schema=SERIES_SCHEMA)
+    values_table = pa.table({k: np.concatenate(v) for k, v in steps.items()}, schema=VALUES_SCHEMA) if rows \
+        else VALUES_SCHEMA.empty_table()
 
     freqs = sorted({s.freq for s in series})
     spec = {
@@ -690,7 +701,7 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
     # as before keeps the id it had.
     identity = {k: v for k, v in spec.items()
                 if k not in ("name", "source") and not (k in LATER_KEYS and v == LATER_KEYS[k])}
-    return PreparedDataset(dataset_id_for(identity), spec, splits, columns, table, scaler)
+    return PreparedDataset(dataset_id_for(identity), spec, splits, columns, table, values_table, scaler)
 
 
 # spec keys that datasets ingested before them lack, with the values those datasets had
@@ -698,12 +709,43 @@ LATER_KEYS = {"benchmark": None, "split": "fractions", "short_series": "fail", "
 
 
 SERIES_SCHEMA = pa.schema([
-    ("series_id", pa.string()), ("frequency", pa.string()), ("first_timestamp", pa.timestamp("us")),
+    ("series_id", pa.string()), ("frequency", pa.string()), ("period", pa.int64()),
+    ("first_timestamp", pa.timestamp("us")),
     ("last_timestamp", pa.timestamp("us")), ("n_steps_total", pa.int64()), ("padded_steps", pa.int64()),
     ("train_end", pa.timestamp("us")),
     ("valid_end", pa.timestamp("us")), ("latest_end", pa.timestamp("us")), ("latest", pa.list_(pa.float32())),
     ("mean", pa.float64()), ("std", pa.float64()),
 ])
+
+
+# Every step of every series as the windows see it: padded steps included (``padded``), NaN where missing='drop'
+# left a gap, interpolated values where missing='interpolate' filled one. ``step`` counts from 0 on the padded grid;
+# ``part`` is the split the step belongs to.
+VALUES_SCHEMA = pa.schema([
+    ("series_id", pa.string()), ("step", pa.int64()), ("timestamp", pa.timestamp("us")), ("value", pa.float64()),
+    ("part", pa.string()), ("padded", pa.bool_()),
+])
+
+# The season length of a series on each frequency (pandas offset name, before any anchor such as -SUN or -JAN):
+# a year of months or quarters, a week of days, a year of weeks, a day of hours. Any other frequency, and a multiple
+# of one of these (2D, 3h), is taken as non-seasonal.
+SEASON_LENGTHS = {"MS": 12, "ME": 12, "M": 12, "BMS": 12, "BME": 12, "QS": 4, "QE": 4, "Q": 4, "BQS": 4, "BQE": 4,
+                  "D": 7, "W": 52, "h": 24, "H": 24}
+
+
+def season_length(freq: str) -> int:
+    """The season length of a series on pandas frequency ``freq`` (see ``SEASON_LENGTHS``); 1 when unknown."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    if offset.n != 1:
+        return 1
+    return SEASON_LENGTHS.get(offset.name.split("-")[0], 1)
+
+
+def period_of(freq: str, params: IngestParams) -> int:
+    """A series' period: a benchmark's own (M3 states it per subset), else the season length of its frequency."""
+    if params.benchmark is not None:
+        return m3.SUBSETS[BENCHMARKS[params.benchmark]].period
+    return season_length(freq)
 
 
 def prepare(params: IngestParams) -> PreparedDataset:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Target = Literal["naive", "vector", "sequence", "strided", "iterative"]
+Target = Literal["naive", "vector", "sequence", "strided", "iterative", "stats"]
 # Conv1D front end of conv_gru: output step j sees inputs [j*stride, j*stride + kernel - 1].
 CONV_KERNEL, CONV_STRIDES = 4, 2
 CONV_FILTERS = 20  # conv_gru's front end and every WaveNet layer, as in the chapter
@@ -46,7 +46,7 @@ class Variant:
     horizon: int
     target: Target
     description: str
-    book_valid_mse: float | None  # None: a variant beyond the chapter, which the book has no figure for
+    book_valid_mse: float | None  # None: the book has no figure (beyond the chapter: N-BEATS, the statistical ones)
     reference_valid_mse: float | None = None
     build: Callable | None = None
     fixed_horizon: bool = False
@@ -56,6 +56,13 @@ class Variant:
     patience: int = 5  # EarlyStopping's, the seed notebook's; more where the loss spikes for longer (ln_rnn)
     hyperparameters: tuple[str, ...] = ()  # the builder's arguments besides n_steps and horizon
     defaults: tuple[tuple[str, float], ...] = ()  # (name, value) where a default differs from HYPERPARAMETER_DEFAULTS
+    method: str | None = None  # a "stats" variant's method in seqcast.stats
+
+    @property
+    def needs_dataset(self) -> bool:
+        """Statistical baselines forecast each series from its whole known history, which only an ingested
+        last-horizon dataset keeps; the book's synthetic windows have none."""
+        return self.target == "stats"
 
     @property
     def trainable(self) -> bool:
@@ -264,9 +271,22 @@ _VARIANTS = [
             hyperparameters=("units",), defaults=(("units", NBEATS_UNITS),)),
 ]
 
+# The M competitions' statistical baselines (seqcast.stats), fitted per series at the dataset's period. They
+# forecast the dataset's own horizon; ``horizon`` 0 says that they have none of their own.
+_STATS = [
+    ("naive", "last known value repeated"),
+    ("seasonal_naive", "last known season repeated"),
+    ("naive2", "naive on the seasonally adjusted series (M4's Naive2)"),
+    ("theta", "statsforecast Theta"),
+    ("ets", "statsforecast AutoETS"),
+]
+_VARIANTS += [Variant(f"stats_{method}", "stats", 0, "stats", description, None, method=method)
+              for method, description in _STATS]
+
 REGISTRY: dict[str, Variant] = {v.name: v for v in _VARIANTS}
 ONE_STEP = [v.name for v in _VARIANTS if v.horizon == 1]
 MULTI_STEP = [v.name for v in _VARIANTS if v.horizon > 1]
+STATS = [v.name for v in _VARIANTS if v.target == "stats"]
 
 
 def get_variant(name: str) -> Variant:

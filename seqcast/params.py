@@ -102,7 +102,7 @@ class ForecastParams(BaseModel):
             return data
         name = data.get("variant", cls.model_fields["variant"].default)
         variant = REGISTRY.get(name) if isinstance(name, str) else None
-        if data.get("dataset_id") is None or (variant is not None and variant.target == "naive"):
+        if data.get("dataset_id") is None or (variant is not None and variant.target in ("naive", "stats")):
             return {**data, "window_norm": "none"}
         return data
 
@@ -151,7 +151,7 @@ class ForecastParams(BaseModel):
         if variant.target == "iterative" and self.window_norm not in (None, "none"):
             raise ValueError(f"window_norm {self.window_norm!r} does not apply to iterative variants such as "
                              f"{self.variant!r}; leave it out")
-        if self.dataset_id is None:
+        if self.dataset_id is None and not variant.needs_dataset:  # needs_dataset: refused by require_data
             values = self.n_series * (self.n_steps + self.effective_horizon)
             if values > MAX_GENERATED_VALUES:
                 raise ValueError(f"n_series {self.n_series} x (n_steps {self.n_steps} + horizon "
@@ -184,8 +184,25 @@ class ForecastParams(BaseModel):
             raise ValueError(f"n_steps {self.n_steps} does not fit dataset {self.dataset_id} (n_steps "
                              f"{spec['n_steps']}); leave n_steps out: the dataset's applies")
         check_strided_fit(self.variant, spec["n_steps"])
+        if variant.needs_dataset:
+            if spec.get("split") != "last-horizon":
+                raise ValueError(f"variant {self.variant!r} forecasts one part of {horizon} values per series and "
+                                 f"split, so it needs a dataset ingested with split='last-horizon'; dataset "
+                                 f"{self.dataset_id} was split by {spec.get('split', 'fractions')}")
+            if "values" not in manifest.get("tables", []):
+                raise ValueError(f"dataset {self.dataset_id} was ingested before seqcast stored each series' values, "
+                                 f"which variant {self.variant!r} fits on; remove its folder and ingest it again")
         window_norm = self.window_norm or (INGESTED_WINDOW_NORM if spec.get("kind") == "ingested" else "none")
         return self.model_copy(update={"n_steps": spec["n_steps"], "horizon": horizon, "window_norm": window_norm})
+
+    def require_data(self) -> None:
+        """Refuse a variant that cannot run on the book's synthetic series (a statistical baseline without a
+        dataset_id), naming the problem; the parameters themselves stay valid, as a deployment's defaults are."""
+        variant = get_variant(self.variant)
+        if variant.needs_dataset and self.dataset_id is None:
+            raise ValueError(f"variant {self.variant!r} fits each series' own history, which the book's synthetic "
+                             f"windows do not keep: name an ingested dataset with dataset_id (--dataset-id; e.g. one "
+                             f"from `seqcast ingest --benchmark m3-monthly`)")
 
     @property
     def target_dataset_id(self) -> str:

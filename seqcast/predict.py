@@ -24,7 +24,8 @@ from seqcast.models import REGISTRY, get_variant
 from seqcast.params import plain_id
 from seqcast.scaling import Scaler
 
-FAMILIES = sorted({v.family for v in REGISTRY.values()})
+# the statistical baselines score held-out parts only; forecasting the future with them is not supported yet
+FAMILIES = sorted({v.family for v in REGISTRY.values() if v.target != "stats"})
 
 class PredictParams(BaseModel):
     """Which model forecasts which series; every field is a plain value, so a schedule can carry it."""
@@ -56,8 +57,9 @@ class PredictParams(BaseModel):
     @field_validator("variant")
     @classmethod
     def _known_variant(cls, variant: str | None) -> str | None:
-        if variant is not None:
-            get_variant(variant)
+        if variant is not None and get_variant(variant).target == "stats":
+            raise ValueError(f"variant {variant!r} is a statistical baseline, which scores held-out parts only; "
+                             f"batch forecasting supports the model variants and naive")
         return variant
 
     @model_validator(mode="after")
@@ -109,6 +111,9 @@ def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
     kind = get_variant(run["variant"])
     if kind.target == "iterative":
         raise ValueError(f"run {run['run_id']} is an iterative variant; batch forecasting supports direct variants")
+    if kind.target == "stats":
+        raise ValueError(f"run {run['run_id']} is a statistical baseline ({run['variant']}), which scores held-out "
+                         f"parts only; batch forecasting supports the model variants and naive")
     scaler = Scaler.from_dict(manifest.get("scaling")) if manifest else Scaler()
     # the frame the model was trained in; a run recorded before the option existed was trained without one
     window_norm = params.get("window_norm") or "none"

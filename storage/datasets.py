@@ -7,7 +7,9 @@ little more than copying the array (``bench/speed.py`` measures this against ``n
 is rows ``i * width`` to ``(i + 1) * width - 1``; in DuckDB:
 ``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
 Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
-timestamps), a ``series.parquet`` table (one row per series) and the scaler in ``dataset.json``.
+timestamps), a ``series.parquet`` table (one row per series, with its period), a ``values.parquet`` table (every
+step of every series: ``series_id``, ``step``, ``timestamp``, ``value``, ``part``, ``padded``) and the scaler in
+``dataset.json``, whose ``tables`` lists the tables beside the splits.
 
 The folder is published in one atomic rename, so other processes see all of it or nothing. It is published without
 fsync, carrying an empty ``.unsynced`` file: fsyncing first would make persisting cost far more than the training
@@ -211,6 +213,7 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
             "spec": spec,
             "shapes": {name: list(splits[name].shape) for name in SPLITS},
             "content_hash": digest.result(),
+            "tables": sorted(tables or {}),
             **(manifest_extra or {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -319,6 +322,16 @@ class Datasets:
         if name in SPLITS or not path.is_file():
             raise ValueError(f"dataset {ref.dataset_id} has no {name!r} table")
         return pq.read_table(path)
+
+    def read_series_values(self, ref: DatasetRef) -> tuple[dict[str, np.ndarray], dict[str, int]] | None:
+        """Every step of every series (``values.parquet``, column -> array) and each series' period, or None for
+        a dataset without them (synthetic, or ingested before they were stored)."""
+        if "values" not in ref.manifest.get("tables", []):
+            return None
+        table = self.read_table(ref, "values")
+        columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        series = self.read_table(ref, "series").select(["series_id", "period"]).to_pydict()
+        return columns, dict(zip(series["series_id"], series["period"], strict=True))
 
     def row(self, ref: DatasetRef, created_at) -> dict:
         """The dataset's row of the results ``datasets`` table."""

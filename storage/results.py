@@ -64,6 +64,14 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("split", pa.string()), ("series_index", pa.int64()), ("horizon_step", pa.int32()),
         ("y_true", pa.float64()), ("y_pred", pa.float64()),
     ]),
+    "series_scores": pa.schema([  # last-horizon datasets: the run ("model") and Naive2 on the same series
+        ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("series_id", pa.string()),
+        ("smape", pa.float64()), ("mase", pa.float64()),
+    ]),
+    "step_scores": pa.schema([
+        ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("step", pa.int32()),
+        ("smape", pa.float64()), ("mase", pa.float64()),
+    ]),
     "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
         ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
@@ -108,6 +116,22 @@ SELECT r.variant, r.dataset_id, r.run_id, m.split, m.horizon_step,
 FROM runs r JOIN metrics m USING (run_id)
 WHERE r.status = 'completed' AND m.predictor = 'model' AND m.horizon_step IS NOT NULL
 GROUP BY ALL;
+
+CREATE OR REPLACE VIEW benchmark_scores AS
+WITH subset AS (
+    SELECT run_id, split,
+           avg(smape) FILTER (WHERE predictor = 'model') AS smape,
+           avg(mase) FILTER (WHERE predictor = 'model') AS mase,
+           avg(smape) FILTER (WHERE predictor = 'naive2') AS naive2_smape,
+           avg(mase) FILTER (WHERE predictor = 'naive2') AS naive2_mase,
+           count(*) FILTER (WHERE predictor = 'model') AS n_series
+    FROM series_scores GROUP BY run_id, split
+)
+SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
+       0.5 * (s.smape / nullif(s.naive2_smape, 0) + s.mase / nullif(s.naive2_mase, 0)) AS owa,
+       s.n_series, s.naive2_smape, s.naive2_mase
+FROM subset s JOIN runs r USING (run_id)
+WHERE r.status = 'completed';
 
 CREATE OR REPLACE VIEW series_predictions AS
 SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,

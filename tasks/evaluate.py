@@ -1,4 +1,5 @@
-"""Stage 4: score the model and the naive baseline on the valid and test splits; draw the run's plots."""
+"""Stage 4: score the model and the naive baseline on the valid and test splits (on a last-horizon dataset also
+sMAPE, MASE and Naive2 per series); draw the run's plots."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.evaluate import EVAL_SPLITS, Evaluation, evaluate
+from seqcast.holdout import SplitSeries, split_series
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 from seqcast.plots import plot_forecasts, plot_learning_curves
@@ -41,7 +43,8 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: str 
         model = store.models.load(model_path, CUSTOM_OBJECTS)
     splits = {split: store.datasets.read_windows(dataset, split) for split in EVAL_SPLITS}
     evaluation = evaluate(get_variant(params.variant), model, params.n_steps, params.effective_horizon,
-                          Scaler.from_dict(dataset.manifest.get("scaling")), splits, params.window_norm)
+                          Scaler.from_dict(dataset.manifest.get("scaling")), splits, params.window_norm,
+                          series_by_split(dataset, params.effective_horizon))
     title = f"{params.variant} · {dataset.dataset_id}"
     forecast_plot = store.models.write_file(run_id, "forecast.png", plot_forecasts(*evaluation.plot_inputs, title)) \
         if evaluation.plot_inputs else None
@@ -50,3 +53,14 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: str 
     logger.info("%s valid MSE %.5f (naive %.5f)", params.variant, evaluation.figure("valid"),
                 evaluation.figure("valid", "naive"))
     return ScoredRun(evaluation, forecast_plot, curve)
+
+
+def series_by_split(dataset: DatasetRef, horizon: int) -> dict[str, SplitSeries] | None:
+    """Each scored split's series (history and part) on a last-horizon dataset that stores its values, else None."""
+    if dataset.manifest["spec"].get("split") != "last-horizon":
+        return None
+    stored = current_store().datasets.read_series_values(dataset)
+    if stored is None:
+        return None
+    values, periods = stored
+    return {split: split_series(values, periods, split, horizon) for split in EVAL_SPLITS}

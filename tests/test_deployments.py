@@ -41,7 +41,8 @@ def test_every_deployment_definition_loads():
         variant = REGISTRY[spec.name]
         assert deployment.name == spec.name and deployment.parameters == {"variant": spec.name}
         ForecastParams(**deployment.parameters)
-        assert set(deployment.tags) == {"seqcast", f"horizon-{variant.horizon}", f"family-{variant.family}"}
+        horizon = f"horizon-{variant.horizon}" if variant.horizon else "horizon-dataset"
+        assert set(deployment.tags) == {"seqcast", horizon, f"family-{variant.family}"}
         assert [s.schedule.cron for s in deployment.schedules] == [spec.cron]
         module, name = deployment.entrypoint.rsplit(".", 1)
         assert getattr(importlib.import_module(module), name).name == "forecast"

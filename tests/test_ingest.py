@@ -30,9 +30,12 @@ def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
     folder = home / "datasets" / result["dataset_id"]
     assert sorted(p.name for p in folder.iterdir()) == [
         "dataset.json", "series.parquet", "test.parquet", "test.windows.parquet", "train.parquet",
-        "train.windows.parquet", "valid.parquet", "valid.windows.parquet"]
+        "train.windows.parquet", "valid.parquet", "valid.windows.parquet", "values.parquet"]
     assert result["n_series"] == 3 and result["frequency"] == "D"
     manifest = json.loads((folder / "dataset.json").read_text())
+    assert manifest["tables"] == ["series", "values"]
+    series = pq.read_table(folder / "series.parquet").to_pydict()
+    assert series["period"] == [7, 7, 7]  # daily: a week
     assert manifest["scaling"]["mode"] == "series" and set(manifest["scaling"]["stats"]) == {"s00", "s01", "s02"}
     ref = find_dataset(home / "datasets", result["dataset_id"])
     windows = pq.read_table(folder / "train.windows.parquet")

@@ -1,0 +1,139 @@
+"""Series by series on a last-horizon dataset: the statistical variants' forecasts and the scale-free scores.
+
+On a dataset split with ``split='last-horizon'`` every series holds one validation and one test window, whose
+targets are its validation and its test part. A split is forecast from what is known before its part, as the M
+competitions do: the validation part from the training part, the test part from the training and validation parts
+(for M3, the competition's ``x``). The scores are ``seqcast.scores``' sMAPE and MASE (scaled by the seasonal naive
+MAE of that same history), and Naive2's, on the same series, from which OWA follows.
+
+Inputs: the dataset's per-step values (column -> array: ``series_id``, ``step``, ``value``, ``part``, ``padded``)
+and each series' period. Padded steps are never history; a gap that ``missing='drop'`` left in the history is
+skipped, and a series with a gap in a split's part is not scored on that split.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqcast.scores import mase_scale, smape_steps
+from seqcast.stats import forecast_stats
+
+BEFORE = {"valid": ("train",), "test": ("train", "valid")}  # the parts known when a split is forecast
+PREDICTORS = ("model", "naive2")
+
+
+@dataclass(frozen=True)
+class SplitSeries:
+    """One split, series by series: the history known before its part, the part itself, and the period."""
+
+    series_ids: list[str]
+    history: list[np.ndarray]  # observed values before the part, float64
+    actual: np.ndarray  # (n_series, h) the part
+    period: np.ndarray  # (n_series,) int
+
+    def subset(self, ids: list[str]) -> SplitSeries:
+        """These series in the order of ``ids`` (each must be one of ``series_ids``)."""
+        where = {sid: i for i, sid in enumerate(self.series_ids)}
+        rows = [where[sid] for sid in ids]
+        return SplitSeries(list(ids), [self.history[i] for i in rows], self.actual[rows].reshape(len(rows), -1),
+                           self.period[rows])
+
+
+def split_series(values: dict[str, np.ndarray], periods: dict[str, int], split: str, horizon: int) -> SplitSeries:
+    """The series of ``split`` (``valid`` or ``test``) whose part is ``horizon`` known values, in series id order."""
+    if split not in BEFORE:
+        raise ValueError(f"unknown split {split!r}; scored splits: {', '.join(BEFORE)}")
+    order = np.lexsort((values["step"], values["series_id"]))
+    ids = values["series_id"][order]
+    value = np.asarray(values["value"], dtype=np.float64)[order]
+    part, padded = values["part"][order], np.asarray(values["padded"], dtype=bool)[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    found, history, actual = [], [], []
+    for start, stop in zip(starts, np.r_[starts[1:], len(ids)]):
+        v, p = value[start:stop], part[start:stop]
+        target = v[p == split]
+        if len(target) != horizon or np.isnan(target).any():
+            continue
+        known = v[np.isin(p, BEFORE[split]) & ~padded[start:stop]]
+        found.append(str(ids[start]))
+        history.append(known[~np.isnan(known)])
+        actual.append(target)
+    return SplitSeries(found, history, np.array(actual, dtype=np.float64).reshape(len(found), horizon),
+                       np.array([int(periods[sid]) for sid in found], dtype=np.int64))
+
+
+def forecast_by_period(method: str, series: SplitSeries, horizon: int) -> np.ndarray:
+    """``seqcast.stats`` method ``method`` on every series' history, each at its own period: (n_series, h)."""
+    forecasts = np.empty((len(series.series_ids), horizon))
+    for period in np.unique(series.period):
+        rows = np.flatnonzero(series.period == period)
+        forecasts[rows] = forecast_stats(method, [series.history[i] for i in rows], int(period), horizon)
+    return forecasts
+
+
+def window_forecasts(method: str, series: SplitSeries, window_ids: np.ndarray, horizon: int) -> np.ndarray:
+    """A statistical method's forecast for every window of a split, (n_windows, h), from its series' history.
+
+    Raises ValueError naming a window's series that has no known part in this split.
+    """
+    ids = [str(sid) for sid in window_ids]
+    missing = sorted(set(ids) - set(series.series_ids))
+    if missing:
+        raise ValueError(f"series {missing[:10]} have windows but no part of {horizon} known values in this split, "
+                         f"so nothing to forecast them from")
+    unique = sorted(set(ids))
+    forecasts = forecast_by_period(method, series.subset(unique), horizon)
+    where = {sid: i for i, sid in enumerate(unique)}
+    return forecasts[[where[sid] for sid in ids]].reshape(len(ids), horizon)
+
+
+def _scales(series: SplitSeries) -> np.ndarray:
+    """Each series' MASE scale on its history; NaN where it has none (too short for its lag, or zero)."""
+    scales = np.full(len(series.series_ids), np.nan)
+    for i, (history, period) in enumerate(zip(series.history, series.period)):
+        try:
+            scales[i] = mase_scale([history], int(period))[0]
+        except ValueError:
+            continue
+    return scales
+
+
+def _none_for_nan(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def scale_free_scores(split: str, series: SplitSeries, window_ids: np.ndarray, y_pred: np.ndarray
+                      ) -> tuple[list[dict], list[dict]]:
+    """sMAPE and MASE of a split's forecasts (one window per series) and of Naive2 on the same series.
+
+    Returns rows of ``series_scores`` (predictor, split, series_id, smape, mase) and of ``step_scores`` (predictor,
+    split, step, smape, mase: means over series). A series seen in more than one window of the split, or without
+    a known part, is left out; MASE is None for a series without a scale.
+    """
+    ids = [str(sid) for sid in window_ids]
+    counts, known = Counter(ids), set(series.series_ids)
+    keep = [i for i, sid in enumerate(ids) if counts[sid] == 1 and sid in known]
+    if not keep:
+        return [], []
+    chosen = series.subset([ids[i] for i in keep])
+    horizon = chosen.actual.shape[1]
+    scales = _scales(chosen)
+    forecasts = {"model": np.asarray(y_pred, dtype=np.float64)[keep],
+                 "naive2": forecast_by_period("naive2", chosen, horizon)}
+    series_rows, step_rows = [], []
+    for predictor in PREDICTORS:
+        smape = smape_steps(chosen.actual, forecasts[predictor])
+        mase = np.abs(chosen.actual - forecasts[predictor]) / scales[:, None]
+        series_rows += [{"predictor": predictor, "split": split, "series_id": sid,
+                         "smape": float(s), "mase": _none_for_nan(m)}
+                        for sid, s, m in zip(chosen.series_ids, smape.mean(axis=1), mase.mean(axis=1))]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a step whose series all lack a scale: NaN, then None
+            step_mase = np.nanmean(mase, axis=0)
+        step_rows += [{"predictor": predictor, "split": split, "step": step + 1, "smape": float(s),
+                       "mase": _none_for_nan(m)} for step, (s, m) in enumerate(zip(smape.mean(axis=0), step_mase))]
+    return series_rows, step_rows
