@@ -47,7 +47,3 @@ class Store:
     def logs(self) -> Path:
         """Where ``seqcast run --jobs`` keeps the logs of its child processes."""
         return self.root / "logs"
-
-    def resolve(self, relative: str) -> Path:
-        """The local path of a path stored relative to the root."""
-        return self.root / relative

@@ -306,9 +306,6 @@ class Datasets:
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
 
-    def read_split(self, ref: DatasetRef, split: str) -> np.ndarray:
-        return read_split(ref, split)
-
     def read_windows(self, ref: DatasetRef, split: str) -> tuple[np.ndarray, np.ndarray | None]:
         """A split's (n, width) windows and, for an ingested dataset, each window's series id (else None)."""
         windows = read_split(ref, split)

@@ -569,9 +569,6 @@ class Results:
     def load(self, run_ids: list[str]) -> LoadReport:
         return load_records(self.path, {r: self.records.root / r for r in run_ids}, self.lock_timeout_s)
 
-    def pending(self) -> list[str]:
-        return pending_records(self.records.root, self.path, self.lock_timeout_s)
-
     def leaderboard(self, variants: list[str], book_valid_mse: list[float], dataset_ids: list[str]):
         """The best run per variant on these datasets, with the book's figure on the book's data."""
         return self.query(queries.LEADERBOARD, [variants, book_valid_mse, dataset_ids])

@@ -238,3 +238,19 @@ def _zigzag_varints(data: bytes, count: int) -> list[int]:
         values.append((value >> 1) ^ -(value & 1))
         position += 1  # the next field's header
     return values
+
+
+def test_the_store_lists_published_datasets_by_id_and_requires_a_known_one(tmp_path):
+    from storage import Store
+
+    datasets = Store(tmp_path).datasets
+    assert datasets.list() == []
+    ids = []
+    for seed in (1, 2):
+        spec = SyntheticSpec(n_series=30, n_train=20, n_valid=10, n_test=0, seed=seed)
+        ids.append(datasets.write(spec.dataset_id, spec.model_dump(), generate_splits(spec)).dataset_id)
+    (tmp_path / "datasets" / ".tmp-half-written").mkdir()  # not published: no manifest
+    assert datasets.list() == sorted(ids)
+    assert datasets.require(ids[0]).path == tmp_path / "datasets" / ids[0]
+    with pytest.raises(ValueError, match=r"no dataset 'ds-000000000000' in .*datasets; ingest one"):
+        datasets.require("ds-000000000000")
