@@ -44,14 +44,26 @@ def prediction_rows(split: str, y_true: np.ndarray, y_pred: np.ndarray) -> list[
             for s, h, t, p in zip(series, step, y_true.reshape(-1), y_pred.reshape(-1))]
 
 
+def forecast_inputs(variant: Variant, model, scaler: Scaler, inputs: np.ndarray, series_ids, horizon: int,
+                    window_norm: str = "none") -> np.ndarray:
+    """A model's (or the naive baseline's) forecasts after input windows, both in original units.
+
+    ``inputs``: (n, n_steps) values of the given series (``series_ids``: one per row, or None on the synthetic
+    series). The model sees them as ``scaler`` maps them, then in the frame of ``window_norm``; its outputs are
+    mapped back from both, in reverse order. Returns (n, horizon).
+    """
+    x_model = scaler.transform(inputs, series_ids)[:, :, np.newaxis]
+    return scaler.inverse(forecast(variant, model, x_model, horizon, window_norm), series_ids)
+
+
 def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler,
              splits: dict[str, tuple[np.ndarray, np.ndarray | None]], window_norm: str = "none",
              series: dict[str, SplitSeries] | None = None) -> Evaluation:
     """Forecast the horizon after every window of each split and score model and naive, in original units.
 
     ``splits``: split name -> (windows (n, n_steps + horizon) in original units, series id per window or None);
-    the model sees the windows as ``scaler`` maps them, then in the frame of ``window_norm``; its outputs are mapped
-    back from both, in reverse order. ``model`` is None for variants without one (naive, stats).
+    each window's inputs are forecast by :func:`forecast_inputs`. ``model`` is None for variants without one
+    (naive, stats).
 
     ``series``: split name -> its series' history and part, on a last-horizon dataset (else None). With it, each
     split is also scored by sMAPE and MASE per series, beside Naive2; a statistical variant forecasts from it.
@@ -68,8 +80,7 @@ def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler
         if variant.target == "stats":
             y_pred = window_forecasts(variant.method, series[split], series_ids, horizon)
         else:
-            x_model, _ = split_windows(scaler.transform(windows, series_ids), n_steps)
-            y_pred = scaler.inverse(forecast(variant, model, x_model, horizon, window_norm), series_ids)
+            y_pred = forecast_inputs(variant, model, scaler, x[:, :, 0], series_ids, horizon, window_norm)
         if not np.isfinite(y_pred).all():
             bad = int((~np.isfinite(y_pred)).any(axis=1).sum())
             raise Diverged(f"{variant.name}: the forecasts of {bad} of {len(y_pred)} {split} windows are NaN or "
