@@ -36,11 +36,7 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: str 
     fault = current_settings().test_fail_once
     if fault:
         fail_once(fault, "evaluate", logger)  # proves a retry after training keeps the trained model
-    model = None
-    if model_path is not None:
-        from seqcast.layers import CUSTOM_OBJECTS  # imports Keras: only runs with a model pay for it
-
-        model = store.models.load(model_path, CUSTOM_OBJECTS)
+    model = load_model(model_path)
     splits = {split: store.datasets.read_windows(dataset, split) for split in EVAL_SPLITS}
     evaluation = evaluate(get_variant(params.variant), model, params.n_steps, params.effective_horizon,
                           Scaler.from_dict(dataset.manifest.get("scaling")), splits, params.window_norm,
@@ -53,6 +49,15 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: str 
     logger.info("%s valid MSE %.5f (naive %.5f)", params.variant, evaluation.figure("valid"),
                 evaluation.figure("valid", "naive"))
     return ScoredRun(evaluation, forecast_plot, curve)
+
+
+def load_model(model_path: str | None):
+    """The model a run saved (its path relative to the store's root); None for variants without one."""
+    if model_path is None:
+        return None
+    from seqcast.layers import CUSTOM_OBJECTS  # imports Keras: only runs with a model pay for it
+
+    return current_store().models.load(model_path, CUSTOM_OBJECTS)
 
 
 def series_by_split(dataset: DatasetRef, horizon: int) -> dict[str, SplitSeries] | None:
