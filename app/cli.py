@@ -217,6 +217,55 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Backtest each chosen variant on a dataset, one backtest flow run after another; print their scores."""
+    from seqcast.backtest import BacktestParams
+    from tasks.backtest import check_plan
+    from tasks.runtime import current_store
+
+    parameters = _overrides(args, ForecastParams, skip=("variant", "dataset_id"))
+    options = {"dataset_id": args.dataset_id, "windows": args.windows, "step": args.step, "refit": args.refit,
+               "parameters": parameters}
+    planned, skipped = [], []
+    try:  # every variant is checked against the dataset before the first one trains
+        store = current_store()
+        for variant in chosen_variants(args):
+            try:
+                params = BacktestParams(variant=variant, **options)
+                check_plan(params)
+            except ValueError as exc:  # ValidationError included
+                message = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+                if not args.all:
+                    raise ValueError(message) from None
+                skipped.append(f"{variant} ({message})")
+                continue
+            planned.append(params)
+    except ValueError as exc:  # SettingsError included
+        return fail(str(exc))
+    for reason in skipped:  # --all means every variant that can run on this dataset
+        print(f"seqcast: skipping {reason}", file=sys.stderr)
+    if not planned:
+        return fail(f"no variant can be backtested on {args.dataset_id}")
+    from flows.backtest import backtest
+
+    print(f"seqcast: backtesting {len(planned)} variant(s) on {args.dataset_id} from {args.windows} cutoff(s) with "
+          f"SEQCAST_HOME={store.root}", file=sys.stderr)
+    summaries = []
+    with refusals_without_traceback():
+        for i, params in enumerate(planned, 1):
+            print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
+            summaries.append(backtest(**params.model_dump()))
+    try:
+        print(format_table(*store.results.backtest_scores([s["run_id"] for s in summaries])))
+    except Exception as exc:  # the results are safe in the record; show what the runs returned instead
+        print(f"(backtest scores unavailable: {exc})", file=sys.stderr)
+        columns = ["variant", "smape", "mase", "owa", "n_series", "run_id"]
+        print(format_table(columns, [tuple(s[c] for c in columns) for s in summaries]))
+    print('\nper cutoff: seqcast sql "SELECT * FROM backtest_scores ORDER BY run_id, cutoff"; every forecast: '
+          'backtest_forecasts')
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from tasks.runtime import current_store
 
@@ -383,6 +432,25 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
     add_param_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
+
+    backtest = sub.add_parser(
+        "backtest", help="forecast a dataset from several cutoffs and score every forecast (rolling origin)",
+        description="Forecast every series of a last-horizon dataset from --windows cutoffs, --step steps apart (the "
+                    "last one the test cutoff), with one model trained on the dataset or, with --refit, one per "
+                    "cutoff; store and score every forecast (sMAPE, MASE, OWA against Naive2). Each variant is its "
+                    "own backtest flow run.")
+    backtest.add_argument("--dataset-id", required=True, metavar="ID",
+                          help="an ingested dataset split with --split last-horizon (e.g. a benchmark's)")
+    add_variant_choice(backtest, "backtest")
+    backtest.add_argument("--windows", type=int, default=3, metavar="K",
+                          help="cutoffs: the test cutoff and K - 1 earlier ones; default: 3")
+    backtest.add_argument("--step", type=int, default=None, metavar="S",
+                          help="steps between cutoffs; default: the dataset's horizon")
+    backtest.add_argument("--refit", action="store_true",
+                          help="train a model per cutoff on the values before it (default: one model, trained on "
+                               "the dataset's training part, forecasts from every cutoff)")
+    add_param_options(backtest, skip=("variant", "dataset_id"))
+    backtest.set_defaults(func=cmd_backtest)
 
     variants = sub.add_parser("variants", help="list the model variants")
     variants.set_defaults(func=cmd_variants)

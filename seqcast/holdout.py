@@ -91,7 +91,7 @@ def window_forecasts(method: str, series: SplitSeries, window_ids: np.ndarray, h
     return forecasts[[where[sid] for sid in ids]].reshape(len(ids), horizon)
 
 
-def _scales(series: SplitSeries) -> np.ndarray:
+def mase_scales(series: SplitSeries) -> np.ndarray:
     """Each series' MASE scale on its history; NaN where it has none (too short for its lag, or zero)."""
     scales = np.full(len(series.series_ids), np.nan)
     for i, (history, period) in enumerate(zip(series.history, series.period)):
@@ -121,7 +121,7 @@ def scale_free_scores(split: str, series: SplitSeries, window_ids: np.ndarray, y
         return [], []
     chosen = series.subset([ids[i] for i in keep])
     horizon = chosen.actual.shape[1]
-    scales = _scales(chosen)
+    scales = mase_scales(chosen)
     forecasts = {"model": np.asarray(y_pred, dtype=np.float64)[keep],
                  "naive2": forecast_by_period("naive2", chosen, horizon)}
     series_rows, step_rows = [], []

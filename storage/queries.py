@@ -38,3 +38,10 @@ WHERE r.flow_run_id IN (SELECT unnest(?))
 FORECASTS = """
 SELECT series_id, timestamp, step, value FROM forecasts WHERE run_id = ? ORDER BY series_id, step LIMIT ?
 """
+
+BACKTEST_SCORES = """
+SELECT variant, refit, smape, mase, owa, n_series, run_id
+FROM backtest_scores
+WHERE run_id IN (SELECT unnest(?)) AND cutoff IS NULL
+ORDER BY smape
+"""

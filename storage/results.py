@@ -1,9 +1,9 @@
 """Results: a durable Parquet record per run (the source of truth), loaded idempotently into DuckDB.
 
-Record layout, ``records/<run_id>/`` under the store's root: one Parquet file per table (``runs``, ``datasets``,
-``metrics``, ``history``, ``predictions``), named ``<table>-<write_id>.parquet`` and each written atomically,
-then a ``_COMMITTED`` marker naming this write's files with their SHA-256. The marker is replaced in one
-rename, so a reader sees either the previous complete write or the new one, never a mix; a folder without
+Record layout, ``records/<run_id>/`` under the store's root: one Parquet file per table of ``SCHEMAS`` (``runs``,
+``datasets``, ``metrics``, ..., ``backtest_forecasts``), named ``<table>-<write_id>.parquet`` and each written
+atomically, then a ``_COMMITTED`` marker naming this write's files with their SHA-256. The marker is replaced in
+one rename, so a reader sees either the previous complete write or the new one, never a mix; a folder without
 a valid marker is ignored by every reader and loader. A retry of the same run id replaces its own files,
 so a run never has two sets of rows. Read a record through :func:`record_files`, never by guessing names.
 
@@ -72,18 +72,34 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("step", pa.int32()),
         ("smape", pa.float64()), ("mase", pa.float64()),
     ]),
+    "backtests": pa.schema([  # one row per backtest flow run (flows/backtest.py)
+        ("run_id", pa.string()), ("flow_run_id", pa.string()), ("variant", pa.string()), ("family", pa.string()),
+        ("dataset_id", pa.string()), ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
+        ("refit", pa.bool_()), ("params", pa.string()), ("model_run_ids", pa.string()), ("status", pa.string()),
+        ("started_at", TS), ("finished_at", TS), ("duration_s", pa.float64()), ("n_series", pa.int64()),
+        ("left_out", pa.int64()), ("code_version", pa.string()), ("record_path", pa.string()),
+        ("error", pa.string()),
+    ]),
+    "backtest_forecasts": pa.schema([  # every forecast of a backtest, scored (seqcast/backtest.py)
+        ("run_id", pa.string()), ("cutoff", pa.int32()), ("steps_back", pa.int32()), ("series_id", pa.string()),
+        ("step", pa.int32()), ("timestamp", pa.timestamp("us")), ("actual", pa.float64()),
+        ("forecast", pa.float64()), ("naive2", pa.float64()), ("smape", pa.float64()),
+        ("naive2_smape", pa.float64()), ("scaled_error", pa.float64()), ("naive2_scaled_error", pa.float64()),
+        ("padded_steps", pa.int32()),
+    ]),
     "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
         ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
     ]),
 }
 TABLES = tuple(SCHEMAS)
-_SQL_TYPES = {"string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
+_SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
-_KEYS = {"datasets": "dataset_id", "runs": "run_id"}
-_JSON_COLUMNS = {"spec", "params"}
+_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id"}
+_JSON_COLUMNS = {"spec", "params", "model_run_ids"}
 # Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
-_NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id")}
+_NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id"),
+                 "backtests": ("variant", "dataset_id")}
 
 VIEWS = """
 CREATE OR REPLACE VIEW latest_runs AS
@@ -132,6 +148,18 @@ SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
        s.n_series, s.naive2_smape, s.naive2_mase
 FROM subset s JOIN runs r USING (run_id)
 WHERE r.status = 'completed';
+
+-- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); every step of every series weighs
+-- the same, which is the mean of per-series means, as all series share the horizon
+CREATE OR REPLACE VIEW backtest_scores AS
+SELECT b.dataset_id, b.variant, f.run_id, f.cutoff, avg(f.smape) AS smape, avg(f.scaled_error) AS mase,
+       0.5 * (avg(f.smape) / nullif(avg(f.naive2_smape), 0)
+              + avg(f.scaled_error) / nullif(avg(f.naive2_scaled_error), 0)) AS owa,
+       count(DISTINCT f.series_id) AS n_series, b.refit
+FROM backtest_forecasts f JOIN backtests b USING (run_id)
+WHERE b.status = 'completed'
+GROUP BY GROUPING SETS ((b.dataset_id, b.variant, f.run_id, b.refit, f.cutoff),
+                        (b.dataset_id, b.variant, f.run_id, b.refit));
 
 CREATE OR REPLACE VIEW series_predictions AS
 SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
@@ -585,6 +613,10 @@ class Results:
         """The scores of the runs of these flow run ids (those loaded)."""
         columns, rows = self.query(queries.SWEEP_SCORES, [flow_run_ids])
         return [dict(zip(columns, row)) for row in rows]
+
+    def backtest_scores(self, run_ids: list[str]):
+        """The backtests' sMAPE, MASE and OWA over all their cutoffs, best sMAPE first."""
+        return self.query(queries.BACKTEST_SCORES, [run_ids])
 
     def forecasts(self, run_id: str, limit: int):
         """The first ``limit`` forecast rows of a predict run."""

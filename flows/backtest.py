@@ -1,0 +1,116 @@
+"""The backtest flow: one variant forecast from several cutoffs of a last-horizon dataset, every forecast stored."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.forecast import code_version, forecast
+from flows.validation import give_up_retries, validated
+from seqcast.backtest import BacktestParams, summary
+from seqcast.models import get_variant
+from seqcast.params import ForecastParams
+from seqcast.training import Diverged
+from tasks.backtest import BacktestPlan, derive_dataset, forecast_cutoff, plan_backtest, publish_backtest
+from tasks.record import record_results
+from tasks.runtime import current_store
+from tasks.train import find_trained_run
+
+
+def run_name() -> str:
+    """Name flow runs after what they do, e.g. ``backtest · theta · ds-1a2b3c4d5e6f · 3 cutoffs``."""
+    parameters = flow_run.parameters or {}
+    return (f"backtest · {parameters.get('variant', '?')} · {parameters.get('dataset_id', '?')} · "
+            f"{parameters.get('windows', 3)} cutoffs{' refit' if parameters.get('refit') else ''}")
+
+
+# retries: a failed backtest (e.g. a transient I/O error) runs again; the models it trained are found and reused,
+# as are the datasets it derived. Bad parameters, a dataset that does not fit and divergence are not retried.
+@flow(name="backtest", flow_run_name=run_name, log_prints=True, retries=1, retry_delay_seconds=10)
+def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None = None, refit: bool = False,
+             parameters: dict | None = None) -> dict:
+    """Forecast every series of the dataset from ``windows`` cutoffs ``step`` steps apart (the last one the test
+    cutoff); score every forecast by sMAPE, MASE and against Naive2; record them in DuckDB ``backtest_forecasts``.
+
+    The model is trained once on the dataset (or a completed run with the same parameters is reused) unless
+    ``refit``, which trains one per cutoff on the values before it; each training is its own forecast flow run.
+    """
+    params = validated(BacktestParams, {"variant": variant, "dataset_id": dataset_id, "windows": windows,
+                                        "step": step, "refit": refit, "parameters": parameters or {}})
+    started_at, clock = datetime.now(UTC), time.perf_counter()
+    run_id = str(flow_run.id or uuid.uuid4())
+    try:  # a dataset the backtest does not fit is as final as a bad parameter: fail now, no retry
+        plan = plan_backtest(params)
+    except ValueError:
+        give_up_retries()
+        raise
+
+    model_runs, rows, datasets = [], [], [plan.dataset]
+    try:
+        for cutoff in plan.cutoffs:
+            model_run, scaling = None, None
+            if needs_model(plan.forecast_params):
+                ref = derive_dataset(plan, cutoff.offset) if params.refit and cutoff.offset else plan.dataset
+                if ref is not plan.dataset:
+                    datasets.append(ref)
+                model_run = trained_run(plan.forecast_params, ref.dataset_id)
+                scaling = ref.manifest.get("scaling")
+            model_runs.append(model_run["run_id"] if model_run else None)
+            rows += forecast_cutoff(plan.forecast_params, cutoff, model_run["model_path"] if model_run else None,
+                                    scaling)
+    except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
+        give_up_retries()
+        record_results(run_id, backtest_rows(run_id, params, plan, model_runs, [], datasets, started_at,
+                                             time.perf_counter() - clock, error=str(exc)))
+        raise
+
+    report = record_results(run_id, backtest_rows(run_id, params, plan, model_runs, rows, datasets, started_at,
+                                                  time.perf_counter() - clock))
+    scores = summary(rows)
+    publish_backtest(params.variant, params.dataset_id, run_id, scores)
+    overall = scores[-1]
+    get_run_logger().info("%s backtest over %d cutoffs: sMAPE %.3f, MASE %.3f, OWA %.3f", params.variant,
+                          params.windows, overall["smape"], overall["mase"], overall["owa"])
+    return {"run_id": run_id, "variant": params.variant, "dataset_id": params.dataset_id, "windows": params.windows,
+            "refit": params.refit, **{k: overall[k] for k in ("smape", "mase", "owa", "n_series")},
+            "in_duckdb": run_id in report.loaded}
+
+
+def needs_model(params: ForecastParams) -> bool:
+    """Whether the variant forecasts with a model some forecast run trained (not naive, not statistical)."""
+    return get_variant(params.variant).target not in ("naive", "stats")
+
+
+def trained_run(params: ForecastParams, dataset_id: str) -> dict:
+    """The completed forecast run of these parameters on the dataset: reused if one exists, else run now."""
+    on_dataset = params.model_copy(update={"dataset_id": dataset_id})
+    found = find_trained_run(params.variant, dataset_id, on_dataset)
+    if found is None:
+        get_run_logger().info("no trained %s on %s yet: training it first", params.variant, dataset_id)
+        forecast(**on_dataset.model_dump())
+        found = find_trained_run(params.variant, dataset_id, on_dataset)
+    return found
+
+
+def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model_runs: list, rows: list[dict],
+                  datasets: list, started_at, duration_s: float, error: str | None = None) -> dict[str, list[dict]]:
+    """The backtest's rows for every results table; a failed one (``error``) gets its backtests row only."""
+    store = current_store()
+    row = {
+        "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
+        "family": get_variant(params.variant).family, "dataset_id": params.dataset_id,
+        "horizon": plan.forecast_params.effective_horizon, "windows": params.windows,
+        "cutoff_step": params.offsets(plan.forecast_params.effective_horizon)[1] if params.windows > 1 else None,
+        "refit": params.refit, "params": json.dumps(plan.forecast_params.model_dump()),
+        "model_run_ids": json.dumps(model_runs), "status": "failed" if error else "completed",
+        "started_at": started_at, "finished_at": datetime.now(UTC), "duration_s": duration_s,
+        "n_series": len({r["series_id"] for r in rows}), "left_out": sum(c.left_out for c in plan.cutoffs),
+        "code_version": code_version(), "record_path": f"records/{run_id}", "error": error,
+    }
+    return {"datasets": [store.datasets.row(ref, started_at) for ref in datasets], "backtests": [row],
+            "backtest_forecasts": [{"run_id": run_id, **r} for r in rows] if not error else []}

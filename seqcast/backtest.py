@@ -1,0 +1,228 @@
+"""Rolling-origin backtests on a last-horizon dataset: cutoffs, what is known at each, and every forecast scored.
+
+A backtest forecasts every series from ``windows`` cutoffs. Cutoff 0 is the test cutoff (the start of each series'
+test part, where the forecast flow's test scores are taken); cutoff ``k`` lies ``k * step`` steps earlier in every
+series. At a cutoff, a series' history is its observed values before it and its actual values the ``horizon``
+values from it on, so an earlier cutoff's actuals may lie in the validation or training part.
+
+Every forecast is scored as the test split is (``seqcast.holdout``): sMAPE per step, the absolute error scaled by
+the seasonal naive MAE of the history known at that cutoff (MASE per step), and the same for Naive2 from that
+history, from which OWA follows. A series enters a cutoff when its history there holds at least
+:func:`min_history` values (enough for every statistical method and for the MASE scale), so all variants are
+scored on the same series at every cutoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from seqcast.holdout import SplitSeries, forecast_by_period, mase_scales
+from seqcast.names import SAFE_NAME
+from seqcast.scores import smape_steps
+
+# statsforecast's AutoETS refuses fewer values than this on non-seasonal series ("tiny datasets"), Theta fewer
+# than five; a seasonal series needs one season more than its period for the MASE scale.
+MIN_HISTORY = 10
+MAX_WINDOWS = 100
+
+
+def min_history(period: int) -> int:
+    """The fewest observed values a series needs before a cutoff to be forecast and scored there."""
+    return max(MIN_HISTORY, int(period) + 1)
+
+
+class BacktestParams(BaseModel):
+    """What one backtest flow run does: which variant on which dataset, from how many cutoffs, how far apart."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    variant: str = Field(description="the variant to backtest")
+    dataset_id: str = Field(description="an ingested dataset split with split='last-horizon'")
+    windows: int = Field(3, ge=1, le=MAX_WINDOWS, description="cutoffs: the test cutoff and windows - 1 earlier ones")
+    step: int | None = Field(None, ge=1, description="steps between cutoffs; default: the dataset's horizon")
+    refit: bool = Field(False, description="train a model per cutoff on the values before it, instead of one "
+                                           "model trained on the dataset's training part for all cutoffs")
+    parameters: dict = Field(default_factory=dict, description="forecast parameters of the model (epochs, seed, "
+                                                               "loss, ...), as `seqcast run` takes them")
+
+    @field_validator("variant", "dataset_id")
+    @classmethod
+    def _plain(cls, value: str, info) -> str:
+        if not SAFE_NAME.match(value):
+            raise ValueError(f"{info.field_name} {value!r} is not a plain name (letters, digits, '_', '.', '-')")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_own_keys(cls, parameters: dict) -> dict:
+        own = sorted(set(parameters) & {"variant", "dataset_id"})
+        if own:
+            raise ValueError(f"parameters must not set {', '.join(own)}: they are the backtest's own")
+        return parameters
+
+    def offsets(self, horizon: int) -> list[int]:
+        """Each cutoff's distance in steps before the test cutoff, cutoff 0 first."""
+        return [k * (self.step or horizon) for k in range(self.windows)]
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """The series forecast from one cutoff: what is known there, the actual values after it, and the inputs."""
+
+    index: int  # 0: the test cutoff
+    offset: int  # steps before the test cutoff
+    series: SplitSeries  # history before the cutoff, the horizon's actual values after it, the period
+    inputs: np.ndarray  # (n_series, n_steps) the steps before the cutoff, left-padded with the first value
+    padded: np.ndarray  # (n_series,) steps of left padding each input needed
+    timestamps: np.ndarray  # (n_series, horizon) datetime64[us] of the forecast steps
+    left_out: int  # series with too short a history, or a gap among the actual values, at this cutoff
+
+
+def cut(values: dict[str, np.ndarray], periods: dict[str, int], horizon: int, n_steps: int, index: int,
+        offset: int) -> Cutoff:
+    """Every series of a last-horizon dataset at the cutoff ``offset`` steps before its test part.
+
+    ``values``: the dataset's per-step values (column -> array, as ``Datasets.read_series_values`` returns them).
+    Inputs reach back over any padding ingest added (its first value repeated) and are padded the same way where
+    they reach further; a gap that ``missing='drop'`` left among them is filled from the nearest earlier value,
+    else the next. Series are in series id order.
+    """
+    order = np.lexsort((values["step"], values["series_id"]))
+    ids = values["series_id"][order]
+    value = np.asarray(values["value"], dtype=np.float64)[order]
+    part, padded = values["part"][order], np.asarray(values["padded"], dtype=bool)[order]
+    stamps = np.asarray(values["timestamp"]).astype("datetime64[us]")[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    found, history, actual, period, inputs, pads, times, left_out = [], [], [], [], [], [], [], 0
+    for start, stop in zip(starts, np.r_[starts[1:], len(ids)]):
+        v, p, pad = value[start:stop], part[start:stop], padded[start:stop]
+        test = np.flatnonzero(p == "test")
+        if len(test) != horizon:  # no test part of the horizon's length: the series has no test cutoff
+            left_out += 1
+            continue
+        at = int(test[0]) - offset
+        first = int(np.argmax(~pad))
+        known = v[first:max(at, first)]
+        known = known[~np.isnan(known)]
+        sid = str(ids[start])
+        target = v[at:at + horizon] if at >= first else np.array([])
+        if len(known) < min_history(periods[sid]) or len(target) != horizon or np.isnan(target).any():
+            left_out += 1
+            continue
+        window = pd.Series(v[max(at - n_steps, 0):at]).ffill().bfill().to_numpy()
+        fill = n_steps - len(window)
+        found.append(sid)
+        history.append(known)
+        actual.append(target)
+        period.append(int(periods[sid]))
+        inputs.append(np.r_[np.full(fill, window[0]), window])
+        pads.append(max(0, n_steps - (at - first)))
+        times.append(stamps[start:stop][at:at + horizon])
+    n = len(found)
+    return Cutoff(index, offset, SplitSeries(found, history, np.array(actual).reshape(n, horizon),
+                                             np.array(period, dtype=np.int64)),
+                  np.array(inputs, dtype=np.float32).reshape(n, n_steps), np.array(pads, dtype=np.int64),
+                  np.array(times, dtype="datetime64[us]").reshape(n, horizon), left_out)
+
+
+def truncated(values: dict[str, np.ndarray], offset: int) -> dict[str, np.ndarray]:
+    """The per-step values without each series' last ``offset`` steps: the data a refit at that cutoff learns from."""
+    order = np.lexsort((values["step"], values["series_id"]))
+    ids = values["series_id"][order]
+    last = np.r_[ids[1:] != ids[:-1], True]
+    # steps counted back from each series' end: 0 at its last step
+    from_end = np.zeros(len(ids), dtype=np.int64)
+    ends = np.flatnonzero(last)
+    starts = np.r_[0, ends[:-1] + 1]
+    for start, end in zip(starts, ends):
+        from_end[start:end + 1] = np.arange(end - start, -1, -1)
+    keep = order[from_end >= offset]
+    return {name: np.asarray(column)[keep] for name, column in values.items()}
+
+
+def forecast_rows(cutoff: Cutoff, forecasts: np.ndarray) -> list[dict]:
+    """One row per series and forecast step: actual, forecast, Naive2, and each one's sMAPE and scaled error.
+
+    ``forecasts``: (n_series, horizon) in original units, in the cutoff's series order. A series whose history has
+    no MASE scale (it repeats itself exactly) gets None as its scaled errors.
+    """
+    series = cutoff.series
+    n, horizon = series.actual.shape
+    if forecasts.shape != (n, horizon):
+        raise ValueError(f"expected forecasts of shape {(n, horizon)}, got {forecasts.shape}")
+    naive2 = forecast_by_period("naive2", series, horizon)
+    scales = mase_scales(series)[:, None]
+    smape, naive2_smape = smape_steps(series.actual, forecasts), smape_steps(series.actual, naive2)
+    scaled = np.abs(series.actual - forecasts) / scales
+    naive2_scaled = np.abs(series.actual - naive2) / scales
+    rows = []
+    for i, sid in enumerate(series.series_ids):
+        for s in range(horizon):
+            rows.append({
+                "cutoff": cutoff.index, "steps_back": cutoff.offset, "series_id": sid, "step": s + 1,
+                "timestamp": cutoff.timestamps[i, s].item(), "actual": float(series.actual[i, s]),
+                "forecast": float(forecasts[i, s]), "naive2": float(naive2[i, s]), "smape": float(smape[i, s]),
+                "naive2_smape": float(naive2_smape[i, s]), "scaled_error": _finite_or_none(scaled[i, s]),
+                "naive2_scaled_error": _finite_or_none(naive2_scaled[i, s]),
+                "padded_steps": int(cutoff.padded[i]),
+            })
+    return rows
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """sMAPE, MASE and OWA per cutoff (``cutoff`` None: over all cutoffs), as the ``backtest_scores`` view has them."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return []
+    groups = [(cutoff, part) for cutoff, part in frame.groupby("cutoff")] + [(None, frame)]
+    found = []
+    for cutoff, part in groups:
+        smape, mase = part["smape"].mean(), part["scaled_error"].mean()
+        owa = 0.5 * (smape / part["naive2_smape"].mean() + mase / part["naive2_scaled_error"].mean())
+        found.append({"cutoff": None if cutoff is None else int(cutoff), "smape": float(smape), "mase": float(mase),
+                      "owa": float(owa), "n_series": int(part["series_id"].nunique())})
+    return found
+
+
+def refit_input(values: dict[str, np.ndarray], periods: dict[str, int], spec: dict, offset: int
+                ) -> tuple[list, object]:
+    """The series a refit at the cutoff ``offset`` steps before the test cutoff learns from, and how to cut them.
+
+    Each series loses its last ``offset`` steps (and any padding ingest added); a series whose history there is
+    too short to be scored at that cutoff is left out. The windows are cut as the dataset's own were (the
+    ingest options of its ``spec``), so the derived dataset's test part is the horizon after the cutoff.
+    Returns (``seqcast.ingest.Series`` list, ``IngestParams``).
+    """
+    from seqcast.ingest import IngestParams, Series
+
+    kept = truncated(values, offset)  # in series id, then step order
+    observed = ~np.asarray(kept["padded"], dtype=bool)
+    ids = kept["series_id"][observed]
+    stamps = np.asarray(kept["timestamp"]).astype("datetime64[ns]")[observed]
+    value = np.asarray(kept["value"], dtype=np.float64)[observed]
+    frequency, horizon = spec["frequency"], spec["horizon"]
+    series = []
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    for start, stop in zip(starts, np.r_[starts[1:], len(ids)]):
+        sid = str(ids[start])
+        if stop - start < min_history(periods[sid]) + horizon:
+            continue
+        freq = frequency if isinstance(frequency, str) else frequency[sid]
+        series.append(Series(sid, freq, pd.DatetimeIndex(stamps[start:stop]), value[start:stop]))
+    columns = spec["columns"]
+    benchmark = spec.get("benchmark")
+    params = IngestParams(
+        source=None if benchmark else spec["source"], benchmark=benchmark,
+        name=f"{spec.get('name') or 'dataset'}.cutoff-{offset}", id_column=columns["id"], time_column=columns["time"],
+        value_column=columns["value"], freq=spec.get("declared_frequency"), missing=spec["missing"],
+        n_steps=spec["n_steps"], horizon=horizon, split="last-horizon", short_series=spec.get("short_series"),
+        scaling=spec["scaling"])
+    return series, params

@@ -1,0 +1,119 @@
+"""Backtest stages: check the plan, derive a dataset per refit cutoff, forecast and score every cutoff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from seqcast.backtest import BacktestParams, Cutoff, cut, forecast_rows, refit_input
+from seqcast.evaluate import forecast_inputs
+from seqcast.holdout import window_forecasts
+from seqcast.ingest import build_dataset
+from seqcast.models import get_variant
+from seqcast.params import ForecastParams
+from seqcast.report import artifact_key
+from seqcast.scaling import Scaler
+from storage.datasets import DatasetRef
+from tasks.evaluate import load_model
+from tasks.runtime import current_store
+
+
+@dataclass
+class BacktestPlan:
+    """A checked backtest: its dataset, the model's parameters fitted to it, and every cutoff's series."""
+
+    dataset: DatasetRef
+    forecast_params: ForecastParams
+    cutoffs: list[Cutoff]
+    values: dict[str, np.ndarray]
+    periods: dict[str, int]
+
+
+def check_plan(params: BacktestParams) -> BacktestPlan:
+    """Resolve the dataset, fit the variant to it and cut every cutoff; ValueError naming the first problem.
+
+    Runs before any work, in the command as in the flow, so that a backtest that cannot run costs nothing.
+    """
+    dataset = current_store().datasets.require(params.dataset_id)
+    spec = dataset.manifest["spec"]
+    if spec.get("split") != "last-horizon":
+        raise ValueError(f"a backtest forecasts from cutoffs before each series' test part, so it needs a dataset "
+                         f"ingested with split='last-horizon'; dataset {params.dataset_id} was split by "
+                         f"{spec.get('split', 'fractions')}")
+    forecast_params = ForecastParams(variant=params.variant, dataset_id=params.dataset_id,
+                                     **params.parameters).for_dataset(dataset.manifest)
+    stored = current_store().datasets.read_series_values(dataset)
+    if stored is None:
+        raise ValueError(f"dataset {params.dataset_id} was ingested before seqcast stored each series' values, "
+                         f"which a backtest cuts at its cutoffs; remove its folder and ingest it again")
+    values, periods = stored
+    horizon, n_steps = spec["horizon"], spec["n_steps"]
+    cutoffs = [cut(values, periods, horizon, n_steps, k, offset) for k, offset in enumerate(params.offsets(horizon))]
+    empty = [c for c in cutoffs if not c.series.series_ids]
+    if empty:
+        raise ValueError(f"cutoff {empty[0].index} ({empty[0].offset} steps before the test cutoff) leaves no "
+                         f"series of {params.dataset_id} with enough history to forecast from; use fewer windows "
+                         f"or a smaller step")
+    return BacktestPlan(dataset, forecast_params, cutoffs, values, periods)
+
+
+@task(name="plan-backtest", cache_policy=NO_CACHE)
+def plan_backtest(params: BacktestParams) -> BacktestPlan:
+    """Check the backtest and cut its cutoffs (see :func:`check_plan`)."""
+    plan = check_plan(params)
+    logger = get_run_logger()
+    for c in plan.cutoffs:
+        logger.info("cutoff %d (%d steps before the test cutoff): %d series%s", c.index, c.offset,
+                    len(c.series.series_ids), f", {c.left_out} left out (too short there)" if c.left_out else "")
+    return plan
+
+
+@task(name="derive-cutoff-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+def derive_dataset(plan: BacktestPlan, offset: int) -> DatasetRef:
+    """The dataset a refit at a cutoff trains on: every series without its last ``offset`` steps, cut as the
+    original was. Content-addressed, so a rerun finds the one it wrote before."""
+    datasets, logger = current_store().datasets, get_run_logger()
+    series, ingest_params = refit_input(plan.values, plan.periods, plan.dataset.manifest["spec"], offset)
+    prepared = build_dataset(series, ingest_params)
+    found = datasets.find(prepared.dataset_id)
+    if found is not None:
+        logger.info("reusing %s for the cutoff %d steps back", found.dataset_id, offset)
+        return found
+    ref = datasets.write(prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
+                         tables={"series": prepared.series, "values": prepared.values},
+                         manifest_extra={"scaling": prepared.scaler.to_dict()})
+    logger.info("derived %s (%d series) for the cutoff %d steps back", ref.dataset_id, len(series), offset)
+    return ref
+
+
+@task(name="forecast-cutoff", cache_policy=NO_CACHE)
+def forecast_cutoff(params: ForecastParams, cutoff: Cutoff, model_path: str | None, scaling: dict | None
+                    ) -> list[dict]:
+    """Forecast every series of one cutoff, in original units, and score each forecast step."""
+    variant, horizon = get_variant(params.variant), params.effective_horizon
+    series = cutoff.series
+    if variant.target == "stats":
+        forecasts = window_forecasts(variant.method, series, np.array(series.series_ids), horizon)
+    else:
+        forecasts = forecast_inputs(variant, load_model(model_path), Scaler.from_dict(scaling), cutoff.inputs,
+                                    series.series_ids, horizon, params.window_norm)
+    bad = int((~np.isfinite(forecasts)).any(axis=1).sum())
+    if bad:
+        from seqcast.training import Diverged
+
+        raise Diverged(f"{params.variant}: the forecasts of {bad} of {len(forecasts)} series at cutoff "
+                       f"{cutoff.index} are NaN or infinite, so the backtest has no meaningful score")
+    return forecast_rows(cutoff, np.asarray(forecasts, dtype=np.float64))
+
+
+@task(name="publish-backtest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def publish_backtest(variant: str, dataset_id: str, run_id: str, scores: list[dict]) -> None:
+    """Publish the backtest's scores per cutoff (and over all of them) as a table artifact."""
+    table = [{"cutoff": "all" if row["cutoff"] is None else row["cutoff"], **{k: v for k, v in row.items()
+                                                                             if k != "cutoff"}} for row in scores]
+    create_table_artifact(table, key=artifact_key(variant, "backtest"),
+                          description=f"{variant} backtest {run_id} on {dataset_id}: sMAPE, MASE and OWA per cutoff")
