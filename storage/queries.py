@@ -38,3 +38,14 @@ WHERE r.flow_run_id IN (SELECT unnest(?))
 FORECASTS = """
 SELECT series_id, timestamp, step, value FROM forecasts WHERE run_id = ? ORDER BY series_id, step LIMIT ?
 """
+
+BENCHMARK_SCORES = """
+SELECT run_id, variant, dataset_id, smape, mase, owa, n_series, naive2_smape, naive2_mase
+FROM benchmark_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
+"""
+
+SERIES_SCORES = """
+SELECT run_id, predictor, series_id, smape, mase
+FROM series_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
+ORDER BY run_id, predictor, series_id
+"""

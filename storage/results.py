@@ -586,6 +586,16 @@ class Results:
         columns, rows = self.query(queries.SWEEP_SCORES, [flow_run_ids])
         return [dict(zip(columns, row)) for row in rows]
 
+    def benchmark_scores(self, run_ids: list[str], split: str = "test") -> list[dict]:
+        """The ``benchmark_scores`` rows of these runs on one split (those loaded)."""
+        columns, rows = self.query(queries.BENCHMARK_SCORES, [run_ids, split])
+        return [dict(zip(columns, row)) for row in rows]
+
+    def series_scores(self, run_ids: list[str], split: str = "test") -> list[dict]:
+        """The per-series sMAPE and MASE of these runs on one split, the runs' own and Naive2's."""
+        columns, rows = self.query(queries.SERIES_SCORES, [run_ids, split])
+        return [dict(zip(columns, row)) for row in rows]
+
     def forecasts(self, run_id: str, limit: int):
         """The first ``limit`` forecast rows of a predict run."""
         return self.query(queries.FORECASTS, [run_id, limit])
