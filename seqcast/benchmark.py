@@ -140,7 +140,10 @@ def leaderboard(runs: list[dict], scores: list[dict], series: list[dict],
     by_run = {row["run_id"]: row for row in scores}
     subset_order = {name: i for i, name in enumerate(SUBSETS)}
     notes: dict[tuple[str, str], str] = {}
+    every_subset = {run["subset"] for run in runs} >= set(SUBSETS)
     for a in anchors:
+        if a.subset == OVERALL and not every_subset:  # an overall figure is for all of M3, not for a part
+            continue
         key = (a.subset, a.variant)
         notes[key] = f"{notes[key]}; {a.text()}" if key in notes else a.text()
     table = []

@@ -103,7 +103,9 @@ def test_report_gives_overall_as_the_per_series_average_across_subsets(tmp_path)
     rows = series("r1", [(10.0, 1.0)], (20.0, 2.0)) + series("r2", [(20.0, 1.0)] * 3, (20.0, 2.0))
     scores = [{"run_id": "r1", "smape": 10.0, "mase": 1.0, "owa": 0.5, "n_series": 1},
               {"run_id": "r2", "smape": 20.0, "mase": 1.0, "owa": 0.75, "n_series": 3}]
-    table = leaderboard(runs, scores, rows)
+    everywhere = Anchor(subset=OVERALL, variant="linear_10", smape=12.0, source="all of M3", kind="published")
+    table = leaderboard(runs, scores, rows, [everywhere])
+    assert all(r["anchor"] == "" for r in table)  # two subsets of four: the figure for all of M3 does not apply
     text = bench_m3.markdown({"table": table, "runs": runs}, [], "bench/m3.py --subset yearly", 9.0)
     overall = text.split(f"## {OVERALL}")[1].splitlines()
     line = next(line for line in overall if line.startswith("| linear_10 "))
