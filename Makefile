@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # A loaded 2-core machine can take longer than the default 20 s to start the ephemeral server.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: run test test-slow test-fuzz lint bench-reproduce bench-speed clean
+.PHONY: run test test-slow test-fuzz lint bench-reproduce bench-speed bench-m3 clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ bench-reproduce: $(BIN)/.installed
 
 bench-speed: $(BIN)/.installed
 	$(BIN)/python bench/speed.py --out bench/results/speed.md
+
+# make bench-m3 [SUBSET="monthly quarterly"] [VARIANTS="stats_theta,linear_10"] [OUT=FILE]: space or comma separated;
+# empty means all subsets and every variant that fits an ingested M3 subset (docs/benchmarks.md).
+SUBSET ?=
+VARIANTS ?=
+OUT ?= bench/results/m3.md
+comma := ,
+
+bench-m3: $(BIN)/.installed
+	$(BIN)/python bench/m3.py --out $(OUT) $(foreach s,$(subst $(comma), ,$(SUBSET)),--subset $(s)) \
+		$(foreach v,$(subst $(comma), ,$(VARIANTS)),--variant $(v))
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

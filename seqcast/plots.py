@@ -62,3 +62,29 @@ def plot_forecasts(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, title:
     axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return _png(fig)
+
+
+def plot_benchmark_smape(table: list[dict], title: str) -> bytes:
+    """Plot test sMAPE by variant (bars grouped by subset, in the table's subset order) as a PNG.
+
+    ``table``: leaderboard rows with ``subset``, ``variant`` and ``smape`` (None: no bar).
+    """
+    subsets = list(dict.fromkeys(row["subset"] for row in table))
+    variants = list(dict.fromkeys(row["variant"] for row in table))
+    smape = {(row["subset"], row["variant"]): row["smape"] for row in table}
+    fig = _figure(min(14.0, max(6.0, 0.6 * len(variants) + 2)), 4.8)
+    fig.subplots_adjust(left=0.07, right=0.99, top=0.84, bottom=0.26)
+    ax = fig.add_subplot()
+    width = 0.8 / len(subsets)
+    positions = np.arange(len(variants))
+    for i, subset in enumerate(subsets):
+        heights = [smape.get((subset, v)) for v in variants]
+        ax.bar(positions + (i - (len(subsets) - 1) / 2) * width,
+               [np.nan if h is None else h for h in heights], width, label=subset)
+    ax.set_xticks(positions, variants, rotation=45, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(variants) - 0.4)
+    ax.set_ylabel("test sMAPE (0-200)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=len(subsets), loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)

@@ -67,3 +67,16 @@ def report_markdown(run: dict, table: list[dict], learning_curve: bytes | None, 
               "## Learning curve", "", inline_png(learning_curve, "learning curve"), "",
               "## Forecasts", "", inline_png(forecast_plot, "forecasts"), ""]
     return "\n".join(lines)
+
+
+def benchmark_markdown(title: str, table: list[dict], chart: bytes | None) -> str:
+    """The benchmark's report: its chart of test sMAPE by variant and subset (PNG inline), then its table."""
+    def fmt(value, digits: int) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    lines = [f"# {title}", "", inline_png(chart, "test sMAPE by variant and subset"), "",
+             "| subset | variant | sMAPE | MASE | OWA | series | wall s | state | reference |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['subset']} | {r['variant']} | {fmt(r['smape'], 2)} | {fmt(r['mase'], 3)} | {fmt(r['owa'], 3)} | "
+              f"{r['n_series'] or '–'} | {fmt(r['wall_s'], 0)} | {r['state']} | {r['anchor']} |" for r in table]
+    return "\n".join(lines + [""])

@@ -45,3 +45,14 @@ FROM backtest_scores
 WHERE run_id IN (SELECT unnest(?)) AND cutoff IS NULL
 ORDER BY smape
 """
+
+BENCHMARK_SCORES = """
+SELECT run_id, variant, dataset_id, smape, mase, owa, n_series, naive2_smape, naive2_mase
+FROM benchmark_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
+"""
+
+SERIES_SCORES = """
+SELECT run_id, predictor, series_id, smape, mase
+FROM series_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
+ORDER BY run_id, predictor, series_id
+"""

@@ -618,6 +618,16 @@ class Results:
         """The backtests' sMAPE, MASE and OWA over all their cutoffs, best sMAPE first."""
         return self.query(queries.BACKTEST_SCORES, [run_ids])
 
+    def benchmark_scores(self, run_ids: list[str], split: str = "test") -> list[dict]:
+        """The ``benchmark_scores`` rows of these runs on one split (those loaded)."""
+        columns, rows = self.query(queries.BENCHMARK_SCORES, [run_ids, split])
+        return [dict(zip(columns, row)) for row in rows]
+
+    def series_scores(self, run_ids: list[str], split: str = "test") -> list[dict]:
+        """The per-series sMAPE and MASE of these runs on one split, the runs' own and Naive2's."""
+        columns, rows = self.query(queries.SERIES_SCORES, [run_ids, split])
+        return [dict(zip(columns, row)) for row in rows]
+
     def forecasts(self, run_id: str, limit: int):
         """The first ``limit`` forecast rows of a predict run."""
         return self.query(queries.FORECASTS, [run_id, limit])

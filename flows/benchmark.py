@@ -1,0 +1,64 @@
+"""The M3 benchmark flow: ingest each subset -> run each variant through the forecast flow -> publish the table."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from flows.forecast import forecast
+from flows.ingest import ingest
+from flows.validation import give_up_retries, validated
+from seqcast.benchmark import Anchor, BenchmarkParams, Subset
+from tasks.benchmark import publish_benchmark
+from tasks.data import fit_to_dataset
+
+
+def benchmark_name() -> str:
+    """Name flow runs after what they run, e.g. ``m3 · other · 2 variant(s)``."""
+    parameters = flow_run.parameters or {}
+    subsets = parameters.get("subsets") or ["all subsets"]
+    variants = parameters.get("variants")
+    return f"m3 · {', '.join(map(str, subsets))} · {len(variants) if variants else 'default'} variant(s)"
+
+
+@flow(name="m3-benchmark", flow_run_name=benchmark_name, log_prints=True)
+def m3_benchmark(subsets: list[Subset] | None = None, variants: list[str] | None = None,
+                 anchors: list[Anchor] | None = None) -> dict:
+    """Run every chosen variant on every chosen M3 subset, one forecast flow run each; publish the leaderboard.
+
+    Returns ``{"table": leaderboard rows, "runs": one dict per forecast run, "parameters": the benchmark's}``.
+    The flow ends Failed, with the same result, when any forecast run failed; the others still count.
+    """
+    given = {k: v for k, v in dict(subsets=subsets, variants=variants, anchors=anchors).items() if v is not None}
+    params = validated(BenchmarkParams, given)  # before any work
+    datasets = {subset: ingest(benchmark=f"m3-{subset}")["dataset_id"] for subset in params.subsets}
+    try:  # every run must fit its dataset before the first one trains
+        planned = [(subset, params.forecast_params(variant, datasets[subset]))
+                   for subset in params.subsets for variant in params.variants]
+        for _, forecast_params in planned:
+            fit_to_dataset(forecast_params)
+    except ValueError:
+        give_up_retries()
+        raise
+    runs = []
+    for i, (subset, forecast_params) in enumerate(planned, 1):
+        print(f"[{i}/{len(planned)}] {subset} {forecast_params.variant}: starting")
+        clock = time.perf_counter()
+        state = forecast(**forecast_params.model_dump(), return_state=True)
+        wall_s = time.perf_counter() - clock
+        summary = state.result(raise_on_failure=False) if state.is_completed() else {}
+        runs.append({"subset": subset, "variant": forecast_params.variant, "dataset_id": datasets[subset],
+                     "run_id": summary.get("run_id"), "state": state.name, "wall_s": round(wall_s, 1),
+                     "epochs": summary.get("epochs")})
+        print(f"[{i}/{len(planned)}] {subset} {forecast_params.variant}: {state.name} in {wall_s:.0f} s")
+    table = publish_benchmark(runs, params.anchors)
+    result = {"table": table, "runs": runs, "parameters": params.model_dump(mode="json", exclude={"anchors"})}
+    failed = [f"{run['subset']} {run['variant']} ({run['state']})" for run in runs if run["state"] != "Completed"]
+    if failed:
+        get_run_logger().error("%d of %d forecast run(s) did not complete: %s", len(failed), len(runs),
+                               ", ".join(failed))
+        return Failed(message=f"{len(failed)} of {len(runs)} forecast run(s) did not complete", data=result)
+    return result
