@@ -1,13 +1,13 @@
 """``seqcast run --jobs N``: independent variants as parallel processes, the cores shared between them.
 
-The variants of one ``seqcast run`` do not depend on each other (an iterative variant waits for its base variant,
-an ensemble for its members' variants, when they are planned), and these small models keep about one core busy
-each, so runs side by side with one TensorFlow thread each finish sooner than one after another (bench/speed.py). Each variant runs the ``forecast`` flow
-in a child process (``python -m app.jobs``) against
-the same Prefect API as this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts
-for this process. A child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result
-beside it; this process prints when each starts and ends, and every minute which are still running. The newest
-``SEQCAST_KEEP_RUN_LOGS`` of these folders are kept; older ones are removed when a run starts.
+The variants of one ``seqcast run`` do not depend on each other (an iterative variant waits for its base variant, an
+ensemble for its members' variants, when they are planned), and these small models keep about one core busy each, so
+runs side by side with one TensorFlow thread each finish sooner than one after another (bench/speed.py). Each
+variant runs the ``forecast`` flow in a child process (``python -m app.jobs``) against the same Prefect API as this
+process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts for this process. A child's
+output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result beside it; this process prints
+when each starts and ends, and every minute which are still running. The newest ``SEQCAST_KEEP_RUN_LOGS`` of these
+folders are kept; older ones are removed when a run starts.
 """
 
 from __future__ import annotations
