@@ -315,10 +315,10 @@ _VARIANTS += [
     Variant("ensemble_mlp", "ensemble", 10, "ensemble", "median of 6 mlp: seeds +0, +1, +2 x losses mae, huber",
             None, members=tuple(Member("mlp", offset, loss) for loss in ("mae", "huber") for offset in (0, 1, 2))),
     Variant("ensemble_mix", "ensemble", 10, "ensemble",
-            "median of mlp, nbeats_generic, linear_10, and mlp and nbeats_generic (seed +1) on the last half of the "
-            "input window", None,
+            "median of mlp, nbeats_generic, linear_10, and mlp and linear_10 (seed +1) on the last half of the input "
+            "window", None,
             members=(Member("mlp"), Member("nbeats_generic"), Member("linear_10"), Member("mlp", 1, input_share=0.5),
-                     Member("nbeats_generic", 1, input_share=0.5))),
+                     Member("linear_10", 1, input_share=0.5))),
 ]
 
 REGISTRY: dict[str, Variant] = {v.name: v for v in _VARIANTS}
