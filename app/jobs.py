@@ -1,13 +1,13 @@
 """``seqcast run --jobs N``: independent variants as parallel processes, the cores shared between them.
 
-The variants of one ``seqcast run`` do not depend on each other (an iterative variant waits for its base variant
-when both are planned), and these small models keep about one core busy each, so runs side by side with one
-TensorFlow thread each finish sooner than one after another (bench/speed.py). Each variant runs the ``forecast`` flow
-in a child process (``python -m app.jobs``) against
-the same Prefect API as this process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts
-for this process. A child's output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result
-beside it; this process prints when each starts and ends, and every minute which are still running. The newest
-``SEQCAST_KEEP_RUN_LOGS`` of these folders are kept; older ones are removed when a run starts.
+The variants of one ``seqcast run`` do not depend on each other (an iterative variant waits for its base variant, an
+ensemble for its members' variants, when they are planned), and these small models keep about one core busy each, so
+runs side by side with one TensorFlow thread each finish sooner than one after another (bench/speed.py). Each
+variant runs the ``forecast`` flow in a child process (``python -m app.jobs``) against the same Prefect API as this
+process: the configured ``PREFECT_API_URL``, or else the ephemeral server Prefect starts for this process. A child's
+output goes to ``$SEQCAST_HOME/logs/run-<time>-<pid>/<n>-<variant>.log``, its result beside it; this process prints
+when each starts and ends, and every minute which are still running. The newest ``SEQCAST_KEEP_RUN_LOGS`` of these
+folders are kept; older ones are removed when a run starts.
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def run_parallel(planned: list[ForecastParams], jobs: int, log_root: Path, keep_
     threads = share_cores(jobs, env)  # the children's TF_NUM_*_THREADS, unless set already
     pending = []
     for i, params in enumerate(planned, 1):
-        base = get_variant(params.variant).base_variant
-        waits_for = {base} if base and any(p.variant == base for p in planned) else set()
+        kind = get_variant(params.variant)
+        # an iterative variant reuses its base variant's run, an ensemble its members': wait for those planned
+        reused = {kind.base_variant} | {member.variant for member in kind.members}
+        waits_for = {p.variant for p in planned} & reused
         name = f"{i:02d}-{params.variant}"
         pending.append(Job(params, folder / f"{name}.log", folder / f"{name}.json", waits_for=waits_for))
     print(f"seqcast: {len(planned)} variant(s), {jobs} at once with {threads} TensorFlow thread(s) each; "

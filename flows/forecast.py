@@ -14,16 +14,17 @@ from prefect.runtime import flow_run
 
 import seqcast
 from flows.validation import give_up_retries, validated
+from seqcast.ensemble import member_params
 from seqcast.models import get_variant
 from seqcast.normalise import WindowNorm
-from seqcast.params import ForecastParams
+from seqcast.params import ForecastParams, Loss
 from seqcast.training import Diverged
 from tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
 from tasks.evaluate import ScoredRun, evaluate_model
 from tasks.publish import publish_artifacts
 from tasks.record import record_results
 from tasks.runtime import FLOW_NAME, current_store
-from tasks.train import TrainedModel, find_trained_run, train_model
+from tasks.train import TrainedModel, find_trained_run, save_ensemble, train_model
 
 
 def run_name() -> str:
@@ -78,6 +79,8 @@ def forecast(
     base_run_id: str | None = None,
     dataset_id: str | None = None,
     window_norm: WindowNorm | None = None,
+    loss: Loss | None = None,
+    input_steps: int | None = None,
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""
     params = validated(ForecastParams, dict(locals()))  # before any work; no retry for bad parameters
@@ -104,6 +107,9 @@ def forecast(
         elif kind.target == "iterative":
             base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
             model_path = base_run["model_path"]
+        elif kind.target == "ensemble":
+            members = [trained_run(member_params(params, member)) for member in kind.members]
+            model_path = save_ensemble(params, dataset, run_id, members)
         scored = evaluate_model(params, dataset, model_path, run_id, trained.history if trained else [])
     except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
         give_up_retries()
@@ -132,11 +138,18 @@ def base_model_run(params: ForecastParams) -> dict:
         if found is None:
             raise ValueError(f"base_run_id {params.base_run_id!r} is no completed {base} run on {dataset_id}")
         return found
-    found = find_trained_run(base, dataset_id, base_params)
+    return trained_run(base_params)
+
+
+def trained_run(params: ForecastParams) -> dict:
+    """The newest completed run trained with ``params``: reuse one, else train it now in a forecast subflow."""
+    dataset_id = params.target_dataset_id
+    found = find_trained_run(params.variant, dataset_id, params)
     if found is None:
-        get_run_logger().info("no trained %s on %s yet: training it first", base, dataset_id)
-        forecast(**base_params.model_dump())
-        found = find_trained_run(base, dataset_id, base_params)
+        get_run_logger().info("no trained %s on %s with these parameters yet: training it first", params.variant,
+                              dataset_id)
+        forecast(**params.model_dump())
+        found = find_trained_run(params.variant, dataset_id, params)
     return found
 
 

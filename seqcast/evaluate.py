@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqcast.data import split_windows
+from seqcast.ensemble import median_forecast
 from seqcast.holdout import SplitSeries, scale_free_scores, window_forecasts
 from seqcast.metrics import forecast_errors, naive_forecast
 from seqcast.models import Variant
@@ -51,7 +52,13 @@ def forecast_inputs(variant: Variant, model, scaler: Scaler, inputs: np.ndarray,
     ``inputs``: (n, n_steps) values of the given series (``series_ids``: one per row, or None on the synthetic
     series). The model sees them as ``scaler`` maps them, then in the frame of ``window_norm``; its outputs are
     mapped back from both, in reverse order. Returns (n, horizon).
+
+    An ensemble's ``model`` is a :class:`seqcast.ensemble.EnsembleModel`: each member forecasts the same inputs in
+    its own frame (``window_norm`` is the members', not this argument), and the result is their median.
     """
+    if variant.target == "ensemble":
+        return median_forecast([forecast_inputs(m.variant, m.model, scaler, inputs, series_ids, horizon, m.window_norm)
+                                for m in model.members])
     x_model = scaler.transform(inputs, series_ids)[:, :, np.newaxis]
     return scaler.inverse(forecast(variant, model, x_model, horizon, window_norm), series_ids)
 

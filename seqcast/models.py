@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Target = Literal["naive", "vector", "sequence", "strided", "iterative", "stats"]
+Target = Literal["naive", "vector", "sequence", "strided", "iterative", "stats", "ensemble"]
 # Conv1D front end of conv_gru: output step j sees inputs [j*stride, j*stride + kernel - 1].
 CONV_KERNEL, CONV_STRIDES = 4, 2
 CONV_FILTERS = 20  # conv_gru's front end and every WaveNet layer, as in the chapter
@@ -35,6 +35,22 @@ NBEATS_UNITS = 64
 NBEATS_GENERIC_STACKS, NBEATS_GENERIC_BLOCKS = 2, 2
 NBEATS_INTERPRETABLE_BLOCKS = 3
 NBEATS_TREND_DEGREE = 3  # the paper's p is "small, e.g. 2 or 3": cubic lets a trend bend twice within the horizon
+# The multilayer perceptron: as deep as one N-BEATS block's fully connected stack, without the basis expansion and
+# the residual stacking, so that it shows what those add; 256 wide, as the issue's plain-Keras trial on M3 was.
+MLP_LAYERS = 4
+MLP_UNITS = 256
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of an ensemble variant: a trained variant, and how its training differs from the ensemble's
+    parameters. ``seed_offset`` is added to the ensemble's seed; ``loss`` None takes the ensemble's;
+    ``input_share`` below 1 fits on the last ``ceil(input_share * n_steps)`` values of each window."""
+
+    variant: str
+    seed_offset: int = 0
+    loss: str | None = None
+    input_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,7 @@ class Variant:
     hyperparameters: tuple[str, ...] = ()  # the builder's arguments besides n_steps and horizon
     defaults: tuple[tuple[str, float], ...] = ()  # (name, value) where a default differs from HYPERPARAMETER_DEFAULTS
     method: str | None = None  # a "stats" variant's method in seqcast.stats
+    members: tuple[Member, ...] = ()  # an "ensemble" variant's, whose forecast is the median of theirs
 
     @property
     def needs_dataset(self) -> bool:
@@ -141,6 +158,12 @@ def _conv_gru(n_steps: int, horizon: int, units: int, dropout: float, recurrent_
     return keras.Sequential([keras.Input((None, 1)),
                              L.Conv1D(CONV_FILTERS, CONV_KERNEL, strides=CONV_STRIDES, padding="valid"),
                              *stack, L.Dense(horizon)])
+
+
+def _mlp(n_steps: int, horizon: int, units: int):
+    keras, L = _layers()
+    return keras.Sequential([keras.Input((n_steps, 1)), L.Flatten(),
+                             *(L.Dense(units, activation="relu") for _ in range(MLP_LAYERS)), L.Dense(horizon)])
 
 
 def _wavenet(n_steps: int, horizon: int):
@@ -283,6 +306,21 @@ _STATS = [
 _VARIANTS += [Variant(f"stats_{method}", "stats", 0, "stats", description, None, method=method)
               for method, description in _STATS]
 
+# Beyond the chapter, after the registry's earlier variants so that their deployments keep their schedules, and
+# each ensemble after its members, so that a nightly ensemble finds its members trained.
+_VARIANTS += [
+    Variant("mlp", "mlp", 10, "vector", f"Flatten -> {MLP_LAYERS} x Dense(units, relu) -> Dense(horizon)", None,
+            build=_mlp, hyperparameters=("units",), defaults=(("units", MLP_UNITS),)),
+    # Members differ in seed, loss and input window, the kinds of diversity N-BEATS's ensemble draws on.
+    Variant("ensemble_mlp", "ensemble", 10, "ensemble", "median of 6 mlp: seeds +0, +1, +2 x losses mae, huber",
+            None, members=tuple(Member("mlp", offset, loss) for loss in ("mae", "huber") for offset in (0, 1, 2))),
+    Variant("ensemble_mix", "ensemble", 10, "ensemble",
+            "median of mlp, nbeats_generic, linear_10, and mlp and linear_10 (seed +1) on the last half of the input "
+            "window", None,
+            members=(Member("mlp"), Member("nbeats_generic"), Member("linear_10"), Member("mlp", 1, input_share=0.5),
+                     Member("linear_10", 1, input_share=0.5))),
+]
+
 REGISTRY: dict[str, Variant] = {v.name: v for v in _VARIANTS}
 ONE_STEP = [v.name for v in _VARIANTS if v.horizon == 1]
 MULTI_STEP = [v.name for v in _VARIANTS if v.horizon > 1]
@@ -304,6 +342,17 @@ def build_model(name: str, n_steps: int, horizon: int, **hyperparameters):
         raise ValueError(f"variant {name!r} has no model of its own to build")
     check_hyperparameters(variant, hyperparameters)
     return variant.build(n_steps=n_steps, horizon=horizon, **{**variant.hyperparameter_defaults(), **hyperparameters})
+
+
+def last_steps(model, n_steps: int, input_steps: int):
+    """``model`` behind a crop: it takes (batch, n_steps, 1) and sees only the last ``input_steps`` of each window.
+
+    The crop is part of the saved model, so anything that feeds a run's model its dataset's windows (evaluation,
+    prediction, backtests) gives it what it was fitted on.
+    """
+    keras, L = _layers()
+    return keras.Sequential([keras.Input((n_steps, 1)), L.Cropping1D((n_steps - input_steps, 0)), model],
+                            name=f"{model.name}_last_{input_steps}")
 
 
 def check_hyperparameters(variant: Variant, given) -> None:

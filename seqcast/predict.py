@@ -163,16 +163,17 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
 
 
 def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> np.ndarray:
-    """Forecast (n, horizon) values in original units from the (n, n_steps) latest inputs.
+    """Forecast (n, horizon) values in original units from the (n, n_steps) latest inputs; ``keras_model``: what
+    ``tasks.evaluate.load_model`` returns for the run (a Keras model, an ensemble's members, or None).
 
     The inputs go through the dataset's scaler, then the run's window norm; the outputs come back in reverse order.
     """
-    from seqcast.training import forecast
+    from seqcast.evaluate import forecast_inputs
 
-    scaled = model.scaler.transform(latest.inputs, latest.series_ids)  # raises for series the scaler never saw
-    y = forecast(get_variant(model.variant), keras_model, np.asarray(scaled)[..., np.newaxis], model.horizon,
-                 model.window_norm)
-    return np.asarray(model.scaler.inverse(y, latest.series_ids), dtype=np.float64)
+    # the scaler raises for series it never saw
+    y = forecast_inputs(get_variant(model.variant), keras_model, model.scaler, latest.inputs, latest.series_ids,
+                        model.horizon, model.window_norm)
+    return np.asarray(y, dtype=np.float64)
 
 
 def forecast_rows(run_id: str, model: ChosenModel, dataset_id: str | None, latest: LatestWindows,

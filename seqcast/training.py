@@ -22,7 +22,7 @@ import numpy as np
 
 from seqcast.data import sequence_targets, split_windows
 from seqcast.metrics import naive_forecast
-from seqcast.models import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant
+from seqcast.models import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant, last_steps
 from seqcast.normalise import denormalise, normalise, normalise_like
 from seqcast.params import ForecastParams
 
@@ -243,10 +243,13 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     x_train, y_train = fitting_pairs(variant, train_windows, n_steps, horizon, params.window_norm)
     x_valid, y_valid = fitting_pairs(variant, valid_windows, n_steps, horizon, params.window_norm)
 
-    model = build_model(variant.name, n_steps, horizon, **params.hyperparameters())
+    input_steps = params.input_steps or n_steps
+    model = build_model(variant.name, input_steps, horizon, **params.hyperparameters())
+    if input_steps < n_steps:
+        model = last_steps(model, n_steps, input_steps)
     fitted = fixed_length(model, n_steps)
     sequence = variant.target in ("sequence", "strided")
-    fitted.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss="mse",
+    fitted.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss=params.loss,
                    metrics=[last_time_step_mse] if sequence else [], jit_compile=params.jit_compile,
                    steps_per_execution=params.steps_per_execution)
     progress = EpochLogger(logger, variant.name, params.epochs,

@@ -1,4 +1,5 @@
-"""Trained models: ``models/<run_id>/model.keras`` beside ``manifest.json`` and the run's plots."""
+"""Trained models: ``models/<run_id>/model.keras`` beside ``manifest.json`` and the run's plots; an ensemble run's
+``models/<run_id>/ensemble.json`` names its members' runs instead."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from storage.atomic import atomic_file
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
+ENSEMBLE_FILE = "ensemble.json"
 
 
 class Models:
@@ -38,6 +40,20 @@ class Models:
             tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         return self.model_path(run_id)
 
+    def save_ensemble(self, run_id: str, manifest: dict) -> str:
+        """Save an ensemble run's manifest (its members' runs), atomically; return its relative path, the run's
+        model path."""
+        target = self.folder(run_id) / ENSEMBLE_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        return self._relative(target)
+
+    @staticmethod
+    def is_ensemble(model_path: str) -> bool:
+        """Whether a run's model path is an ensemble's manifest rather than a Keras model."""
+        return Path(model_path).name == ENSEMBLE_FILE
+
     def saved_manifest(self, run_id: str) -> dict | None:
         """The manifest of the run's complete saved model, or None when it has none (yet)."""
         folder = self.folder(run_id)
@@ -57,8 +73,10 @@ class Models:
         return keras.saving.load_model(path, custom_objects=custom_objects)
 
     def manifest(self, model_path: str) -> dict:
-        """The manifest saved beside the model at ``model_path`` (relative)."""
-        return json.loads(((self.home / model_path).parent / MANIFEST_FILE).read_text())
+        """The manifest saved beside the model at ``model_path`` (relative); an ensemble's model path is its
+        manifest."""
+        path = self.home / model_path
+        return json.loads((path if self.is_ensemble(model_path) else path.parent / MANIFEST_FILE).read_text())
 
     def write_file(self, run_id: str, name: str, data: bytes) -> str:
         """Write a file (a plot) into the run's folder atomically; return its relative path."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from seqcast.ensemble import EnsembleMember, EnsembleModel
 from seqcast.evaluate import EVAL_SPLITS, Evaluation, evaluate
 from seqcast.holdout import SplitSeries, split_series
 from seqcast.models import get_variant
@@ -52,12 +53,17 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: str 
 
 
 def load_model(model_path: str | None):
-    """The model a run saved (its path relative to the store's root); None for variants without one."""
+    """The model a run saved (its path relative to the store's root), as ``forecast_inputs`` takes it: a Keras model,
+    an ensemble's :class:`EnsembleModel` of its members' models, or None for variants without one."""
     if model_path is None:
         return None
+    models = current_store().models
+    if models.is_ensemble(model_path):
+        return EnsembleModel([EnsembleMember(m["run_id"], get_variant(m["variant"]), load_model(m["model_path"]),
+                                             m["window_norm"]) for m in models.manifest(model_path)["members"]])
     from seqcast.layers import CUSTOM_OBJECTS  # imports Keras: only runs with a model pay for it
 
-    return current_store().models.load(model_path, CUSTOM_OBJECTS)
+    return models.load(model_path, CUSTOM_OBJECTS)
 
 
 def series_by_split(dataset: DatasetRef, horizon: int) -> dict[str, SplitSeries] | None:

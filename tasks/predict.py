@@ -19,6 +19,7 @@ from seqcast.predict import (
 )
 from storage.forecasts import write_forecasts
 from storage.results import LoadReport
+from tasks.evaluate import load_model
 from tasks.runtime import current_store
 
 
@@ -61,12 +62,8 @@ def latest_windows(params: PredictParams, model: ChosenModel) -> LatestWindows:
 @task(name="forecast-series", cache_policy=NO_CACHE)
 def forecast_series(run_id: str, model: ChosenModel, dataset_id: str | None, latest: LatestWindows) -> list[dict]:
     """Forecast the next horizon of every series; return forecasts rows in original units."""
-    keras_model = None
-    if model.model_path:
-        from seqcast.layers import CUSTOM_OBJECTS  # imports Keras: only runs with a model pay for it
-
-        keras_model = current_store().models.load(model.model_path, CUSTOM_OBJECTS)
-    return forecast_rows(run_id, model, dataset_id, latest, forecast_latest(model, keras_model, latest))
+    values = forecast_latest(model, load_model(model.model_path), latest)
+    return forecast_rows(run_id, model, dataset_id, latest, values)
 
 
 @task(name="record-forecasts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])

@@ -1,7 +1,9 @@
-"""Stage 3: train a Keras model, or find the trained one-step model an iterative variant reuses."""
+"""Stage 3: train a Keras model, or find the trained runs an iterative variant (its one-step model) or an ensemble
+(its members) reuses."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from prefect import get_run_logger, task
@@ -101,3 +103,20 @@ def find_trained_run(variant: str, dataset_id: str, params: ForecastParams, run_
     if best is not None:
         get_run_logger().info("reusing trained %s run %s (%s)", variant, best["run_id"], best["model_path"])
     return best
+
+
+@task(name="save-ensemble", cache_policy=NO_CACHE)
+def save_ensemble(params: ForecastParams, dataset: DatasetRef, run_id: str, member_runs: list[dict]) -> str:
+    """Save the ensemble run's manifest: its members' completed runs (``runs`` rows) and what forecasting with them
+    needs; return its path, the run's model path."""
+    members = []
+    for run in member_runs:
+        recorded = json.loads(run["params"])
+        members.append({"run_id": run["run_id"], "variant": run["variant"], "model_path": run["model_path"],
+                        **{key: recorded.get(key) for key in ("window_norm", "loss", "seed", "input_steps")}})
+    manifest = {"run_id": run_id, "variant": params.variant, "params": params.model_dump(),
+                "dataset_id": dataset.dataset_id, "dataset_content_hash": dataset.manifest["content_hash"],
+                "scaling": dataset.manifest.get("scaling"), "members": members}
+    model_path = current_store().models.save_ensemble(run_id, manifest)
+    get_run_logger().info("%s: the median of %d member runs (%s)", params.variant, len(members), model_path)
+    return model_path
