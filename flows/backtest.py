@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.forecast import code_version, forecast
+from flows.forecast import code_version, trained_run
 from flows.validation import give_up_retries, validated
 from seqcast.backtest import BacktestParams, summary
 from seqcast.models import get_variant
@@ -19,7 +19,6 @@ from seqcast.training import Diverged
 from tasks.backtest import BacktestPlan, derive_dataset, forecast_cutoff, plan_backtest, publish_backtest
 from tasks.record import record_results
 from tasks.runtime import current_store
-from tasks.train import find_trained_run
 
 
 def run_name() -> str:
@@ -58,7 +57,7 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
                 ref = derive_dataset(plan, cutoff.offset) if params.refit and cutoff.offset else plan.dataset
                 if ref is not plan.dataset:
                     datasets.append(ref)
-                model_run = trained_run(plan.forecast_params, ref.dataset_id)
+                model_run = trained_run(plan.forecast_params.model_copy(update={"dataset_id": ref.dataset_id}))
                 scaling = ref.manifest.get("scaling")
             model_runs.append(model_run["run_id"] if model_run else None)
             rows += forecast_cutoff(plan.forecast_params, cutoff, model_run["model_path"] if model_run else None,
@@ -84,17 +83,6 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
 def needs_model(params: ForecastParams) -> bool:
     """Whether the variant forecasts with a model some forecast run trained (not naive, not statistical)."""
     return get_variant(params.variant).target not in ("naive", "stats")
-
-
-def trained_run(params: ForecastParams, dataset_id: str) -> dict:
-    """The completed forecast run of these parameters on the dataset: reused if one exists, else run now."""
-    on_dataset = params.model_copy(update={"dataset_id": dataset_id})
-    found = find_trained_run(params.variant, dataset_id, on_dataset)
-    if found is None:
-        get_run_logger().info("no trained %s on %s yet: training it first", params.variant, dataset_id)
-        forecast(**on_dataset.model_dump())
-        found = find_trained_run(params.variant, dataset_id, on_dataset)
-    return found
 
 
 def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model_runs: list, rows: list[dict],
