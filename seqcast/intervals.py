@@ -100,16 +100,15 @@ def calibrate(series_ids: np.ndarray, steps: np.ndarray, scores: np.ndarray, hor
         counts[s] = len(at)
         pooled[:, s] = [conformal_quantile(at, level) for level in levels]
     own = {}
-    for sid in np.unique(series_ids):
-        mine = series_ids == sid
-        if np.bincount(steps[mine], minlength=horizon + 1).max() < min_series:
-            continue
+    names, which = np.unique(series_ids, return_inverse=True)
+    cells = np.zeros((len(names), horizon + 1), dtype=np.int64)  # scores per series and step
+    np.add.at(cells, (which, steps), 1)
+    for i in np.flatnonzero(cells.max(axis=1) >= min_series):  # most backtests have too few cutoffs for any
+        mine = which == i
         quantiles = np.full((len(levels), horizon), np.nan)
-        for s in range(horizon):
-            at = scores[mine & (steps == s + 1)]
-            if len(at) >= min_series:
-                quantiles[:, s] = [conformal_quantile(at, level) for level in levels]
-        own[str(sid)] = quantiles
+        for s in np.flatnonzero(cells[i, 1:] >= min_series):
+            quantiles[:, s] = [conformal_quantile(scores[mine & (steps == s + 1)], level) for level in levels]
+        own[str(names[i])] = quantiles
     return Calibration(levels, pooled, own, counts)
 
 
