@@ -214,6 +214,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(format_table(list(summary), [tuple(summary.values())]))
     if summary["in_duckdb"]:
         print(format_table(*store.results.forecasts(summary["run_id"], args.show)))
+    if summary["intervals_from"] is None:
+        model_dataset = store.results.completed_run(summary["model_run_id"])["dataset_id"] \
+            if summary["in_duckdb"] else "<the run's dataset>"
+        print(f"seqcast: no intervals (lo_80 .. hi_95 are NULL): run {summary['model_run_id']} has no completed "
+              f"backtest; get them with `seqcast backtest --dataset-id {model_dataset} --variant "
+              f"{summary['variant']}` and the run's training options, then predict again", file=sys.stderr)
     return 0
 
 
@@ -225,7 +231,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     parameters = _overrides(args, ForecastParams, skip=("variant", "dataset_id"))
     options = {"dataset_id": args.dataset_id, "windows": args.windows, "step": args.step, "refit": args.refit,
-               "parameters": parameters}
+               "parameters": parameters, "levels": args.levels}
     planned, skipped = [], []
     try:  # every variant is checked against the dataset before the first one trains
         store = current_store()
@@ -437,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         "backtest", help="forecast a dataset from several cutoffs and score every forecast (rolling origin)",
         description="Forecast every series of a last-horizon dataset from --windows cutoffs, --step steps apart (the "
                     "last one the test cutoff), with one model trained on the dataset or, with --refit, one per "
-                    "cutoff; store and score every forecast (sMAPE, MASE, OWA against Naive2). Each variant is its "
-                    "own backtest flow run.")
+                    "cutoff; store and score every forecast (sMAPE, MASE, OWA against Naive2) and its conformal "
+                    "intervals (coverage, MSIS). Each variant is its own backtest flow run.")
     backtest.add_argument("--dataset-id", required=True, metavar="ID",
                           help="an ingested dataset split with --split last-horizon (e.g. a benchmark's)")
     add_variant_choice(backtest, "backtest")
@@ -449,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--refit", action="store_true",
                           help="train a model per cutoff on the values before it (default: one model, trained on "
                                "the dataset's training part, forecasts from every cutoff)")
+    backtest.add_argument("--level", type=float, action="append", dest="levels", metavar="L",
+                          help="level in percent (0 < L < 100) of the conformal intervals around every forecast, "
+                               "calibrated on the earlier cutoffs (repeatable); default: 80 and 95")
     add_param_options(backtest, skip=("variant", "dataset_id"))
     backtest.set_defaults(func=cmd_backtest)
 

@@ -16,7 +16,14 @@ from seqcast.backtest import BacktestParams, summary
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
 from seqcast.training import Diverged
-from tasks.backtest import BacktestPlan, derive_dataset, forecast_cutoff, plan_backtest, publish_backtest
+from tasks.backtest import (
+    BacktestPlan,
+    derive_dataset,
+    forecast_cutoff,
+    interval_forecasts,
+    plan_backtest,
+    publish_backtest,
+)
 from tasks.record import record_results
 from tasks.runtime import current_store
 
@@ -32,15 +39,18 @@ def run_name() -> str:
 # as are the datasets it derived. Bad parameters, a dataset that does not fit and divergence are not retried.
 @flow(name="backtest", flow_run_name=run_name, log_prints=True, retries=1, retry_delay_seconds=10)
 def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None = None, refit: bool = False,
-             parameters: dict | None = None) -> dict:
+             parameters: dict | None = None, levels: list[float] | None = None) -> dict:
     """Forecast every series of the dataset from ``windows`` cutoffs ``step`` steps apart (the last one the test
-    cutoff); score every forecast by sMAPE, MASE and against Naive2; record them in DuckDB ``backtest_forecasts``.
+    cutoff); score every forecast by sMAPE, MASE and against Naive2; put conformal intervals at ``levels`` (percent,
+    default 80 and 95) around it, calibrated on the cutoffs before its own; record them in DuckDB
+    ``backtest_forecasts`` and ``backtest_intervals``.
 
     The model is trained once on the dataset (or a completed run with the same parameters is reused) unless
     ``refit``, which trains one per cutoff on the values before it; each training is its own forecast flow run.
     """
     params = validated(BacktestParams, {"variant": variant, "dataset_id": dataset_id, "windows": windows,
-                                        "step": step, "refit": refit, "parameters": parameters or {}})
+                                        "step": step, "refit": refit, "parameters": parameters or {},
+                                        "levels": levels})
     started_at, clock = datetime.now(UTC), time.perf_counter()
     run_id = str(flow_run.id or uuid.uuid4())
     try:  # a dataset the backtest does not fit is as final as a bad parameter: fail now, no retry
@@ -68,9 +78,10 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
                                              time.perf_counter() - clock, error=str(exc)))
         raise
 
+    rows, intervals = interval_forecasts(rows, params.levels, plan.forecast_params.effective_horizon)
     report = record_results(run_id, backtest_rows(run_id, params, plan, model_runs, rows, datasets, started_at,
-                                                  time.perf_counter() - clock))
-    scores = summary(rows)
+                                                  time.perf_counter() - clock, intervals=intervals))
+    scores = summary(rows, intervals)
     publish_backtest(params.variant, params.dataset_id, run_id, scores)
     overall = scores[-1]
     get_run_logger().info("%s backtest over %d cutoffs: sMAPE %.3f, MASE %.3f, OWA %.3f", params.variant,
@@ -86,7 +97,8 @@ def needs_model(params: ForecastParams) -> bool:
 
 
 def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model_runs: list, rows: list[dict],
-                  datasets: list, started_at, duration_s: float, error: str | None = None) -> dict[str, list[dict]]:
+                  datasets: list, started_at, duration_s: float, error: str | None = None,
+                  intervals: list[dict] | None = None) -> dict[str, list[dict]]:
     """The backtest's rows for every results table; a failed one (``error``) gets its backtests row only."""
     store = current_store()
     row = {
@@ -99,6 +111,8 @@ def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model
         "started_at": started_at, "finished_at": datetime.now(UTC), "duration_s": duration_s,
         "n_series": len({r["series_id"] for r in rows}), "left_out": sum(c.left_out for c in plan.cutoffs),
         "code_version": code_version(), "record_path": f"records/{run_id}", "error": error,
+        "levels": json.dumps(list(params.levels)),
     }
     return {"datasets": [store.datasets.row(ref, started_at) for ref in datasets], "backtests": [row],
-            "backtest_forecasts": [{"run_id": run_id, **r} for r in rows] if not error else []}
+            "backtest_forecasts": [{"run_id": run_id, **r} for r in rows] if not error else [],
+            "backtest_intervals": [{"run_id": run_id, **r} for r in intervals or []] if not error else []}

@@ -1,4 +1,5 @@
-"""The predict flow: choose a trained run -> latest windows -> forecast -> Parquet + DuckDB ``forecasts``.
+"""The predict flow: choose a trained run -> calibrate its intervals on its backtest -> latest windows -> forecast
+-> Parquet + DuckDB ``forecasts``.
 
 Deployment-ready: every parameter is a plain value, so ``deployment()`` (or ``python -m flows.predict``)
 can put it on a schedule, e.g. every morning for the best linear run of a dataset.
@@ -13,7 +14,7 @@ from prefect.runtime import flow_run
 
 from seqcast.ingest import MissingPolicy
 from seqcast.predict import PredictParams
-from tasks.predict import choose_run, forecast_series, latest_windows, record_forecasts
+from tasks.predict import calibrate_intervals, choose_run, forecast_series, latest_windows, record_forecasts
 
 
 def run_name() -> str:
@@ -38,17 +39,20 @@ def predict(
     missing: MissingPolicy = "fail",
     output: str | None = None,
 ) -> dict:
-    """Forecast the next horizon after the latest window of every series; write the forecasts durably."""
+    """Forecast the next horizon after the latest window of every series, with conformal intervals (80% and 95%)
+    where the run has a completed backtest on its dataset; write the forecasts durably."""
     params = PredictParams(**locals())  # validated before any work
     forecast_run_id = str(flow_run.id or uuid.uuid4())
     model = choose_run(params)
+    interval_run_id, calibration = calibrate_intervals(model)
     latest = latest_windows(params, model)
     target = None if params.source else (params.dataset_id or model.dataset_id)
-    rows = forecast_series(forecast_run_id, model, target, latest)
+    rows = forecast_series(forecast_run_id, model, target, latest, calibration, interval_run_id)
     parquet, report = record_forecasts(forecast_run_id, rows, params.output)
     get_run_logger().info("%d forecasts of %d series written to %s", len(rows), len(latest.series_ids), parquet)
     return {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
             "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
+            "intervals_from": interval_run_id,
             "parquet": str(parquet), "in_duckdb": forecast_run_id in report.loaded}
 
 

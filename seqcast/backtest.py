@@ -7,7 +7,8 @@ values from it on, so an earlier cutoff's actuals may lie in the validation or t
 
 Every forecast is scored as the test split is (``seqcast.holdout``): sMAPE per step, the absolute error scaled by
 the seasonal naive MAE of the history known at that cutoff (MASE per step), and the same for Naive2 from that
-history, from which OWA follows. A series enters a cutoff when its history there holds at least
+history, from which OWA follows. Each forecast also gets conformal intervals calibrated on the cutoffs before it
+(``seqcast.intervals``), scored by coverage and MSIS. A series enters a cutoff when its history there holds at least
 :func:`min_history` values (enough for every statistical method and for the MASE scale), so all variants are
 scored on the same series at every cutoff.
 """
@@ -21,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from seqcast.holdout import SplitSeries, forecast_by_period, mase_scales
+from seqcast.intervals import DEFAULT_LEVELS, backtest_bounds, check_levels, coverage, level_name, msis
 from seqcast.names import SAFE_NAME
 from seqcast.scores import smape_steps
 
@@ -48,6 +50,8 @@ class BacktestParams(BaseModel):
                                            "model trained on the dataset's training part for all cutoffs")
     parameters: dict = Field(default_factory=dict, description="forecast parameters of the model (epochs, seed, "
                                                                "loss, ...), as `seqcast run` takes them")
+    levels: tuple[float, ...] = Field(DEFAULT_LEVELS, description="levels (percent) of the conformal intervals "
+                                                                  "around every forecast")
 
     @field_validator("variant", "dataset_id")
     @classmethod
@@ -55,6 +59,11 @@ class BacktestParams(BaseModel):
         if not SAFE_NAME.match(value):
             raise ValueError(f"{info.field_name} {value!r} is not a plain name (letters, digits, '_', '.', '-')")
         return value
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels(cls, levels) -> tuple[float, ...]:
+        return check_levels(DEFAULT_LEVELS if levels is None else levels)
 
     @field_validator("parameters")
     @classmethod
@@ -145,17 +154,18 @@ def truncated(values: dict[str, np.ndarray], offset: int) -> dict[str, np.ndarra
 
 
 def forecast_rows(cutoff: Cutoff, forecasts: np.ndarray) -> list[dict]:
-    """One row per series and forecast step: actual, forecast, Naive2, and each one's sMAPE and scaled error.
+    """One row per series and forecast step: actual, forecast, Naive2, each one's sMAPE and scaled error, and the
+    series' MASE scale there.
 
     ``forecasts``: (n_series, horizon) in original units, in the cutoff's series order. A series whose history has
-    no MASE scale (it repeats itself exactly) gets None as its scaled errors.
+    no MASE scale (it repeats itself exactly) gets None as its scale and scaled errors.
     """
     series = cutoff.series
     n, horizon = series.actual.shape
     if forecasts.shape != (n, horizon):
         raise ValueError(f"expected forecasts of shape {(n, horizon)}, got {forecasts.shape}")
     naive2 = forecast_by_period("naive2", series, horizon)
-    scales = mase_scales(series)[:, None]
+    scales = mase_scales(series)[:, None]  # (n_series, 1)
     smape, naive2_smape = smape_steps(series.actual, forecasts), smape_steps(series.actual, naive2)
     scaled = np.abs(series.actual - forecasts) / scales
     naive2_scaled = np.abs(series.actual - naive2) / scales
@@ -167,7 +177,7 @@ def forecast_rows(cutoff: Cutoff, forecasts: np.ndarray) -> list[dict]:
                 "timestamp": cutoff.timestamps[i, s].item(), "actual": float(series.actual[i, s]),
                 "forecast": float(forecasts[i, s]), "naive2": float(naive2[i, s]), "smape": float(smape[i, s]),
                 "naive2_smape": float(naive2_smape[i, s]), "scaled_error": _finite_or_none(scaled[i, s]),
-                "naive2_scaled_error": _finite_or_none(naive2_scaled[i, s]),
+                "naive2_scaled_error": _finite_or_none(naive2_scaled[i, s]), "scale": _finite_or_none(scales[i, 0]),
                 "padded_steps": int(cutoff.padded[i]),
             })
     return rows
@@ -177,18 +187,48 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def summary(rows: list[dict]) -> list[dict]:
-    """sMAPE, MASE and OWA per cutoff (``cutoff`` None: over all cutoffs), as the ``backtest_scores`` view has them."""
+def add_intervals(rows: list[dict], levels: tuple[float, ...], horizon: int) -> list[dict]:
+    """Give every forecast row (of :func:`forecast_rows`, all cutoffs) its conformal interval at each level,
+    calibrated on the cutoffs before its own; return them as ``backtest_intervals`` rows (cutoff, series_id, step,
+    level, lo, hi), one per row and level, None where there is none (the oldest cutoff, no scale).
+
+    The rows gain ``lo_80, hi_80, lo_95, hi_95`` (None for a default level not among ``levels``).
+    """
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows)
+    found = backtest_bounds(frame["cutoff"].to_numpy(), frame["series_id"].to_numpy(), frame["step"].to_numpy(),
+                            frame["forecast"].to_numpy(), frame["scale"].to_numpy(dtype=np.float64, na_value=np.nan),
+                            frame["scaled_error"].to_numpy(dtype=np.float64, na_value=np.nan), horizon, levels)
+    for level in DEFAULT_LEVELS:
+        lo, hi = found.get(level, (np.full(len(rows), np.nan),) * 2)
+        for row, low, high in zip(rows, lo, hi):
+            row[f"lo_{level_name(level)}"], row[f"hi_{level_name(level)}"] = _finite_or_none(low), _finite_or_none(high)
+    return [{"cutoff": row["cutoff"], "series_id": row["series_id"], "step": row["step"], "level": level,
+             "lo": _finite_or_none(lo[i]), "hi": _finite_or_none(hi[i])}
+            for level, (lo, hi) in found.items() for i, row in enumerate(rows)]
+
+
+def summary(rows: list[dict], intervals: list[dict] | None = None) -> list[dict]:
+    """sMAPE, MASE and OWA per cutoff (``cutoff`` None: over all cutoffs), as the ``backtest_scores`` view has them,
+    and with ``intervals`` (:func:`add_intervals`) each level's ``coverage_<level>`` and ``msis_<level>``."""
     frame = pd.DataFrame(rows)
     if frame.empty:
         return []
-    groups = [(cutoff, part) for cutoff, part in frame.groupby("cutoff")] + [(None, frame)]
+    bands = pd.DataFrame(intervals or [], columns=["cutoff", "series_id", "step", "level", "lo", "hi"])
+    bands = bands.merge(frame[["cutoff", "series_id", "step", "actual", "scale"]], on=["cutoff", "series_id", "step"])
+    groups = [(cutoff, part, bands[bands["cutoff"] == cutoff]) for cutoff, part in frame.groupby("cutoff")]
     found = []
-    for cutoff, part in groups:
+    for cutoff, part, band in [*groups, (None, frame, bands)]:
         smape, mase = part["smape"].mean(), part["scaled_error"].mean()
         owa = 0.5 * (smape / part["naive2_smape"].mean() + mase / part["naive2_scaled_error"].mean())
-        found.append({"cutoff": None if cutoff is None else int(cutoff), "smape": float(smape), "mase": float(mase),
-                      "owa": float(owa), "n_series": int(part["series_id"].nunique())})
+        row = {"cutoff": None if cutoff is None else int(cutoff), "smape": float(smape), "mase": float(mase),
+               "owa": float(owa), "n_series": int(part["series_id"].nunique())}
+        for level, at in band.groupby("level"):
+            columns = [at[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in ("actual", "lo", "hi", "scale")]
+            row[f"coverage_{level_name(level)}"] = _finite_or_none(coverage(*columns[:3]))
+            row[f"msis_{level_name(level)}"] = _finite_or_none(msis(*columns, level))
+        found.append(row)
     return found
 
 

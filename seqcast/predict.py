@@ -17,9 +17,11 @@ from seqcast.ingest import (
     future_timestamps,
     interpolate_within_parts,
     latest_input,
+    period_of,
     read_long,
     validate_series,
 )
+from seqcast.intervals import DEFAULT_LEVELS, Calibration, bounds, history_scale, level_name
 from seqcast.models import REGISTRY, get_variant
 from seqcast.params import plain_id
 from seqcast.scaling import Scaler
@@ -97,12 +99,14 @@ class ChosenModel:
 
 @dataclass
 class LatestWindows:
-    """The forecast origin of every series: inputs (n, n_steps) in original units, last input timestamps."""
+    """The forecast origin of every series: inputs (n, n_steps) in original units, last input timestamps, and the
+    MASE scale of each series' history (n,), NaN where it has none (the width unit of its intervals)."""
 
     series_ids: list[str]
     frequencies: list[str]
     last_timestamps: list[pd.Timestamp]
     inputs: np.ndarray
+    scales: np.ndarray | None = None
 
 
 def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
@@ -121,8 +125,10 @@ def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
                        params["horizon"] or kind.horizon, scaler, run["valid_mse"], window_norm)
 
 
-def series_latest(dataset_id: str, spec: dict, series: list[dict], model: ChosenModel) -> LatestWindows:
-    """The latest window of every series of an ingested dataset (its ``series`` table rows, its spec)."""
+def series_latest(dataset_id: str, spec: dict, series: list[dict], model: ChosenModel,
+                  scales: dict[str, float] | None = None) -> LatestWindows:
+    """The latest window of every series of an ingested dataset (its ``series`` table rows, its spec), with the
+    series' MASE ``scales`` (series id -> scale; None: a dataset without its per-step values)."""
     if spec.get("kind") != "ingested":
         raise ValueError(f"dataset {dataset_id} is synthetic: its windows have no timestamps to continue")
     if spec["n_steps"] != model.n_steps:
@@ -135,14 +141,15 @@ def series_latest(dataset_id: str, spec: dict, series: list[dict], model: Chosen
                           f"ingest with missing='interpolate', or forecast a file with those steps filled (--source)")
     return LatestWindows([r["series_id"] for r in series], [r["frequency"] for r in series],
                          [pd.Timestamp(r["latest_end"]) for r in series],
-                         np.array([r["latest"] for r in series], dtype=np.float32))
+                         np.array([r["latest"] for r in series], dtype=np.float32),
+                         np.array([(scales or {}).get(r["series_id"], np.nan) for r in series], dtype=np.float64))
 
 
 def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
     """The latest window of every series of a new file, validated like an ingest (same messages)."""
     reader = params.reader(model.n_steps, model.horizon)
     series = validate_series(read_long(reader), reader, min_length=model.n_steps)
-    ids, freqs, lasts, inputs, problems = [], [], [], [], []
+    ids, freqs, lasts, inputs, scales, problems = [], [], [], [], [], []
     for s in series:
         values = interpolate_within_parts(s.values, [(0, len(s.values))]) if reader.missing == "interpolate" \
             else s.values  # a new file is one part: all of it is known history
@@ -157,9 +164,10 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
         freqs.append(s.freq)
         lasts.append(s.timestamps[stop - 1])
         inputs.append(values[stop - model.n_steps:stop])
+        scales.append(history_scale(values[:stop], period_of(s.freq, reader)))
     if problems:
         raise IngestError("\n  ".join(problems))
-    return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32))
+    return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32), np.array(scales, dtype=np.float64))
 
 
 def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> np.ndarray:
@@ -177,11 +185,27 @@ def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> n
 
 
 def forecast_rows(run_id: str, model: ChosenModel, dataset_id: str | None, latest: LatestWindows,
-                  values: np.ndarray) -> list[dict]:
-    """One row per series and future step, with the real timestamps that continue each series."""
+                  values: np.ndarray, calibration: Calibration | None = None,
+                  interval_run_id: str | None = None) -> list[dict]:
+    """One row per series and future step, with the real timestamps that continue each series and, with a
+    ``calibration`` (from the backtest ``interval_run_id``), the conformal intervals at the default levels."""
+    n = len(latest.series_ids)
+    scales = latest.scales if latest.scales is not None else np.full(n, np.nan)
+    found = bounds(calibration, latest.series_ids, values, scales) if calibration is not None else {}
     rows = []
-    for sid, freq, last, row in zip(latest.series_ids, latest.frequencies, latest.last_timestamps, values):
+    for i, (sid, freq, last, row) in enumerate(zip(latest.series_ids, latest.frequencies, latest.last_timestamps,
+                                                   values)):
         for step, (ts, value) in enumerate(zip(future_timestamps(last, freq, model.horizon), row), 1):
+            bands = {}
+            for level in DEFAULT_LEVELS:
+                lo, hi = found.get(level, (None, None))
+                bands[f"lo_{level_name(level)}"] = _finite_or_none(lo[i, step - 1]) if lo is not None else None
+                bands[f"hi_{level_name(level)}"] = _finite_or_none(hi[i, step - 1]) if hi is not None else None
             rows.append({"run_id": run_id, "model_run_id": model.run_id, "dataset_id": dataset_id,
-                         "series_id": sid, "timestamp": ts.to_pydatetime(), "step": step, "value": float(value)})
+                         "series_id": sid, "timestamp": ts.to_pydatetime(), "step": step, "value": float(value),
+                         **bands, "interval_run_id": interval_run_id if found else None})
     return rows
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

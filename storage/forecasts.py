@@ -19,7 +19,8 @@ def write_forecasts(results: Results, run_id: str, rows: list[dict],
                     export: Path | None = None) -> tuple[Path, LoadReport]:
     """Commit the forecast rows of one predict run, copy them to ``export`` (atomically), load them into DuckDB.
 
-    Rows: run_id, model_run_id, dataset_id, series_id, timestamp, step, value. Returns the committed
+    Rows: run_id, model_run_id, dataset_id, series_id, timestamp, step, value, lo_80, hi_80, lo_95, hi_95,
+    interval_run_id (the last five may be absent: NULL). Returns the committed
     Parquet file and the load report.
     """
     results.records.write(run_id, {"forecasts": rows})

@@ -36,11 +36,26 @@ WHERE r.flow_run_id IN (SELECT unnest(?))
 """
 
 FORECASTS = """
-SELECT series_id, timestamp, step, value FROM forecasts WHERE run_id = ? ORDER BY series_id, step LIMIT ?
+SELECT series_id, timestamp, step, value, lo_80, hi_80, lo_95, hi_95 FROM forecasts WHERE run_id = ?
+ORDER BY series_id, step LIMIT ?
+"""
+
+# the newest completed backtest whose cutoff 0 a trained run forecast (a model run), or, for a variant without a
+# model (naive), a backtest of that variant on the dataset with the same horizon: its forecasts are the run's
+RUN_BACKTEST = """
+SELECT run_id, windows FROM backtests
+WHERE status = 'completed' AND dataset_id = ?
+  AND (model_run_ids ->> '$[0]' = ? OR (model_run_ids ->> '$[0]' IS NULL AND variant = ? AND horizon = ?))
+ORDER BY finished_at DESC, run_id
+LIMIT 1
+"""
+
+BACKTEST_RESIDUALS = """
+SELECT series_id, step, scaled_error FROM backtest_forecasts WHERE run_id = ? AND scaled_error IS NOT NULL
 """
 
 BACKTEST_SCORES = """
-SELECT variant, refit, smape, mase, owa, n_series, run_id
+SELECT variant, refit, smape, mase, owa, n_series, coverage_80, msis_80, coverage_95, msis_95, run_id
 FROM backtest_scores
 WHERE run_id IN (SELECT unnest(?)) AND cutoff IS NULL
 ORDER BY smape

@@ -78,25 +78,32 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("refit", pa.bool_()), ("params", pa.string()), ("model_run_ids", pa.string()), ("status", pa.string()),
         ("started_at", TS), ("finished_at", TS), ("duration_s", pa.float64()), ("n_series", pa.int64()),
         ("left_out", pa.int64()), ("code_version", pa.string()), ("record_path", pa.string()),
-        ("error", pa.string()),
+        ("error", pa.string()), ("levels", pa.string()),
     ]),
     "backtest_forecasts": pa.schema([  # every forecast of a backtest, scored (seqcast/backtest.py)
         ("run_id", pa.string()), ("cutoff", pa.int32()), ("steps_back", pa.int32()), ("series_id", pa.string()),
         ("step", pa.int32()), ("timestamp", pa.timestamp("us")), ("actual", pa.float64()),
         ("forecast", pa.float64()), ("naive2", pa.float64()), ("smape", pa.float64()),
         ("naive2_smape", pa.float64()), ("scaled_error", pa.float64()), ("naive2_scaled_error", pa.float64()),
-        ("padded_steps", pa.int32()),
+        ("padded_steps", pa.int32()), ("scale", pa.float64()), ("lo_80", pa.float64()), ("hi_80", pa.float64()),
+        ("lo_95", pa.float64()), ("hi_95", pa.float64()),
+    ]),
+    "backtest_intervals": pa.schema([  # each level's conformal interval of every backtest forecast (seqcast/intervals)
+        ("run_id", pa.string()), ("cutoff", pa.int32()), ("series_id", pa.string()), ("step", pa.int32()),
+        ("level", pa.float64()), ("lo", pa.float64()), ("hi", pa.float64()),
     ]),
     "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
         ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
+        ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
+        ("interval_run_id", pa.string()),
     ]),
 }
 TABLES = tuple(SCHEMAS)
 _SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
 _KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id"}
-_JSON_COLUMNS = {"spec", "params", "model_run_ids"}
+_JSON_COLUMNS = {"spec", "params", "model_run_ids", "levels"}
 # Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
 _NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id"),
                  "backtests": ("variant", "dataset_id")}
@@ -150,16 +157,39 @@ FROM subset s JOIN runs r USING (run_id)
 WHERE r.status = 'completed';
 
 -- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); every step of every series weighs
--- the same, which is the mean of per-series means, as all series share the horizon
+-- the same, which is the mean of per-series means, as all series share the horizon. Coverage (percent of actuals
+-- inside) and MSIS (M4's mean scaled interval score, alpha = 1 - level / 100) are over the forecasts that have an
+-- interval: none at the oldest cutoff, whose intervals would have no earlier cutoff to be calibrated on.
 CREATE OR REPLACE VIEW backtest_scores AS
 SELECT b.dataset_id, b.variant, f.run_id, f.cutoff, avg(f.smape) AS smape, avg(f.scaled_error) AS mase,
        0.5 * (avg(f.smape) / nullif(avg(f.naive2_smape), 0)
               + avg(f.scaled_error) / nullif(avg(f.naive2_scaled_error), 0)) AS owa,
-       count(DISTINCT f.series_id) AS n_series, b.refit
+       count(DISTINCT f.series_id) AS n_series, b.refit,
+       100 * avg(CASE WHEN f.lo_80 IS NOT NULL THEN (f.actual BETWEEN f.lo_80 AND f.hi_80)::INTEGER END)
+           AS coverage_80,
+       avg((f.hi_80 - f.lo_80 + 2 / 0.2 * greatest(f.lo_80 - f.actual, 0)
+            + 2 / 0.2 * greatest(f.actual - f.hi_80, 0)) / f.scale) AS msis_80,
+       100 * avg(CASE WHEN f.lo_95 IS NOT NULL THEN (f.actual BETWEEN f.lo_95 AND f.hi_95)::INTEGER END)
+           AS coverage_95,
+       avg((f.hi_95 - f.lo_95 + 2 / 0.05 * greatest(f.lo_95 - f.actual, 0)
+            + 2 / 0.05 * greatest(f.actual - f.hi_95, 0)) / f.scale) AS msis_95
 FROM backtest_forecasts f JOIN backtests b USING (run_id)
 WHERE b.status = 'completed'
 GROUP BY GROUPING SETS ((b.dataset_id, b.variant, f.run_id, b.refit, f.cutoff),
                         (b.dataset_id, b.variant, f.run_id, b.refit));
+
+-- the same coverage and MSIS at every level a backtest chose (--level), one row per backtest, cutoff and level
+CREATE OR REPLACE VIEW backtest_interval_scores AS
+SELECT b.dataset_id, b.variant, i.run_id, i.cutoff, i.level,
+       100 * avg((f.actual BETWEEN i.lo AND i.hi)::INTEGER) AS coverage,
+       avg((i.hi - i.lo + 2 / (1 - i.level / 100) * greatest(i.lo - f.actual, 0)
+            + 2 / (1 - i.level / 100) * greatest(f.actual - i.hi, 0)) / f.scale) AS msis,
+       count(*) AS n_forecasts, b.refit
+FROM backtest_intervals i JOIN backtest_forecasts f USING (run_id, cutoff, series_id, step)
+JOIN backtests b USING (run_id)
+WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
+GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
+                        (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
 
 CREATE OR REPLACE VIEW series_predictions AS
 SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
@@ -291,14 +321,24 @@ def _committed_markers(record_root: Path) -> dict[str, tuple[Path, dict]]:
 # ---- DuckDB -------------------------------------------------------------------------------------------------------
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables and views if missing."""
+    """Create the tables and views if missing, and add the columns a table made by an older seqcast lacks.
+
+    An added column is NULL in the rows already there, as it is when an older record (whose Parquet lacks the
+    column) loads ``BY NAME``; so older databases and records keep loading, and only a changed column type needs
+    ``seqcast results rebuild``.
+    """
     for name, schema in SCHEMAS.items():
         cols = []
         for f in schema:
             sql_type = "JSON" if f.name in _JSON_COLUMNS else _SQL_TYPES[str(f.type)]
             key = " PRIMARY KEY" if _KEYS.get(name) == f.name else ""
-            cols.append(f"{f.name} {sql_type}{key}")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)})")
+            cols.append((f.name, f"{sql_type}{key}"))
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{c} {t}' for c, t in cols)})")
+        have = {row[0] for row in con.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                              "table_name = ? AND table_schema = current_schema()", [name]).fetchall()}
+        for column, sql_type in cols:
+            if column not in have:  # names and types: SCHEMAS' constants, never input
+                con.execute(f"ALTER TABLE {name} ADD COLUMN {column} {sql_type.removesuffix(' PRIMARY KEY')}")
     con.execute("CREATE TABLE IF NOT EXISTS loaded_records (run_id VARCHAR PRIMARY KEY, write_id VARCHAR, "
                 "written_at DOUBLE, record_path VARCHAR, files JSON)")
     con.execute(VIEWS)
@@ -615,8 +655,17 @@ class Results:
         return [dict(zip(columns, row)) for row in rows]
 
     def backtest_scores(self, run_ids: list[str]):
-        """The backtests' sMAPE, MASE and OWA over all their cutoffs, best sMAPE first."""
+        """The backtests' sMAPE, MASE, OWA and interval scores over all their cutoffs, best sMAPE first."""
         return self.query(queries.BACKTEST_SCORES, [run_ids])
+
+    def run_backtest(self, run_id: str, dataset_id: str, variant: str, horizon: int) -> dict | None:
+        """The newest completed backtest on ``dataset_id`` whose cutoff 0 this run forecast, or None."""
+        return _first(self.query(queries.RUN_BACKTEST, [dataset_id, run_id, variant, horizon]))
+
+    def backtest_residuals(self, run_id: str) -> dict[str, list]:
+        """Every scored forecast of a backtest: series_id, step and scaled_error lists, all its cutoffs."""
+        columns, rows = self.query(queries.BACKTEST_RESIDUALS, [run_id])
+        return {c: [row[i] for row in rows] for i, c in enumerate(columns)}
 
     def benchmark_scores(self, run_ids: list[str], split: str = "test") -> list[dict]:
         """The ``benchmark_scores`` rows of these runs on one split (those loaded)."""

@@ -1,4 +1,5 @@
-"""Backtest stages: check the plan, derive a dataset per refit cutoff, forecast and score every cutoff."""
+"""Backtest stages: check the plan, derive a dataset per refit cutoff, forecast and score every cutoff, put
+conformal intervals around every forecast."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.backtest import BacktestParams, Cutoff, cut, forecast_rows, refit_input
+from seqcast.backtest import BacktestParams, Cutoff, add_intervals, cut, forecast_rows, refit_input
 from seqcast.evaluate import forecast_inputs
 from seqcast.holdout import window_forecasts
 from seqcast.ingest import build_dataset
@@ -110,10 +111,19 @@ def forecast_cutoff(params: ForecastParams, cutoff: Cutoff, model_path: str | No
     return forecast_rows(cutoff, np.asarray(forecasts, dtype=np.float64))
 
 
+@task(name="interval-forecasts", cache_policy=NO_CACHE)
+def interval_forecasts(rows: list[dict], levels: tuple[float, ...], horizon: int) -> tuple[list[dict], list[dict]]:
+    """Put each level's conformal interval around every forecast, calibrated on the cutoffs before its own; return
+    the forecast rows (with the default levels' columns) and the ``backtest_intervals`` rows."""
+    intervals = add_intervals(rows, levels, horizon)
+    return rows, intervals
+
+
 @task(name="publish-backtest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def publish_backtest(variant: str, dataset_id: str, run_id: str, scores: list[dict]) -> None:
     """Publish the backtest's scores per cutoff (and over all of them) as a table artifact."""
     table = [{"cutoff": "all" if row["cutoff"] is None else row["cutoff"], **{k: v for k, v in row.items()
                                                                              if k != "cutoff"}} for row in scores]
     create_table_artifact(table, key=artifact_key(variant, "backtest"),
-                          description=f"{variant} backtest {run_id} on {dataset_id}: sMAPE, MASE and OWA per cutoff")
+                          description=f"{variant} backtest {run_id} on {dataset_id}: sMAPE, MASE and OWA per cutoff, "
+                                      f"coverage (percent) and MSIS of the intervals at each level")

@@ -1,12 +1,16 @@
-"""Predict stages: choose the trained run, gather the latest windows, forecast, record durably."""
+"""Predict stages: choose the trained run, calibrate its intervals, gather the latest windows, forecast, record
+durably."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from seqcast.intervals import DEFAULT_LEVELS, Calibration, calibrate, history_scales
 from seqcast.predict import (
     ChosenModel,
     LatestWindows,
@@ -54,16 +58,43 @@ def latest_windows(params: PredictParams, model: ChosenModel) -> LatestWindows:
     dataset = datasets.find(dataset_id)
     if dataset is None:
         raise ValueError(f"no dataset {dataset_id!r} in {datasets.root}")
-    series = datasets.read_table(dataset, "series").to_pylist() if dataset.manifest["spec"].get("kind") == \
-        "ingested" else []
-    return series_latest(dataset_id, dataset.manifest["spec"], series, model)
+    ingested = dataset.manifest["spec"].get("kind") == "ingested"
+    series = datasets.read_table(dataset, "series").to_pylist() if ingested else []
+    stored = datasets.read_series_values(dataset) if ingested else None
+    return series_latest(dataset_id, dataset.manifest["spec"], series, model,
+                         history_scales(*stored) if stored is not None else None)
+
+
+@task(name="calibrate-intervals", cache_policy=NO_CACHE)
+def calibrate_intervals(model: ChosenModel) -> tuple[str | None, Calibration | None]:
+    """The newest completed backtest whose cutoff 0 the run forecast, and the quantiles of its scaled errors over
+    all its cutoffs at the default levels; (None, None) when the run has no backtest."""
+    results = current_store().results
+    try:
+        found = results.run_backtest(model.run_id, model.dataset_id, model.variant, model.horizon)
+    except duckdb.CatalogException:  # a database made before backtests existed holds none
+        found = None
+    if found is None:
+        get_run_logger().warning(
+            "run %s has no completed backtest on %s, so its forecasts have no intervals (lo_80 .. hi_95 NULL); "
+            "`seqcast backtest --dataset-id %s --variant %s` with the run's training options gives them",
+            model.run_id, model.dataset_id, model.dataset_id, model.variant)
+        return None, None
+    residuals = results.backtest_residuals(found["run_id"])
+    calibration = calibrate(np.array(residuals["series_id"], dtype=str), np.array(residuals["step"]),
+                            np.array(residuals["scaled_error"], dtype=np.float64), model.horizon, DEFAULT_LEVELS)
+    get_run_logger().info("intervals calibrated on backtest %s (%d cutoffs, %d scaled errors)", found["run_id"],
+                          found["windows"], len(residuals["step"]))
+    return found["run_id"], calibration
 
 
 @task(name="forecast-series", cache_policy=NO_CACHE)
-def forecast_series(run_id: str, model: ChosenModel, dataset_id: str | None, latest: LatestWindows) -> list[dict]:
-    """Forecast the next horizon of every series; return forecasts rows in original units."""
+def forecast_series(run_id: str, model: ChosenModel, dataset_id: str | None, latest: LatestWindows,
+                    calibration: Calibration | None = None, interval_run_id: str | None = None) -> list[dict]:
+    """Forecast the next horizon of every series; return forecasts rows in original units, with the conformal
+    intervals of ``calibration`` where there is one."""
     values = forecast_latest(model, load_model(model.model_path), latest)
-    return forecast_rows(run_id, model, dataset_id, latest, values)
+    return forecast_rows(run_id, model, dataset_id, latest, values, calibration, interval_run_id)
 
 
 @task(name="record-forecasts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
