@@ -17,7 +17,7 @@ import typing
 from pydantic import ValidationError
 from tabulate import tabulate
 
-from seqcast.models import ONE_STEP, REGISTRY, STATS
+from seqcast.models import NEEDS_DATASET, ONE_STEP, REGISTRY
 from seqcast.params import ForecastParams
 from seqcast.settings import SettingsError, load_settings
 from storage import Store
@@ -64,7 +64,7 @@ def refusals_without_traceback():
 def chosen_variants(args: argparse.Namespace) -> list[str]:
     """The variants a ``--variant``/``--one-step``/``--all`` group names."""
     if args.all:  # the statistical baselines need an ingested dataset: without one, --all leaves them out
-        return [v for v in REGISTRY if getattr(args, "dataset_id", None) or v not in STATS]
+        return [v for v in REGISTRY if getattr(args, "dataset_id", None) or v not in NEEDS_DATASET]
     return ONE_STEP if args.one_step else args.variant
 
 

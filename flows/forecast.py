@@ -108,7 +108,8 @@ def forecast(
             base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
             model_path = base_run["model_path"]
         elif kind.target == "ensemble":
-            members = [trained_run(member_params(params, member)) for member in kind.members]
+            members = [trained_run(member_params(params, member)) if get_variant(member.variant).target != "stats"
+                       else stats_member(member.variant) for member in kind.members]
             model_path = save_ensemble(params, dataset, run_id, members)
         scored = evaluate_model(params, dataset, model_path, run_id, trained.history if trained else [])
     except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
@@ -151,6 +152,12 @@ def trained_run(params: ForecastParams) -> dict:
         forecast(**params.model_dump())
         found = find_trained_run(params.variant, dataset_id, params)
     return found
+
+
+def stats_member(variant: str) -> dict:
+    """A statistical member of an ensemble, as ``save_ensemble`` takes its members' runs: it has no run and no
+    model, because it fits each series' history whenever it forecasts."""
+    return {"run_id": None, "variant": variant, "model_path": None, "params": json.dumps({"window_norm": "none"})}
 
 
 def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_path, base_run, scored: ScoredRun | None,

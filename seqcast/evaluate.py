@@ -46,7 +46,7 @@ def prediction_rows(split: str, y_true: np.ndarray, y_pred: np.ndarray) -> list[
 
 
 def forecast_inputs(variant: Variant, model, scaler: Scaler, inputs: np.ndarray, series_ids, horizon: int,
-                    window_norm: str = "none") -> np.ndarray:
+                    window_norm: str = "none", history: SplitSeries | None = None) -> np.ndarray:
     """A model's (or the naive baseline's) forecasts after input windows, both in original units.
 
     ``inputs``: (n, n_steps) values of the given series (``series_ids``: one per row, or None on the synthetic
@@ -55,10 +55,18 @@ def forecast_inputs(variant: Variant, model, scaler: Scaler, inputs: np.ndarray,
 
     An ensemble's ``model`` is a :class:`seqcast.ensemble.EnsembleModel`: each member forecasts the same inputs in
     its own frame (``window_norm`` is the members', not this argument), and the result is their median.
+
+    A statistical variant (or member) forecasts each series from its history before the inputs' end instead:
+    ``history`` holds it, for the series of ``series_ids``.
     """
     if variant.target == "ensemble":
-        return median_forecast([forecast_inputs(m.variant, m.model, scaler, inputs, series_ids, horizon, m.window_norm)
-                                for m in model.members])
+        return median_forecast([forecast_inputs(m.variant, m.model, scaler, inputs, series_ids, horizon, m.window_norm,
+                                                history) for m in model.members])
+    if variant.target == "stats":
+        if history is None:
+            raise ValueError(f"variant {variant.name!r} forecasts from each series' history, which these inputs "
+                             f"come without")
+        return window_forecasts(variant.method, history, np.asarray(series_ids), horizon)
     x_model = scaler.transform(inputs, series_ids)[:, :, np.newaxis]
     return scaler.inverse(forecast(variant, model, x_model, horizon, window_norm), series_ids)
 
@@ -75,7 +83,7 @@ def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler
     ``series``: split name -> its series' history and part, on a last-horizon dataset (else None). With it, each
     split is also scored by sMAPE and MASE per series, beside Naive2; a statistical variant forecasts from it.
     """
-    if variant.target == "stats" and series is None:
+    if variant.needs_dataset and series is None:
         raise ValueError(f"variant {variant.name!r} forecasts from each series' history: it needs a last-horizon "
                          f"dataset that stores its series' values")
     metrics, predictions, plot_inputs, series_rows, step_rows = [], [], None, [], []
@@ -84,10 +92,8 @@ def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler
         if len(windows) == 0:
             continue
         x, y_true = split_windows(windows, n_steps)
-        if variant.target == "stats":
-            y_pred = window_forecasts(variant.method, series[split], series_ids, horizon)
-        else:
-            y_pred = forecast_inputs(variant, model, scaler, x[:, :, 0], series_ids, horizon, window_norm)
+        y_pred = forecast_inputs(variant, model, scaler, x[:, :, 0], series_ids, horizon, window_norm,
+                                 series[split] if series is not None else None)
         if not np.isfinite(y_pred).all():
             bad = int((~np.isfinite(y_pred)).any(axis=1).sum())
             raise Diverged(f"{variant.name}: the forecasts of {bad} of {len(y_pred)} {split} windows are NaN or "

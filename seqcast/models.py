@@ -78,8 +78,9 @@ class Variant:
     @property
     def needs_dataset(self) -> bool:
         """Statistical baselines forecast each series from its whole known history, which only an ingested
-        last-horizon dataset keeps; the book's synthetic windows have none."""
-        return self.target == "stats"
+        last-horizon dataset keeps; the book's synthetic windows have none. So does an ensemble with one among
+        its members."""
+        return self.target == "stats" or any(get_variant(m.variant).needs_dataset for m in self.members)
 
     @property
     def trainable(self) -> bool:
@@ -319,6 +320,11 @@ _VARIANTS += [
             "window", None,
             members=(Member("mlp"), Member("nbeats_generic"), Member("linear_10"), Member("mlp", 1, input_share=0.5),
                      Member("linear_10", 1, input_share=0.5))),
+    # Statistical and neural forecasts err differently, so their combination beats each (the M4 competition's
+    # lesson: its best entries combined both). The median of three is the middle forecast at every step.
+    Variant("ensemble_hybrid", "ensemble", 0, "ensemble",
+            "median of stats_theta, stats_ets and ensemble_mlp: statistical and neural forecasts combined", None,
+            members=(Member("stats_theta"), Member("stats_ets"), Member("ensemble_mlp"))),
 ]
 
 REGISTRY: dict[str, Variant] = {v.name: v for v in _VARIANTS}
@@ -333,6 +339,9 @@ def get_variant(name: str) -> Variant:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown variant {name!r}; valid variants: {', '.join(REGISTRY)}") from None
+
+
+NEEDS_DATASET = [v.name for v in _VARIANTS if v.needs_dataset]  # the statistical ones and ensembles with one
 
 
 def build_model(name: str, n_steps: int, horizon: int, **hyperparameters):

@@ -59,9 +59,9 @@ class PredictParams(BaseModel):
     @field_validator("variant")
     @classmethod
     def _known_variant(cls, variant: str | None) -> str | None:
-        if variant is not None and get_variant(variant).target == "stats":
-            raise ValueError(f"variant {variant!r} is a statistical baseline, which scores held-out parts only; "
-                             f"batch forecasting supports the model variants and naive")
+        if variant is not None and get_variant(variant).needs_dataset:
+            raise ValueError(f"variant {variant!r} is (or combines) a statistical baseline, which scores held-out "
+                             f"parts only; batch forecasting supports the model variants and naive")
         return variant
 
     @model_validator(mode="after")
@@ -115,9 +115,9 @@ def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
     kind = get_variant(run["variant"])
     if kind.target == "iterative":
         raise ValueError(f"run {run['run_id']} is an iterative variant; batch forecasting supports direct variants")
-    if kind.target == "stats":
-        raise ValueError(f"run {run['run_id']} is a statistical baseline ({run['variant']}), which scores held-out "
-                         f"parts only; batch forecasting supports the model variants and naive")
+    if kind.needs_dataset:
+        raise ValueError(f"run {run['run_id']} is (or combines) a statistical baseline ({run['variant']}), which "
+                         f"scores held-out parts only; batch forecasting supports the model variants and naive")
     scaler = Scaler.from_dict(manifest.get("scaling")) if manifest else Scaler()
     # the frame the model was trained in; a run recorded before the option existed was trained without one
     window_norm = params.get("window_norm") or "none"

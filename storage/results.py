@@ -645,9 +645,11 @@ class Results:
         """The completed run ``run_id``: its runs row and valid MSE, or None."""
         return _first(self.query(queries.COMPLETED_RUN, [run_id]))
 
-    def best_run(self, dataset_id: str, family: str | None = None, variant: str | None = None) -> dict | None:
-        """The scored run of the best valid MSE on a dataset (of a family or variant), or None."""
-        return _first(self.query(queries.BEST_RUN, [dataset_id, family, family, variant, variant]))
+    def best_run(self, dataset_id: str, family: str | None = None, variant: str | None = None,
+                 excluded: list[str] = ()) -> dict | None:
+        """The scored run of the best valid MSE on a dataset (of a family or variant, none of ``excluded``), or
+        None."""
+        return _first(self.query(queries.BEST_RUN, [dataset_id, family, family, variant, variant, list(excluded)]))
 
     def sweep_scores(self, flow_run_ids: list[str]) -> list[dict]:
         """The scores of the runs of these flow run ids (those loaded)."""

@@ -12,7 +12,6 @@ from prefect.cache_policies import NO_CACHE
 
 from seqcast.backtest import BacktestParams, Cutoff, add_intervals, cut, forecast_rows, refit_input
 from seqcast.evaluate import forecast_inputs
-from seqcast.holdout import window_forecasts
 from seqcast.ingest import build_dataset
 from seqcast.models import get_variant
 from seqcast.params import ForecastParams
@@ -95,13 +94,9 @@ def derive_dataset(plan: BacktestPlan, offset: int) -> DatasetRef:
 def forecast_cutoff(params: ForecastParams, cutoff: Cutoff, model_path: str | None, scaling: dict | None
                     ) -> list[dict]:
     """Forecast every series of one cutoff, in original units, and score each forecast step."""
-    variant, horizon = get_variant(params.variant), params.effective_horizon
     series = cutoff.series
-    if variant.target == "stats":
-        forecasts = window_forecasts(variant.method, series, np.array(series.series_ids), horizon)
-    else:
-        forecasts = forecast_inputs(variant, load_model(model_path), Scaler.from_dict(scaling), cutoff.inputs,
-                                    series.series_ids, horizon, params.window_norm)
+    forecasts = forecast_inputs(get_variant(params.variant), load_model(model_path), Scaler.from_dict(scaling),
+                                cutoff.inputs, series.series_ids, params.effective_horizon, params.window_norm, series)
     bad = int((~np.isfinite(forecasts)).any(axis=1).sum())
     if bad:
         from seqcast.training import Diverged

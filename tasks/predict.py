@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.intervals import DEFAULT_LEVELS, Calibration, calibrate, history_scales
+from seqcast.models import NEEDS_DATASET
 from seqcast.predict import (
     ChosenModel,
     LatestWindows,
@@ -37,7 +38,7 @@ def choose_run(params: PredictParams) -> ChosenModel:
         if run is None:
             raise ValueError(f"no completed run {params.run_id!r} in {results.path}")
     else:
-        run = results.best_run(params.dataset_id, params.family, params.variant)
+        run = results.best_run(params.dataset_id, params.family, params.variant, NEEDS_DATASET)
         if run is None:
             raise ValueError(f"no scored run on dataset {params.dataset_id!r}"
                              f"{f' of family {params.family!r}' if params.family else ''}"
