@@ -146,3 +146,35 @@ def test_an_ensemble_run_is_the_median_of_its_member_runs_and_reuses_them(home, 
     # and it forecasts the next horizon like any run
     assert cli(["predict", "--run-id", summary["run_id"], "--output", str(tmp_path / "next.parquet")]) == 0
     assert query("SELECT count(DISTINCT series_id), max(step) FROM forecasts")[0] == (4, 7)
+
+
+def test_a_hybrid_ensemble_takes_the_median_of_statistical_and_model_forecasts():
+    from seqcast import stats
+    from seqcast.ensemble import EnsembleMember, EnsembleModel
+    from seqcast.evaluate import forecast_inputs
+    from seqcast.holdout import SplitSeries
+    from seqcast.scaling import Scaler
+
+    rng = np.random.default_rng(4)
+    history = [100 + np.cumsum(rng.normal(1, 3, n)) for n in (40, 55, 31)]
+    series = SplitSeries(["a", "b", "c"], history, np.zeros((3, 6)), np.array([1, 1, 1]))
+    inputs = np.stack([h[-12:] for h in history])
+    ensemble = EnsembleModel([EnsembleMember(None, get_variant("stats_theta"), None, "none"),
+                              EnsembleMember(None, get_variant("stats_ets"), None, "none"),
+                              EnsembleMember(None, get_variant("naive"), None, "none")])
+    found = forecast_inputs(get_variant("ensemble_hybrid"), ensemble, Scaler(), inputs, ["a", "b", "c"], 6,
+                            history=series)
+    members = [stats.theta(history, 1, 6), stats.ets(history, 1, 6), np.repeat(inputs[:, -1:], 6, axis=1)]
+    np.testing.assert_allclose(found, np.median(members, axis=0))
+    assert not np.allclose(found, members[2])  # the statistical members count: not the naive forecast alone
+    with pytest.raises(ValueError, match="forecasts from each series' history"):
+        forecast_inputs(get_variant("ensemble_hybrid"), ensemble, Scaler(), inputs, ["a", "b", "c"], 6)
+
+
+@pytest.mark.parametrize("argv", [["run", "--variant", "ensemble_hybrid"],
+                                  ["predict", "--dataset-id", "ds-000000000000", "--variant", "ensemble_hybrid"]])
+def test_a_hybrid_ensemble_needs_a_dataset_and_does_not_forecast_the_future(argv, capsys):
+    assert REGISTRY["ensemble_hybrid"].needs_dataset
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert "ensemble_hybrid" in err and ("name an ingested dataset" in err or "scores held-out parts only" in err)
