@@ -60,8 +60,8 @@ class PredictParams(BaseModel):
     @classmethod
     def _known_variant(cls, variant: str | None) -> str | None:
         if variant is not None and get_variant(variant).needs_dataset:
-            raise ValueError(f"variant {variant!r} is (or combines) a statistical baseline, which scores held-out "
-                             f"parts only; batch forecasting supports the model variants and naive")
+            raise ValueError(f"variant {variant!r} {_is_or_combines(variant)} a statistical baseline, which scores "
+                             f"held-out parts only; batch forecasting supports the model variants and naive")
         return variant
 
     @model_validator(mode="after")
@@ -109,6 +109,10 @@ class LatestWindows:
     scales: np.ndarray | None = None
 
 
+def _is_or_combines(variant: str) -> str:
+    return "is" if get_variant(variant).target == "stats" else "combines"
+
+
 def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
     """What forecasting with a completed run needs, from its runs row and its model's manifest (None: no model)."""
     params = json.loads(run["params"])
@@ -116,8 +120,9 @@ def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
     if kind.target == "iterative":
         raise ValueError(f"run {run['run_id']} is an iterative variant; batch forecasting supports direct variants")
     if kind.needs_dataset:
-        raise ValueError(f"run {run['run_id']} is (or combines) a statistical baseline ({run['variant']}), which "
-                         f"scores held-out parts only; batch forecasting supports the model variants and naive")
+        raise ValueError(f"run {run['run_id']} {_is_or_combines(run['variant'])} a statistical baseline "
+                         f"({run['variant']}), which scores held-out parts only; batch forecasting supports the model "
+                         f"variants and naive")
     scaler = Scaler.from_dict(manifest.get("scaling")) if manifest else Scaler()
     # the frame the model was trained in; a run recorded before the option existed was trained without one
     window_norm = params.get("window_norm") or "none"
