@@ -66,6 +66,10 @@ def check_strided_fit(variant: str, n_steps: int) -> None:
                          f"or {max(CONV_KERNEL, n_steps - 1)} input steps")
 
 
+# What a run records when it does not set them, on the book's synthetic series or for a baseline.
+CHAPTER_DEFAULTS = {"window_norm": "none", "loss": "mse"}
+
+
 class ForecastParams(BaseModel):
     """Parameters of one forecast run; every training default is the seed notebook's, but XLA and ln_rnn's patience."""
 
@@ -115,29 +119,16 @@ class ForecastParams(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _loss_default(cls, data):
-        """The book's synthetic series keep the chapter's MSE; a baseline trains nothing, so any loss is the same
-        to it and it records mse. An ingested dataset's default is set by :meth:`for_dataset`."""
-        if not isinstance(data, dict) or data.get("loss") is not None:
+    def _chapter_defaults(cls, data):
+        """The book's synthetic series keep the chapter's settings (no window norm, MSE), so their results stay as
+        they were; a baseline's forecast is the same in any frame and it trains nothing, so it records them too.
+        An ingested dataset's defaults are set by :meth:`for_dataset`."""
+        if not isinstance(data, dict):
             return data
         name = data.get("variant", cls.model_fields["variant"].default)
         variant = REGISTRY.get(name) if isinstance(name, str) else None
         if data.get("dataset_id") is None or (variant is not None and variant.target in ("naive", "stats")):
-            return {**data, "loss": "mse"}
-        return data
-
-    @model_validator(mode="before")
-    @classmethod
-    def _window_norm_default(cls, data):
-        """The book's synthetic series keep the chapter's setting (none), so their results stay as they were;
-        a baseline's forecast is the same in any frame, so it records none. An ingested dataset's default is set
-        by :meth:`for_dataset`."""
-        if not isinstance(data, dict) or data.get("window_norm") is not None:
-            return data
-        name = data.get("variant", cls.model_fields["variant"].default)
-        variant = REGISTRY.get(name) if isinstance(name, str) else None
-        if data.get("dataset_id") is None or (variant is not None and variant.target in ("naive", "stats")):
-            return {**data, "window_norm": "none"}
+            return {**data, **{k: v for k, v in CHAPTER_DEFAULTS.items() if data.get(k) is None}}
         return data
 
     @model_validator(mode="before")
