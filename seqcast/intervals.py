@@ -37,7 +37,7 @@ import pandas as pd
 from seqcast.scores import mase_scale
 
 DEFAULT_LEVELS = (80.0, 95.0)
-# per series and step: fewer own scores than this fall back to the step's pooled quantile (issue 21's rule)
+# per series and step: fewer own scores than this fall back to the step's pooled quantile, which more scores back
 MIN_SERIES_RESIDUALS = 20
 
 
