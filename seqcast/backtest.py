@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from seqcast.holdout import SplitSeries, forecast_by_period, mase_scales
+from seqcast.holdout import SplitSeries, forecast_by_period, mase_scales, series_order
 from seqcast.intervals import DEFAULT_LEVELS, backtest_bounds, check_levels, coverage, level_name, msis
 from seqcast.names import SAFE_NAME
 from seqcast.scores import smape_steps
@@ -100,14 +100,13 @@ def cut(values: dict[str, np.ndarray], periods: dict[str, int], horizon: int, n_
     they reach further; a gap that ``missing='drop'`` left among them is filled from the nearest earlier value,
     else the next. Series are in series id order.
     """
-    order = np.lexsort((values["step"], values["series_id"]))
+    order, runs = series_order(values)
     ids = values["series_id"][order]
     value = np.asarray(values["value"], dtype=np.float64)[order]
     part, padded = values["part"][order], np.asarray(values["padded"], dtype=bool)[order]
     stamps = np.asarray(values["timestamp"]).astype("datetime64[us]")[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
     found, history, actual, period, inputs, pads, times, left_out = [], [], [], [], [], [], [], 0
-    for start, stop in zip(starts, np.r_[starts[1:], len(ids)]):
+    for start, stop in runs:
         v, p, pad = value[start:stop], part[start:stop], padded[start:stop]
         test = np.flatnonzero(p == "test")
         if len(test) != horizon:  # no test part of the horizon's length: the series has no test cutoff
@@ -140,16 +139,9 @@ def cut(values: dict[str, np.ndarray], periods: dict[str, int], horizon: int, n_
 
 def truncated(values: dict[str, np.ndarray], offset: int) -> dict[str, np.ndarray]:
     """The per-step values without each series' last ``offset`` steps: the data a refit at that cutoff learns from."""
-    order = np.lexsort((values["step"], values["series_id"]))
-    ids = values["series_id"][order]
-    last = np.r_[ids[1:] != ids[:-1], True]
-    # steps counted back from each series' end: 0 at its last step
-    from_end = np.zeros(len(ids), dtype=np.int64)
-    ends = np.flatnonzero(last)
-    starts = np.r_[0, ends[:-1] + 1]
-    for start, end in zip(starts, ends):
-        from_end[start:end + 1] = np.arange(end - start, -1, -1)
-    keep = order[from_end >= offset]
+    order, runs = series_order(values)
+    keep = np.concatenate([order[start:max(start, stop - offset)] for start, stop in runs]) if runs \
+        else order  # every series in step order, its last ``offset`` rows left out
     return {name: np.asarray(column)[keep] for name, column in values.items()}
 
 
@@ -243,15 +235,15 @@ def refit_input(values: dict[str, np.ndarray], periods: dict[str, int], spec: di
     """
     from seqcast.ingest import IngestParams, Series
 
-    kept = truncated(values, offset)  # in series id, then step order
-    observed = ~np.asarray(kept["padded"], dtype=bool)
-    ids = kept["series_id"][observed]
-    stamps = np.asarray(kept["timestamp"]).astype("datetime64[ns]")[observed]
-    value = np.asarray(kept["value"], dtype=np.float64)[observed]
+    kept = truncated(values, offset)
+    observed = {name: np.asarray(column)[~np.asarray(kept["padded"], dtype=bool)] for name, column in kept.items()}
+    order, runs = series_order(observed)
+    ids = observed["series_id"][order]
+    stamps = observed["timestamp"].astype("datetime64[ns]")[order]
+    value = np.asarray(observed["value"], dtype=np.float64)[order]
     frequency, horizon = spec["frequency"], spec["horizon"]
     series = []
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
-    for start, stop in zip(starts, np.r_[starts[1:], len(ids)]):
+    for start, stop in runs:
         sid = str(ids[start])
         if stop - start < min_history(periods[sid]) + horizon:
             continue

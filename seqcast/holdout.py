@@ -43,17 +43,25 @@ class SplitSeries:
                            self.period[rows])
 
 
+def series_order(values: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The order that sorts a dataset's per-step values by series id, then step, and each series' [start, stop)
+    rows in that order."""
+    order = np.lexsort((values["step"], values["series_id"]))
+    ids = values["series_id"][order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    return order, [(int(a), int(b)) for a, b in zip(starts, np.r_[starts[1:], len(ids)])]
+
+
 def split_series(values: dict[str, np.ndarray], periods: dict[str, int], split: str, horizon: int) -> SplitSeries:
     """The series of ``split`` (``valid`` or ``test``) whose part is ``horizon`` known values, in series id order."""
     if split not in BEFORE:
         raise ValueError(f"unknown split {split!r}; scored splits: {', '.join(BEFORE)}")
-    order = np.lexsort((values["step"], values["series_id"]))
+    order, runs = series_order(values)
     ids = values["series_id"][order]
     value = np.asarray(values["value"], dtype=np.float64)[order]
     part, padded = values["part"][order], np.asarray(values["padded"], dtype=bool)[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
     found, history, actual = [], [], []
-    for start, stop in zip(starts, np.r_[starts[1:], len(ids)]):
+    for start, stop in runs:
         v, p = value[start:stop], part[start:stop]
         target = v[p == split]
         if len(target) != horizon or np.isnan(target).any():

@@ -112,6 +112,14 @@ def calibrate(series_ids: np.ndarray, steps: np.ndarray, scores: np.ndarray, hor
     return Calibration(levels, pooled, own, counts)
 
 
+def _widths(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Half-widths ``q * scale`` in original units (``scales`` broadcasting against ``q``); NaN where a series has
+    no scale or a quantile is not finite."""
+    with np.errstate(invalid="ignore"):
+        width = q * np.where(np.isfinite(scales) & (scales > 0), scales, np.nan)
+    return np.where(np.isfinite(width), width, np.nan)
+
+
 def bounds(calibration: Calibration, series_ids: list[str], forecasts: np.ndarray, scales: np.ndarray
            ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """Level -> (lo, hi), each (n, h) in original units, around ``forecasts`` (n, h) of series with MASE
@@ -124,9 +132,7 @@ def bounds(calibration: Calibration, series_ids: list[str], forecasts: np.ndarra
                          f"{forecasts.shape}, {len(series_ids)} ids, scales {scales.shape}")
     q = np.stack([calibration.quantiles(str(sid)) for sid in series_ids], axis=1) if n else \
         np.zeros((len(calibration.levels), 0, horizon))  # (n_levels, n, h)
-    with np.errstate(invalid="ignore"):
-        width = q * np.where(np.isfinite(scales) & (scales > 0), scales, np.nan)[None, :, None]
-    width = np.where(np.isfinite(width), width, np.nan)
+    width = _widths(q, scales[None, :, None])
     return {level: (forecasts - width[i], forecasts + width[i]) for i, level in enumerate(calibration.levels)}
 
 
@@ -150,9 +156,7 @@ def backtest_bounds(cutoffs: np.ndarray, series_ids: np.ndarray, steps: np.ndarr
         # one (1, h) forecast per row keeps any row order; the quantile picked is the row's own step's
         q = np.stack([calibration.quantiles(sid) for sid in series_ids[rows]], axis=1)  # (n_levels, r, h)
         q = q[:, np.arange(len(rows)), steps[rows] - 1]  # (n_levels, r)
-        with np.errstate(invalid="ignore"):
-            width = q * np.where(np.isfinite(scales[rows]) & (scales[rows] > 0), scales[rows], np.nan)
-        width = np.where(np.isfinite(width), width, np.nan)
+        width = _widths(q, scales[rows])
         for i, level in enumerate(levels):
             found[level][0][rows] = forecasts[rows] - width[i]
             found[level][1][rows] = forecasts[rows] + width[i]

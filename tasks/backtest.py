@@ -19,6 +19,7 @@ from seqcast.report import artifact_key
 from seqcast.scaling import Scaler
 from storage.datasets import DatasetRef
 from tasks.evaluate import load_model
+from tasks.ingest import write_prepared
 from tasks.runtime import current_store
 
 
@@ -83,9 +84,7 @@ def derive_dataset(plan: BacktestPlan, offset: int) -> DatasetRef:
     if found is not None:
         logger.info("reusing %s for the cutoff %d steps back", found.dataset_id, offset)
         return found
-    ref = datasets.write(prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
-                         tables={"series": prepared.series, "values": prepared.values},
-                         manifest_extra={"scaling": prepared.scaler.to_dict()})
+    ref = write_prepared(prepared)
     logger.info("derived %s (%d series) for the cutoff %d steps back", ref.dataset_id, len(series), offset)
     return ref
 

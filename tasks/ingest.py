@@ -37,8 +37,13 @@ def cut_windows(series: list[Series], params: IngestParams) -> PreparedDataset:
 @task(name="persist-ingested-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def persist_ingested(prepared: PreparedDataset) -> DatasetRef:
     """Write the windows, the per-series and per-step tables and the scaler atomically under the content-hashed id."""
-    ref = current_store().datasets.write(prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
-                                         tables={"series": prepared.series, "values": prepared.values},
-                                         manifest_extra={"scaling": prepared.scaler.to_dict()})
+    ref = write_prepared(prepared)
     get_run_logger().info("persisted %s at %s", ref.dataset_id, ref.path)
     return ref
+
+
+def write_prepared(prepared: PreparedDataset) -> DatasetRef:
+    """Write a prepared dataset to the store: its windows, its ``series`` and ``values`` tables and its scaler."""
+    return current_store().datasets.write(prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
+                                          tables={"series": prepared.series, "values": prepared.values},
+                                          manifest_extra={"scaling": prepared.scaler.to_dict()})
