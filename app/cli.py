@@ -119,32 +119,48 @@ def planned_runs(args: argparse.Namespace, store: Store) -> list[ForecastParams]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tasks.runtime import current_settings, current_store, training_slots
+    from tasks.runtime import current_store, training_slots
 
     if args.jobs is not None and args.jobs < 1:
         return fail(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs is not None and args.address is not None:
+        return fail("--jobs does not apply with --address: the Dask cluster's worker threads set how many variants "
+                    "run at once")
     try:  # the settings and every variant's parameters are checked before any work
-        settings = current_settings()
-        store = current_store(settings)
+        store = current_store()
         planned = planned_runs(args, store)
         jobs = min(args.jobs or training_slots(), len(planned))
+        if args.address is not None:
+            from flows.parallel import dask_cluster
+
+            runner, threads = dask_cluster(args.address)
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
-    from app.jobs import run_parallel
     from flows.forecast import forecast
-    from tasks.runtime import ensure_training_limit, in_process_runs
+    from tasks.runtime import ensure_training_limit, in_process_runs, shared_api
 
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={store.root}", file=sys.stderr)
     started = time.perf_counter()
     summaries, failed = [], []
-    with in_process_runs():
+    with in_process_runs(), shared_api():
         ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
-        if jobs > 1:
-            summaries, failed = run_parallel(planned, jobs, store.logs, settings.keep_run_logs)
-        else:
+        if args.address is None and jobs == 1:
             for i, params in enumerate(planned, 1):
                 print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
                 summaries.append(forecast(**params.model_dump()))
+        else:
+            from flows.parallel import process_pool, run_variants
+
+            if args.address is None:
+                runner, threads = process_pool(jobs)
+                print(f"seqcast: {len(planned)} variant(s), {jobs} at once in worker processes with {threads} "
+                      f"TensorFlow thread(s) each", file=sys.stderr)
+            else:
+                print(f"seqcast: {len(planned)} variant(s) on the Dask cluster at {args.address} ({threads} worker "
+                      f"thread(s))", file=sys.stderr)
+            outcomes = run_variants.with_options(task_runner=runner)(planned, report=_say)
+            summaries = [o["summary"] for o in outcomes if "summary" in o]
+            failed = [o["variant"] for o in outcomes if "error" in o]
     elapsed = time.perf_counter() - started
     if summaries:
         print_leaderboard(store, summaries)
@@ -155,6 +171,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"seqcast: {len(failed)} variant(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _say(line: str) -> None:
+    print(f"seqcast: {line}", file=sys.stderr, flush=True)
 
 
 def print_leaderboard(store: Store, summaries: list[dict]) -> None:
@@ -387,8 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "evaluate -> record) and print their leaderboard.")
     add_variant_choice(run, "run")
     run.add_argument("--jobs", type=int, default=None, metavar="N",
-                     help="variants run at once, as separate processes sharing the cores (default: "
+                     help="variants run at once, in worker processes sharing this machine's cores (default: "
                           "$SEQCAST_TRAINING_SLOTS, else one per core; 1 runs them one after another here)")
+    run.add_argument("--address", default=None, metavar="URL",
+                     help="run the variants on the running Dask cluster whose scheduler is at URL (e.g. "
+                          "tcp://host:8786), as many at once as its workers have threads")
     add_param_options(run)
     run.set_defaults(func=cmd_run)
 

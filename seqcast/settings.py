@@ -28,7 +28,6 @@ class Settings(BaseSettings):
     home: Path = Field(Path("~/.seqcast"), description="where datasets, models, records and results.duckdb live")
     training_slots: PositiveInt | None = Field(
         None, description="models that may train at once; default: one per CPU core")
-    keep_run_logs: PositiveInt = Field(20, description="run log folders of `seqcast run --jobs` kept")
     db_lock_timeout: float = Field(30.0, ge=0, description="seconds a writer waits for a locked results database")
     schedule_start: str = Field("01:00", description="time of day (HH:MM) of the first nightly forecast run")
     schedule_stagger_min: int = Field(10, ge=0, description="minutes between the nightly runs of two variants")

@@ -42,8 +42,3 @@ class Store:
     @property
     def results(self) -> Results:
         return Results(self.root, self.lock_timeout_s)
-
-    @property
-    def logs(self) -> Path:
-        """Where ``seqcast run --jobs`` keeps the logs of its child processes."""
-        return self.root / "logs"

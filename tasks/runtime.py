@@ -3,6 +3,7 @@ how training runs share the machine (the global concurrency limit and the cores)
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from seqcast.settings import Settings, load_settings
@@ -32,6 +33,26 @@ def in_process_runs():
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+@contextlib.contextmanager
+def shared_api():
+    """While inside, every process this one starts uses its Prefect API: the configured ``PREFECT_API_URL``, or else
+    the ephemeral server Prefect starts for this process, named in the settings that task runners hand on.
+
+    Without it each worker process of a parallel run would start an ephemeral server of its own.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer  # what get_client() starts without an API URL
+
+        server = SubprocessASGIServer()
+        server.start()
+        url = server.api_url
+    with temporary_settings({PREFECT_API_URL: url}):
+        yield url
 
 
 def available_cores() -> int:

@@ -21,7 +21,6 @@ def variables_in(text: str) -> set[str]:
 def test_a_bad_value_is_an_error_naming_the_variable(monkeypatch):
     for variable, value, problem in (("SEQCAST_TRAINING_SLOTS", "two", "valid integer"),
                                      ("SEQCAST_TRAINING_SLOTS", "0", "greater than 0"),
-                                     ("SEQCAST_KEEP_RUN_LOGS", "all", "valid integer"),
                                      ("SEQCAST_DB_LOCK_TIMEOUT", "-1", "greater than or equal to 0"),
                                      ("SEQCAST_SCHEDULE_START", "25:00", "time of day"),
                                      ("SEQCAST_SCHEDULE_TIMEZONE", "Mars/Base", "IANA time zone"),

@@ -1,0 +1,192 @@
+"""The run flow: ``seqcast run``'s variants side by side, each variant's forecast flow inside a task on a task runner:
+Prefect's process pool on this machine, or prefect-dask's runner on an existing Dask cluster.
+
+These small models keep about one core busy each, so runs side by side with one TensorFlow thread each finish sooner
+than one after another (bench/speed.py). An iterative variant's task waits for its base variant's, an ensemble's for
+its members' (when they are planned too), so that it reuses their trained runs; one whose wait ended in a failure is
+not run. A failed variant does not stop the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.task_runners import ProcessPoolTaskRunner
+
+from seqcast.models import get_variant
+from seqcast.params import ForecastParams
+from tasks.runtime import share_cores
+
+POLL_S = 2.0  # how often the tasks not yet started are looked up, to report their start
+STATUS_EVERY_S = 60.0  # how often the variants still running are listed
+STOP_GRACE_S = 30.0  # how long an interrupted worker process may take to record its runs as crashed
+
+
+@task(name="run-variant", task_run_name="{params.variant}", cache_policy=NO_CACHE)
+def run_variant(params: ForecastParams) -> dict:
+    """Run one variant's forecast flow, as a subflow of this task in the worker that runs it; return its summary."""
+    # imported here: the task runner pickles this function by value, and the flow must come whole from its module
+    from flows.forecast import forecast
+
+    return forecast(**params.model_dump())
+
+
+def process_pool(jobs: int) -> tuple[ProcessPoolTaskRunner, int]:
+    """A task runner of ``jobs`` worker processes on this machine, and the TensorFlow threads each gets.
+
+    Each worker shares out the cores (:func:`tasks.runtime.share_cores`) as it starts, before any task imports
+    TensorFlow, which sizes its thread pools once, when it starts.
+    """
+    threads = share_cores(jobs, {})
+    return ProcessPoolTaskRunner(max_workers=jobs, initializer=share_cores, initargs=(jobs,)), threads
+
+
+def dask_cluster(address: str, timeout_s: float = 20.0):
+    """A task runner on the running Dask cluster whose scheduler is at ``address``, and its worker threads in all.
+
+    ValueError, before any work, when no scheduler answers there or it has no workers.
+    """
+    import distributed
+    from prefect_dask import DaskTaskRunner
+
+    try:
+        with distributed.Client(address, timeout=timeout_s, set_as_default=False) as client:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+    except (OSError, ValueError, TimeoutError) as exc:  # refused, unreachable, or no address at all
+        raise ValueError(f"no Dask scheduler answers at {address!r}: {exc}") from None
+    if not workers:
+        raise ValueError(f"the Dask cluster at {address} has no workers: start some with `dask worker {address}`")
+    return DaskTaskRunner(address=address), sum(worker["nthreads"] for worker in workers.values())
+
+
+@dataclass(eq=False)
+class Planned:
+    """One planned run: its parameters, the planned runs it reuses, and its task once submitted."""
+
+    params: ForecastParams
+    waits_for: list[Planned] = field(default_factory=list)
+    future: PrefectFuture | None = None
+    started: float | None = None
+
+    @property
+    def variant(self) -> str:
+        return self.params.variant
+
+
+def plan(planned: list[ForecastParams]) -> list[Planned]:
+    """The planned runs, each with the planned runs it reuses (an iterative variant its base variant's, an ensemble
+    its members'), in the given order."""
+    runs = [Planned(params) for params in planned]
+    for run in runs:
+        kind = get_variant(run.variant)
+        reused = {kind.base_variant} | {member.variant for member in kind.members}
+        run.waits_for = [other for other in runs if other.variant in reused]
+    return runs
+
+
+def submission_order(runs: list[Planned]) -> list[Planned]:
+    """``runs`` reordered so that each comes after the runs it waits for (reuse never loops back)."""
+    ordered: list[Planned] = []
+    while len(ordered) < len(runs):
+        ordered += [run for run in runs if run not in ordered and all(w in ordered for w in run.waits_for)]
+    return ordered
+
+
+def run_name() -> str:
+    variants = [p["variant"] if isinstance(p, dict) else p.variant
+                for p in (flow_run.parameters or {}).get("planned", [])]
+    return f"run · {len(variants)} variant(s): {', '.join(variants[:4])}{' …' if len(variants) > 4 else ''}"
+
+
+@flow(name="run", flow_run_name=run_name)
+def run_variants(planned: list[ForecastParams], report: Callable[[str], None] | None = None) -> list[dict]:
+    """Run every planned variant's forecast flow on this flow's task runner; say when each starts and ends.
+
+    Return one outcome per planned variant, in plan order: ``{"variant", "summary"}`` (the forecast flow's summary)
+    when it completed, else ``{"variant", "error"}``. ``report`` (default: this flow's log) gets the progress lines.
+    """
+    say = report or get_run_logger().info
+    runs = plan(planned)
+    for run in submission_order(runs):
+        run.future = run_variant.submit(run.params, wait_for=[other.future for other in run.waits_for])
+    try:
+        return watch(runs, say)
+    except BaseException:  # interrupted (Ctrl-C, kill): the worker processes stop too, so that none trains on unseen
+        stop_worker_processes()
+        raise
+
+
+def watch(runs: list[Planned], say: Callable[[str], None]) -> list[dict]:
+    """Wait for every run's task; say when each starts (seen within POLL_S) and ends, and every STATUS_EVERY_S which
+    are still running. Return their outcomes in the order of ``runs``."""
+    finished: queue.SimpleQueue[Planned] = queue.SimpleQueue()
+    for run in runs:
+        run.future.add_done_callback(lambda _, run=run: finished.put(run))
+    outcomes: dict[int, dict] = {}
+    began = last_status = time.monotonic()
+    while len(outcomes) < len(runs):
+        try:
+            done = finished.get(timeout=POLL_S)
+        except queue.Empty:
+            done = None
+        for run in runs:
+            if run.started is None and not run.future.state.is_pending():  # running, or already final
+                run.started = time.monotonic()
+                say(f"started {run.variant}")
+        if done is not None:
+            outcomes[id(done)] = outcome(done, time.monotonic() - (done.started or began), say)
+        if time.monotonic() - last_status >= STATUS_EVERY_S and len(outcomes) < len(runs):
+            last_status = time.monotonic()
+            running = [f"{run.variant} ({last_status - run.started:.0f} s)" for run in runs
+                       if run.started is not None and id(run) not in outcomes]
+            waiting = [run.variant for run in runs if run.started is None]
+            say(f"running {', '.join(running) or 'none'}; waiting: {', '.join(waiting) or 'none'}")
+    return [outcomes[id(run)] for run in runs]
+
+
+def outcome(run: Planned, seconds: float, say: Callable[[str], None]) -> dict:
+    """A finished run's outcome, said as one line."""
+    try:
+        summary = run.future.result()
+    except BaseException as exc:  # the variant's own exception, or its worker's (e.g. a broken process pool)
+        failed = sorted({other.variant for other in run.waits_for if not other.future.state.is_completed()})
+        if failed and run.future.state.is_pending():  # never ran: a run it waits for did not complete
+            error = f"not run: it reuses the run of {', '.join(failed)}, which failed"
+            say(f"{run.variant} {error}")
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+            say(f"{run.variant} FAILED after {seconds:.0f} s: {error}")
+        return {"variant": run.variant, "error": error}
+    say(f"{run.variant} done in {seconds:.0f} s: valid MSE {summary['valid_mse']:.5f}")
+    return {"variant": run.variant, "summary": summary}
+
+
+def stop_worker_processes() -> None:
+    """Stop a process pool's workers: SIGTERM, with which Prefect records their runs as crashed, then SIGKILL for any
+    still alive after STOP_GRACE_S. A Dask cluster's workers are not this process's to stop."""
+    context = FlowRunContext.get()
+    if context is None or not isinstance(context.task_runner, ProcessPoolTaskRunner):
+        return
+    workers = multiprocessing.active_children()  # the pool's: this process starts no others with multiprocessing
+    for worker in workers:
+        worker.terminate()
+
+    def kill_survivors():
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+
+    # the pool's shutdown waits for its workers: an interrupted worker leaves once Prefect has recorded its runs
+    timer = threading.Timer(STOP_GRACE_S, kill_survivors)
+    timer.daemon = True
+    timer.start()
