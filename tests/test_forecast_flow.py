@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from pydantic import ValidationError
 
 from app.cli import main as cli
@@ -174,14 +175,14 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     assert "no dataset 'ds-000000000000'" in capsys.readouterr().err
     assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
-    monkeypatch.setenv("SEQCAST_KEEP_RUN_LOGS", "all")
-    assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "2"]) == 2
-    assert "SEQCAST_KEEP_RUN_LOGS='all': Input should be a valid integer" in capsys.readouterr().err
+    assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "2", "--address", "tcp://h:8786"]) == 2
+    assert "--jobs does not apply with --address" in capsys.readouterr().err
+    assert cli(["run", "--variant", "naive", "--variant", "linear", "--address", "nonsense://h:8786"]) == 2
+    assert "no Dask scheduler answers at 'nonsense://h:8786'" in capsys.readouterr().err
     monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "two")
     assert cli(["run", "--variant", "naive", "--variant", "linear"]) == 2
     assert "SEQCAST_TRAINING_SLOTS='two': Input should be a valid integer" in capsys.readouterr().err
     monkeypatch.delenv("SEQCAST_TRAINING_SLOTS")
-    monkeypatch.delenv("SEQCAST_KEEP_RUN_LOGS")
     assert cli(["run", "--variant", "lstm", "--variant", "wavenet", "--units", "8"]) == 2
     assert "variant 'wavenet' does not use units: its architecture takes none" in capsys.readouterr().err
     assert not home.exists()
@@ -225,7 +226,8 @@ def test_cli_run_and_sql(home, capsys):
 
 
 def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
-    """--jobs 2: linear and deep_rnn_dense train side by side, one thread each; iterative_10 waits for its base."""
+    """--jobs 2: linear and deep_rnn_dense train side by side in Prefect's process pool, one TensorFlow thread each;
+    iterative_10 waits for its base. Each variant's forecast flow is a subflow of its task in one `run` flow."""
     from tasks.runtime import available_cores
 
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
@@ -234,24 +236,31 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
     assert cli(["run", *(a for v in variants for a in ("--variant", v)), "--jobs", "2", "--no-jit-compile",
                 *TINY_ARGS]) == 0
     captured = capsys.readouterr()
-    assert "3 variant(s), 2 at once" in captured.err and "iterative_10 done in" in captured.err
+    threads = str(max(1, available_cores() // 2))
+    assert f"3 variant(s), 2 at once in worker processes with {threads} TensorFlow thread(s) each" in captured.err
+    assert "seqcast: started linear" in captured.err and "iterative_10 done in" in captured.err
+    assert captured.err.index("deep_rnn_dense done in") < captured.err.index("started iterative_10")
     assert all(v in captured.out for v in variants)  # the leaderboard
     runs = dict((v, (run_id, start, end, base)) for v, run_id, start, end, base in rows(
         home, "SELECT variant, run_id, started_at, finished_at, base_run_id FROM runs"))
-    assert sorted(runs) == sorted(variants)  # deep_rnn_dense trained once: iterative_10 reused it
+    assert sorted(runs) == sorted(variants)  # each recorded once; deep_rnn_dense trained once: iterative_10 reused it
     assert runs["iterative_10"][3] == runs["deep_rnn_dense"][0]
     (_, linear_start, linear_end, _), (_, dense_start, dense_end, _) = runs["linear"], runs["deep_rnn_dense"]
     assert linear_start < dense_end and dense_start < linear_end  # the two trainings overlapped in time
-    threads = str(max(1, available_cores() // 2))
     for variant in ("linear", "deep_rnn_dense"):
         (path,) = rows(home, "SELECT model_path FROM runs WHERE variant = ?", [variant])[0]
         assert Store(home).models.manifest(path)["tensorflow_threads"] == threads
-    logs = sorted(p.name for p in (home / "logs").glob("run-*/*.log"))
-    assert logs == ["01-iterative_10.log", "02-deep_rnn_dense.log", "03-linear.log"]
+    with get_client(sync_client=True) as client:  # every forecast flow run is a subflow of the one run flow run
+        (parent,) = {client.read_task_run(client.read_flow_run(run_id).parent_task_run_id).flow_run_id
+                     for run_id, *_ in runs.values()}
+        assert client.read_flow_run(parent).name == "run · 3 variant(s): iterative_10, deep_rnn_dense, linear"
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent])))
+        assert sorted(t.name for t in tasks if t.name in variants) == sorted(variants)  # one run-variant task each
+    assert not (home / "logs").exists()
 
 
-def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys, monkeypatch):
-    """Also: only the newest SEQCAST_KEEP_RUN_LOGS run log folders are kept, nothing else in logs/ is touched."""
+def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys):
+    """A variant that fails is reported with its error; one that reuses it does not run; the others carry on."""
     from seqcast.data import SyntheticSpec, generate_splits
 
     spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
@@ -259,18 +268,15 @@ def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys,
     sync_dataset(dataset.path)  # on disk, so not checked again: the damage below is found by training
     train_file = dataset.path / "train.parquet"
     train_file.write_bytes(train_file.read_bytes()[:100])  # a damaged training split: naive never reads it
-    old_runs = [home / "logs" / f"run-2026010{day}T000000Z-{pid}" for day, pid in ((3, 7), (1, 99), (2, 5))]
-    for folder in [*old_runs, home / "logs" / "mine"]:
-        folder.mkdir(parents=True)
-    monkeypatch.setenv("SEQCAST_KEEP_RUN_LOGS", "2")
-    assert cli(["run", "--variant", "linear", "--variant", "naive", "--jobs", "2", *TINY_ARGS]) == 1
+    assert cli(["run", "--variant", "iterative_10", "--variant", "deep_rnn_dense", "--variant", "naive", "--jobs",
+                "2", *TINY_ARGS]) == 1
     err = capsys.readouterr().err
-    assert "linear FAILED (exit code 1)" in err and "naive done in" in err
-    assert "1 variant(s) failed: linear" in err and "Parquet" in err  # the end of linear's log names the cause
+    assert "deep_rnn_dense FAILED after" in err and "naive done in" in err
+    (failure,) = [line for line in err.splitlines() if line.startswith("seqcast: deep_rnn_dense FAILED")]
+    assert "Parquet" in failure  # the variant's own error names the cause
+    assert "seqcast: iterative_10 not run: it reuses the run of deep_rnn_dense, which failed" in err
+    assert "2 variant(s) failed: iterative_10, deep_rnn_dense" in err
     assert rows(home, "SELECT variant FROM runs") == [("naive",)]
-    (this_run,) = [p.parent.name for p in (home / "logs").glob("run-*/01-linear.log")]
-    left = sorted(p.name for p in (home / "logs").iterdir())
-    assert left == sorted(["mine", old_runs[0].name, this_run])  # the newest old run's folder and this run's
 
 
 def processes_with(env_entry: str) -> list[int]:
@@ -286,7 +292,7 @@ def processes_with(env_entry: str) -> list[int]:
 
 
 def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path):
-    """`kill` of `seqcast run --jobs 2` ends it as Ctrl-C does: no training child is left behind.
+    """`kill` of `seqcast run --jobs 2` ends it as Ctrl-C does: no worker process is left behind.
 
     The same exit path (SystemExit, not death by signal) runs Prefect's atexit hook that stops an ephemeral server;
     this test uses the session's running server to keep clear of a fresh server's start-up time.
@@ -309,8 +315,7 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
         deadline = time.monotonic() + 30  # under load, once, only 2 were found right after "started"
         while len(processes_with(marker)) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(processes_with(marker)) >= 3, "".join(lines) + "".join(  # this command and its two children
-            f"{p}:\n{p.read_text()[-1500:]}" for p in (home / "logs").glob("run-*/*.log"))  # read on failure only
+        assert len(processes_with(marker)) >= 3, "".join(lines)  # this command and its two worker processes
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 128 + signal.SIGTERM
         deadline = time.monotonic() + 30
