@@ -269,6 +269,41 @@ def sweep_section(variants: list[str], epochs: int, server, reference_seconds: d
     return "\n".join(lines)
 
 
+def run_jobs_section(variants: list[str], epochs: int, reference_seconds: dict[str, float],
+                     checkouts: list[Path], workdir: Path) -> str:
+    """``seqcast run --jobs <cores>`` over ``variants`` (one TensorFlow thread per run on 2 cores), in a fresh
+    process per checkout of the code (this one first; others to compare with), against the running server; the
+    1-minute load average before and after each, as this host may be shared."""
+    from flows.forecast import forecast
+    from tasks.runtime import available_cores
+
+    forecast(variant="naive", epochs=epochs)  # the one-step dataset exists before any timed run
+    cores = available_cores()
+    lines = ["| seqcast run --jobs " + str(cores) + " of " + ", ".join(variants) + " | code | wall s | "
+             "runs at once x TensorFlow threads per run | load before / after |", "|---|---|---|---|---|"]
+    for n, checkout in enumerate(checkouts, 1):
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            env.pop(name, None)  # seqcast run shares the cores out among its runs
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        with open(workdir / f"run-jobs-{n}.log", "wb") as log:
+            done = subprocess.run([sys.executable, "-m", "app.cli", "run", *[a for v in variants for a in
+                                   ("--variant", v)], "--jobs", str(cores), "--epochs", str(epochs)],
+                                  cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"seqcast run in {checkout} failed (exit code {done.returncode}): see {log.name}")
+        lines.append(f"| seqcast run --jobs {cores} | {checkout} | {seconds:.1f} | {cores} x "
+                     f"{max(1, cores // cores)} | {load_before:.1f} / {os.getloadavg()[0]:.1f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    if all(v in reference_seconds for v in variants):
+        total = sum(reference_seconds[v] for v in variants)
+        lines.append(f"| reference, one after another (sum of its model medians, {reference_seconds['source']}) | "
+                     f"| {total:.1f} | 1 process | |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", nargs="*", metavar="VARIANT[:N]",
@@ -282,9 +317,14 @@ def main() -> int:
     parser.add_argument("--skip-data", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="also time the sweep flow over the one-step variants "
                         "through seqcast serve, with 1 training slot and with one per core")
+    parser.add_argument("--run-jobs", action="store_true", help="also time `seqcast run --jobs <cores>` over the "
+                        "one-step variants, one TensorFlow thread per run")
+    parser.add_argument("--compare-checkout", type=Path, action="append", default=[], metavar="DIR",
+                        help="--run-jobs: also time the same command with the code in DIR (another commit's "
+                             "checkout), after this checkout's (repeatable)")
     parser.add_argument("--reference-from", type=Path, metavar="MD",
-                        help="--sweep: reference medians of variants this invocation does not run, from an earlier "
-                             "run's models table")
+                        help="--sweep, --run-jobs: reference medians of variants this invocation does not run, "
+                             "from an earlier run's models table")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args()
     if not args.reference.is_file():
@@ -335,11 +375,16 @@ def main() -> int:
             sections.append(f"## Models (A B alternating, up to {args.epochs} epochs)\n\n"
                             + variant_table(results))
             print(sections[-1], flush=True)
+        measured = {name: median([x["seconds"] for x in r["reference"]]) for name, r in results.items()}
+        reference_seconds = {**(reference_medians(args.reference_from) if args.reference_from else {}), **measured}
+        reference_seconds["source"] = "this invocation" + (f" and {args.reference_from}" if args.reference_from
+                                                           else "")
+        if args.run_jobs:
+            sections.append("## seqcast run --jobs over the one-step variants\n\n"
+                            + run_jobs_section(ONE_STEP_TRAINED, args.epochs, reference_seconds,
+                                               [ROOT, *args.compare_checkout], workdir))
+            print(sections[-1], flush=True)
         if args.sweep:
-            measured = {name: median([x["seconds"] for x in r["reference"]]) for name, r in results.items()}
-            reference_seconds = {**(reference_medians(args.reference_from) if args.reference_from else {}), **measured}
-            reference_seconds["source"] = "this invocation" + (f" and {args.reference_from}" if args.reference_from
-                                                               else "")
             sections.append("## Sweep of the one-step variants\n\n"
                             + sweep_section(ONE_STEP_TRAINED, args.epochs, server, reference_seconds))
             print(sections[-1], flush=True)
