@@ -8,14 +8,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterStartTime,
+)
 from pydantic import ValidationError
 
 from app.cli import main as cli
@@ -23,7 +31,7 @@ from flows.forecast import forecast
 from storage import Store
 from storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
 from tests.conftest import TINY
-from tests.prefect_server import task_run_states
+from tests.prefect_server import prefect_api, task_run_states
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -291,8 +299,18 @@ def processes_with(env_entry: str) -> list[int]:
     return found
 
 
+def forecast_runs(api_url: str, created_after: datetime, state: str) -> list[str]:
+    """The variants of the forecast flow runs created after ``created_after`` that are in ``state`` now."""
+    with prefect_api(api_url), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["forecast"])),
+                                     flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(
+                                         after_=created_after)))
+    return sorted(run.name.split(" · ")[0] for run in runs if run.state.name == state)
+
+
 def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path):
-    """`kill` of `seqcast run --jobs 2` ends it as Ctrl-C does: no worker process is left behind.
+    """`kill` of `seqcast run --jobs 2` ends it as Ctrl-C does: no worker process is left behind, and the runs they
+    were training are recorded as crashed.
 
     The same exit path (SystemExit, not death by signal) runs Prefect's atexit hook that stops an ephemeral server;
     this test uses the session's running server to keep clear of a fresh server's start-up time.
@@ -306,22 +324,29 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
                                 "deep_rnn_dense", "--jobs", "2", *args], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     marker = f"SEQCAST_HOME={home}"
+    began = datetime.now(UTC)
     try:
         started, lines = 0, []
         while started < 2 and (line := process.stderr.readline()):
             lines.append(line)
             started += line.startswith("seqcast: started ")
         assert started == 2, "".join(lines)
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # the workers' logs, read on
         deadline = time.monotonic() + 30  # under load, once, only 2 were found right after "started"
         while len(processes_with(marker)) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(processes_with(marker)) >= 3, "".join(lines)  # this command and its two worker processes
+        deadline = time.monotonic() + 120
+        while len(forecast_runs(prefect_server.api_url, began, "Running")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)  # the workers are still starting the forecast subflows
+        assert len(forecast_runs(prefect_server.api_url, began, "Running")) == 2
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=90) == 128 + signal.SIGTERM
         deadline = time.monotonic() + 30
         while processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert processes_with(marker) == []
+        assert forecast_runs(prefect_server.api_url, began, "Crashed") == ["deep_rnn_dense", "linear"]
     finally:  # a failed assertion must not leave the run training on
         for pid in processes_with(marker):
             with contextlib.suppress(ProcessLookupError):
