@@ -14,9 +14,11 @@ if it stays locked, leave the record for the next load (any later run, or ``seqc
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
+import tarfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +38,7 @@ from storage.objects import TRANSFER_THREADS, ObjectStore
 log = logging.getLogger(__name__)
 
 MARKER = "_COMMITTED"
+BUNDLE = ".tar"  # on an object store, one write of a record: its files and marker in one object
 RECORDS = "records"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 TS = pa.timestamp("us", tz="UTC")
@@ -390,26 +393,39 @@ def connect_writer(db_path: Path, timeout_s: float | None = None,
         return None
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker: dict, reload: bool) -> None:
-    """Load one record in one transaction; ``reload``: the database holds an earlier write of this run, whose rows
-    go first from every table (a record holds only the tables it has rows in)."""
-    files = record_files(folder, marker)
+LOAD_BATCH = 500  # records loaded in one transaction, one INSERT per table: far faster than one record at a time
+
+
+def _load_many(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, Path, dict]], loaded: dict[str, str]) -> None:
+    """Load records (run id, folder, marker) in one transaction. A run the database holds an earlier write of loses
+    its rows from every table first (a record holds only the tables it has rows in)."""
+    files: dict[str, list[str]] = {}
+    for _, folder, marker in batch:
+        for name, path in record_files(folder, marker).items():
+            files.setdefault(name, []).append(str(path))
+    reloaded = [run_id for run_id, _, _ in batch if run_id in loaded]
     con.execute("BEGIN TRANSACTION")
     try:
-        if reload:
+        if reloaded:
             for name in RUN_TABLES:  # one of TABLES, never input
-                con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])
-        for name, file in files.items():
-            path = str(file)
+                con.execute(f"DELETE FROM {name} WHERE run_id IN (SELECT unnest(?))", [reloaded])
+        for name, paths in files.items():
+            source = "read_parquet(?, union_by_name = true)"  # older records may lack newer columns: NULL
             if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
-                con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
-                            "WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets)", [path])
+                con.execute(f"INSERT INTO datasets BY NAME SELECT * FROM {source} "
+                            f"WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets) "
+                            f"QUALIFY row_number() OVER (PARTITION BY dataset_id) = 1", [paths])
                 continue
-            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM read_parquet(?)", [path])
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {source}", [paths])
+        # one statement over lists: executemany costs a statement per record
         con.execute("INSERT OR REPLACE INTO loaded_records (run_id, write_id, written_at, record_path, files) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [run_id, marker["write_id"], marker["written_at"], f"{RECORDS}/{run_id}",
-                     json.dumps({name: f"{RECORDS}/{run_id}/{p.name}" for name, p in files.items()})])
+                    "SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)", [
+                        [run_id for run_id, _, _ in batch],
+                        [marker["write_id"] for _, _, marker in batch],
+                        [float(marker["written_at"]) for _, _, marker in batch],
+                        [f"{RECORDS}/{run_id}" for run_id, _, _ in batch],
+                        [json.dumps({name: f"{RECORDS}/{run_id}/{file}" for name, file in marker["tables"].items()})
+                         for run_id, _, marker in batch]])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -420,29 +436,47 @@ def _load_into(con: duckdb.DuckDBPyConnection, records: dict[str, Path], report:
                only_new: bool) -> None:
     ensure_schema(con)
     loaded = dict(con.execute("SELECT run_id, write_id FROM loaded_records").fetchall())
+    changed = []
     for run_id, folder in records.items():
         marker = read_marker(folder, verify=False)
         if marker is not None and only_new and loaded.get(run_id) == marker["write_id"]:
-            continue
-        # A retry of that run may replace the files between reading the marker and loading them;
-        # reading the marker once more then finds the new, complete write.
-        for attempt in (1, 2):
-            marker = read_marker(folder, verify=True)
-            if marker is None:
-                report.failed[run_id] = f"{folder} has no committed, intact record"
-                break
-            try:
-                _load_one(con, run_id, folder, marker, reload=run_id in loaded)
-            except (OSError, duckdb.Error) as exc:
-                if attempt == 2:
-                    report.failed[run_id] = f"{type(exc).__name__}: {exc}"
-                continue
-            report.failed.pop(run_id, None)
-            report.loaded.append(run_id)
-            break
+            continue  # loaded already: its files are not read again
+        marker = read_marker(folder, verify=True)
+        if marker is None:
+            report.failed[run_id] = f"{folder} has no committed, intact record"
+        else:
+            changed.append((run_id, folder, marker))
+    for start in range(0, len(changed), LOAD_BATCH):
+        batch = changed[start:start + LOAD_BATCH]
+        try:
+            _load_many(con, batch, loaded)
+            report.loaded += [run_id for run_id, _, _ in batch]
+        except (OSError, duckdb.Error):  # one bad record fails its batch: load them one by one
+            for run_id, folder, _ in batch:
+                _load_alone(con, run_id, folder, loaded, report)
     for run_id, error in report.failed.items():
         log.warning("run %s was not loaded and stays in the record: %s (a database made by another version of "
                     "seqcast is recreated from the records by `seqcast results rebuild`)", run_id, error)
+
+
+def _load_alone(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, loaded: dict[str, str],
+                report: LoadReport) -> None:
+    # A retry of that run may replace the files between reading the marker and loading them;
+    # reading the marker once more then finds the new, complete write.
+    for attempt in (1, 2):
+        marker = read_marker(folder, verify=True)
+        if marker is None:
+            report.failed[run_id] = f"{folder} has no committed, intact record"
+            return
+        try:
+            _load_many(con, [(run_id, folder, marker)], loaded)
+        except (OSError, duckdb.Error) as exc:
+            if attempt == 2:
+                report.failed[run_id] = f"{type(exc).__name__}: {exc}"
+            continue
+        report.failed.pop(run_id, None)
+        report.loaded.append(run_id)
+        return
 
 
 def load_records(db_path: Path, records: dict[str, Path], timeout_s: float | None = None,
@@ -617,20 +651,27 @@ class Records:
         return folder
 
     def _upload(self, folder: Path) -> None:
+        """Upload a committed record as one tar object of its files and marker, then the marker on its own.
+
+        One object per write: a machine that syncs fetches a record in one request, not one per table.
+        """
         marker = read_marker(folder, verify=False)
-        prefix = f"{RECORDS}/{folder.name}"
-        self.remote.put_files((folder / name, f"{prefix}/{name}") for name in marker["files"])
+        prefix, bundle = f"{RECORDS}/{folder.name}", io.BytesIO()
+        with tarfile.open(fileobj=bundle, mode="w") as tar:
+            for name in [*marker["files"], MARKER]:
+                tar.add(folder / name, arcname=name)
+        self.remote.put_bytes(f"{prefix}/{marker['write_id']}{BUNDLE}", bundle.getvalue())
         self.remote.put_file(folder / MARKER, f"{prefix}/{MARKER}")
         # earlier writes of this run: the marker no longer names them
-        current = {f"{prefix}/{name}" for name in [*marker["files"], MARKER]}
+        current = {f"{prefix}/{marker['write_id']}{BUNDLE}", f"{prefix}/{MARKER}"}
         self.remote.delete(sorted(set(self.remote.list(prefix)) - current))
 
     def mirror(self) -> int:
         """Bring the records other machines committed (or rewrote) since the last mirror into the cache; return
         how many came.
 
-        One listing of ``records/`` tells which to fetch: a record's Parquet files carry its write id in their
-        names, so a cached record whose write id is the only one stored is current and costs no request.
+        One listing of ``records/`` tells which to fetch: a record's object is named by its write id, so a cached
+        record whose write is the only one stored costs no request, and a new one costs one.
         """
         if self.remote is None:
             return 0
@@ -643,32 +684,40 @@ class Records:
         for run_id, names in stored.items():
             if MARKER not in names:
                 continue  # not committed yet
-            write_ids = {name.removesuffix(".parquet").rsplit("-", 1)[-1] for name in names if name != MARKER}
+            writes = {name.removesuffix(BUNDLE) for name in names if name.endswith(BUNDLE)}
             cached = read_marker(self.root / run_id, verify=False)
-            if cached is None or write_ids != {cached["write_id"]}:
-                todo.append(run_id)
-        if todo:
-            with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-                fetched = sum(pool.map(self._fetch, todo))
-            log.info("brought %d record(s) from %s", fetched, self.remote.url)
-            return fetched
-        return 0
+            if cached is None or writes != {cached["write_id"]}:
+                # one write stored: the marker, uploaded after it, names it; several: the marker says which
+                todo.append((run_id, writes.pop() if len(writes) == 1 else None))
+        if not todo:
+            return 0
+        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+            fetched = sum(pool.map(lambda job: self._fetch(*job), todo))
+        log.info("brought %d record(s) from %s", fetched, self.remote.url)
+        return fetched
 
-    def _fetch(self, run_id: str) -> bool:
+    def _fetch(self, run_id: str, write_id: str | None = None) -> bool:
         """Copy one committed record into the cache, its files first and its marker last; False when it changed
         or went while being copied (the next mirror takes it)."""
         prefix, folder = f"{RECORDS}/{run_id}", self.root / run_id
         try:
-            data = self.remote.get_bytes(f"{prefix}/{MARKER}")
-            if data is None:
+            if write_id is None:
+                data = self.remote.get_bytes(f"{prefix}/{MARKER}")
+                if data is None:
+                    return False
+                write_id = json.loads(data)["write_id"]
+            bundle = self.remote.get_bytes(f"{prefix}/{write_id}{BUNDLE}")
+            if bundle is None:
                 return False
-            marker = json.loads(data)
-            for name in marker["files"]:
-                if not (folder / name).is_file():
-                    self.remote.get_file(f"{prefix}/{name}", folder / name)
-            with atomic_file(folder / MARKER) as tmp:
-                tmp.write_bytes(data)
-        except (OSError, ValueError, KeyError) as exc:
+            with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
+                members = {member.name: member for member in tar.getmembers()}
+                marker = json.loads(tar.extractfile(members[MARKER]).read())
+                for name in marker["files"]:  # only the names its marker vouches for: nothing else is written
+                    with atomic_file(folder / name) as tmp:
+                        tmp.write_bytes(tar.extractfile(members[name]).read())
+                with atomic_file(folder / MARKER) as tmp:
+                    tmp.write_bytes(tar.extractfile(members[MARKER]).read())
+        except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
             log.warning("record %s was not brought from %s this time: %s", run_id, self.remote.url, exc)
             return False
         _remove_unreferenced(folder, set(marker["files"]))
