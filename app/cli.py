@@ -191,6 +191,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except IngestError as exc:
         return fail(str(exc))
     print(format_table(list(summary), [tuple(summary.values())]))
+    if summary["forecast_errors"]:
+        print(f"\nscored {summary['forecast_errors']} stored forecast step(s) with the file's actuals: "
+              f"seqcast sql \"SELECT * FROM live_scores\"")
     print(f"\ntrain on it with: seqcast run --variant linear --dataset-id {summary['dataset_id']}")
     return 0
 
@@ -232,6 +235,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         return fail(_validation_message(exc))
     from flows.score import score
+    from storage.results import DatabaseLocked
     from tasks.runtime import current_store
 
     try:
@@ -239,6 +243,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         with refusals_without_traceback():
             summary = score(**params.model_dump())
     except ValueError as exc:  # ScoreError and IngestError included: a bad file, or nothing to score
+        return fail(str(exc))
+    except DatabaseLocked as exc:  # the stored forecasts cannot be read: nothing was scored or written
         return fail(str(exc))
     shown = {**summary, "forecast_run_ids": ", ".join(summary["forecast_run_ids"])}
     print(format_table(list(shown), [tuple(shown.values())]))

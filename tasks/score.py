@@ -1,14 +1,16 @@
-"""Scoring stages: read a file of actuals, match it with the stored forecasts; read and judge the live scores."""
+"""Scoring stages: read a file of actuals, and match it with the stored forecasts into ``forecast_errors`` rows."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.ingest import IngestParams, Series, period_of, read_long, validate_series
 from seqcast.scoring import ScoreError, scope_text, score_forecasts
+from storage.results import DatabaseLocked
 from tasks.runtime import current_store
 
 
@@ -35,7 +37,15 @@ def score_actuals(series: list[Series], reader: IngestParams, score_run_id: str,
     scope = scope_text(forecast_run_id, dataset_id)
     if strict and (forecast_run_id or dataset_id) and not results.has_forecasts(forecast_run_id, dataset_id):
         raise ScoreError(f"no stored forecast{scope} in {results.path}; `seqcast predict` writes them")
-    forecasts = results.stored_forecasts([s.series_id for s in series], forecast_run_id, dataset_id)
+    try:
+        forecasts = results.stored_forecasts([s.series_id for s in series], forecast_run_id, dataset_id)
+    except (DatabaseLocked, duckdb.Error) as exc:
+        if strict:
+            raise
+        # an ingest does not fail for the scoring it adds: its dataset is recorded, the file can be scored later
+        logger.warning("stored forecasts not scored (%s); score them later with `seqcast score --source %s`", exc,
+                       reader.origin)
+        return []
     if strict and not forecasts["run_id"] and not results.has_forecasts():
         raise ScoreError(f"no stored forecast in {results.path}: nothing to score; `seqcast predict` writes them")
     periods = {s.series_id: period_of(s.freq, reader) for s in series}

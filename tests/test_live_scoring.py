@@ -4,6 +4,7 @@ of a newer file, the live views against an independent computation, the monitor,
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import duckdb
@@ -21,6 +22,7 @@ from flows.monitor import monitor
 from flows.predict import predict
 from seqcast import m3
 from storage import Store
+from storage.results import VIEWS
 from tasks.monitor import MONITOR_KEY
 from tests.conftest import REPO_ROOT
 
@@ -132,6 +134,17 @@ def test_a_held_back_tail_replayed_point_by_point_scores_every_forecast_once(liv
     assert row["mase_ratio"] == pytest.approx(expected["scaled_error"].mean() / backtest_mase, rel=1e-9)
     assert row["coverage_80"] == pytest.approx(100 * expected["inside_80"].mean())
     assert (row["n_errors"], row["n_series"], row["retrain_dataset_id"]) == (n * HELD_BACK, n, live.dataset_id)
+
+    # the live section of docs/results.md: its queries answer, and the view SQL it shows is the one in use
+    section = (REPO_ROOT / "docs" / "results.md").read_text().split("## Live scores", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    statements = [sql.strip() for block in blocks for sql in block.split(";") if sql.strip()]
+    assert len(statements) == 5
+    for sql in statements:
+        if sql.startswith("CREATE"):
+            assert sql in VIEWS
+        else:
+            assert rows(live.home, sql), sql
 
     # the database is rebuilt from the records alone, to the same live errors
     assert cli(["results", "rebuild"]) == 0
