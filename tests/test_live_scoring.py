@@ -21,6 +21,7 @@ from flows.ingest import ingest
 from flows.monitor import monitor
 from flows.predict import predict
 from seqcast import m3
+from seqcast.scoring import MonitorParams, flagged
 from storage import Store
 from storage.results import VIEWS
 from tasks.monitor import MONITOR_KEY
@@ -194,6 +195,21 @@ def test_drifting_actuals_are_flagged_and_retrained_and_honest_ones_clear_it(liv
     assert_matches(live_errors(live), expected_errors(live, live.whole[live.position < HELD_BACK]))
     assert monitor() == []
 
+    # a champion of the dataset (the champions table's contract) is judged against its own backtest score
+    honest = health(live)
+    store = Store(live.home)
+    store.records.write("choice-1", {"champions": [{
+        "choice_id": "choice-1", "dataset_id": live.dataset_id, "run_id": live.model_run_id, "variant": "linear",
+        "backtest_run_id": live.backtest["run_id"], "chosen_at": pd.Timestamp.now(tz="UTC"),
+        "score": honest["live_mase"] / 2}]})
+    assert "choice-1" in store.results.sync().loaded
+    row = health(live)
+    assert (row["basis"], row["model_run_id"]) == ("champion", live.model_run_id)
+    assert row["backtest_mase"] == pytest.approx(honest["live_mase"] / 2)
+    assert row["mase_ratio"] == pytest.approx(2.0)
+    assert [r["dataset_id"] for r in monitor()] == [live.dataset_id]
+    assert monitor(threshold=2.5) == []
+
 
 def test_bad_score_input_is_refused_before_any_write(live, monkeypatch, capsys):
     monkeypatch.setenv("SEQCAST_HOME", str(live.home))
@@ -249,3 +265,16 @@ def test_the_monitor_deployment_loads_and_matches_prefect_yaml():
     assert deployment.parameters == {"threshold": 1.2, "min_errors": 1, "retrain": False}
     with pytest.raises(ValueError, match="threshold"):
         monitor(threshold=0.5)
+
+
+def test_only_models_past_the_threshold_with_enough_scored_steps_and_a_backtest_are_flagged():
+    health = [{"dataset_id": "a", "mase_ratio": 1.5, "n_errors": 12}, {"dataset_id": "b", "mase_ratio": 1.1,
+                                                                        "n_errors": 12},
+              {"dataset_id": "c", "mase_ratio": None, "n_errors": 12}, {"dataset_id": "d", "mase_ratio": 9.0,
+                                                                         "n_errors": 3}]
+    assert [r["dataset_id"] for r in flagged(health, MonitorParams())] == ["a", "d"]
+    assert [r["dataset_id"] for r in flagged(health, MonitorParams(min_errors=6))] == ["a"]
+    assert [r["dataset_id"] for r in flagged(health, MonitorParams(threshold=1.05))] == ["a", "b", "d"]
+    for bad in ({"threshold": 1.0}, {"threshold": float("nan")}, {"min_errors": 0}, {"retrain": "maybe"}):
+        with pytest.raises(ValueError):
+            MonitorParams(**bad)
