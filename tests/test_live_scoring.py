@@ -150,6 +150,13 @@ def test_a_held_back_tail_replayed_point_by_point_scores_every_forecast_once(liv
     # the database is rebuilt from the records alone, to the same live errors
     assert cli(["results", "rebuild"]) == 0
     assert_matches(live_errors(live), expected)
+    # a rewritten forecast record (a retried predict run) reloads its forecasts, not the errors that score them:
+    # those belong to the scoring runs' records
+    store = Store(live.home)
+    forecasts = store.records.rows("forecasts")
+    store.records.write(live.forecast_run_id, {"forecasts": forecasts})
+    assert live.forecast_run_id in store.results.sync().loaded
+    assert_matches(live_errors(live), expected)
 
     # the honest tail is not flagged at the default threshold; its artifact lists no dataset
     assert row["mase_ratio"] < 1.2
