@@ -103,16 +103,41 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
         ("interval_run_id", pa.string()),
     ]),
+    "champions": pa.schema([  # one row per choice of a dataset's champion (seqcast/champion.py); record: choice_id
+        ("choice_id", pa.string()), ("dataset_id", pa.string()), ("run_id", pa.string()), ("variant", pa.string()),
+        ("backtest_run_id", pa.string()), ("chosen_at", TS), ("score", pa.float64()), ("smape", pa.float64()),
+        ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
+        ("runner_up_run_id", pa.string()), ("runner_up_variant", pa.string()),
+        ("runner_up_backtest_run_id", pa.string()), ("runner_up_score", pa.float64()),
+        ("previous_run_id", pa.string()), ("previous_variant", pa.string()), ("previous_score", pa.float64()),
+        ("margin", pa.float64()), ("replaced", pa.bool_()), ("reason", pa.string()), ("n_candidates", pa.int32()),
+    ]),
+    # every stored forecast step whose actual a scoring found (seqcast/scoring.py), one row per scoring of it: run_id
+    # is the forecast run, score_run_id the scoring run (`seqcast score`, or an ingest) whose record holds the row
+    "forecast_errors": pa.schema([
+        ("score_run_id", pa.string()), ("run_id", pa.string()), ("model_run_id", pa.string()),
+        ("dataset_id", pa.string()), ("series_id", pa.string()), ("timestamp", pa.timestamp("us")),
+        ("step", pa.int32()), ("actual", pa.float64()), ("forecast", pa.float64()), ("error", pa.float64()),
+        ("abs_error", pa.float64()), ("scale", pa.float64()), ("scaled_error", pa.float64()),
+        ("inside_80", pa.bool_()), ("inside_95", pa.bool_()), ("scored_at", TS), ("source", pa.string()),
+        ("actuals_dataset_id", pa.string()),
+    ]),
 }
 TABLES = tuple(SCHEMAS)
-RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if "run_id" in schema.names)  # rows keyed by their run
 _SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
-_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id"}
+_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id", "champions": "choice_id"}
+# The column that names a table's rows after the record they come from (default run_id): a load replaces them.
+# A champion's row names the run it chose in run_id, so its record is its choice_id; a forecast error's row names
+# the forecast run it scores, so its record is its scoring run.
+_RECORD_KEYS = {"champions": "choice_id", "forecast_errors": "score_run_id"}
+# the tables whose rows a record owns, by its run id in their record key (datasets are shared by content)
+RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if _RECORD_KEYS.get(name, "run_id") in schema.names)
 _JSON_COLUMNS = {"spec", "params", "model_run_ids", "levels"}
 # Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
 _NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id"),
-                 "backtests": ("variant", "dataset_id")}
+                 "backtests": ("variant", "dataset_id"), "champions": ("variant", "dataset_id"),
+                 "forecast_errors": ("dataset_id", "actuals_dataset_id")}
 
 VIEWS = """
 CREATE OR REPLACE VIEW latest_runs AS
@@ -197,6 +222,64 @@ WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
 GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
                         (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
 
+-- the champion each dataset's forecasts come from now: its latest choice
+CREATE OR REPLACE VIEW current_champions AS
+SELECT * FROM champions
+QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY chosen_at DESC, choice_id DESC) = 1;
+
+-- one row per forecast step whose actual has arrived: its latest scoring, so rescoring a forecast with a longer
+-- (or corrected) file replaces the earlier score instead of counting it twice
+CREATE OR REPLACE VIEW live_errors AS
+SELECT * FROM forecast_errors
+QUALIFY row_number() OVER (PARTITION BY run_id, series_id, timestamp ORDER BY scored_at DESC, score_run_id DESC) = 1;
+
+-- one row per forecast run: its live MASE (every scored step of every series weighs the same, as in
+-- backtest_scores), MAE and interval coverage over the actuals that have arrived
+CREATE OR REPLACE VIEW live_scores AS
+SELECT run_id, model_run_id, dataset_id, count(*) AS n_errors, count(DISTINCT series_id) AS n_series,
+       avg(scaled_error) AS mase, avg(abs_error) AS mae,
+       100 * avg(inside_80::INTEGER) AS coverage_80, 100 * avg(inside_95::INTEGER) AS coverage_95,
+       min(timestamp) AS first_actual, max(timestamp) AS last_actual, max(scored_at) AS scored_at
+FROM live_errors
+GROUP BY run_id, model_run_id, dataset_id;
+
+-- per dataset, the model serving it live beside its backtest: the current champion and its backtest MASE (the
+-- champion's score); on a dataset without a champion, every model run whose forecasts were scored and the MASE of
+-- its newest completed backtest over all cutoffs (the backtest that calibrates its intervals). live_mase is over
+-- every scored step of that model run's forecasts of the dataset; retrain_dataset_id is the newest dataset an
+-- ingest made of a file holding those actuals (else the dataset itself): the data a retraining learns from.
+CREATE OR REPLACE VIEW live_vs_backtest AS
+WITH live AS (
+    SELECT dataset_id, model_run_id, count(*) AS n_errors, count(DISTINCT series_id) AS n_series,
+           count(DISTINCT run_id) AS n_forecast_runs, avg(scaled_error) AS live_mase,
+           100 * avg(inside_80::INTEGER) AS coverage_80, 100 * avg(inside_95::INTEGER) AS coverage_95,
+           max(timestamp) AS last_actual, max(scored_at) AS scored_at,
+           coalesce(arg_max(actuals_dataset_id, scored_at) FILTER (WHERE actuals_dataset_id IS NOT NULL),
+                    dataset_id) AS retrain_dataset_id
+    FROM live_errors GROUP BY dataset_id, model_run_id
+),
+newest_backtest AS (
+    SELECT l.dataset_id, l.model_run_id, r.variant, b.run_id AS backtest_run_id
+    FROM live l JOIN runs r ON r.run_id = l.model_run_id
+    LEFT JOIN backtests b ON b.status = 'completed' AND b.dataset_id = r.dataset_id
+         AND (b.model_run_ids ->> '$[0]' = l.model_run_id
+              OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
+    WHERE l.dataset_id NOT IN (SELECT dataset_id FROM current_champions)
+    QUALIFY row_number() OVER (PARTITION BY l.dataset_id, l.model_run_id
+                               ORDER BY b.finished_at DESC NULLS LAST, b.run_id) = 1
+),
+served AS (
+    SELECT dataset_id, run_id AS model_run_id, variant, 'champion' AS basis, backtest_run_id, score AS backtest_mase
+    FROM current_champions
+    UNION ALL
+    SELECT n.dataset_id, n.model_run_id, n.variant, 'newest backtest', n.backtest_run_id, s.mase
+    FROM newest_backtest n LEFT JOIN backtest_scores s ON s.run_id = n.backtest_run_id AND s.cutoff IS NULL
+)
+SELECT s.dataset_id, s.model_run_id, s.variant, s.basis, s.backtest_run_id, s.backtest_mase, l.live_mase,
+       l.live_mase / nullif(s.backtest_mase, 0) AS mase_ratio, l.n_errors, l.n_series, l.n_forecast_runs,
+       l.coverage_80, l.coverage_95, l.last_actual, l.scored_at, l.retrain_dataset_id
+FROM served s JOIN live l USING (dataset_id, model_run_id);
+
 CREATE OR REPLACE VIEW series_predictions AS
 SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
        p.y_pred - p.y_true AS error
@@ -229,8 +312,9 @@ def _as_table(name: str, rows: list[dict] | pa.Table) -> pa.Table:
 
 def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
     for name, table in tables.items():
-        if "run_id" in table.column_names:
-            others = set(table.column("run_id").to_pylist()) - {run_id}
+        key = _RECORD_KEYS.get(name, "run_id")
+        if key in table.column_names:
+            others = set(table.column(key).to_pylist()) - {run_id}
             if others:  # rows of another run would escape this run's DELETE and duplicate on reload
                 raise ValueError(f"{name} rows of run {run_id} carry other run ids: {sorted(map(str, others))[:3]}")
         for column in _NAME_COLUMNS.get(name, ()):
@@ -407,8 +491,9 @@ def _load_many(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, Path, dict
     con.execute("BEGIN TRANSACTION")
     try:
         if reloaded:
-            for name in RUN_TABLES:  # one of TABLES, never input
-                con.execute(f"DELETE FROM {name} WHERE run_id IN (SELECT unnest(?))", [reloaded])
+            for name in RUN_TABLES:  # name and key: constants of this module, never input
+                con.execute(f"DELETE FROM {name} WHERE {_RECORD_KEYS.get(name, 'run_id')} IN (SELECT unnest(?))",
+                            [reloaded])
         for name, paths in files.items():
             source = "read_parquet(?, union_by_name = true)"  # older records may lack newer columns: NULL
             if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
@@ -736,7 +821,9 @@ class Records:
         """Every committed record's rows of ``table``, read from the record alone (no database needed)."""
         found = []
         for folder in self.committed().values():
-            found += pq.read_table(record_files(folder)[table]).to_pylist()
+            files = record_files(folder)
+            if table in files:  # a record holds only the tables it has rows in
+                found += pq.read_table(files[table]).to_pylist()
         return found
 
 
@@ -816,6 +903,39 @@ class Results:
         """The per-series sMAPE and MASE of these runs on one split, the runs' own and Naive2's."""
         columns, rows = self.query(queries.SERIES_SCORES, [run_ids, split])
         return [dict(zip(columns, row)) for row in rows]
+
+    def stored_forecasts(self, series_ids: list[str], run_id: str | None = None,
+                         dataset_id: str | None = None) -> dict[str, list]:
+        """The stored forecasts of these series (of one forecast run and/or dataset): column -> list; empty lists
+        when the database holds no forecasts yet."""
+        columns = ["run_id", "model_run_id", "dataset_id", "series_id", "timestamp", "step", "value", "lo_80",
+                   "hi_80", "lo_95", "hi_95"]
+        try:
+            columns, rows = self.query(queries.STORED_FORECASTS, [series_ids, run_id, run_id, dataset_id,
+                                                                  dataset_id])
+        except (FileNotFoundError, duckdb.CatalogException):  # no database yet, or one made before forecasts
+            rows = []
+        return {c: [row[i] for row in rows] for i, c in enumerate(columns)}
+
+    def has_forecasts(self, run_id: str | None = None, dataset_id: str | None = None) -> bool:
+        """Whether any forecast is stored (of this forecast run and/or dataset)."""
+        try:
+            return self.query(queries.FORECASTS_STORED, [run_id, run_id, dataset_id, dataset_id])[1][0][0] > 0
+        except (FileNotFoundError, duckdb.CatalogException):
+            return False
+
+    def live_vs_backtest(self) -> list[dict]:
+        """Every ``live_vs_backtest`` row with its model run's training parameters (JSON), worst ratio first; none
+        when the database holds no scored forecasts yet."""
+        try:
+            columns, rows = self.query(queries.LIVE_VS_BACKTEST)
+        except FileNotFoundError:
+            return []
+        return [dict(zip(columns, row)) for row in rows]
+
+    def live_scores(self, run_ids: list[str]):
+        """The live scores of these forecast runs: MASE, MAE and coverage over the actuals scored so far."""
+        return self.query(queries.LIVE_SCORES, [run_ids])
 
     def forecasts(self, run_id: str, limit: int):
         """The first ``limit`` forecast rows of a predict run."""
