@@ -668,7 +668,8 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
     With ``home``, relative file paths (those the tables store) resolve against it.
     """
     if not db_path.exists():
-        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first")
+        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first, or `seqcast results "
+                                f"sync` to load what other machines recorded")
     try:
         con = _connect(db_path, True, timeout_s, None)
     except DatabaseLocked as exc:
@@ -703,7 +704,8 @@ def read_only_query(db_path: Path, sql: str, home: Path, timeout_s: float | None
         raise ValueError(f"{statements[0].type.name} statements are refused: seqcast sql only reads (SELECT, "
                          f"PIVOT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)")
     if not db_path.exists():
-        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first")
+        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first, or `seqcast results "
+                                f"sync` to load what other machines recorded")
     con = _connect(db_path, True, timeout_s, None)
     try:
         con.execute("SET file_search_path = ?", [str(home)])
