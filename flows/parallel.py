@@ -10,6 +10,7 @@ not run. A failed variant does not stop the others.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -47,7 +48,7 @@ def process_pool(jobs: int) -> tuple[ProcessPoolTaskRunner, int]:
     Each worker shares out the cores (:func:`tasks.runtime.share_cores`) as it starts, before any task imports
     TensorFlow, which sizes its thread pools once, when it starts.
     """
-    threads = share_cores(jobs, {})
+    threads = share_cores(jobs, dict(os.environ))  # what the workers get: they inherit this environment
     return ProcessPoolTaskRunner(max_workers=jobs, initializer=share_cores, initargs=(jobs,)), threads
 
 
