@@ -75,8 +75,14 @@ def benchmark_markdown(title: str, table: list[dict], chart: bytes | None) -> st
         return "–" if value is None else f"{value:.{digits}f}"
 
     lines = [f"# {title}", "", inline_png(chart, "test sMAPE by variant and subset"), "",
-             "| subset | variant | sMAPE | MASE | OWA | series | wall s | state | reference |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| subset | variant | sMAPE | MASE | OWA | coverage 80 | MSIS 80 | coverage 95 | MSIS 95 | series | "
+             "wall s | state | reference |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['subset']} | {r['variant']} | {fmt(r['smape'], 2)} | {fmt(r['mase'], 3)} | {fmt(r['owa'], 3)} | "
-              f"{r['n_series'] or '–'} | {fmt(r['wall_s'], 0)} | {r['state']} | {r['anchor']} |" for r in table]
+              f"{fmt(r.get('coverage_80'), 1)} | {fmt(r.get('msis_80'), 2)} | {fmt(r.get('coverage_95'), 1)} | "
+              f"{fmt(r.get('msis_95'), 2)} | {r['n_series'] or '–'} | {fmt(r['wall_s'], 0)} | {r['state']} | "
+              f"{r['anchor']} |" for r in table]
+    lines += ["", "Coverage (percent of test values inside) and MSIS (M4's mean scaled interval score) are those of "
+              "the conformal intervals of the run's backtest at its test cutoff, calibrated on its older cutoffs; – "
+              "where the run has no backtest."]
     return "\n".join(lines + [""])

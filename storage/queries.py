@@ -62,7 +62,8 @@ ORDER BY smape
 """
 
 BENCHMARK_SCORES = """
-SELECT run_id, variant, dataset_id, smape, mase, owa, n_series, naive2_smape, naive2_mase
+SELECT run_id, variant, dataset_id, smape, mase, owa, n_series, naive2_smape, naive2_mase, backtest_run_id,
+       coverage_80, msis_80, coverage_95, msis_95
 FROM benchmark_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
 """
 

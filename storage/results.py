@@ -140,22 +140,6 @@ FROM runs r JOIN metrics m USING (run_id)
 WHERE r.status = 'completed' AND m.predictor = 'model' AND m.horizon_step IS NOT NULL
 GROUP BY ALL;
 
-CREATE OR REPLACE VIEW benchmark_scores AS
-WITH subset AS (
-    SELECT run_id, split,
-           avg(smape) FILTER (WHERE predictor = 'model') AS smape,
-           avg(mase) FILTER (WHERE predictor = 'model') AS mase,
-           avg(smape) FILTER (WHERE predictor = 'naive2') AS naive2_smape,
-           avg(mase) FILTER (WHERE predictor = 'naive2') AS naive2_mase,
-           count(*) FILTER (WHERE predictor = 'model') AS n_series
-    FROM series_scores GROUP BY run_id, split
-)
-SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
-       0.5 * (s.smape / nullif(s.naive2_smape, 0) + s.mase / nullif(s.naive2_mase, 0)) AS owa,
-       s.n_series, s.naive2_smape, s.naive2_mase
-FROM subset s JOIN runs r USING (run_id)
-WHERE r.status = 'completed';
-
 -- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); every step of every series weighs
 -- the same, which is the mean of per-series means, as all series share the horizon. Coverage (percent of actuals
 -- inside) and MSIS (M4's mean scaled interval score, alpha = 1 - level / 100) are over the forecasts that have an
@@ -190,6 +174,38 @@ JOIN backtests b USING (run_id)
 WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
 GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
                         (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
+
+-- one row per run and split of a last-horizon dataset. On the test split, the conformal intervals of the run's
+-- backtest are scored on the same test values: the cutoff 0 of the newest completed backtest whose cutoff 0 this run
+-- forecast (a model run), or, for a variant without a model, of that variant on the dataset with the same horizon;
+-- a refit backtest comes first, as a model trained once has seen the earlier cutoffs' values its intervals are
+-- calibrated on. Its intervals at cutoff 0 are calibrated on the older cutoffs only; NULL without such a backtest.
+CREATE OR REPLACE VIEW benchmark_scores AS
+WITH subset AS (
+    SELECT run_id, split,
+           avg(smape) FILTER (WHERE predictor = 'model') AS smape,
+           avg(mase) FILTER (WHERE predictor = 'model') AS mase,
+           avg(smape) FILTER (WHERE predictor = 'naive2') AS naive2_smape,
+           avg(mase) FILTER (WHERE predictor = 'naive2') AS naive2_mase,
+           count(*) FILTER (WHERE predictor = 'model') AS n_series
+    FROM series_scores GROUP BY run_id, split
+),
+interval_backtest AS (
+    SELECT r.run_id, b.run_id AS backtest_run_id
+    FROM runs r JOIN backtests b
+      ON b.status = 'completed' AND b.dataset_id = r.dataset_id
+     AND (b.model_run_ids ->> '$[0]' = r.run_id
+          OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
+    QUALIFY row_number() OVER (PARTITION BY r.run_id ORDER BY b.refit DESC, b.finished_at DESC, b.run_id) = 1
+)
+SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
+       0.5 * (s.smape / nullif(s.naive2_smape, 0) + s.mase / nullif(s.naive2_mase, 0)) AS owa,
+       s.n_series, s.naive2_smape, s.naive2_mase,
+       i.backtest_run_id, t.coverage_80, t.msis_80, t.coverage_95, t.msis_95
+FROM subset s JOIN runs r USING (run_id)
+LEFT JOIN interval_backtest i ON i.run_id = s.run_id AND s.split = 'test'
+LEFT JOIN backtest_scores t ON t.run_id = i.backtest_run_id AND t.cutoff = 0
+WHERE r.status = 'completed';
 
 CREATE OR REPLACE VIEW series_predictions AS
 SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
