@@ -1,5 +1,5 @@
 """The predict flow: choose a trained run -> calibrate its intervals on its backtest -> latest windows -> forecast
--> Parquet + DuckDB ``forecasts``.
+-> Parquet + DuckDB ``forecasts`` -> the forecasts with their bands in the Prefect UI.
 
 Deployment-ready: every parameter is a plain value, so ``deployment()`` (or ``python -m flows.predict``)
 can put it on a schedule, e.g. every morning for the best linear run of a dataset.
@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from seqcast.ingest import MissingPolicy
 from seqcast.predict import PredictParams
 from tasks.predict import calibrate_intervals, choose_run, forecast_series, latest_windows, record_forecasts
+from tasks.publish import publish_forecasts
 
 
 def run_name() -> str:
@@ -50,10 +51,12 @@ def predict(
     rows = forecast_series(forecast_run_id, model, target, latest, calibration, interval_run_id)
     parquet, report = record_forecasts(forecast_run_id, rows, params.output)
     get_run_logger().info("%d forecasts of %d series written to %s", len(rows), len(latest.series_ids), parquet)
-    return {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
-            "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
-            "intervals_from": interval_run_id,
-            "parquet": str(parquet), "in_duckdb": forecast_run_id in report.loaded}
+    summary = {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
+               "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
+               "intervals_from": interval_run_id,
+               "parquet": str(parquet), "in_duckdb": forecast_run_id in report.loaded}
+    publish_forecasts(summary, model, latest, rows)
+    return summary
 
 
 def deployment(name: str = "predict", cron: str | None = None, **parameters):
