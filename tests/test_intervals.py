@@ -273,3 +273,19 @@ def test_backtest_intervals_are_stored_scored_and_reach_predict(home, tmp_path, 
         key = cutoff if cutoff == "all" else int(cutoff)
         assert (per_cutoff[key].get("coverage_80"), per_cutoff[key].get("msis_95")) == \
             pytest.approx((coverage_80, msis_95))
+
+
+def test_autoets_intervals_are_statsforecasts_own_at_each_level():
+    from statsforecast.models import AutoETS
+
+    from seqcast.stats import ets_intervals
+
+    rng = np.random.default_rng(4)
+    train = [50 + 5 * np.sin(np.arange(n) * np.pi / 6) + rng.normal(0, 1, n) for n in (40, 52)]
+    mean, bands = ets_intervals(train, 12, 6, [80, 95])
+    assert mean.shape == (2, 6) and set(bands) == {80.0, 95.0}
+    own = AutoETS(season_length=12).forecast(y=train[1], h=6, level=[95])
+    assert np.allclose(mean[1], own["mean"]) and np.allclose(bands[95.0][0][1], own["lo-95"])
+    assert np.allclose(bands[95.0][1][1], own["hi-95"])
+    assert (bands[95.0][0] < bands[80.0][0]).all() and (bands[80.0][0] < mean).all()
+    assert (mean < bands[80.0][1]).all() and (bands[80.0][1] < bands[95.0][1]).all()
