@@ -101,7 +101,8 @@ class Anchor(BaseModel):
     def text(self) -> str:
         figures = [f"sMAPE {self.smape:.2f}" if self.smape is not None else "",
                    f"MASE {self.mase:.3f}" if self.mase is not None else "",
-                   *(f"{name.replace('_', ' ')} {value:.{1 if name.startswith('coverage') else 2}f}"
+                   *(f"{name.replace('_', ' ').replace('msis', 'MSIS')} "
+                     f"{value:.{1 if name.startswith('coverage') else 2}f}"
                      for name in INTERVAL_SCORES if (value := getattr(self, name)) is not None)]
         return f"{self.kind}: {' '.join(f for f in figures if f)} ({self.source})"
 
