@@ -168,3 +168,23 @@ def test_refit_is_an_option_of_the_backtests():
     assert params.backtest_params("mlp", "ds-1")["parameters"] == {"epochs": 30, "patience": 5, "batch_size": 32}
     assert params.backtest_params("stats_theta", "ds-1")["refit"] is False  # fits every cutoff's history anyway
     assert BenchmarkParams(variants=["mlp"]).backtest_params("mlp", "ds-1") is None
+
+
+def test_the_report_shows_interval_scores_beside_the_reference_intervals():
+    runs = [{"subset": "monthly", "variant": v, "run_id": v, "state": "Completed", "wall_s": 1.0, "epochs": None}
+            for v in ("mlp", "stats_ets")]
+    scores = [{"run_id": "mlp", "smape": 14.0, "mase": 0.9, "owa": 0.9, "n_series": 2, "coverage_80": 79.25,
+               "msis_80": 4.876, "coverage_95": 94.5, "msis_95": 7.61},
+              {"run_id": "stats_ets", "smape": 14.2, "mase": 0.86, "owa": 0.84, "n_series": 2}]
+    ets = Anchor(subset="monthly", variant="stats_ets", coverage_80=74.7, msis_80=4.2, coverage_95=89.7, msis_95=6.83,
+                 source="statsforecast", kind="measured")
+    table = leaderboard(runs, scores, [], [ets])
+    lines = bench_m3.score_table([r for r in table if r["subset"] == "monthly"])
+    assert "coverage 80 | MSIS 80 | coverage 95 | MSIS 95" in lines[0]
+    mlp = next(line for line in lines if line.startswith("| mlp "))
+    assert "| 79.2 | 4.88 | 94.5 | 7.61 |" in mlp
+    ets_line = next(line for line in lines if line.startswith("| stats_ets "))
+    assert "| – | – | – | – |" in ets_line and "coverage 80 74.7 MSIS 80 4.20 coverage 95 89.7 MSIS 95 6.83" in ets_line
+    assert all(r["coverage_80"] is None for r in table if r["subset"] == OVERALL)
+    assert "coverage" not in bench_m3.score_table([{**r, "coverage_80": None, "coverage_95": None}
+                                                   for r in table])[0]  # no backtest, no interval columns
