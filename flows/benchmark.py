@@ -36,8 +36,9 @@ def m3_benchmark(subsets: list[Subset] | None = None, variants: list[str] | None
     cutoff for the trained variants), so that the table has its conformal intervals' coverage and MSIS on the test
     values.
 
-    Returns ``{"table": leaderboard rows, "runs": one dict per forecast run, "parameters": the benchmark's}``.
-    The flow ends Failed, with the same result, when any forecast run failed; the others still count.
+    Returns ``{"table": leaderboard rows, "runs": one dict per forecast run (with its backtest's run id, state and
+    wall time where it has one), "parameters": the benchmark's}``. The flow ends Failed, with the same result, when
+    any forecast or backtest run failed; the others still count.
     """
     given = {k: v for k, v in dict(subsets=subsets, variants=variants, anchors=anchors,
                                    backtest_windows=backtest_windows, refit=refit or None).items() if v is not None}
