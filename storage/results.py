@@ -96,17 +96,29 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
         ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
         ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
-        ("interval_run_id", pa.string()),
+        ("interval_run_id", pa.string()), ("variant", pa.string()), ("choice_id", pa.string()),
+    ]),
+    "champions": pa.schema([  # one row per choice of a dataset's champion (seqcast/champion.py); record: choice_id
+        ("choice_id", pa.string()), ("dataset_id", pa.string()), ("run_id", pa.string()), ("variant", pa.string()),
+        ("backtest_run_id", pa.string()), ("chosen_at", TS), ("score", pa.float64()), ("smape", pa.float64()),
+        ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
+        ("runner_up_run_id", pa.string()), ("runner_up_variant", pa.string()),
+        ("runner_up_backtest_run_id", pa.string()), ("runner_up_score", pa.float64()),
+        ("previous_run_id", pa.string()), ("previous_variant", pa.string()), ("previous_score", pa.float64()),
+        ("margin", pa.float64()), ("replaced", pa.bool_()), ("reason", pa.string()), ("n_candidates", pa.int32()),
     ]),
 }
 TABLES = tuple(SCHEMAS)
 _SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
-_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id"}
+_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id", "champions": "choice_id"}
+# The column that names a table's rows after the record they come from (default run_id): a load replaces them.
+# A champion's row names the run it chose in run_id, so its record is its choice_id.
+_RECORD_KEYS = {"champions": "choice_id"}
 _JSON_COLUMNS = {"spec", "params", "model_run_ids", "levels"}
 # Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
 _NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id"),
-                 "backtests": ("variant", "dataset_id")}
+                 "backtests": ("variant", "dataset_id"), "champions": ("variant", "dataset_id")}
 
 VIEWS = """
 CREATE OR REPLACE VIEW latest_runs AS
@@ -191,6 +203,11 @@ WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
 GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
                         (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
 
+-- the champion each dataset's forecasts come from now: its latest choice
+CREATE OR REPLACE VIEW current_champions AS
+SELECT * FROM champions
+QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY chosen_at DESC, choice_id DESC) = 1;
+
 CREATE OR REPLACE VIEW series_predictions AS
 SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
        p.y_pred - p.y_true AS error
@@ -223,8 +240,9 @@ def _as_table(name: str, rows: list[dict] | pa.Table) -> pa.Table:
 
 def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
     for name, table in tables.items():
-        if "run_id" in table.column_names:
-            others = set(table.column("run_id").to_pylist()) - {run_id}
+        key = _RECORD_KEYS.get(name, "run_id")
+        if key in table.column_names:
+            others = set(table.column(key).to_pylist()) - {run_id}
             if others:  # rows of another run would escape this run's DELETE and duplicate on reload
                 raise ValueError(f"{name} rows of run {run_id} carry other run ids: {sorted(map(str, others))[:3]}")
         for column in _NAME_COLUMNS.get(name, ()):
@@ -395,7 +413,8 @@ def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker:
                 con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
                             "WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets)", [path])
                 continue
-            con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])  # name: one of TABLES, never input
+            # name and key: constants of this module, never input
+            con.execute(f"DELETE FROM {name} WHERE {_RECORD_KEYS.get(name, 'run_id')} = ?", [run_id])
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM read_parquet(?)", [path])
         con.execute("INSERT OR REPLACE INTO loaded_records (run_id, write_id, written_at, record_path, files) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -678,6 +697,26 @@ class Results:
         """The per-series sMAPE and MASE of these runs on one split, the runs' own and Naive2's."""
         columns, rows = self.query(queries.SERIES_SCORES, [run_ids, split])
         return [dict(zip(columns, row)) for row in rows]
+
+    def champion_candidates(self, dataset_id: str) -> list[dict]:
+        """Every completed backtest on the dataset over all its cutoffs (MASE, sMAPE, cutoff set) with the run that
+        serves its model; none when the database holds no backtests yet."""
+        try:
+            columns, rows = self.query(queries.CHAMPION_CANDIDATES, [dataset_id])
+        except (FileNotFoundError, duckdb.CatalogException):  # no database, or one made before backtests existed
+            return []
+        return [dict(zip(columns, row)) for row in rows]
+
+    def sitting_champion(self, dataset_id: str) -> dict | None:
+        """The dataset's latest ``champions`` row, or None."""
+        try:
+            return _first(self.query(queries.SITTING_CHAMPION, [dataset_id]))
+        except (FileNotFoundError, duckdb.CatalogException):  # a database made before champions existed
+            return None
+
+    def completed_backtest(self, run_id: str) -> dict | None:
+        """The completed backtest ``run_id``: variant, dataset, horizon, windows, params (JSON); or None."""
+        return _first(self.query(queries.CHAMPION_BACKTEST, [run_id]))
 
     def forecasts(self, run_id: str, limit: int):
         """The first ``limit`` forecast rows of a predict run."""
