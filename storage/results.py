@@ -244,7 +244,7 @@ def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
         if key in table.column_names:
             others = set(table.column(key).to_pylist()) - {run_id}
             if others:  # rows of another run would escape this run's DELETE and duplicate on reload
-                raise ValueError(f"{name} rows of run {run_id} carry other run ids: {sorted(map(str, others))[:3]}")
+                raise ValueError(f"{name} rows of record {run_id} carry other {key}s: {sorted(map(str, others))[:3]}")
         for column in _NAME_COLUMNS.get(name, ()):
             for value in set(table.column(column).to_pylist()) - {None}:
                 check_name(f"{name}.{column}", value)

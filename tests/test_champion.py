@@ -22,7 +22,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def candidate(variant: str, mase: float, smape: float = 10.0, run_id: str | None = None, windows: int = 3,
               minutes: int = 0, backtest: str | None = None) -> Candidate:
     backtest = backtest or f"bt-{variant}-{windows}-{minutes}"
-    return Candidate(run_id or backtest, variant, backtest, mase, smape, 18, windows, 18, T0 + timedelta(minutes=minutes))
+    return Candidate(run_id or backtest, variant, backtest, mase, smape, 18, windows, 18,
+                     T0 + timedelta(minutes=minutes))
 
 
 def sitting(c: Candidate) -> Sitting:
@@ -92,56 +93,62 @@ def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home
     dataset_id = ingested(capsys, str(path), "--freq", "MS", "--n-steps", "36", "--horizon", "18", "--split",
                           "last-horizon", "--short-series", "pad")
     backtest = ["backtest", "--dataset-id", dataset_id, "--windows", "2", "--epochs", "1", "--seed", "7"]
-    assert cli([*backtest, "--variant", "stats_naive2", "--variant", "linear"]) == 0
-    assert cli(["champion", "--dataset-id", dataset_id]) == 0
-    assert "first champion" in capsys.readouterr().out
-    scores = independent_mase(home)
-    first = min(scores, key=lambda v: scores[v][:2])
-    ((choice_id, run_id, variant, score, runner_up, replaced, margin),) = rows(home, CHAMPIONS)
-    assert (variant, run_id, replaced, margin) == (first, scores[first][3], False, 2.0)
-    assert score == pytest.approx(scores[first][0]) and runner_up == ({"stats_naive2", "linear"} - {first}).pop()
-    if first == "linear":  # a trained model serves by its forecast run
-        assert rows(home, "SELECT status FROM runs WHERE run_id = ?", [run_id]) == [("completed",)]
 
-    # Theta beats both here: with a margin wider than its lead it only becomes the runner-up, with none it takes over
-    assert cli([*backtest, "--variant", "stats_theta"]) == 0
+    # one backtested model: it is the first champion, and predict without --run-id forecasts with its trained run
+    assert cli([*backtest, "--variant", "linear"]) == 0
+    assert cli(["predict", "--dataset-id", dataset_id]) == 0
     scores = independent_mase(home)
-    lead = 100 * (1 - scores["stats_theta"][0] / scores[first][0])
-    assert lead > 2
+    ((choice_id, run_id, variant, score, runner_up, replaced, margin),) = rows(home, CHAMPIONS)
+    assert (variant, run_id, runner_up, replaced, margin) == ("linear", scores["linear"][3], None, False, 2.0)
+    assert score == pytest.approx(scores["linear"][0])
+    assert rows(home, "SELECT status FROM runs WHERE run_id = ?", [run_id]) == [("completed",)]
+    assert rows(home, "SELECT DISTINCT model_run_id, variant, choice_id, interval_run_id FROM forecasts") == [
+        (run_id, "linear", choice_id, scores["linear"][2])]
+
+    # Theta beats it here: with a margin wider than its lead it only becomes the runner-up
+    assert cli([*backtest, "--variant", "stats_naive2", "--variant", "stats_theta"]) == 0
+    scores = independent_mase(home)
+    best = min(scores, key=lambda v: scores[v][:2])
+    lead = 100 * (1 - scores["stats_theta"][0] / scores["linear"][0])
+    assert best == "stats_theta" and lead > 2, scores
     assert cli(["champion", "--dataset-id", dataset_id, "--margin", f"{lead + 1:.3f}"]) == 0
     kept = rows(home, "SELECT variant, runner_up_variant, replaced, reason FROM current_champions")
-    assert kept[0][:3] == (first, "stats_theta", False) and "within the" in kept[0][3]
+    assert kept[0][:3] == ("linear", "stats_theta", False) and "within the" in kept[0][3]
     capsys.readouterr()
 
-    # predict without --run-id chooses with the default 2% margin: Theta replaces the champion and forecasts
+    # predict chooses with the default 2% margin: the lowest MASE replaces the champion and forecasts
     assert cli(["predict", "--dataset-id", dataset_id]) == 0
     out = capsys.readouterr().out
     ((choice_id, run_id, variant, score, runner_up, replaced, previous),) = rows(
         home, "SELECT choice_id, run_id, variant, score, runner_up_variant, replaced, previous_variant "
               "FROM current_champions")
-    assert (variant, run_id, replaced, previous) == ("stats_theta", scores["stats_theta"][2], True, first)
+    assert (variant, run_id, replaced, previous) == ("stats_theta", scores["stats_theta"][2], True, "linear")
     assert score == pytest.approx(scores["stats_theta"][0]) and choice_id in out
+    assert runner_up == min(set(scores) - {best}, key=lambda v: scores[v][:2])
     assert rows(home, "SELECT count(*) FROM champions") == [(3,)]
-    served = rows(home, "SELECT DISTINCT model_run_id, variant, choice_id, interval_run_id FROM forecasts")
+    served = rows(home, "SELECT DISTINCT model_run_id, variant, choice_id, interval_run_id FROM forecasts "
+                        "WHERE choice_id = ?", [choice_id])
     assert served == [(run_id, "stats_theta", choice_id, scores["stats_theta"][2])]
     # Theta fitted on each series' whole history, as the backtest fits it at every cutoff
     sid = subset.series_ids[0]
-    got = [v for (v,) in rows(home, "SELECT value FROM forecasts WHERE series_id = ? ORDER BY step", [sid])]
+    got = [v for (v,) in rows(home, "SELECT value FROM forecasts WHERE series_id = ? AND choice_id = ? ORDER BY step",
+                              [sid, choice_id])]
     np.testing.assert_allclose(got, stats.theta([subset.full(0)], 12, 18)[0], rtol=1e-6)
     # which model served which forecast, and why
-    assert rows(home, "SELECT DISTINCT c.variant, c.reason LIKE '%more than the 2% margin' FROM forecasts f "
-                      "JOIN champions c USING (choice_id)") == [("stats_theta", True)]
+    assert rows(home, "SELECT c.variant, bool_and(c.reason LIKE '%more than the 2% margin') FROM forecasts f "
+                      "JOIN champions c USING (choice_id) GROUP BY ALL ORDER BY ALL") == [
+        ("linear", False), ("stats_theta", True)]
 
     # predicting again on the same evidence records no new choice; the forecasts name the standing one
     assert cli(["predict", "--dataset-id", dataset_id]) == 0
     assert rows(home, "SELECT count(*) FROM champions") == [(3,)]
-    assert rows(home, "SELECT count(DISTINCT run_id), count(DISTINCT choice_id) FROM forecasts") == [(2, 1)]
+    assert rows(home, "SELECT count(DISTINCT run_id) FROM forecasts WHERE choice_id = ?", [choice_id]) == [(2,)]
 
     # the choices are records of their own: a rebuild from the records alone keeps every one
     before = rows(home, "SELECT * FROM champions ORDER BY chosen_at")
     assert cli(["results", "rebuild"]) == 0
     assert rows(home, "SELECT * FROM champions ORDER BY chosen_at") == before
-    assert rows(home, "SELECT count(DISTINCT choice_id) FROM forecasts") == [(1,)]
+    assert rows(home, "SELECT count(DISTINCT choice_id) FROM forecasts") == [(2,)]
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -159,3 +166,24 @@ def test_a_dataset_without_backtests_has_no_champion_and_says_which_command_give
     assert cli(["predict", "--dataset-id", last_horizon, "--variant", "naive", "--margin", "5"]) == 2
     assert "margin applies to the dataset's champion only" in capsys.readouterr().err
     assert sorted(Store(home).records.committed()) == before  # no choice, no forecast recorded
+
+
+def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
+    from storage.results import Results
+
+    results = Results(tmp_path)
+    row = {"choice_id": "choice-1", "dataset_id": "ds-1", "run_id": "run-7", "variant": "linear",
+           "backtest_run_id": "bt-1", "chosen_at": T0, "score": 0.9, "margin": 2.0, "replaced": False}
+    for score in (0.9, 0.8):  # a second write of the same choice replaces the first, in the record and in DuckDB
+        results.records.write("choice-1", {"champions": [{**row, "score": score}]})
+        results.sync()
+    assert rows(tmp_path, "SELECT choice_id, run_id, score FROM champions") == [("choice-1", "run-7", 0.8)]
+    results.records.write("run-7", {"forecasts": []})  # a run's record leaves the choices alone
+    results.sync()
+    assert rows(tmp_path, "SELECT count(*) FROM champions") == [(1,)]
+    with pytest.raises(ValueError, match="champions rows of record choice-2 carry other choice_ids"):
+        results.records.write("choice-2", {"champions": [row]})
+    with pytest.raises(ValueError, match="champions.variant"):
+        results.records.write("choice-1", {"champions": [{**row, "variant": "x'; DROP TABLE runs"}]})
+    assert results.rebuild().loaded == ["choice-1", "run-7"]
+    assert rows(tmp_path, "SELECT choice_id, score FROM current_champions") == [("choice-1", 0.8)]
