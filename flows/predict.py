@@ -1,5 +1,5 @@
-"""The predict flow: choose a trained run -> calibrate its intervals on its backtest -> latest windows -> forecast
--> Parquet + DuckDB ``forecasts``.
+"""The predict flow: choose the dataset's champion (recorded) or a named run -> calibrate its intervals on its
+backtest -> latest windows -> forecast -> Parquet + DuckDB ``forecasts``.
 
 Deployment-ready: every parameter is a plain value, so ``deployment()`` (or ``python -m flows.predict``)
 can put it on a schedule, e.g. every morning for the best linear run of a dataset.

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from app.cli import main as cli
+from flows.forecast import forecast
+from flows.predict import predict
 from seqcast import stats
 from seqcast.champion import Candidate, Sitting, choose
 from storage import Store
@@ -134,6 +136,11 @@ def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home
     got = [v for (v,) in rows(home, "SELECT value FROM forecasts WHERE series_id = ? AND choice_id = ? ORDER BY step",
                               [sid, choice_id])]
     np.testing.assert_allclose(got, stats.theta([subset.full(0)], 12, 18)[0], rtol=1e-6)
+    # as does a statistical forecast run named by --run-id
+    named = predict(run_id=forecast(variant="stats_theta", dataset_id=dataset_id)["run_id"])
+    assert named["choice_id"] is None and named["n_series"] == len(subset)
+    assert [v for (v,) in rows(home, "SELECT value FROM forecasts WHERE series_id = ? AND run_id = ? ORDER BY step",
+                               [sid, named["run_id"]])] == pytest.approx(got, rel=1e-9)
     # which model served which forecast, and why
     assert rows(home, "SELECT c.variant, bool_and(c.reason LIKE '%more than the 2% margin') FROM forecasts f "
                       "JOIN champions c USING (choice_id) GROUP BY ALL ORDER BY ALL") == [
@@ -148,7 +155,7 @@ def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home
     before = rows(home, "SELECT * FROM champions ORDER BY chosen_at")
     assert cli(["results", "rebuild"]) == 0
     assert rows(home, "SELECT * FROM champions ORDER BY chosen_at") == before
-    assert rows(home, "SELECT count(DISTINCT choice_id) FROM forecasts") == [(2,)]
+    assert rows(home, "SELECT count(DISTINCT choice_id) FROM forecasts") == [(2,)]  # and NULL: the named run
 
 
 @pytest.mark.usefixtures("prefect_harness")
