@@ -90,7 +90,8 @@ CHAMPIONS = "SELECT choice_id, run_id, variant, score, runner_up_variant, replac
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home, capsys, monthly_file):  # noqa: F811
+def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home, capsys, monkeypatch,
+                                                                           monthly_file):  # noqa: F811
     path, subset = monthly_file
     dataset_id = ingested(capsys, str(path), "--freq", "MS", "--n-steps", "36", "--horizon", "18", "--split",
                           "last-horizon", "--short-series", "pad")
@@ -107,19 +108,21 @@ def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home
     assert rows(home, "SELECT DISTINCT model_run_id, variant, choice_id, interval_run_id FROM forecasts") == [
         (run_id, "linear", choice_id, scores["linear"][2])]
 
-    # Theta beats it here: with a margin wider than its lead it only becomes the runner-up
+    # Theta beats it here: with a margin (SEQCAST_CHAMPION_MARGIN) wider than its lead it only becomes the runner-up
     assert cli([*backtest, "--variant", "stats_naive2", "--variant", "stats_theta"]) == 0
     scores = independent_mase(home)
     best = min(scores, key=lambda v: scores[v][:2])
     lead = 100 * (1 - scores["stats_theta"][0] / scores["linear"][0])
     assert best == "stats_theta" and lead > 2, scores
-    assert cli(["champion", "--dataset-id", dataset_id, "--margin", f"{lead + 1:.3f}"]) == 0
+    monkeypatch.setenv("SEQCAST_CHAMPION_MARGIN", f"{lead + 1:.3f}")
+    assert cli(["champion", "--dataset-id", dataset_id]) == 0
     kept = rows(home, "SELECT variant, runner_up_variant, replaced, reason FROM current_champions")
     assert kept[0][:3] == ("linear", "stats_theta", False) and "within the" in kept[0][3]
     capsys.readouterr()
 
-    # predict chooses with the default 2% margin: the lowest MASE replaces the champion and forecasts
-    assert cli(["predict", "--dataset-id", dataset_id]) == 0
+    # predict chooses with a 2% margin (--margin over the setting): the lowest MASE replaces the champion, forecasts
+    assert cli(["predict", "--dataset-id", dataset_id, "--margin", "2"]) == 0
+    monkeypatch.delenv("SEQCAST_CHAMPION_MARGIN")
     out = capsys.readouterr().out
     ((choice_id, run_id, variant, score, runner_up, replaced, previous),) = rows(
         home, "SELECT choice_id, run_id, variant, score, runner_up_variant, replaced, previous_variant "
@@ -146,7 +149,8 @@ def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home
                       "JOIN champions c USING (choice_id) GROUP BY ALL ORDER BY ALL") == [
         ("linear", False), ("stats_theta", True)]
 
-    # predicting again on the same evidence records no new choice; the forecasts name the standing one
+    # predicting again on the same evidence (the default margin is 2%) records no new choice; the forecasts name the
+    # standing one
     assert cli(["predict", "--dataset-id", dataset_id]) == 0
     assert rows(home, "SELECT count(*) FROM champions") == [(3,)]
     assert rows(home, "SELECT count(DISTINCT run_id) FROM forecasts WHERE choice_id = ?", [choice_id]) == [(2,)]
