@@ -706,7 +706,9 @@ class Records:
         """Every committed record's rows of ``table``, read from the record alone (no database needed)."""
         found = []
         for folder in self.committed().values():
-            found += pq.read_table(record_files(folder)[table]).to_pylist()
+            files = record_files(folder)
+            if table in files:  # a record holds only the tables it has rows in
+                found += pq.read_table(files[table]).to_pylist()
         return found
 
 

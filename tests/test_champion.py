@@ -189,8 +189,11 @@ def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
         results.records.write("choice-1", {"champions": [{**row, "score": score}]})
         results.sync()
     assert rows(tmp_path, "SELECT choice_id, run_id, score FROM champions") == [("choice-1", "run-7", 0.8)]
-    results.records.write("run-7", {"forecasts": []})  # a run's record leaves the choices alone
-    results.sync()
+    for value in (1.0, 2.0):  # the chosen run's record, loaded and reloaded, leaves the choices alone
+        results.records.write("run-7", {"forecasts": [{"run_id": "run-7", "series_id": "a", "step": 1,
+                                                       "value": value}]})
+        results.sync()
+    assert rows(tmp_path, "SELECT value FROM forecasts") == [(2.0,)]
     assert rows(tmp_path, "SELECT count(*) FROM champions") == [(1,)]
     with pytest.raises(ValueError, match="champions rows of record choice-2 carry other choice_ids"):
         results.records.write("choice-2", {"champions": [row]})
