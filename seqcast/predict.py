@@ -173,8 +173,8 @@ def full_history(values: dict[str, np.ndarray], periods: dict[str, int], series_
     missing = [sid for sid in series_ids if sid not in known]
     if missing:
         raise ValueError(f"series {missing[:5]} have no stored values to forecast from")
-    return SplitSeries(list(series_ids), [known[sid] for sid in series_ids], np.full((len(series_ids), horizon),
-                                                                                    np.nan),
+    n = len(series_ids)
+    return SplitSeries(list(series_ids), [known[sid] for sid in series_ids], np.full((n, horizon), np.nan),
                        np.array([int(periods[sid]) for sid in series_ids], dtype=np.int64))
 
 
@@ -230,8 +230,10 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
         histories.append(np.asarray(values[:stop], dtype=np.float64)[np.isfinite(values[:stop])])
     if problems:
         raise IngestError("\n  ".join(problems))
-    history = SplitSeries(ids, histories, np.full((len(ids), model.horizon), np.nan), np.array(periods, dtype=np.int64)
-                          ) if get_variant(model.variant).needs_dataset else None
+    history = None
+    if get_variant(model.variant).needs_dataset:  # the file's values are all the history there is
+        history = SplitSeries(ids, histories, np.full((len(ids), model.horizon), np.nan),
+                              np.array(periods, dtype=np.int64))
     return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32), np.array(scales, dtype=np.float64),
                          history)
 

@@ -201,3 +201,18 @@ def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
         results.records.write("choice-1", {"champions": [{**row, "variant": "x'; DROP TABLE runs"}]})
     assert results.rebuild().loaded == ["choice-1", "run-7"]
     assert rows(tmp_path, "SELECT choice_id, score FROM current_champions") == [("choice-1", 0.8)]
+
+
+def test_a_statistical_model_forecasts_a_new_file_from_each_series_whole_history(tmp_path):
+    from seqcast.predict import ChosenModel, PredictParams, file_latest, forecast_latest
+    from seqcast.scaling import Scaler
+
+    frame = daily_series(n_series=3, days=40, seed=2)
+    params = PredictParams(run_id="bt-1", source=str(write(frame, tmp_path / "new.csv")), id_column="store",
+                           time_column="day", value_column="sales")
+    model = ChosenModel("bt-1", "stats_seasonal_naive", "ds-1", None, 14, 10, Scaler(), None)
+    latest = file_latest(params, model)
+    assert [len(h) for h in latest.history.history] == [40, 40, 40] and list(latest.history.period) == [7, 7, 7]
+    got = forecast_latest(model, None, latest)
+    for i, (_, part) in enumerate(frame.groupby("store")):  # daily: the last week repeated
+        np.testing.assert_allclose(got[i], np.resize(part["sales"].to_numpy()[-7:], 10))
