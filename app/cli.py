@@ -355,8 +355,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from tasks.runtime import current_store
 
-    results = current_store().results
+    store = current_store()
+    results = store.results
+    started = time.perf_counter()
     report = results.sync() if args.action == "sync" else results.rebuild()
+    if store.remote is not None:
+        print(f"{args.action}: brought {report.fetched} new or rewritten record(s) from {store.location}",
+              file=sys.stderr)
     if report.lock_retries:
         print(f"{results.path} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
               file=sys.stderr)
@@ -364,7 +369,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         return fail(f"{results.path} is locked by another process; nothing was loaded, the results wait in "
                     f"{results.records.root}. Close the other connection (e.g. a read-write DuckDB shell) and run "
                     f"this again.")
-    print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results.path}")
+    print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results.path} in "
+          f"{time.perf_counter() - started:.1f} s")
     if report.failed:
         return fail(f"{len(report.failed)} run(s) could not be loaded and stay in the record:\n"
                     + "\n".join(f"  {run_id}: {error}" for run_id, error in sorted(report.failed.items())))

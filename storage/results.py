@@ -296,6 +296,7 @@ class LoadReport:
     failed: dict[str, str] = field(default_factory=dict)
     lock_retries: int = 0
     lock_wait_s: float = 0.0
+    fetched: int = 0  # records brought from an object store into this machine's cache first
 
 
 class DatabaseLocked(RuntimeError):
@@ -853,13 +854,17 @@ class Results:
 
     def sync(self) -> LoadReport:
         """Load the records the database does not hold yet, first bringing other machines' into the cache."""
-        self.records.mirror()
-        return sync(self.records.root, self.path, self.lock_timeout_s)
+        fetched = self.records.mirror()
+        report = sync(self.records.root, self.path, self.lock_timeout_s)
+        report.fetched = fetched
+        return report
 
     def rebuild(self) -> LoadReport:
         """Recreate the database from the records alone (all of them, with an object store)."""
-        self.records.mirror()
-        return rebuild(self.records.root, self.path, self.lock_timeout_s)
+        fetched = self.records.mirror()
+        report = rebuild(self.records.root, self.path, self.lock_timeout_s)
+        report.fetched = fetched
+        return report
 
     def load(self, run_ids: list[str]) -> LoadReport:
         return load_records(self.path, {r: self.records.root / r for r in run_ids}, self.lock_timeout_s)
