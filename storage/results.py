@@ -101,7 +101,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
         ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
         ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
-        ("interval_run_id", pa.string()),
+        ("interval_run_id", pa.string()), ("variant", pa.string()), ("choice_id", pa.string()),
     ]),
     "champions": pa.schema([  # one row per choice of a dataset's champion (seqcast/champion.py); record: choice_id
         ("choice_id", pa.string()), ("dataset_id", pa.string()), ("run_id", pa.string()), ("variant", pa.string()),
@@ -312,6 +312,7 @@ class LoadReport:
     failed: dict[str, str] = field(default_factory=dict)
     lock_retries: int = 0
     lock_wait_s: float = 0.0
+    fetched: int = 0  # records brought from an object store into this machine's cache first
 
 
 class DatabaseLocked(RuntimeError):
@@ -332,7 +333,7 @@ def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
         if key in table.column_names:
             others = set(table.column(key).to_pylist()) - {run_id}
             if others:  # rows of another run would escape this run's DELETE and duplicate on reload
-                raise ValueError(f"{name} rows of run {run_id} carry other run ids: {sorted(map(str, others))[:3]}")
+                raise ValueError(f"{name} rows of record {run_id} carry other {key}s: {sorted(map(str, others))[:3]}")
         for column in _NAME_COLUMNS.get(name, ()):
             for value in set(table.column(column).to_pylist()) - {None}:
                 check_name(f"{name}.{column}", value)
@@ -869,13 +870,17 @@ class Results:
 
     def sync(self) -> LoadReport:
         """Load the records the database does not hold yet, first bringing other machines' into the cache."""
-        self.records.mirror()
-        return sync(self.records.root, self.path, self.lock_timeout_s)
+        fetched = self.records.mirror()
+        report = sync(self.records.root, self.path, self.lock_timeout_s)
+        report.fetched = fetched
+        return report
 
     def rebuild(self) -> LoadReport:
         """Recreate the database from the records alone (all of them, with an object store)."""
-        self.records.mirror()
-        return rebuild(self.records.root, self.path, self.lock_timeout_s)
+        fetched = self.records.mirror()
+        report = rebuild(self.records.root, self.path, self.lock_timeout_s)
+        report.fetched = fetched
+        return report
 
     def load(self, run_ids: list[str]) -> LoadReport:
         return load_records(self.path, {r: self.records.root / r for r in run_ids}, self.lock_timeout_s)
@@ -922,6 +927,25 @@ class Results:
         columns, rows = self.query(queries.SERIES_SCORES, [run_ids, split])
         return [dict(zip(columns, row)) for row in rows]
 
+    def champion_candidates(self, dataset_id: str) -> list[dict]:
+        """Every completed backtest on the dataset over all its cutoffs (MASE, sMAPE, cutoff set) with the run that
+        serves its model; none when the database holds no backtests yet."""
+        try:
+            columns, rows = self.query(queries.CHAMPION_CANDIDATES, [dataset_id])
+        except (FileNotFoundError, duckdb.CatalogException):  # no database, or one made before backtests existed
+            return []
+        return [dict(zip(columns, row)) for row in rows]
+
+    def sitting_champion(self, dataset_id: str) -> dict | None:
+        """The dataset's latest ``champions`` row, or None."""
+        try:
+            return _first(self.query(queries.SITTING_CHAMPION, [dataset_id]))
+        except (FileNotFoundError, duckdb.CatalogException):  # a database made before champions existed
+            return None
+
+    def completed_backtest(self, run_id: str) -> dict | None:
+        """The completed backtest ``run_id``: variant, dataset, horizon, windows, params (JSON); or None."""
+        return _first(self.query(queries.CHAMPION_BACKTEST, [run_id]))
     def stored_forecasts(self, series_ids: list[str], run_id: str | None = None,
                          dataset_id: str | None = None) -> dict[str, list]:
         """The stored forecasts of these series (of one forecast run and/or dataset): column -> list; empty lists
