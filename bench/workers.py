@@ -52,12 +52,12 @@ def sweep_pass(server, workdir: Path, workers: int, sweep_args: list[str]) -> di
     folder = workdir / f"pass-{workers}-{time.strftime('%H%M%S')}"
     home = folder / "store"
     threads = str(max(1, available_cores() // workers))
-    env = server.client_env(SEQCAST_HOME=str(home))
+    env = server.client_env(SEQCAST_HOME=str(home), PYTHONPATH=str(REPO_ROOT))  # this checkout, from any folder
     with prefect_api(server.api_url, server.auth_string):
         ensure_training_limit(workers)  # one training per worker, as each host's own limit would allow
     names = [f"worker-{i + 1}" for i in range(workers)]
-    started = [start_worker(server, POOL, folder / name, name, SEQCAST_HOME=str(home), TF_NUM_INTRAOP_THREADS=threads,
-                            TF_NUM_INTEROP_THREADS=threads) for name in names]
+    started = [start_worker(server, POOL, folder / name, name, SEQCAST_HOME=str(home), PYTHONPATH=str(REPO_ROOT),
+                            TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads) for name in names]
     try:
         time.sleep(10)  # the workers have started and polled the pool once
         load_before, clock = load(), time.perf_counter()
