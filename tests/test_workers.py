@@ -90,7 +90,8 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a client of this setup (the CLI, a worker): the server, its credentials, the store."""
         # PYTHONPATH: this checkout's code, from whichever folder a client starts (a worktree beside the install)
-        return self.server.client_env(**self.store_env, PYTHONPATH=str(REPO_ROOT), **extra)
+        return self.server.client_env(**{"SEQCAST_DB": str(self.client_folder / "results.duckdb"), **self.store_env,
+                                         "PYTHONPATH": str(REPO_ROOT), **extra})
 
     def seqcast(self, *args: str, timeout: float = 600) -> str:
         done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=self.client_folder, env=self.env(),
@@ -219,7 +220,7 @@ def run_logs(flow_run_id: str) -> list[str]:
 def test_a_run_whose_worker_is_lost_is_crashed_then_resumed_on_the_other_worker(cluster):
     from prefect.client.orchestration import get_client
 
-    epochs = 12
+    epochs = 30
     parameters = {**TINY_RUN, "n_series": 2000, "n_train": 1600, "n_valid": 200, "n_test": 200,
                   "epochs": epochs, "patience": epochs, "batch_size": 16, "seed": 5}
     with cluster.api():
@@ -304,6 +305,7 @@ def places_holding(cluster: Cluster, text: str) -> set[str]:
     Prefect API, the files of the store (every value of its Parquet records), the results database, the workers'
     own logs."""
     import duckdb
+    import pyarrow.fs
     import pyarrow.parquet as pq
     from prefect.client.orchestration import get_client
 
@@ -324,15 +326,23 @@ def places_holding(cluster: Cluster, text: str) -> set[str]:
         if any(text in json.dumps(a.data, default=str) or text in (a.description or "")
                for a in every(client.read_artifacts)):
             found.add("artifacts")
+    with pytest.MonkeyPatch.context() as env:  # a local folder or a bucket, with the credentials it takes
+        for name, value in cluster.store_env.items():
+            env.setenv(name, value)
+        filesystem, root = pyarrow.fs.FileSystem.from_uri(cluster.store_env["SEQCAST_HOME"])
+        files = [f.path for f in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True))
+                 if f.type == pyarrow.fs.FileType.File]
+        for path in files:
+            if path.endswith(".parquet"):
+                content = json.dumps(pq.read_table(path, filesystem=filesystem).to_pylist(), default=str)
+            else:
+                with filesystem.open_input_stream(path) as stream:
+                    content = stream.read().decode("utf-8", errors="replace")
+            if text in content:
+                found.add("results database" if path.endswith(".duckdb") else "store")
     home = Path(cluster.store_env["SEQCAST_HOME"])
-    for path in (p for p in home.rglob("*") if p.is_file()):
-        if path.suffix == ".parquet":
-            content = json.dumps(pq.read_table(path).to_pylist(), default=str)
-        else:
-            content = path.read_bytes().decode("utf-8", errors="replace")
-        if text in content:
-            found.add("results database" if path.suffix == ".duckdb" else "store")
-    databases = [home / "results.duckdb", *(folder / "results.duckdb" for _, folder in cluster.workers.values())]
+    databases = [home / "results.duckdb", cluster.client_folder / "results.duckdb",
+                 *(folder / "results.duckdb" for _, folder in cluster.workers.values())]
     for database in (d for d in databases if d.exists()):
         with duckdb.connect(str(database), read_only=True) as con:
             tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
