@@ -134,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.forecast import forecast
     from tasks.runtime import ensure_training_limit, in_process_runs
 
-    print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={store.root}", file=sys.stderr)
+    print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={store.location}", file=sys.stderr)
     started = time.perf_counter()
     summaries, failed = [], []
     with in_process_runs():
@@ -255,7 +255,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from flows.backtest import backtest
 
     print(f"seqcast: backtesting {len(planned)} variant(s) on {args.dataset_id} from {args.windows} cutoff(s) with "
-          f"SEQCAST_HOME={store.root}", file=sys.stderr)
+          f"SEQCAST_HOME={store.location}", file=sys.stderr)
     summaries = []
     with refusals_without_traceback():
         for i, params in enumerate(planned, 1):
@@ -340,7 +340,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the runs' heartbeat, as prefect.yaml gives the work-pool runs: `seqcast automations` crashes a run whose
     # heartbeats stop for longer than a few of these, so runs must not send them more rarely
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
-    print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={store.root}; "
+    print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={store.location}; "
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "
           f"{threads} TensorFlow thread(s) per run", file=sys.stderr)
     switched_off = set() if args.no_schedules else schedules_switched_off([spec.full_name for spec in specs])

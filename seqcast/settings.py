@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 import zoneinfo
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import Field, PositiveInt, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from seqcast.names import check_url, is_url
 
 PREFIX = "SEQCAST_"
 
@@ -25,7 +28,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
-    home: Path = Field(Path("~/.seqcast"), description="where datasets, models, records and results.duckdb live")
+    home: str = Field("~/.seqcast", description="where datasets, models, plots and records live: a local folder or "
+                      "s3://bucket/prefix (any S3-compatible store, reached through the AWS_* variables)")
+    cache: Path | None = Field(None, description="this machine's scratch cache of an s3:// home; default "
+                               "~/.cache/seqcast/<bucket>/<prefix>")
+    db: Path | None = Field(None, description="the results database file; default results.duckdb in a local home, "
+                            "else ~/.local/share/seqcast/<bucket>/<prefix>/results.duckdb")
     training_slots: PositiveInt | None = Field(
         None, description="models that may train at once; default: one per CPU core")
     keep_run_logs: PositiveInt = Field(20, description="run log folders of `seqcast run --jobs` kept")
@@ -36,6 +44,13 @@ class Settings(BaseSettings):
     schedule_paused: bool = Field(False, description="create the schedules inactive")
     test_fail_once: Path | None = Field(
         None, description="test-only: a marker file naming the stage (train, evaluate) to fail once")
+
+    @field_validator("home")
+    @classmethod
+    def _known_location(cls, value: str) -> str:
+        if is_url(value):
+            check_url(value)
+        return value
 
     @field_validator("schedule_start")
     @classmethod
@@ -55,14 +70,35 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def home_url(self) -> str | None:
+        """SEQCAST_HOME when it names an object store, else None."""
+        return self.home.rstrip("/") if is_url(self.home) else None
+
+    @property
     def home_path(self) -> Path:
-        """SEQCAST_HOME as an absolute local path."""
-        return self.home.expanduser().resolve()
+        """Where this machine keeps the state: the local SEQCAST_HOME as an absolute path, or its cache of a URL."""
+        if self.home_url is None:
+            return Path(self.home).expanduser().resolve()
+        return (self.cache or Path("~/.cache/seqcast") / _url_folder(self.home_url)).expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        """The results database file (SEQCAST_DB), by default in a local home or under the user's own folder."""
+        if self.db is not None:
+            return self.db.expanduser().resolve()
+        if self.home_url is None:
+            return self.home_path / "results.duckdb"
+        return (Path("~/.local/share/seqcast") / _url_folder(self.home_url) / "results.duckdb").expanduser().resolve()
 
     @property
     def schedule_time(self) -> tuple[int, int]:
         hour, minute = self.schedule_start.split(":")
         return int(hour), int(minute)
+
+
+def _url_folder(url: str) -> Path:
+    parsed = urlparse(url)
+    return Path(parsed.scheme, parsed.netloc, *[part for part in parsed.path.split("/") if part not in ("", ".", "..")])
 
 
 def load_settings() -> Settings:

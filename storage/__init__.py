@@ -17,31 +17,43 @@ from pathlib import Path
 
 from storage.datasets import Datasets
 from storage.models import Models
+from storage.objects import ObjectStore
 from storage.results import DEFAULT_LOCK_TIMEOUT_S, Records, Results
 
 
 @dataclass(frozen=True)
 class Store:
-    """seqcast's state under ``root`` (SEQCAST_HOME), in four parts."""
+    """seqcast's state at SEQCAST_HOME, in four parts.
+
+    ``root`` is a local folder: the home itself, or with ``remote`` (an object store) this machine's scratch cache of
+    it. ``db``: the results database file, by default ``results.duckdb`` under ``root``.
+    """
 
     root: Path
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    remote: ObjectStore | None = None
+    db: Path | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the state lives, as users name it: the local folder or the object store's URL."""
+        return self.remote.url if self.remote is not None else str(self.root)
 
     @property
     def datasets(self) -> Datasets:
-        return Datasets(self.root)
+        return Datasets(self.root, self.remote)
 
     @property
     def models(self) -> Models:
-        return Models(self.root)
+        return Models(self.root, self.remote)
 
     @property
     def records(self) -> Records:
-        return Records(self.root)
+        return Records(self.root, self.remote)
 
     @property
     def results(self) -> Results:
-        return Results(self.root, self.lock_timeout_s)
+        return Results(self.root, self.lock_timeout_s, self.remote, self.db)
 
     @property
     def logs(self) -> Path:

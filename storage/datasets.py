@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from storage.atomic import atomic_dir, fsync_dir, fsync_tree
+from storage.objects import ObjectStore
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "dataset.json"
@@ -274,13 +275,44 @@ def dataset_row(ref: DatasetRef, created_at, path: str) -> dict:
 class Datasets:
     """The datasets part of a store: ``datasets/<dataset_id>/`` under the store's root."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, remote: ObjectStore | None = None):
         self.home = home
         self.root = home / "datasets"
+        self.remote = remote  # with an object store, ``root`` is this machine's cache of it
+
+    def _key(self, dataset_id: str, name: str = "") -> str:
+        return f"datasets/{dataset_id}/{name}"
 
     def find(self, dataset_id: str) -> DatasetRef | None:
-        """The persisted dataset, or None; a damaged unsynced one raises :class:`DamagedDataset`."""
-        return find_dataset(self.root, dataset_id)
+        """The persisted dataset, or None; a damaged unsynced one raises :class:`DamagedDataset`.
+
+        With an object store the dataset exists once its manifest is there (uploaded last); it is read from this
+        machine's cache, downloaded into it first when missing. Datasets are content-addressed, so a cached copy
+        never goes stale.
+        """
+        if self.remote is None:
+            return find_dataset(self.root, dataset_id)
+        if not self.remote.exists(self._key(dataset_id, MANIFEST)):
+            return None
+        try:
+            cached = find_dataset(self.root, dataset_id)
+        except DamagedDataset:
+            discard_dataset(self.root, dataset_id)
+            cached = None
+        return cached or self._download(dataset_id)
+
+    def _download(self, dataset_id: str) -> DatasetRef:
+        keys = self.remote.list(self._key(dataset_id))
+        target = dataset_path(self.root, dataset_id)
+        with atomic_dir(target) as tmp:
+            self.remote.get_files((key, tmp / key.rsplit("/", 1)[1]) for key in keys)
+        return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
+
+    def _upload(self, ref: DatasetRef) -> None:
+        """Upload a dataset's files, then its manifest: other machines see the dataset once it is complete."""
+        files = [p for p in sorted(ref.path.iterdir()) if p.is_file() and p.name not in (MANIFEST, UNSYNCED)]
+        self.remote.put_files((p, self._key(ref.dataset_id, p.name)) for p in files)
+        self.remote.put_file(ref.path / MANIFEST, self._key(ref.dataset_id, MANIFEST))
 
     def require(self, dataset_id: str) -> DatasetRef:
         """The persisted dataset, or a ValueError naming the id and where it was looked for."""
@@ -292,7 +324,12 @@ class Datasets:
     def write(self, dataset_id: str, spec: dict, splits: dict[str, np.ndarray],
               extra: dict[str, dict[str, np.ndarray]] | None = None, tables: dict[str, pa.Table] | None = None,
               manifest_extra: dict | None = None) -> DatasetRef:
-        return write_dataset(self.root, dataset_id, spec, splits, extra, tables, manifest_extra)
+        if self.remote is not None and (found := self.find(dataset_id)) is not None:
+            return found
+        ref = write_dataset(self.root, dataset_id, spec, splits, extra, tables, manifest_extra)
+        if self.remote is not None:
+            self._upload(ref)
+        return ref
 
     def discard(self, dataset_id: str) -> None:
         discard_dataset(self.root, dataset_id)
@@ -302,6 +339,8 @@ class Datasets:
 
     def list(self) -> list[str]:
         """The ids of every published dataset folder."""
+        if self.remote is not None:
+            return sorted(key.split("/")[1] for key in self.remote.list("datasets") if key.endswith(f"/{MANIFEST}"))
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())

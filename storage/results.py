@@ -19,6 +19,7 @@ import logging
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import tenacity
 from seqcast.names import SAFE_NAME, check_name
 from storage import queries
 from storage.atomic import atomic_file
+from storage.objects import TRANSFER_THREADS, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 TABLES = tuple(SCHEMAS)
+RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if "run_id" in schema.names)  # rows keyed by their run
 _SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
 _KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id"}
@@ -245,6 +248,8 @@ def write_record(record_root: Path, run_id: str, rows: dict[str, list[dict] | pa
         raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
     tables = {name: _as_table(name, rows.get(name, [])) for name in TABLES}
     _check_rows(run_id, tables)
+    # only the tables that hold rows: on an object store each file costs requests to write and to sync
+    tables = {name: table for name, table in tables.items() if table.num_rows} or {"runs": tables["runs"]}
 
     folder = record_root / run_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -385,17 +390,21 @@ def connect_writer(db_path: Path, timeout_s: float | None = None,
         return None
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker: dict) -> None:
+def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker: dict, reload: bool) -> None:
+    """Load one record in one transaction; ``reload``: the database holds an earlier write of this run, whose rows
+    go first from every table (a record holds only the tables it has rows in)."""
     files = record_files(folder, marker)
     con.execute("BEGIN TRANSACTION")
     try:
+        if reload:
+            for name in RUN_TABLES:  # one of TABLES, never input
+                con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])
         for name, file in files.items():
             path = str(file)
             if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
                 con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
                             "WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets)", [path])
                 continue
-            con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])  # name: one of TABLES, never input
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM read_parquet(?)", [path])
         con.execute("INSERT OR REPLACE INTO loaded_records (run_id, write_id, written_at, record_path, files) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -423,7 +432,7 @@ def _load_into(con: duckdb.DuckDBPyConnection, records: dict[str, Path], report:
                 report.failed[run_id] = f"{folder} has no committed, intact record"
                 break
             try:
-                _load_one(con, run_id, folder, marker)
+                _load_one(con, run_id, folder, marker, reload=run_id in loaded)
             except (OSError, duckdb.Error) as exc:
                 if attempt == 2:
                     report.failed[run_id] = f"{type(exc).__name__}: {exc}"
@@ -501,6 +510,7 @@ def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) ->
         except duckdb.Error as exc:  # a damaged database is what rebuild is for: replace it regardless
             log.warning("replacing unreadable results database %s: %s", db_path, exc)
     tmp = db_path.with_name(f".rebuild-{os.getpid()}-{db_path.name}")
+    tmp.parent.mkdir(parents=True, exist_ok=True)  # SEQCAST_DB may name a folder that does not exist yet
     tmp.unlink(missing_ok=True)
     try:
         con = duckdb.connect(str(tmp))
@@ -589,18 +599,88 @@ def read_only_query(db_path: Path, sql: str, home: Path, timeout_s: float | None
 
 
 class Records:
-    """The records part of a store: ``records/<run_id>/``, the source of truth the results database loads."""
+    """The records part of a store: ``records/<run_id>/``, the source of truth the results database loads.
 
-    def __init__(self, home: Path):
+    With an object store, a record is written to this machine's cache and uploaded, its Parquet files first and its
+    marker last, so other machines see it only once it is complete; :meth:`mirror` brings into the cache what other
+    machines committed.
+    """
+
+    def __init__(self, home: Path, remote: ObjectStore | None = None):
         self.root = home / RECORDS
+        self.remote = remote
 
     def write(self, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> Path:
-        return write_record(self.root, run_id, rows)
+        folder = write_record(self.root, run_id, rows)
+        if self.remote is not None:
+            self._upload(folder)
+        return folder
+
+    def _upload(self, folder: Path) -> None:
+        marker = read_marker(folder, verify=False)
+        prefix = f"{RECORDS}/{folder.name}"
+        self.remote.put_files((folder / name, f"{prefix}/{name}") for name in marker["files"])
+        self.remote.put_file(folder / MARKER, f"{prefix}/{MARKER}")
+        # earlier writes of this run: the marker no longer names them
+        current = {f"{prefix}/{name}" for name in [*marker["files"], MARKER]}
+        self.remote.delete(sorted(set(self.remote.list(prefix)) - current))
+
+    def mirror(self) -> int:
+        """Bring the records other machines committed (or rewrote) since the last mirror into the cache; return
+        how many came.
+
+        One listing of ``records/`` tells which to fetch: a record's Parquet files carry its write id in their
+        names, so a cached record whose write id is the only one stored is current and costs no request.
+        """
+        if self.remote is None:
+            return 0
+        stored: dict[str, set[str]] = {}
+        for key in self.remote.list(RECORDS):
+            parts = key.split("/")
+            if len(parts) == 3 and SAFE_NAME.match(parts[1]):
+                stored.setdefault(parts[1], set()).add(parts[2])
+        todo = []
+        for run_id, names in stored.items():
+            if MARKER not in names:
+                continue  # not committed yet
+            write_ids = {name.removesuffix(".parquet").rsplit("-", 1)[-1] for name in names if name != MARKER}
+            cached = read_marker(self.root / run_id, verify=False)
+            if cached is None or write_ids != {cached["write_id"]}:
+                todo.append(run_id)
+        if todo:
+            with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+                fetched = sum(pool.map(self._fetch, todo))
+            log.info("brought %d record(s) from %s", fetched, self.remote.url)
+            return fetched
+        return 0
+
+    def _fetch(self, run_id: str) -> bool:
+        """Copy one committed record into the cache, its files first and its marker last; False when it changed
+        or went while being copied (the next mirror takes it)."""
+        prefix, folder = f"{RECORDS}/{run_id}", self.root / run_id
+        try:
+            data = self.remote.get_bytes(f"{prefix}/{MARKER}")
+            if data is None:
+                return False
+            marker = json.loads(data)
+            for name in marker["files"]:
+                if not (folder / name).is_file():
+                    self.remote.get_file(f"{prefix}/{name}", folder / name)
+            with atomic_file(folder / MARKER) as tmp:
+                tmp.write_bytes(data)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("record %s was not brought from %s this time: %s", run_id, self.remote.url, exc)
+            return False
+        _remove_unreferenced(folder, set(marker["files"]))
+        return True
 
     def committed(self) -> dict[str, Path]:
+        self.mirror()
         return committed_records(self.root)
 
     def files(self, run_id: str) -> dict[str, Path]:
+        if self.remote is not None and read_marker(self.root / run_id, verify=False) is None:
+            self._fetch(run_id)
         return record_files(self.root / run_id)
 
     def rows(self, table: str) -> list[dict]:
@@ -612,12 +692,17 @@ class Records:
 
 
 class Results:
-    """The results part of a store: ``results.duckdb``, loaded from the records; every SQL of seqcast runs here."""
+    """The results part of a store: a DuckDB file loaded from the records; every SQL of seqcast runs here.
 
-    def __init__(self, home: Path, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
+    ``path`` is a local file (``SEQCAST_DB``): with an object store each machine keeps its own copy, loaded from the
+    shared records by :meth:`sync`.
+    """
+
+    def __init__(self, home: Path, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                 remote: ObjectStore | None = None, path: Path | None = None):
         self.home = home
-        self.path = home / "results.duckdb"
-        self.records = Records(home)
+        self.path = path or home / "results.duckdb"
+        self.records = Records(home, remote)
         self.lock_timeout_s = lock_timeout_s
 
     def query(self, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
@@ -629,9 +714,13 @@ class Results:
         return read_only_query(self.path, sql, self.home, self.lock_timeout_s)
 
     def sync(self) -> LoadReport:
+        """Load the records the database does not hold yet, first bringing other machines' into the cache."""
+        self.records.mirror()
         return sync(self.records.root, self.path, self.lock_timeout_s)
 
     def rebuild(self) -> LoadReport:
+        """Recreate the database from the records alone (all of them, with an object store)."""
+        self.records.mirror()
         return rebuild(self.records.root, self.path, self.lock_timeout_s)
 
     def load(self, run_ids: list[str]) -> LoadReport:

@@ -7,6 +7,7 @@ import os
 
 from seqcast.settings import Settings, load_settings
 from storage import Store
+from storage.objects import ObjectStore
 
 FLOW_NAME = "forecast"  # the forecast flow's name; its deployments are forecast/<variant>
 TRAINING_LIMIT = "seqcast-training"  # the global concurrency limit that train-model holds while it fits
@@ -18,9 +19,10 @@ def current_settings() -> Settings:
 
 
 def current_store(settings: Settings | None = None) -> Store:
-    """The store at SEQCAST_HOME."""
+    """The store at SEQCAST_HOME (a local folder, or an object store with this machine's cache of it)."""
     settings = settings or load_settings()
-    return Store(settings.home_path, settings.db_lock_timeout)
+    remote = ObjectStore(settings.home_url) if settings.home_url else None
+    return Store(settings.home_path, settings.db_lock_timeout, remote, settings.db_path)
 
 
 def in_process_runs():

@@ -59,10 +59,12 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
     # and trains anyway.
     with concurrency(TRAINING_LIMIT, occupy=1):
         progress = create_progress_artifact(0.0, description=f"{params.variant}: share of max epochs trained")
+        # the backup of an interrupted try: on an object store, from the store, so it resumes on any machine
         result = train(params, train_windows, valid_windows, logger,
-                       backup_dir=store.models.folder(run_id) / "backup",
-                       callbacks=[epoch_progress(progress, params.epochs),
+                       backup_dir=store.models.backup_folder(run_id),
+                       callbacks=[epoch_progress(progress, params.epochs), stored_backup(store.models, run_id),
                                   *(training_fault(fault, logger) if fault else [])])
+        store.models.store_backup(run_id)  # the finished fit removed its backup: so does the store
     update_progress_artifact(progress, 100.0)  # early stopping ends before max epochs: the training is done
     saved = model_manifest(manifest, result, get_variant(params.variant))
     model_path = store.models.save(run_id, result.model, saved)
@@ -79,6 +81,13 @@ def epoch_progress(artifact_id, max_epochs: int):
             update_progress_artifact(artifact_id, round(100.0 * (epoch + 1) / max_epochs, 1))
 
     return _Progress()
+
+
+def stored_backup(models, run_id: str):
+    """Keras callback that sends the epoch's training backup to the store (see ``Models.store_backup``)."""
+    import keras
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: models.store_backup(run_id))
 
 
 def training_key(params: dict) -> dict:

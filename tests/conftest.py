@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -46,6 +47,28 @@ def home(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "seqcast-home"
     monkeypatch.setenv("SEQCAST_HOME", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto's server on a loopback port) with one bucket, for the whole session."""
+    from tests.s3_server import running_s3
+
+    with running_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_home(s3_server, tmp_path, monkeypatch, request) -> str:
+    """A fresh SEQCAST_HOME under its own prefix of the S3 server's bucket, with this machine's cache and results
+    database in ``tmp_path``."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    url = s3_server.url(re.sub(r"[^A-Za-z0-9_-]", "-", f"{request.node.name}-{tmp_path.name}"))
+    monkeypatch.setenv("SEQCAST_HOME", url)
+    monkeypatch.setenv("SEQCAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SEQCAST_DB", str(tmp_path / "results.duckdb"))
+    return url
 
 
 @pytest.fixture(scope="session")
