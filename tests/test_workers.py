@@ -1,5 +1,5 @@
 """Workers on several hosts: two process workers of the prefect.yaml pool, each in a folder of its own, sharing only
-the Prefect API (which requires credentials) and the store.
+the Prefect API (which requires credentials) and the store (an S3 bucket on moto's server).
 
 A sweep spreads over both workers and lands every result once; a worker lost in the middle of a training (SIGKILL, as
 a host that dies) has its run marked Crashed by the project's automations and resumed on the other; the store's
@@ -27,13 +27,12 @@ import pytest
 from deployments.automations import CRASH_AUTOMATION, RETRY_AUTOMATION, CrashPolicy, crash_automations
 from tests.conftest import REPO_ROOT, TINY
 from tests.prefect_server import PrefectServer, prefect_api, start_server, start_worker, stop_process, stop_server
+from tests.s3_server import SECRET as STORE_SECRET
 
 POOL = "seqcast-process"
 SWEPT = ["naive", "linear", "simple_rnn", "deep_rnn_dense"]
 TINY_RUN = {**TINY, "epochs": 1, "jit_compile": False}
 CRASH_AFTER_S = 60  # two heartbeats: the shortest window `seqcast automations` accepts
-# Made up here and handed to the workers as the store's secret key: no output may ever contain it.
-STORE_SECRET = f"store-secret-{secrets.token_hex(12)}"
 
 
 # --- the automations, without a server --------------------------------------------------------------------------
@@ -90,8 +89,12 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a client of this setup (the CLI, a worker): the server, its credentials, the store."""
         # PYTHONPATH: this checkout's code, from whichever folder a client starts (a worktree beside the install)
-        return self.server.client_env(**{"SEQCAST_DB": str(self.client_folder / "results.duckdb"), **self.store_env,
-                                         "PYTHONPATH": str(REPO_ROOT), **extra})
+        return self.server.client_env(**self.store_env, **self.local("client"), PYTHONPATH=str(REPO_ROOT), **extra)
+
+    def local(self, host: str) -> dict[str, str]:
+        """A host's own disk: its cache of the store and its results database."""
+        folder = self.client_folder.parent / host
+        return {"SEQCAST_CACHE": str(folder / "cache"), "SEQCAST_DB": str(folder / "results.duckdb")}
 
     def seqcast(self, *args: str, timeout: float = 600) -> str:
         done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=self.client_folder, env=self.env(),
@@ -102,20 +105,23 @@ class Cluster:
     def api(self):
         return prefect_api(self.server.api_url, self.server.auth_string)
 
-    def ran_by(self, flow_run_id: str) -> str | None:
-        """The worker that submitted the flow run (each one logs the id of every run it submits)."""
-        found = [name for name, (_, folder) in self.workers.items()
-                 if flow_run_id in (folder / "worker.log").read_text(errors="replace")]
-        assert len(found) <= 1, f"flow run {flow_run_id} submitted by {found}"
-        return found[0] if found else None
+    def ran_by(self, flow_run_id: str) -> set[str]:
+        """The workers that ran a try of the flow run. Every worker that polls at that moment logs that it submits
+        the run; all but the one that gets it then log that the server aborted their submission."""
+        ran = set()
+        for name, (_, folder) in self.workers.items():
+            log = (folder / "worker.log").read_text(errors="replace")
+            if (log.count(f"Worker '{name}' submitting flow run '{flow_run_id}'")
+                    > log.count(f"Aborted submission of flow run '{flow_run_id}'")):
+                ran.add(name)
+        return ran
 
 
 @pytest.fixture(scope="module")
-def store_env(tmp_path_factory) -> dict[str, str]:
-    """The store every worker and client shares, as environment variables. A local folder stands for the object
-    store; the secret key is what a worker would hold for it, and must leak nowhere."""
-    home = tmp_path_factory.mktemp("shared") / "store"
-    return {"SEQCAST_HOME": str(home), "AWS_ACCESS_KEY_ID": "seqcast-tests", "AWS_SECRET_ACCESS_KEY": STORE_SECRET}
+def store_env(s3_server) -> dict[str, str]:
+    """The store every worker and client shares, as environment variables: a prefix of the S3 server's bucket and
+    the credentials that reach it (its secret key must leak nowhere)."""
+    return {"SEQCAST_HOME": s3_server.url(f"workers-{secrets.token_hex(4)}"), **s3_server.env()}
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +145,11 @@ def cluster(tmp_path_factory, store_env):
         cluster.seqcast("automations", "--crash-after", str(CRASH_AFTER_S), "--retries", "2")
         for name in ("worker-a", "worker-b"):
             folder = root / name
-            # a host's own disk: its scratch space and its own copy of the results database; one TensorFlow thread
+            # a host's own disk: its scratch space, its cache and its own results database; one TensorFlow thread
             # each, as the two "hosts" share this machine's cores
             cluster.workers[name] = (start_worker(
-                server, POOL, folder, name, **store_env, PYTHONPATH=str(REPO_ROOT), TMPDIR=str(folder / "tmp"),
-                SEQCAST_DB=str(folder / "results.duckdb"), TF_NUM_INTRAOP_THREADS="1",
-                TF_NUM_INTEROP_THREADS="1"), folder)
+                server, POOL, folder, name, **store_env, **cluster.local(name), PYTHONPATH=str(REPO_ROOT),
+                TMPDIR=str(folder / "tmp"), TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1"), folder)
             (folder / "tmp").mkdir()
         time.sleep(5)  # both workers have polled the pool
         yield cluster
@@ -169,7 +174,7 @@ def store_runs(cluster: Cluster) -> list[dict]:
     from tasks.runtime import current_store
 
     with pytest.MonkeyPatch.context() as env:
-        for name, value in cluster.store_env.items():
+        for name, value in {**cluster.store_env, **cluster.local("client")}.items():
             env.setenv(name, value)
         return current_store().records.rows("runs")
 
@@ -188,7 +193,8 @@ def test_a_sweep_spreads_over_both_workers_and_lands_every_result_once(cluster):
     runs = flow_run_ids_of_sweep(cluster)
     assert sorted(runs) == sorted(SWEPT)
     ran_by = {variant: cluster.ran_by(flow_run_id) for variant, flow_run_id in runs.items()}
-    assert set(ran_by.values()) == {"worker-a", "worker-b"}, ran_by  # both took runs, and every run had a worker
+    assert all(len(workers) == 1 for workers in ran_by.values()), ran_by  # each run ran once, on one worker
+    assert set.union(*ran_by.values()) == {"worker-a", "worker-b"}, ran_by  # and both workers took runs
 
     recorded = [r for r in store_runs(cluster) if r["flow_run_id"] in runs.values()]
     assert sorted((r["variant"], r["status"]) for r in recorded) == sorted((v, "completed") for v in SWEPT)
@@ -230,7 +236,7 @@ def test_a_run_whose_worker_is_lost_is_crashed_then_resumed_on_the_other_worker(
         flow_run_id = str(flow_run.id)
         # the run trains and has backed up an epoch: then its host is lost
         wait_for(lambda: any("simple_rnn epoch 1/" in m for m in run_logs(flow_run_id)), "the first epoch", 240)
-        lost = cluster.ran_by(flow_run_id)
+        (lost,) = cluster.ran_by(flow_run_id)
         with get_client(sync_client=True) as client:
             pid = int(str(client.read_flow_run(flow_run.id).infrastructure_pid).rsplit(":", 1)[-1])
         worker, _ = cluster.workers[lost]
@@ -257,9 +263,7 @@ def test_a_run_whose_worker_is_lost_is_crashed_then_resumed_on_the_other_worker(
     crashed_at = history.index("Crashed")
     assert history[crashed_at + 1] == "AwaitingRetry" and history[-1] == "Completed"
     assert states[crashed_at].message == f"no heartbeat for {CRASH_AFTER_S} s: its worker is gone"  # the automation
-    survivor = next(name for name in cluster.workers if name != lost)
-    assert survivor in (cluster.workers[survivor][1] / "worker.log").read_text() and flow_run_id in (
-        cluster.workers[survivor][1] / "worker.log").read_text()  # the live worker ran the second try
+    assert cluster.ran_by(flow_run_id) == set(cluster.workers)  # the live worker ran the second try
     assert any("simple_rnn resumes after epoch" in m for m in messages)  # from the lost try's backup
     resumed = int(next(m for m in messages if "resumes after epoch" in m).split("resumes after epoch ")[1].split()[0])
     assert resumed >= 1
@@ -302,12 +306,19 @@ def test_the_server_refuses_a_client_without_its_credentials(cluster):
 
 def places_holding(cluster: Cluster, text: str) -> set[str]:
     """Which of the outputs of this setup hold ``text``: the flow runs' parameters, their logs and artifacts in the
-    Prefect API, the files of the store (every value of its Parquet records), the results database, the workers'
-    own logs."""
+    Prefect API, the objects of the store (every value of its Parquet records), every host's cache and results
+    database, the workers' own logs."""
     import duckdb
-    import pyarrow.fs
+    import pyarrow
     import pyarrow.parquet as pq
     from prefect.client.orchestration import get_client
+
+    from storage.objects import ObjectStore
+
+    def readable(name: str, data: bytes) -> str:  # every value of a Parquet file, else the bytes as text
+        if name.endswith(".parquet"):
+            return json.dumps(pq.read_table(pyarrow.BufferReader(data)).to_pylist(), default=str)
+        return data.decode("utf-8", errors="replace")
 
     def every(read) -> list:  # the API answers at most 200 at a time
         offset, found = 0, []
@@ -326,23 +337,19 @@ def places_holding(cluster: Cluster, text: str) -> set[str]:
         if any(text in json.dumps(a.data, default=str) or text in (a.description or "")
                for a in every(client.read_artifacts)):
             found.add("artifacts")
-    with pytest.MonkeyPatch.context() as env:  # a local folder or a bucket, with the credentials it takes
+    with pytest.MonkeyPatch.context() as env:
         for name, value in cluster.store_env.items():
             env.setenv(name, value)
-        filesystem, root = pyarrow.fs.FileSystem.from_uri(cluster.store_env["SEQCAST_HOME"])
-        files = [f.path for f in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True))
-                 if f.type == pyarrow.fs.FileType.File]
-        for path in files:
-            if path.endswith(".parquet"):
-                content = json.dumps(pq.read_table(path, filesystem=filesystem).to_pylist(), default=str)
-            else:
-                with filesystem.open_input_stream(path) as stream:
-                    content = stream.read().decode("utf-8", errors="replace")
-            if text in content:
-                found.add("results database" if path.endswith(".duckdb") else "store")
-    home = Path(cluster.store_env["SEQCAST_HOME"])
-    databases = [home / "results.duckdb", cluster.client_folder / "results.duckdb",
-                 *(folder / "results.duckdb" for _, folder in cluster.workers.values())]
+        store = ObjectStore(cluster.store_env["SEQCAST_HOME"])
+        keys = list(store.list(""))
+        assert any(key.startswith("records/") for key in keys)  # the listing sees the store's objects
+        if any(text in readable(key, store.get_bytes(key)) for key in keys):
+            found.add("store")
+    hosts = [cluster.client_folder.parent / host for host in ("client", *cluster.workers)]
+    if any(text in readable(path.name, path.read_bytes()) for host in hosts for path in (host / "cache").rglob("*")
+           if path.is_file()):
+        found.add("caches")
+    databases = [host / "results.duckdb" for host in hosts]
     for database in (d for d in databases if d.exists()):
         with duckdb.connect(str(database), read_only=True) as con:
             tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
@@ -361,6 +368,6 @@ def test_the_store_credentials_appear_in_no_output(cluster):
         runs = flow_run_ids_of_sweep(cluster)
     # the search finds what is there: a run's id is in its logs, the leaderboard artifact, its record and its row,
     # and a swept variant's name in the sweep's parameters
-    assert places_holding(cluster, runs["linear"]) >= {"logs", "artifacts", "store", "results database"}
+    assert places_holding(cluster, runs["linear"]) >= {"logs", "artifacts", "store", "caches", "results database"}
     assert "parameters" in places_holding(cluster, "deep_rnn_dense")
     assert places_holding(cluster, STORE_SECRET) == set()
