@@ -73,9 +73,11 @@ def sweep_pass(server, workdir: Path, workers: int, sweep_args: list[str]) -> di
         runs = con.execute("SELECT variant, flow_run_id, duration_s, train_seconds FROM runs "
                            "WHERE status = 'completed'").fetchall()
     ran_by = {}
-    for name in names:  # a worker logs the id of every flow run it submits
+    for name in names:  # every polling worker logs that it submits a run; all but the one that gets it, an abort
         log = (folder / name / "worker.log").read_text(errors="replace")
-        ran_by.update({flow_run_id: name for _, flow_run_id, _, _ in runs if flow_run_id in log})
+        ran_by.update({flow_run_id: name for _, flow_run_id, _, _ in runs
+                       if log.count(f"submitting flow run '{flow_run_id}'")
+                       > log.count(f"Aborted submission of flow run '{flow_run_id}'")})
     if sorted(r[0] for r in runs) != sorted(ONE_STEP):
         raise RuntimeError(f"expected one completed run of each of {ONE_STEP}, found {[r[0] for r in runs]}")
     return {"workers": workers, "threads": threads, "seconds": seconds, "load_before": load_before,
