@@ -10,12 +10,14 @@ processes, a real server, heartbeats every 30 s) and run with ``make test-slow``
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -176,7 +178,9 @@ def store_runs(cluster: Cluster) -> list[dict]:
     with pytest.MonkeyPatch.context() as env:
         for name, value in {**cluster.store_env, **cluster.local("client")}.items():
             env.setenv(name, value)
-        return current_store().records.rows("runs")
+        records = current_store().records
+        records.mirror()  # what the workers wrote, into this client's cache
+        return records.rows("runs")
 
 
 def database_rows(cluster: Cluster, sql: str) -> list[dict]:
@@ -315,9 +319,12 @@ def places_holding(cluster: Cluster, text: str) -> set[str]:
 
     from storage.objects import ObjectStore
 
-    def readable(name: str, data: bytes) -> str:  # every value of a Parquet file, else the bytes as text
+    def readable(name: str, data: bytes) -> str:  # every value of a Parquet file or of a tar's members, else text
         if name.endswith(".parquet"):
             return json.dumps(pq.read_table(pyarrow.BufferReader(data)).to_pylist(), default=str)
+        if name.endswith(".tar"):
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                return "\n".join(readable(m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile())
         return data.decode("utf-8", errors="replace")
 
     def every(read) -> list:  # the API answers at most 200 at a time
