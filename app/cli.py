@@ -191,6 +191,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except IngestError as exc:
         return fail(str(exc))
     print(format_table(list(summary), [tuple(summary.values())]))
+    if summary["forecast_errors"]:
+        print(f"\nscored {summary['forecast_errors']} stored forecast step(s) with the file's actuals: "
+              f"seqcast sql \"SELECT * FROM live_scores\"")
     print(f"\ntrain on it with: seqcast run --variant linear --dataset-id {summary['dataset_id']}")
     return 0
 
@@ -220,6 +223,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"seqcast: no intervals (lo_80 .. hi_95 are NULL): run {summary['model_run_id']} has no completed "
               f"backtest; get them with `seqcast backtest --dataset-id {model_dataset} --variant "
               f"{summary['variant']}` and the run's training options, then predict again", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score the stored forecasts with the actuals of a newer file; print the scored forecast runs' live scores."""
+    from seqcast.scoring import ScoreParams
+
+    try:
+        params = ScoreParams(**_overrides(args, ScoreParams))
+    except ValidationError as exc:
+        return fail(_validation_message(exc))
+    from flows.score import score
+    from storage.results import DatabaseLocked
+    from tasks.runtime import current_store
+
+    try:
+        store = current_store()
+        with refusals_without_traceback():
+            summary = score(**params.model_dump())
+    except ValueError as exc:  # ScoreError and IngestError included: a bad file, or nothing to score
+        return fail(str(exc))
+    except DatabaseLocked as exc:  # the stored forecasts cannot be read: nothing was scored or written
+        return fail(str(exc))
+    shown = {**summary, "forecast_run_ids": ", ".join(summary["forecast_run_ids"])}
+    print(format_table(list(shown), [tuple(shown.values())]))
+    if summary["in_duckdb"]:
+        print(format_table(*store.results.live_scores(summary["forecast_run_ids"])))
+    else:
+        print("the errors wait in the record (database locked): run `seqcast results sync`", file=sys.stderr)
+    print('\nevery scored step: seqcast sql "SELECT * FROM live_errors"; live against backtest MASE: '
+          'live_vs_backtest')
     return 0
 
 
@@ -325,11 +359,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
     from deployments.automations import HEARTBEAT_S
     from deployments.forecast import deployment_specs, forecast_deployments, schedules_switched_off
+    from deployments.monitor import monitor_deployment, monitor_spec
     from tasks.runtime import current_store, ensure_training_limit, share_cores, training_slots
 
     try:  # the settings, the variants and the slots are checked before Prefect is contacted
         store = current_store()
         specs = deployment_specs(args.variant)
+        monitors = [] if args.variant else [monitor_spec()]  # all variants: the monitor that watches them too
         slots = training_slots(args.training_slots, "--training-slots")
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
@@ -343,10 +379,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={store.location}; "
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "
           f"{threads} TensorFlow thread(s) per run", file=sys.stderr)
-    switched_off = set() if args.no_schedules else schedules_switched_off([spec.full_name for spec in specs])
+    switched_off = set() if args.no_schedules else schedules_switched_off([spec.full_name
+                                                                             for spec in [*specs, *monitors]])
     for name, cron, timezone in sorted(switched_off):
         print(f"seqcast: {name}: its schedule '{cron}' ({timezone}) was switched off; it stays off", file=sys.stderr)
     serve(*forecast_deployments(args.variant, schedules=not args.no_schedules, switched_off=switched_off),
+          *[monitor_deployment(schedules=not args.no_schedules, switched_off=switched_off) for _ in monitors],
           limit=args.limit)
     return 0
 
@@ -402,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deployments.automations import HEARTBEAT_S, CrashPolicy
     from seqcast.ingest import IngestParams
     from seqcast.predict import PredictParams
+    from seqcast.scoring import ScoreParams
 
     parser = argparse.ArgumentParser(prog="seqcast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -445,9 +484,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--show", type=int, default=14, help="forecast rows to print; default: 14")
     predict.set_defaults(func=cmd_predict)
 
+    score = sub.add_parser("score", help="score stored forecasts with the actual values of a newer file",
+                           description="Read a long-format CSV/Parquet file (the options of `seqcast ingest`), match "
+                                       "every stored forecast whose timestamp the file holds with its actual value, "
+                                       "and record the errors (forecast_errors; the latest score of each step in "
+                                       "live_errors). A file that scores nothing, or a series without forecasts "
+                                       "or without an actual after its forecast origin, is refused before any "
+                                       "write.")
+    add_param_options(score, ScoreParams, skip=())
+    score.set_defaults(func=cmd_score)
+
     serve = sub.add_parser("serve", help="serve every variant's forecast deployment (long-running)",
-                           description="Register the forecast/<variant> deployments with the Prefect API "
-                                       "(PREFECT_API_URL) and run their scheduled and triggered runs here.")
+                           description="Register the forecast/<variant> deployments (and, without --variant, the "
+                                       "monitor/daily deployment) with the Prefect API (PREFECT_API_URL) and run "
+                                       "their scheduled and triggered runs here.")
     serve.add_argument("--variant", action="append", metavar="NAME", help="serve only this variant (repeatable)")
     serve.add_argument("--no-schedules", action="store_true", help="register the deployments without schedules")
     serve.add_argument("--limit", type=int, default=None, help="most flow runs executing at once (default: no cap)")

@@ -13,6 +13,7 @@ from seqcast.scaling import ScalingMode
 from tasks.ingest import cut_windows, persist_ingested, read_series
 from tasks.record import record_results
 from tasks.runtime import current_store
+from tasks.score import score_actuals
 
 
 def run_name() -> str:
@@ -41,17 +42,22 @@ def ingest(
     scaling: ScalingMode = "series",
 ) -> dict:
     """Turn a long-format CSV/Parquet file, or a benchmark's series, into a windowed dataset; record its spec in
-    DuckDB ``datasets``. Options left None take the input's defaults (see ``IngestParams``)."""
+    DuckDB ``datasets``, and score the stored forecasts whose actuals the file holds (``forecast_errors``). Options
+    left None take the input's defaults (see ``IngestParams``)."""
     params = IngestParams(**locals())  # validated before any work
     started_at = datetime.now(UTC)
     series = read_series(params)
     prepared = cut_windows(series, params)
     dataset = persist_ingested(prepared)
-    # the dataset's row travels through the results record like a training run's, so a rebuild keeps it
     run_id = str(flow_run.id or uuid.uuid4())
-    report = record_results(run_id, {"datasets": [current_store().datasets.row(dataset, started_at)]})
+    # a newer file of forecast series holds their actuals: this run scores those forecasts as `seqcast score` does
+    errors = score_actuals(series, params, run_id, actuals_dataset_id=dataset.dataset_id, strict=False) \
+        if params.source is not None else []
+    # the dataset's row travels through the results record like a training run's, so a rebuild keeps it
+    report = record_results(run_id, {"datasets": [current_store().datasets.row(dataset, started_at)],
+                                     "forecast_errors": errors})
     shapes = dataset.manifest["shapes"]
     return {"dataset_id": dataset.dataset_id, "path": str(dataset.path), "n_series": prepared.spec["n_series"],
             "frequency": prepared.spec["frequency"], "n_steps": params.n_steps, "horizon": params.horizon,
             "n_train": shapes["train"][0], "n_valid": shapes["valid"][0], "n_test": shapes["test"][0],
-            "in_duckdb": run_id in report.loaded}
+            "forecast_errors": len(errors), "in_duckdb": run_id in report.loaded}

@@ -280,6 +280,11 @@ class Datasets:
         self.root = home / "datasets"
         self.remote = remote  # with an object store, ``root`` is this machine's cache of it
 
+    @property
+    def where(self) -> str:
+        """Where the datasets live, as users name it (the folder, or the object store's URL)."""
+        return f"{self.remote.url}/datasets" if self.remote is not None else str(self.root)
+
     def _key(self, dataset_id: str, name: str = "") -> str:
         return f"datasets/{dataset_id}/{name}"
 
@@ -318,7 +323,7 @@ class Datasets:
         """The persisted dataset, or a ValueError naming the id and where it was looked for."""
         found = self.find(dataset_id)
         if found is None:
-            raise ValueError(f"no dataset {dataset_id!r} in {self.root}; ingest one with `seqcast ingest FILE`")
+            raise ValueError(f"no dataset {dataset_id!r} in {self.where}; ingest one with `seqcast ingest FILE`")
         return found
 
     def write(self, dataset_id: str, spec: dict, splits: dict[str, np.ndarray],

@@ -71,3 +71,29 @@ SELECT run_id, predictor, series_id, smape, mase
 FROM series_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
 ORDER BY run_id, predictor, series_id
 """
+
+# the stored forecasts of these series (of one forecast run, of one dataset, or all), each with the dataset of its
+# forecast (predict from a file names none: then its model run's dataset)
+STORED_FORECASTS = """
+SELECT f.run_id, f.model_run_id, coalesce(f.dataset_id, r.dataset_id) AS dataset_id, f.series_id, f.timestamp,
+       f.step, f.value, f.lo_80, f.hi_80, f.lo_95, f.hi_95
+FROM forecasts f LEFT JOIN runs r ON r.run_id = f.model_run_id
+WHERE f.series_id IN (SELECT unnest(?)) AND (? IS NULL OR f.run_id = ?)
+  AND (? IS NULL OR coalesce(f.dataset_id, r.dataset_id) = ?)
+ORDER BY f.run_id, f.series_id, f.step
+"""
+
+FORECASTS_STORED = """
+SELECT count(*) FROM forecasts f LEFT JOIN runs r ON r.run_id = f.model_run_id
+WHERE (? IS NULL OR f.run_id = ?) AND (? IS NULL OR coalesce(f.dataset_id, r.dataset_id) = ?)
+"""
+
+LIVE_VS_BACKTEST = """
+SELECT v.*, r.params FROM live_vs_backtest v LEFT JOIN runs r ON r.run_id = v.model_run_id
+ORDER BY v.mase_ratio DESC NULLS LAST, v.dataset_id, v.model_run_id
+"""
+
+LIVE_SCORES = """
+SELECT run_id, dataset_id, n_errors, n_series, mase, mae, coverage_80, coverage_95, first_actual, last_actual
+FROM live_scores WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id
+"""

@@ -14,9 +14,11 @@ if it stays locked, leave the record for the next load (any later run, or ``seqc
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
+import tarfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +38,7 @@ from storage.objects import TRANSFER_THREADS, ObjectStore
 log = logging.getLogger(__name__)
 
 MARKER = "_COMMITTED"
+BUNDLE = ".tar"  # on an object store, one write of a record: its files and marker in one object
 RECORDS = "records"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 TS = pa.timestamp("us", tz="UTC")
@@ -100,16 +103,41 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
         ("interval_run_id", pa.string()),
     ]),
+    "champions": pa.schema([  # one row per choice of a dataset's champion (seqcast/champion.py); record: choice_id
+        ("choice_id", pa.string()), ("dataset_id", pa.string()), ("run_id", pa.string()), ("variant", pa.string()),
+        ("backtest_run_id", pa.string()), ("chosen_at", TS), ("score", pa.float64()), ("smape", pa.float64()),
+        ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
+        ("runner_up_run_id", pa.string()), ("runner_up_variant", pa.string()),
+        ("runner_up_backtest_run_id", pa.string()), ("runner_up_score", pa.float64()),
+        ("previous_run_id", pa.string()), ("previous_variant", pa.string()), ("previous_score", pa.float64()),
+        ("margin", pa.float64()), ("replaced", pa.bool_()), ("reason", pa.string()), ("n_candidates", pa.int32()),
+    ]),
+    # every stored forecast step whose actual a scoring found (seqcast/scoring.py), one row per scoring of it: run_id
+    # is the forecast run, score_run_id the scoring run (`seqcast score`, or an ingest) whose record holds the row
+    "forecast_errors": pa.schema([
+        ("score_run_id", pa.string()), ("run_id", pa.string()), ("model_run_id", pa.string()),
+        ("dataset_id", pa.string()), ("series_id", pa.string()), ("timestamp", pa.timestamp("us")),
+        ("step", pa.int32()), ("actual", pa.float64()), ("forecast", pa.float64()), ("error", pa.float64()),
+        ("abs_error", pa.float64()), ("scale", pa.float64()), ("scaled_error", pa.float64()),
+        ("inside_80", pa.bool_()), ("inside_95", pa.bool_()), ("scored_at", TS), ("source", pa.string()),
+        ("actuals_dataset_id", pa.string()),
+    ]),
 }
 TABLES = tuple(SCHEMAS)
-RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if "run_id" in schema.names)  # rows keyed by their run
 _SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
-_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id"}
+_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id", "champions": "choice_id"}
+# The column that names a table's rows after the record they come from (default run_id): a load replaces them.
+# A champion's row names the run it chose in run_id, so its record is its choice_id; a forecast error's row names
+# the forecast run it scores, so its record is its scoring run.
+_RECORD_KEYS = {"champions": "choice_id", "forecast_errors": "score_run_id"}
+# the tables whose rows a record owns, by its run id in their record key (datasets are shared by content)
+RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if _RECORD_KEYS.get(name, "run_id") in schema.names)
 _JSON_COLUMNS = {"spec", "params", "model_run_ids", "levels"}
 # Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
 _NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id"),
-                 "backtests": ("variant", "dataset_id")}
+                 "backtests": ("variant", "dataset_id"), "champions": ("variant", "dataset_id"),
+                 "forecast_errors": ("dataset_id", "actuals_dataset_id")}
 
 VIEWS = """
 CREATE OR REPLACE VIEW latest_runs AS
@@ -194,6 +222,64 @@ WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
 GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
                         (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
 
+-- the champion each dataset's forecasts come from now: its latest choice
+CREATE OR REPLACE VIEW current_champions AS
+SELECT * FROM champions
+QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY chosen_at DESC, choice_id DESC) = 1;
+
+-- one row per forecast step whose actual has arrived: its latest scoring, so rescoring a forecast with a longer
+-- (or corrected) file replaces the earlier score instead of counting it twice
+CREATE OR REPLACE VIEW live_errors AS
+SELECT * FROM forecast_errors
+QUALIFY row_number() OVER (PARTITION BY run_id, series_id, timestamp ORDER BY scored_at DESC, score_run_id DESC) = 1;
+
+-- one row per forecast run: its live MASE (every scored step of every series weighs the same, as in
+-- backtest_scores), MAE and interval coverage over the actuals that have arrived
+CREATE OR REPLACE VIEW live_scores AS
+SELECT run_id, model_run_id, dataset_id, count(*) AS n_errors, count(DISTINCT series_id) AS n_series,
+       avg(scaled_error) AS mase, avg(abs_error) AS mae,
+       100 * avg(inside_80::INTEGER) AS coverage_80, 100 * avg(inside_95::INTEGER) AS coverage_95,
+       min(timestamp) AS first_actual, max(timestamp) AS last_actual, max(scored_at) AS scored_at
+FROM live_errors
+GROUP BY run_id, model_run_id, dataset_id;
+
+-- per dataset, the model serving it live beside its backtest: the current champion and its backtest MASE (the
+-- champion's score); on a dataset without a champion, every model run whose forecasts were scored and the MASE of
+-- its newest completed backtest over all cutoffs (the backtest that calibrates its intervals). live_mase is over
+-- every scored step of that model run's forecasts of the dataset; retrain_dataset_id is the newest dataset an
+-- ingest made of a file holding those actuals (else the dataset itself): the data a retraining learns from.
+CREATE OR REPLACE VIEW live_vs_backtest AS
+WITH live AS (
+    SELECT dataset_id, model_run_id, count(*) AS n_errors, count(DISTINCT series_id) AS n_series,
+           count(DISTINCT run_id) AS n_forecast_runs, avg(scaled_error) AS live_mase,
+           100 * avg(inside_80::INTEGER) AS coverage_80, 100 * avg(inside_95::INTEGER) AS coverage_95,
+           max(timestamp) AS last_actual, max(scored_at) AS scored_at,
+           coalesce(arg_max(actuals_dataset_id, scored_at) FILTER (WHERE actuals_dataset_id IS NOT NULL),
+                    dataset_id) AS retrain_dataset_id
+    FROM live_errors GROUP BY dataset_id, model_run_id
+),
+newest_backtest AS (
+    SELECT l.dataset_id, l.model_run_id, r.variant, b.run_id AS backtest_run_id
+    FROM live l JOIN runs r ON r.run_id = l.model_run_id
+    LEFT JOIN backtests b ON b.status = 'completed' AND b.dataset_id = r.dataset_id
+         AND (b.model_run_ids ->> '$[0]' = l.model_run_id
+              OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
+    WHERE l.dataset_id NOT IN (SELECT dataset_id FROM current_champions)
+    QUALIFY row_number() OVER (PARTITION BY l.dataset_id, l.model_run_id
+                               ORDER BY b.finished_at DESC NULLS LAST, b.run_id) = 1
+),
+served AS (
+    SELECT dataset_id, run_id AS model_run_id, variant, 'champion' AS basis, backtest_run_id, score AS backtest_mase
+    FROM current_champions
+    UNION ALL
+    SELECT n.dataset_id, n.model_run_id, n.variant, 'newest backtest', n.backtest_run_id, s.mase
+    FROM newest_backtest n LEFT JOIN backtest_scores s ON s.run_id = n.backtest_run_id AND s.cutoff IS NULL
+)
+SELECT s.dataset_id, s.model_run_id, s.variant, s.basis, s.backtest_run_id, s.backtest_mase, l.live_mase,
+       l.live_mase / nullif(s.backtest_mase, 0) AS mase_ratio, l.n_errors, l.n_series, l.n_forecast_runs,
+       l.coverage_80, l.coverage_95, l.last_actual, l.scored_at, l.retrain_dataset_id
+FROM served s JOIN live l USING (dataset_id, model_run_id);
+
 CREATE OR REPLACE VIEW series_predictions AS
 SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
        p.y_pred - p.y_true AS error
@@ -226,8 +312,9 @@ def _as_table(name: str, rows: list[dict] | pa.Table) -> pa.Table:
 
 def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
     for name, table in tables.items():
-        if "run_id" in table.column_names:
-            others = set(table.column("run_id").to_pylist()) - {run_id}
+        key = _RECORD_KEYS.get(name, "run_id")
+        if key in table.column_names:
+            others = set(table.column(key).to_pylist()) - {run_id}
             if others:  # rows of another run would escape this run's DELETE and duplicate on reload
                 raise ValueError(f"{name} rows of run {run_id} carry other run ids: {sorted(map(str, others))[:3]}")
         for column in _NAME_COLUMNS.get(name, ()):
@@ -390,26 +477,40 @@ def connect_writer(db_path: Path, timeout_s: float | None = None,
         return None
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, marker: dict, reload: bool) -> None:
-    """Load one record in one transaction; ``reload``: the database holds an earlier write of this run, whose rows
-    go first from every table (a record holds only the tables it has rows in)."""
-    files = record_files(folder, marker)
+LOAD_BATCH = 500  # records loaded in one transaction, one INSERT per table: far faster than one record at a time
+
+
+def _load_many(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, Path, dict]], loaded: dict[str, str]) -> None:
+    """Load records (run id, folder, marker) in one transaction. A run the database holds an earlier write of loses
+    its rows from every table first (a record holds only the tables it has rows in)."""
+    files: dict[str, list[str]] = {}
+    for _, folder, marker in batch:
+        for name, path in record_files(folder, marker).items():
+            files.setdefault(name, []).append(str(path))
+    reloaded = [run_id for run_id, _, _ in batch if run_id in loaded]
     con.execute("BEGIN TRANSACTION")
     try:
-        if reload:
-            for name in RUN_TABLES:  # one of TABLES, never input
-                con.execute(f"DELETE FROM {name} WHERE run_id = ?", [run_id])
-        for name, file in files.items():
-            path = str(file)
+        if reloaded:
+            for name in RUN_TABLES:  # name and key: constants of this module, never input
+                con.execute(f"DELETE FROM {name} WHERE {_RECORD_KEYS.get(name, 'run_id')} IN (SELECT unnest(?))",
+                            [reloaded])
+        for name, paths in files.items():
+            source = "read_parquet(?, union_by_name = true)"  # older records may lack newer columns: NULL
             if name == "datasets":  # content-addressed: the first load of a dataset id is as good as any
-                con.execute("INSERT INTO datasets BY NAME SELECT * FROM read_parquet(?) "
-                            "WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets)", [path])
+                con.execute(f"INSERT INTO datasets BY NAME SELECT * FROM {source} "
+                            f"WHERE dataset_id NOT IN (SELECT dataset_id FROM datasets) "
+                            f"QUALIFY row_number() OVER (PARTITION BY dataset_id) = 1", [paths])
                 continue
-            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM read_parquet(?)", [path])
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {source}", [paths])
+        # one statement over lists: executemany costs a statement per record
         con.execute("INSERT OR REPLACE INTO loaded_records (run_id, write_id, written_at, record_path, files) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [run_id, marker["write_id"], marker["written_at"], f"{RECORDS}/{run_id}",
-                     json.dumps({name: f"{RECORDS}/{run_id}/{p.name}" for name, p in files.items()})])
+                    "SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)", [
+                        [run_id for run_id, _, _ in batch],
+                        [marker["write_id"] for _, _, marker in batch],
+                        [float(marker["written_at"]) for _, _, marker in batch],
+                        [f"{RECORDS}/{run_id}" for run_id, _, _ in batch],
+                        [json.dumps({name: f"{RECORDS}/{run_id}/{file}" for name, file in marker["tables"].items()})
+                         for run_id, _, marker in batch]])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -420,29 +521,47 @@ def _load_into(con: duckdb.DuckDBPyConnection, records: dict[str, Path], report:
                only_new: bool) -> None:
     ensure_schema(con)
     loaded = dict(con.execute("SELECT run_id, write_id FROM loaded_records").fetchall())
+    changed = []
     for run_id, folder in records.items():
         marker = read_marker(folder, verify=False)
         if marker is not None and only_new and loaded.get(run_id) == marker["write_id"]:
-            continue
-        # A retry of that run may replace the files between reading the marker and loading them;
-        # reading the marker once more then finds the new, complete write.
-        for attempt in (1, 2):
-            marker = read_marker(folder, verify=True)
-            if marker is None:
-                report.failed[run_id] = f"{folder} has no committed, intact record"
-                break
-            try:
-                _load_one(con, run_id, folder, marker, reload=run_id in loaded)
-            except (OSError, duckdb.Error) as exc:
-                if attempt == 2:
-                    report.failed[run_id] = f"{type(exc).__name__}: {exc}"
-                continue
-            report.failed.pop(run_id, None)
-            report.loaded.append(run_id)
-            break
+            continue  # loaded already: its files are not read again
+        marker = read_marker(folder, verify=True)
+        if marker is None:
+            report.failed[run_id] = f"{folder} has no committed, intact record"
+        else:
+            changed.append((run_id, folder, marker))
+    for start in range(0, len(changed), LOAD_BATCH):
+        batch = changed[start:start + LOAD_BATCH]
+        try:
+            _load_many(con, batch, loaded)
+            report.loaded += [run_id for run_id, _, _ in batch]
+        except (OSError, duckdb.Error):  # one bad record fails its batch: load them one by one
+            for run_id, folder, _ in batch:
+                _load_alone(con, run_id, folder, loaded, report)
     for run_id, error in report.failed.items():
         log.warning("run %s was not loaded and stays in the record: %s (a database made by another version of "
                     "seqcast is recreated from the records by `seqcast results rebuild`)", run_id, error)
+
+
+def _load_alone(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path, loaded: dict[str, str],
+                report: LoadReport) -> None:
+    # A retry of that run may replace the files between reading the marker and loading them;
+    # reading the marker once more then finds the new, complete write.
+    for attempt in (1, 2):
+        marker = read_marker(folder, verify=True)
+        if marker is None:
+            report.failed[run_id] = f"{folder} has no committed, intact record"
+            return
+        try:
+            _load_many(con, [(run_id, folder, marker)], loaded)
+        except (OSError, duckdb.Error) as exc:
+            if attempt == 2:
+                report.failed[run_id] = f"{type(exc).__name__}: {exc}"
+            continue
+        report.failed.pop(run_id, None)
+        report.loaded.append(run_id)
+        return
 
 
 def load_records(db_path: Path, records: dict[str, Path], timeout_s: float | None = None,
@@ -549,7 +668,8 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
     With ``home``, relative file paths (those the tables store) resolve against it.
     """
     if not db_path.exists():
-        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first")
+        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first, or `seqcast results "
+                                f"sync` to load what other machines recorded")
     try:
         con = _connect(db_path, True, timeout_s, None)
     except DatabaseLocked as exc:
@@ -584,7 +704,8 @@ def read_only_query(db_path: Path, sql: str, home: Path, timeout_s: float | None
         raise ValueError(f"{statements[0].type.name} statements are refused: seqcast sql only reads (SELECT, "
                          f"PIVOT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)")
     if not db_path.exists():
-        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first")
+        raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first, or `seqcast results "
+                                f"sync` to load what other machines recorded")
     con = _connect(db_path, True, timeout_s, None)
     try:
         con.execute("SET file_search_path = ?", [str(home)])
@@ -617,20 +738,27 @@ class Records:
         return folder
 
     def _upload(self, folder: Path) -> None:
+        """Upload a committed record as one tar object of its files and marker, then the marker on its own.
+
+        One object per write: a machine that syncs fetches a record in one request, not one per table.
+        """
         marker = read_marker(folder, verify=False)
-        prefix = f"{RECORDS}/{folder.name}"
-        self.remote.put_files((folder / name, f"{prefix}/{name}") for name in marker["files"])
+        prefix, bundle = f"{RECORDS}/{folder.name}", io.BytesIO()
+        with tarfile.open(fileobj=bundle, mode="w") as tar:
+            for name in [*marker["files"], MARKER]:
+                tar.add(folder / name, arcname=name)
+        self.remote.put_bytes(f"{prefix}/{marker['write_id']}{BUNDLE}", bundle.getvalue())
         self.remote.put_file(folder / MARKER, f"{prefix}/{MARKER}")
         # earlier writes of this run: the marker no longer names them
-        current = {f"{prefix}/{name}" for name in [*marker["files"], MARKER]}
+        current = {f"{prefix}/{marker['write_id']}{BUNDLE}", f"{prefix}/{MARKER}"}
         self.remote.delete(sorted(set(self.remote.list(prefix)) - current))
 
     def mirror(self) -> int:
         """Bring the records other machines committed (or rewrote) since the last mirror into the cache; return
         how many came.
 
-        One listing of ``records/`` tells which to fetch: a record's Parquet files carry its write id in their
-        names, so a cached record whose write id is the only one stored is current and costs no request.
+        One listing of ``records/`` tells which to fetch: a record's object is named by its write id, so a cached
+        record whose write is the only one stored costs no request, and a new one costs one.
         """
         if self.remote is None:
             return 0
@@ -643,32 +771,40 @@ class Records:
         for run_id, names in stored.items():
             if MARKER not in names:
                 continue  # not committed yet
-            write_ids = {name.removesuffix(".parquet").rsplit("-", 1)[-1] for name in names if name != MARKER}
+            writes = {name.removesuffix(BUNDLE) for name in names if name.endswith(BUNDLE)}
             cached = read_marker(self.root / run_id, verify=False)
-            if cached is None or write_ids != {cached["write_id"]}:
-                todo.append(run_id)
-        if todo:
-            with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-                fetched = sum(pool.map(self._fetch, todo))
-            log.info("brought %d record(s) from %s", fetched, self.remote.url)
-            return fetched
-        return 0
+            if cached is None or writes != {cached["write_id"]}:
+                # one write stored: the marker, uploaded after it, names it; several: the marker says which
+                todo.append((run_id, writes.pop() if len(writes) == 1 else None))
+        if not todo:
+            return 0
+        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+            fetched = sum(pool.map(lambda job: self._fetch(*job), todo))
+        log.info("brought %d record(s) from %s", fetched, self.remote.url)
+        return fetched
 
-    def _fetch(self, run_id: str) -> bool:
+    def _fetch(self, run_id: str, write_id: str | None = None) -> bool:
         """Copy one committed record into the cache, its files first and its marker last; False when it changed
         or went while being copied (the next mirror takes it)."""
         prefix, folder = f"{RECORDS}/{run_id}", self.root / run_id
         try:
-            data = self.remote.get_bytes(f"{prefix}/{MARKER}")
-            if data is None:
+            if write_id is None:
+                data = self.remote.get_bytes(f"{prefix}/{MARKER}")
+                if data is None:
+                    return False
+                write_id = json.loads(data)["write_id"]
+            bundle = self.remote.get_bytes(f"{prefix}/{write_id}{BUNDLE}")
+            if bundle is None:
                 return False
-            marker = json.loads(data)
-            for name in marker["files"]:
-                if not (folder / name).is_file():
-                    self.remote.get_file(f"{prefix}/{name}", folder / name)
-            with atomic_file(folder / MARKER) as tmp:
-                tmp.write_bytes(data)
-        except (OSError, ValueError, KeyError) as exc:
+            with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
+                members = {member.name: member for member in tar.getmembers()}
+                marker = json.loads(tar.extractfile(members[MARKER]).read())
+                for name in marker["files"]:  # only the names its marker vouches for: nothing else is written
+                    with atomic_file(folder / name) as tmp:
+                        tmp.write_bytes(tar.extractfile(members[name]).read())
+                with atomic_file(folder / MARKER) as tmp:
+                    tmp.write_bytes(tar.extractfile(members[MARKER]).read())
+        except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
             log.warning("record %s was not brought from %s this time: %s", run_id, self.remote.url, exc)
             return False
         _remove_unreferenced(folder, set(marker["files"]))
@@ -687,7 +823,9 @@ class Records:
         """Every committed record's rows of ``table``, read from the record alone (no database needed)."""
         found = []
         for folder in self.committed().values():
-            found += pq.read_table(record_files(folder)[table]).to_pylist()
+            files = record_files(folder)
+            if table in files:  # a record holds only the tables it has rows in
+                found += pq.read_table(files[table]).to_pylist()
         return found
 
 
@@ -767,6 +905,39 @@ class Results:
         """The per-series sMAPE and MASE of these runs on one split, the runs' own and Naive2's."""
         columns, rows = self.query(queries.SERIES_SCORES, [run_ids, split])
         return [dict(zip(columns, row)) for row in rows]
+
+    def stored_forecasts(self, series_ids: list[str], run_id: str | None = None,
+                         dataset_id: str | None = None) -> dict[str, list]:
+        """The stored forecasts of these series (of one forecast run and/or dataset): column -> list; empty lists
+        when the database holds no forecasts yet."""
+        columns = ["run_id", "model_run_id", "dataset_id", "series_id", "timestamp", "step", "value", "lo_80",
+                   "hi_80", "lo_95", "hi_95"]
+        try:
+            columns, rows = self.query(queries.STORED_FORECASTS, [series_ids, run_id, run_id, dataset_id,
+                                                                  dataset_id])
+        except (FileNotFoundError, duckdb.CatalogException):  # no database yet, or one made before forecasts
+            rows = []
+        return {c: [row[i] for row in rows] for i, c in enumerate(columns)}
+
+    def has_forecasts(self, run_id: str | None = None, dataset_id: str | None = None) -> bool:
+        """Whether any forecast is stored (of this forecast run and/or dataset)."""
+        try:
+            return self.query(queries.FORECASTS_STORED, [run_id, run_id, dataset_id, dataset_id])[1][0][0] > 0
+        except (FileNotFoundError, duckdb.CatalogException):
+            return False
+
+    def live_vs_backtest(self) -> list[dict]:
+        """Every ``live_vs_backtest`` row with its model run's training parameters (JSON), worst ratio first; none
+        when the database holds no scored forecasts yet."""
+        try:
+            columns, rows = self.query(queries.LIVE_VS_BACKTEST)
+        except FileNotFoundError:
+            return []
+        return [dict(zip(columns, row)) for row in rows]
+
+    def live_scores(self, run_ids: list[str]):
+        """The live scores of these forecast runs: MASE, MAE and coverage over the actuals scored so far."""
+        return self.query(queries.LIVE_SCORES, [run_ids])
 
     def forecasts(self, run_id: str, limit: int):
         """The first ``limit`` forecast rows of a predict run."""

@@ -58,7 +58,7 @@ def latest_windows(params: PredictParams, model: ChosenModel) -> LatestWindows:
     dataset_id = params.dataset_id or model.dataset_id
     dataset = datasets.find(dataset_id)
     if dataset is None:
-        raise ValueError(f"no dataset {dataset_id!r} in {datasets.root}")
+        raise ValueError(f"no dataset {dataset_id!r} in {datasets.where}")
     ingested = dataset.manifest["spec"].get("kind") == "ingested"
     series = datasets.read_table(dataset, "series").to_pylist() if ingested else []
     stored = datasets.read_series_values(dataset) if ingested else None
