@@ -218,8 +218,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if summary["in_duckdb"]:
         print(format_table(*store.results.forecasts(summary["run_id"], args.show)))
     if summary["intervals_from"] is None:
-        model_dataset = store.results.completed_run(summary["model_run_id"])["dataset_id"] \
-            if summary["in_duckdb"] else "<the run's dataset>"
+        run = store.results.completed_run(summary["model_run_id"]) if summary["in_duckdb"] else None
+        model_dataset = run["dataset_id"] if run else "<the run's dataset>"
         print(f"seqcast: no intervals (lo_80 .. hi_95 are NULL): run {summary['model_run_id']} has no completed "
               f"backtest; get them with `seqcast backtest --dataset-id {model_dataset} --variant "
               f"{summary['variant']}` and the run's training options, then predict again", file=sys.stderr)
@@ -306,6 +306,30 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_champion(args: argparse.Namespace) -> int:
+    """Choose a dataset's champion among its backtests, record the choice, print the contest and the choice."""
+    from seqcast.champion import ChampionParams
+
+    try:
+        params = ChampionParams(**_overrides(args, ChampionParams))
+    except ValidationError as exc:
+        return fail(_validation_message(exc))
+    from flows.champion import champion
+
+    try:
+        with refusals_without_traceback():
+            summary = champion(**params.model_dump())
+    except ValueError as exc:  # SettingsError included: no dataset, no backtest
+        return fail(str(exc))
+    ranked = summary.pop("ranked")
+    print(format_table(["rank", *ranked[0]], [(i, *r.values()) for i, r in enumerate(ranked, 1)]))
+    print()
+    print(format_table(list(summary), [tuple(summary.values())]))
+    print(f'\nevery choice: seqcast sql "SELECT * FROM champions WHERE dataset_id = \'{params.dataset_id}\' '
+          f'ORDER BY chosen_at"')
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from tasks.runtime import current_store
 
@@ -331,8 +355,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from tasks.runtime import current_store
 
-    results = current_store().results
+    store = current_store()
+    results = store.results
+    started = time.perf_counter()
     report = results.sync() if args.action == "sync" else results.rebuild()
+    if store.remote is not None:
+        print(f"{args.action}: brought {report.fetched} new or rewritten record(s) from {store.location}",
+              file=sys.stderr)
     if report.lock_retries:
         print(f"{results.path} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
               file=sys.stderr)
@@ -340,7 +369,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         return fail(f"{results.path} is locked by another process; nothing was loaded, the results wait in "
                     f"{results.records.root}. Close the other connection (e.g. a read-write DuckDB shell) and run "
                     f"this again.")
-    print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results.path}")
+    print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results.path} in "
+          f"{time.perf_counter() - started:.1f} s")
     if report.failed:
         return fail(f"{len(report.failed)} run(s) could not be loaded and stay in the record:\n"
                     + "\n".join(f"  {run_id}: {error}" for run_id, error in sorted(report.failed.items())))
@@ -438,6 +468,7 @@ def fail(message: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from deployments.automations import HEARTBEAT_S, CrashPolicy
+    from seqcast.champion import ChampionParams
     from seqcast.ingest import IngestParams
     from seqcast.predict import PredictParams
     from seqcast.scoring import ScoreParams
@@ -476,10 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_options(ingest, IngestParams, skip=("source",))
     ingest.set_defaults(func=cmd_ingest)
 
-    predict = sub.add_parser("predict", help="forecast the next horizon of every series with a trained run",
-                             description="Choose a run (by --run-id, or the best valid MSE of --dataset-id and "
-                                         "--family/--variant), forecast after each series' latest window and "
-                                         "write the forecasts to Parquet and the DuckDB forecasts table.")
+    predict = sub.add_parser("predict", help="forecast the next horizon of every series with a trained run or the "
+                                             "dataset's champion",
+                             description="Choose a model (--run-id; else the champion of --dataset-id, the best "
+                                         "backtest MASE, recorded in the champions table; or with --family/--variant "
+                                         "the best valid MSE of those runs), forecast after each series' latest "
+                                         "window and write the forecasts to Parquet and the DuckDB forecasts table.")
     add_param_options(predict, PredictParams, skip=())
     predict.add_argument("--show", type=int, default=14, help="forecast rows to print; default: 14")
     predict.set_defaults(func=cmd_predict)
@@ -547,6 +580,17 @@ def build_parser() -> argparse.ArgumentParser:
                                "calibrated on the earlier cutoffs (repeatable); default: 80 and 95")
     add_param_options(backtest, skip=("variant", "dataset_id"))
     backtest.set_defaults(func=cmd_backtest)
+
+    champion = sub.add_parser(
+        "champion", help="choose a dataset's champion among its backtests and record the choice",
+        description="Rank the completed backtests of a dataset over the same cutoffs by MASE (ties: sMAPE), among "
+                    "every variant, statistical ones included; the best replaces the sitting champion only when "
+                    "better by --margin percent. The choice goes to the DuckDB champions table; `seqcast predict "
+                    "--dataset-id ID` forecasts with the champion.")
+    champion.add_argument("--dataset-id", required=True, metavar="ID",
+                          help="an ingested dataset (split with --split last-horizon) with completed backtests")
+    add_param_options(champion, ChampionParams, skip=("dataset_id",))
+    champion.set_defaults(func=cmd_champion)
 
     variants = sub.add_parser("variants", help="list the model variants")
     variants.set_defaults(func=cmd_variants)

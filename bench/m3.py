@@ -5,7 +5,11 @@ flow with the benchmark's training settings (seqcast/benchmark.py), and publishe
 sMAPE as Prefect artifacts. This script prints the table and writes it to bench/results/m3.md (or --out) with the
 reference figures of bench/results/m3-anchors.json beside it, against your SEQCAST_HOME.
 
-    .venv/bin/python bench/m3.py [--subset monthly ...] [--variant stats_theta ...] [--out FILE]
+With --windows K, every run is also backtested from K cutoffs (--refit: a model per cutoff for the trained
+variants), and the table gains the coverage and MSIS of its conformal intervals on the test values.
+
+    .venv/bin/python bench/m3.py [--subset monthly ...] [--variant stats_theta ...] [--windows K [--refit]]
+                                 [--out FILE]
     make bench-m3 [SUBSET="monthly quarterly"] [VARIANTS="stats_theta,linear_10"] [OUT=FILE]
 """
 
@@ -47,13 +51,18 @@ def fmt(value, digits: int) -> str:
 
 
 def score_table(rows: list[dict], with_subset: bool = False) -> list[str]:
+    """The table's markdown lines; with the intervals' columns when some row has them (runs with a backtest)."""
     first = "| subset " if with_subset else ""
-    lines = [f"{first}| variant | sMAPE | MASE | OWA | series | wall s | epochs | state | reference |",
-             "|---" * (10 if with_subset else 9) + "|"]
+    bands = any(r.get("coverage_80") is not None or r.get("coverage_95") is not None for r in rows)
+    extra = "coverage 80 | MSIS 80 | coverage 95 | MSIS 95 | " if bands else ""
+    lines = [f"{first}| variant | sMAPE | MASE | OWA | {extra}series | wall s | epochs | state | reference |",
+             "|---" * (10 if with_subset else 9) + "|---" * (4 if bands else 0) + "|"]
     for r in rows:
+        cells = (f"{fmt(r.get('coverage_80'), 1)} | {fmt(r.get('msis_80'), 2)} | {fmt(r.get('coverage_95'), 1)} | "
+                 f"{fmt(r.get('msis_95'), 2)} | ") if bands else ""
         lines.append(f"{'| ' + r['subset'] + ' ' if with_subset else ''}| {r['variant']} | {fmt(r['smape'], 2)} | "
-                     f"{fmt(r['mase'], 3)} | {fmt(r['owa'], 3)} | {r['n_series'] or '–'} | {fmt(r['wall_s'], 0)} | "
-                     f"{r['epochs'] or '–'} | {r['state']} | {r['anchor']} |")
+                     f"{fmt(r['mase'], 3)} | {fmt(r['owa'], 3)} | {cells}{r['n_series'] or '–'} | "
+                     f"{fmt(r['wall_s'], 0)} | {r['epochs'] or '–'} | {r['state']} | {r['anchor']} |")
     return lines
 
 
@@ -114,7 +123,7 @@ def markdown(result: dict, anchors: list[Anchor], command: str, wall_s: float) -
     """bench/results/m3.md: the parameters, a table per subset and overall, time per variant, and a reading."""
     from importlib.metadata import version
 
-    table, runs = result["table"], result["runs"]
+    table, runs, parameters = result["table"], result["runs"], result.get("parameters", {})
     subsets = [s for s in dict.fromkeys(r["subset"] for r in table) if s != OVERALL]
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     lines = ["# M3 through the forecast flow: `make bench-m3`", "",
@@ -127,6 +136,11 @@ def markdown(result: dict, anchors: list[Anchor], command: str, wall_s: float) -
              "competition's holdout: sMAPE (0-200) and MASE (in-sample seasonal naive scale) averaged over series, "
              "OWA against Naive2 on the same series. `overall` averages every series' own scores across the "
              "subsets (not the subsets' means); its wall time is the variant's sum over the subsets.", "",
+             *([f"Every run was also backtested from {parameters['backtest_windows']} cutoffs"
+                f"{' (refit: a model per cutoff for the trained variants)' if parameters.get('refit') else ''}"
+                ": coverage (percent of test values inside) and MSIS (M4's mean scaled interval score) are those of "
+                "its conformal intervals at the test cutoff, calibrated on the older cutoffs only.", ""]
+               if parameters.get("backtest_windows") else []),
              "## Parameters", "",
              f"Subsets: {', '.join(subsets)}. Variants: {', '.join(variants)}. Every run: seed 42, Nadam, "
              "learning rate 1e-3, the variant's default hyperparameters, window norm `mean` for trained models; "
@@ -157,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"repeatable, or comma separated: {', '.join(SUBSETS)}; default: all")
     parser.add_argument("--variant", action="append", metavar="NAME",
                         help=f"repeatable, or comma separated; default: {', '.join(default_variants())}")
+    parser.add_argument("--windows", type=int, metavar="K",
+                        help="also backtest every run from K cutoffs (K >= 2), to score its intervals; default: none")
+    parser.add_argument("--refit", action="store_true",
+                        help="with --windows: train a model per cutoff for the trained variants")
     parser.add_argument("--out", type=Path, default=RESULTS / "m3.md")
     args = parser.parse_args(argv)
 
@@ -169,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     with in_process_runs():
         ensure_training_limit(resize=False)
         state = m3_benchmark(subsets=split_names(args.subset), variants=split_names(args.variant),
-                             anchors=anchors, return_state=True)
+                             anchors=anchors, backtest_windows=args.windows, refit=args.refit, return_state=True)
     result = state.result(raise_on_failure=False)
     if not isinstance(result, dict):  # refused before any run, or broken: nothing to write
         print(f"m3 benchmark: {state.name}: {state.message or result}", file=sys.stderr)

@@ -5,7 +5,11 @@ the holdout (``seqcast.scores``), and writes a markdown table with the known ref
 bench/results/m3-stats.md (or --output), printing it too. OWA is relative to Naive2 on the same subset. Seconds
 are wall time of the forecasts alone; statsforecast's JIT compilation is done beforehand on a toy series.
 
-    .venv/bin/python bench/m3_stats.py [--subset monthly ...] [--method theta ...] [--output FILE]
+With --intervals, it also scores statsforecast's own AutoETS prediction intervals (80% and 95%, from the fitted
+model's error variance) on the holdout: coverage and MSIS as seqcast scores its conformal intervals
+(``seqcast.intervals``), the reference for them in bench/results/intervals-m3-monthly.md.
+
+    .venv/bin/python bench/m3_stats.py [--subset monthly ...] [--method theta ...] [--intervals] [--output FILE]
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seqcast import m3  # noqa: E402
+from seqcast.intervals import DEFAULT_LEVELS, coverage, history_scale, level_name, msis  # noqa: E402
 from seqcast.scores import naive2, owa, score  # noqa: E402
-from seqcast.stats import METHODS, forecast_stats  # noqa: E402
+from seqcast.stats import METHODS, ets_intervals, forecast_stats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_METHODS = ["naive", "seasonal_naive", "naive2", "theta"]
@@ -66,6 +71,37 @@ def evaluate(subset: str, methods: list[str]) -> list[dict]:
     return rows
 
 
+def evaluate_intervals(subset: str, levels=DEFAULT_LEVELS) -> dict:
+    """AutoETS's own prediction intervals on a subset's holdout: coverage (percent) and MSIS per level, and sMAPE
+    of its forecasts (the same as ``ets`` of :func:`evaluate`), with the seconds the forecasts took."""
+    data = m3.load_subset(subset)
+    start = time.perf_counter()
+    mean, bands = ets_intervals(data.train, data.period, data.h, levels)
+    seconds = time.perf_counter() - start
+    actual = np.asarray(data.test, dtype=np.float64).reshape(len(data), data.h)
+    scales = np.repeat([history_scale(x, data.period) for x in data.train], data.h).reshape(actual.shape)
+    row = {"subset": subset, "n_series": len(data), "h": data.h, "seconds": seconds,
+           "smape": score(data.test, mean, data.train, data.period).smape}
+    for level, (lo, hi) in bands.items():
+        row[f"coverage_{level_name(level)}"] = coverage(actual.ravel(), lo.ravel(), hi.ravel())
+        row[f"msis_{level_name(level)}"] = msis(actual.ravel(), lo.ravel(), hi.ravel(), scales.ravel(), level)
+    print(f"{subset:>9} ets intervals: " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()
+                                                       if k.startswith(("coverage", "msis"))), flush=True)
+    return row
+
+
+def interval_table(rows: list[dict], levels=DEFAULT_LEVELS) -> str:
+    names = [level_name(level) for level in levels]
+    header = " | ".join(f"coverage {n} | MSIS {n}" for n in names)
+    lines = [f"| subset | series | h | {header} | sMAPE | seconds |",
+             "|---|---|---|" + "---|---|" * len(names) + "---|---|"]
+    for r in rows:
+        cells = " | ".join(f"{r[f'coverage_{n}']:.1f} | {r[f'msis_{n}']:.2f}" for n in names)
+        lines.append(f"| {r['subset']} | {r['n_series']} | {r['h']} | {cells} | {r['smape']:.2f} | "
+                     f"{r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| subset | series | h | method | sMAPE | MASE | OWA | seconds | reference |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -81,9 +117,13 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def report(rows: list[dict], wall: float) -> str:
+def report(rows: list[dict], wall: float, intervals: list[dict] = ()) -> str:
     from importlib.metadata import version
 
+    extra = ["## AutoETS prediction intervals on the holdout", "",
+             "statsforecast's AutoETS with `level=[80, 95]`: coverage is the percentage of holdout values inside, "
+             "MSIS the M4 mean scaled interval score (in-sample seasonal naive scale), as seqcast scores its "
+             "conformal intervals.", "", interval_table(intervals), ""] if intervals else []
     return "\n".join([
         "# Statistical baselines on M3",
         "",
@@ -98,6 +138,7 @@ def report(rows: list[dict], wall: float) -> str:
         "",
         table(rows),
         "",
+        *extra,
     ])
 
 
@@ -107,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="repeatable; default: all four subsets")
     parser.add_argument("--method", action="append", choices=list(METHODS),
                         help=f"repeatable; default: {', '.join(DEFAULT_METHODS)}")
+    parser.add_argument("--intervals", action="store_true",
+                        help="also score AutoETS's own 80%% and 95%% prediction intervals on the holdout")
     parser.add_argument("--output", type=Path, default=RESULTS / "m3-stats.md")
     args = parser.parse_args(argv)
     subsets = args.subset or list(m3.SUBSETS)
@@ -115,10 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     warm_up(methods)
     rows = [row for subset in subsets for row in evaluate(subset, methods)]
-    text = report(rows, time.perf_counter() - start)
+    intervals = [evaluate_intervals(subset) for subset in subsets] if args.intervals else []
+    text = report(rows, time.perf_counter() - start, intervals)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
-    print(f"\n{table(rows)}\n\nwritten to {args.output}")
+    print(f"\n{table(rows)}\n")
+    if intervals:
+        print(f"{interval_table(intervals)}\n")
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The M3 benchmark flow: ingest each subset -> run each variant through the forecast flow -> publish the table."""
+"""The M3 benchmark flow: ingest each subset -> run each variant through the forecast flow (and, if asked, its
+backtest, whose intervals are scored on the test values) -> publish the table."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
+from flows.backtest import backtest
 from flows.forecast import forecast
 from flows.ingest import ingest
 from flows.validation import give_up_retries, validated
@@ -26,13 +28,20 @@ def benchmark_name() -> str:
 
 @flow(name="m3-benchmark", flow_run_name=benchmark_name, log_prints=True)
 def m3_benchmark(subsets: list[Subset] | None = None, variants: list[str] | None = None,
-                 anchors: list[Anchor] | None = None) -> dict:
+                 anchors: list[Anchor] | None = None, backtest_windows: int | None = None,
+                 refit: bool = False) -> dict:
     """Run every chosen variant on every chosen M3 subset, one forecast flow run each; publish the leaderboard.
 
-    Returns ``{"table": leaderboard rows, "runs": one dict per forecast run, "parameters": the benchmark's}``.
-    The flow ends Failed, with the same result, when any forecast run failed; the others still count.
+    With ``backtest_windows``, every completed run is also backtested from that many cutoffs (``refit``: a model per
+    cutoff for the trained variants), so that the table has its conformal intervals' coverage and MSIS on the test
+    values.
+
+    Returns ``{"table": leaderboard rows, "runs": one dict per forecast run (with its backtest's run id, state and
+    wall time where it has one), "parameters": the benchmark's}``. The flow ends Failed, with the same result, when
+    any forecast or backtest run failed; the others still count.
     """
-    given = {k: v for k, v in dict(subsets=subsets, variants=variants, anchors=anchors).items() if v is not None}
+    given = {k: v for k, v in dict(subsets=subsets, variants=variants, anchors=anchors,
+                                   backtest_windows=backtest_windows, refit=refit or None).items() if v is not None}
     params = validated(BenchmarkParams, given)  # before any work
     datasets = {subset: ingest(benchmark=f"m3-{subset}")["dataset_id"] for subset in params.subsets}
     try:  # every run must fit its dataset before the first one trains
@@ -54,11 +63,26 @@ def m3_benchmark(subsets: list[Subset] | None = None, variants: list[str] | None
                      "run_id": summary.get("run_id"), "state": state.name, "wall_s": round(wall_s, 1),
                      "epochs": summary.get("epochs")})
         print(f"[{i}/{len(planned)}] {subset} {forecast_params.variant}: {state.name} in {wall_s:.0f} s")
+        asked = params.backtest_params(forecast_params.variant, datasets[subset])
+        if asked is not None and state.is_completed():
+            runs[-1].update(backtest_run(asked))
+            print(f"[{i}/{len(planned)}] {subset} {forecast_params.variant}: backtest {runs[-1]['backtest_state']} "
+                  f"in {runs[-1]['backtest_wall_s']:.0f} s")
     table = publish_benchmark(runs, params.anchors)
     result = {"table": table, "runs": runs, "parameters": params.model_dump(mode="json", exclude={"anchors"})}
     failed = [f"{run['subset']} {run['variant']} ({run['state']})" for run in runs if run["state"] != "Completed"]
+    failed += [f"{run['subset']} {run['variant']} backtest ({run['backtest_state']})" for run in runs
+               if run.get("backtest_state", "Completed") != "Completed"]
     if failed:
-        get_run_logger().error("%d of %d forecast run(s) did not complete: %s", len(failed), len(runs),
-                               ", ".join(failed))
-        return Failed(message=f"{len(failed)} of {len(runs)} forecast run(s) did not complete", data=result)
+        get_run_logger().error("%d forecast or backtest run(s) did not complete: %s", len(failed), ", ".join(failed))
+        return Failed(message=f"{len(failed)} forecast or backtest run(s) did not complete", data=result)
     return result
+
+
+def backtest_run(parameters: dict) -> dict:
+    """Backtest one run of the benchmark (its cutoff 0 reuses the run); return its run id, state and wall time."""
+    clock = time.perf_counter()
+    state = backtest(**parameters, return_state=True)
+    summary = state.result(raise_on_failure=False) if state.is_completed() else {}
+    return {"backtest_run_id": summary.get("run_id"), "backtest_state": state.name,
+            "backtest_wall_s": round(time.perf_counter() - clock, 1)}

@@ -1,5 +1,6 @@
-"""The predict flow: choose a trained run -> calibrate its intervals on its backtest -> latest windows -> forecast
--> Parquet + DuckDB ``forecasts``.
+"""The predict flow: choose the dataset's champion (recorded) or a named run -> calibrate its intervals on its
+backtest -> latest windows -> forecast -> Parquet + DuckDB ``forecasts`` -> the forecasts with their bands in the
+Prefect UI.
 
 Deployment-ready: every parameter is a plain value, so ``deployment()`` (or ``python -m flows.predict``)
 can put it on a schedule, e.g. every morning for the best linear run of a dataset.
@@ -14,14 +15,16 @@ from prefect.runtime import flow_run
 
 from seqcast.ingest import MissingPolicy
 from seqcast.predict import PredictParams
+from tasks.champion import choose_champion, record_champion
 from tasks.predict import calibrate_intervals, choose_run, forecast_series, latest_windows, record_forecasts
+from tasks.publish import publish_forecasts
 
 
 def run_name() -> str:
     """Name flow runs after the model they use, e.g. ``predict · ds-1a2b3c4d5e6f · linear``."""
     p = flow_run.parameters or {}
-    which = p.get("run_id") or " · ".join(str(v) for v in (p.get("dataset_id"), p.get("family") or p.get("variant"))
-                                          if v)
+    which = p.get("run_id") or " · ".join(str(v) for v in (p.get("dataset_id"), p.get("family") or p.get("variant")
+                                                           or "champion") if v)
     return f"predict · {which or '?'}"
 
 
@@ -38,22 +41,33 @@ def predict(
     freq: str | None = None,
     missing: MissingPolicy = "fail",
     output: str | None = None,
+    margin: float | None = None,
 ) -> dict:
     """Forecast the next horizon after the latest window of every series, with conformal intervals (80% and 95%)
-    where the run has a completed backtest on its dataset; write the forecasts durably."""
+    where the run has a completed backtest on its dataset; write the forecasts durably.
+
+    Without ``run_id``, ``family`` or ``variant`` the dataset's champion forecasts: the choice (best backtest MASE,
+    a challenger replacing the sitting champion only when better by ``margin`` percent) is recorded first.
+    """
     params = PredictParams(**locals())  # validated before any work
     forecast_run_id = str(flow_run.id or uuid.uuid4())
-    model = choose_run(params)
+    champion = None
+    if params.uses_champion:
+        choice = choose_champion(params.dataset_id, params.margin)
+        champion = (choice, record_champion(choice))
+    model = choose_run(params, champion)
     interval_run_id, calibration = calibrate_intervals(model)
     latest = latest_windows(params, model)
     target = None if params.source else (params.dataset_id or model.dataset_id)
     rows = forecast_series(forecast_run_id, model, target, latest, calibration, interval_run_id)
     parquet, report = record_forecasts(forecast_run_id, rows, params.output)
     get_run_logger().info("%d forecasts of %d series written to %s", len(rows), len(latest.series_ids), parquet)
-    return {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
-            "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
-            "intervals_from": interval_run_id,
-            "parquet": str(parquet), "in_duckdb": forecast_run_id in report.loaded}
+    summary = {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
+               "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
+               "intervals_from": interval_run_id, "choice_id": model.choice_id,
+               "parquet": str(parquet), "in_duckdb": forecast_run_id in report.loaded}
+    publish_forecasts(summary, model, latest, rows)
+    return summary
 
 
 def deployment(name: str = "predict", cron: str | None = None, **parameters):

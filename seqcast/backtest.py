@@ -233,28 +233,50 @@ def refit_input(values: dict[str, np.ndarray], periods: dict[str, int], spec: di
     ingest options of its ``spec``), so the derived dataset's test part is the horizon after the cutoff.
     Returns (``seqcast.ingest.Series`` list, ``IngestParams``).
     """
-    from seqcast.ingest import IngestParams, Series
+    from seqcast.ingest import IngestParams, Series, padding_for
 
-    kept = truncated(values, offset)
-    observed = {name: np.asarray(column)[~np.asarray(kept["padded"], dtype=bool)] for name, column in kept.items()}
-    order, runs = series_order(observed)
-    ids = observed["series_id"][order]
-    stamps = observed["timestamp"].astype("datetime64[ns]")[order]
-    value = np.asarray(observed["value"], dtype=np.float64)[order]
-    frequency, horizon = spec["frequency"], spec["horizon"]
-    series = []
-    for start, stop in runs:
-        sid = str(ids[start])
-        if stop - start < min_history(periods[sid]) + horizon:
-            continue
-        freq = frequency if isinstance(frequency, str) else frequency[sid]
-        series.append(Series(sid, freq, pd.DatetimeIndex(stamps[start:stop]), value[start:stop]))
     columns = spec["columns"]
     benchmark = spec.get("benchmark")
+    frequency, horizon = spec["frequency"], spec["horizon"]
     params = IngestParams(
         source=None if benchmark else spec["source"], benchmark=benchmark,
         name=f"{spec.get('name') or 'dataset'}.cutoff-{offset}", id_column=columns["id"], time_column=columns["time"],
         value_column=columns["value"], freq=spec.get("declared_frequency"), missing=spec["missing"],
         n_steps=spec["n_steps"], horizon=horizon, split="last-horizon", short_series=spec.get("short_series"),
         scaling=spec["scaling"])
+    kept = truncated(values, offset)
+    observed = {name: np.asarray(column)[~np.asarray(kept["padded"], dtype=bool)] for name, column in kept.items()}
+    order, runs = series_order(observed)
+    ids = observed["series_id"][order]
+    stamps = observed["timestamp"].astype("datetime64[ns]")[order]
+    value = np.asarray(observed["value"], dtype=np.float64)[order]
+    series = []
+    for start, stop in runs:
+        sid = str(ids[start])
+        if stop - start < min_history(periods[sid]) + horizon:
+            continue
+        # a series the cutoff still forecasts may be too short for a window in each of the training, validation
+        # and test parts once its last steps are gone (M3's shortest, at an early cutoff): the refit model learns
+        # without it, and it is forecast with statistics of its own history (:func:`cutoff_scaling`)
+        pad = padding_for(stop - start, params)
+        if pad is None or (pad and params.short_series != "pad"):
+            continue
+        freq = frequency if isinstance(frequency, str) else frequency[sid]
+        series.append(Series(sid, freq, pd.DatetimeIndex(stamps[start:stop]), value[start:stop]))
     return series, params
+
+
+def cutoff_scaling(scaling: dict | None, cutoff: Cutoff) -> dict | None:
+    """The model's scaling (``Scaler.to_dict()``), with per-series statistics added for the series of ``cutoff``
+    it has none of, fit on their history known there as ingest fits a series on its training part: a refit's
+    dataset leaves out a series too short to be cut into every part, which the cutoff still forecasts."""
+    if not scaling or scaling.get("mode") != "series":
+        return scaling
+    missing = {sid: history for sid, history in zip(cutoff.series.series_ids, cutoff.series.history)
+               if sid not in scaling["stats"]}
+    if not missing:
+        return scaling
+    from seqcast.scaling import fit_scaler
+
+    added = fit_scaler("series", missing).to_dict()["stats"]
+    return {**scaling, "stats": {**scaling["stats"], **added}}

@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from seqcast.backtest import MAX_WINDOWS
 from seqcast.m3 import INPUT_STEPS, SUBSETS
 from seqcast.models import REGISTRY, get_variant
 from seqcast.params import ForecastParams
 
 Subset = Literal["yearly", "quarterly", "monthly", "other"]
 OVERALL = "overall"
+# the interval scores of a run's backtest on the test values, beside its point scores (storage's benchmark_scores)
+INTERVAL_SCORES = ("coverage_80", "msis_80", "coverage_95", "msis_95")
 
 # Training settings per family, so that every subset with every default variant fits 90 minutes on 2 cores, with
 # room for variants added later; bench/results/m3-budget.md has the epoch times and the estimate behind them.
@@ -88,12 +91,19 @@ class Anchor(BaseModel):
     variant: str
     smape: float | None = None
     mase: float | None = None
+    coverage_80: float | None = None  # a reference for the intervals: e.g. statsforecast's own ETS intervals
+    msis_80: float | None = None
+    coverage_95: float | None = None
+    msis_95: float | None = None
     source: str = Field(description="where the figure comes from, e.g. a paper or a library and its version")
     kind: Literal["published", "measured"]
 
     def text(self) -> str:
         figures = [f"sMAPE {self.smape:.2f}" if self.smape is not None else "",
-                   f"MASE {self.mase:.3f}" if self.mase is not None else ""]
+                   f"MASE {self.mase:.3f}" if self.mase is not None else "",
+                   *(f"{name.replace('_', ' ').replace('msis', 'MSIS')} "
+                     f"{value:.{1 if name.startswith('coverage') else 2}f}"
+                     for name in INTERVAL_SCORES if (value := getattr(self, name)) is not None)]
         return f"{self.kind}: {' '.join(f for f in figures if f)} ({self.source})"
 
 
@@ -108,6 +118,18 @@ class BenchmarkParams(BaseModel):
                                 description="variants to run on every subset; default: every registered variant "
                                             "that fits an ingested M3 subset")
     anchors: list[Anchor] = Field(default_factory=list, description="reference figures shown beside the table")
+    backtest_windows: int | None = Field(None, ge=2, le=MAX_WINDOWS,
+                                         description="also backtest every run from this many cutoffs (the test "
+                                                     "cutoff and earlier ones), so that its conformal intervals "
+                                                     "are scored on the test values; default: no backtests")
+    refit: bool = Field(False, description="the backtests train a model per cutoff on the values before it (the "
+                                           "honest residuals for trained variants); needs backtest_windows")
+
+    @model_validator(mode="after")
+    def _refit_needs_backtests(self) -> BenchmarkParams:
+        if self.refit and self.backtest_windows is None:
+            raise ValueError("refit is an option of the backtests: set backtest_windows as well")
+        return self
 
     @field_validator("subsets", "variants")
     @classmethod
@@ -131,13 +153,23 @@ class BenchmarkParams(BaseModel):
         """One run's forecast parameters: the variant on the dataset with the benchmark's training settings."""
         return ForecastParams(variant=variant, dataset_id=dataset_id, **training_settings(variant))
 
+    def backtest_params(self, variant: str, dataset_id: str) -> dict | None:
+        """The backtest flow's parameters for a run of the benchmark, or None without backtests: the same training
+        settings, so that its cutoff 0 is the benchmark's run, reused."""
+        if self.backtest_windows is None:
+            return None
+        refit = self.refit and (get_variant(variant).trainable or bool(get_variant(variant).members))
+        return {"variant": variant, "dataset_id": dataset_id, "windows": self.backtest_windows, "refit": refit,
+                "parameters": training_settings(variant)}
+
 
 def leaderboard(runs: list[dict], scores: list[dict], series: list[dict],
                 anchors: list[Anchor] = ()) -> list[dict]:
     """The benchmark's table: one row per subset and variant, then one ``overall`` row per variant.
 
     ``runs``: one dict per forecast run of the benchmark (subset, variant, run_id, state, wall_s);
-    ``scores``: the test split's ``benchmark_scores`` rows of those runs (run_id, smape, mase, owa, n_series);
+    ``scores``: the test split's ``benchmark_scores`` rows of those runs (run_id, smape, mase, owa, n_series, and
+    the interval scores of the run's backtest, None without one);
     ``series``: the test split's ``series_scores`` rows of those runs (run_id, predictor, smape, mase), the
     run's own (``model``) and Naive2's. A run without scores keeps its row, with its state and no figures.
     """
@@ -155,6 +187,7 @@ def leaderboard(runs: list[dict], scores: list[dict], series: list[dict],
         score = by_run.get(run["run_id"], {})
         table.append({"subset": run["subset"], "variant": run["variant"], "smape": score.get("smape"),
                       "mase": score.get("mase"), "owa": score.get("owa"), "n_series": score.get("n_series"),
+                      **{name: score.get(name) for name in INTERVAL_SCORES},
                       "wall_s": run.get("wall_s"), "epochs": run.get("epochs"), "state": run["state"],
                       "anchor": notes.get((run["subset"], run["variant"]), ""), "run_id": run["run_id"]})
 
@@ -178,8 +211,10 @@ def leaderboard(runs: list[dict], scores: list[dict], series: list[dict],
         owa = (0.5 * (smape / (base_smape / n_base) + mase / (base_mase / n_base))
                if n and n_base and base_smape and base_mase else None)
         states = {run["state"] for run in own}
+        # the subsets' horizons differ, so coverage over all of them is not the mean of theirs: left out
         overall.append({"subset": OVERALL, "variant": variant, "smape": smape, "mase": mase, "owa": owa,
-                        "n_series": n or None, "wall_s": sum(run.get("wall_s") or 0.0 for run in own),
+                        "n_series": n or None, **dict.fromkeys(INTERVAL_SCORES),
+                        "wall_s": sum(run.get("wall_s") or 0.0 for run in own),
                         "epochs": None, "state": states.pop() if len(states) == 1 else "mixed",
                         "anchor": notes.get((OVERALL, variant), ""), "run_id": None})
 

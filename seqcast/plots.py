@@ -44,24 +44,47 @@ def plot_learning_curves(history: list[dict], title: str) -> bytes:
     return _png(fig)
 
 
-def plot_forecasts(x: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, title: str) -> bytes:
-    """Plot inputs (n, steps), true future (n, horizon) and forecasts (n, horizon) of up to three series as a PNG."""
+def forecast_figure(x: np.ndarray, y_pred: np.ndarray, title: str, y_true: np.ndarray | None = None,
+                    bands: dict[float, tuple[np.ndarray, np.ndarray]] | None = None, names: list[str] | None = None,
+                    share_y: bool = True):
+    """The forecasts of up to three series as a matplotlib Figure: inputs ``x`` (n, steps), forecasts ``y_pred``
+    (n, horizon), the true future ``y_true`` (n, horizon) where known, and the intervals ``bands`` (level in percent
+    -> lower and upper bounds, each (n, horizon); NaN where a forecast has none) shaded around the forecasts.
+
+    Each band is a ``fill_between`` collection whose gid is ``band-<level>`` (``band-80``), widest first.
+    """
     n = min(3, len(x))
     fig = _figure(4 * n, 3.2)
-    fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.15, wspace=0.08)
-    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
-    n_steps, horizon = x.shape[1], y_true.shape[1]
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.15, wspace=0.08 if share_y else 0.2)
+    axes = fig.subplots(1, n, sharey=share_y, squeeze=False)[0]
+    n_steps, horizon = x.shape[1], y_pred.shape[1]
     future = np.arange(n_steps, n_steps + horizon)
+    levels = sorted(bands or {}, reverse=True)
     for i, ax in enumerate(axes):
+        for shade, level in zip(np.linspace(0.15, 0.35, len(levels)) if levels else [], levels):
+            lo, hi = bands[level]
+            ax.fill_between(future, lo[i], hi[i], color="r", alpha=float(shade), linewidth=0,
+                            label=f"{level:g}% interval", gid=f"band-{level:g}")
         ax.plot(np.arange(n_steps), x[i], "b.-", label="inputs")
-        ax.plot(future, y_true[i], "bx-", markersize=8, label="actual")
+        if y_true is not None:
+            ax.plot(future, y_true[i], "bx-", markersize=8, label="actual")
         ax.plot(future, y_pred[i], "ro-", label="forecast")
+        if names is not None:
+            ax.set_title(names[i], fontsize=9)
         ax.set_xlabel("t")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("x(t)")
     axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return fig
+
+
+def plot_forecasts(x: np.ndarray, y_true: np.ndarray | None, y_pred: np.ndarray, title: str,
+                   bands: dict[float, tuple[np.ndarray, np.ndarray]] | None = None, names: list[str] | None = None,
+                   share_y: bool = True) -> bytes:
+    """Plot inputs (n, steps), true future (n, horizon; None: not known yet), forecasts (n, horizon) and their
+    intervals (see :func:`forecast_figure`) of up to three series as a PNG."""
+    return _png(forecast_figure(x, y_pred, title, y_true, bands, names, share_y))
 
 
 def plot_benchmark_smape(table: list[dict], title: str) -> bytes:

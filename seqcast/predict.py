@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from seqcast.champion import MARGIN_HELP
+from seqcast.holdout import SplitSeries, series_order
 from seqcast.ingest import (
     IngestError,
     IngestParams,
@@ -26,17 +28,20 @@ from seqcast.models import REGISTRY, get_variant
 from seqcast.params import plain_id
 from seqcast.scaling import Scaler
 
-# the statistical baselines score held-out parts only; forecasting the future with them is not supported yet
+# --family and --variant choose among trained runs by validation MSE; a statistical baseline serves as a dataset's
+# champion (chosen by backtest) or by --run-id
 FAMILIES = sorted({v.family for v in REGISTRY.values() if v.target != "stats"})
+
 
 class PredictParams(BaseModel):
     """Which model forecasts which series; every field is a plain value, so a schedule can carry it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    run_id: str | None = Field(None, description="the trained run to use; default: the best valid MSE")
+    run_id: str | None = Field(None, description="the trained run to use; default: the dataset's champion (the best "
+                                                 "backtest MASE)")
     dataset_id: str | None = Field(None, description="dataset whose series to forecast (and, without run_id, "
-                                                     "whose runs to choose from); default: the run's dataset")
+                                                     "whose champion forecasts them); default: the run's dataset")
     family: str | None = Field(None, description=f"choose the best run of this family: {', '.join(FAMILIES)}")
     variant: str | None = Field(None, description="choose the best run of this variant")
     source: str | None = Field(None, description="a new long-format CSV/Parquet file to forecast instead")
@@ -46,6 +51,7 @@ class PredictParams(BaseModel):
     freq: str | None = None
     missing: MissingPolicy = "fail"
     output: str | None = Field(None, description="also write the forecasts to this Parquet file")
+    margin: float | None = Field(None, ge=0, lt=100, description=MARGIN_HELP)
 
     _plain_ids = field_validator("run_id", "dataset_id")(plain_id)
 
@@ -60,14 +66,18 @@ class PredictParams(BaseModel):
     @classmethod
     def _known_variant(cls, variant: str | None) -> str | None:
         if variant is not None and get_variant(variant).needs_dataset:
-            raise ValueError(f"variant {variant!r} {_is_or_combines(variant)} a statistical baseline, which scores "
-                             f"held-out parts only; batch forecasting supports the model variants and naive")
+            raise ValueError(f"variant {variant!r} {_is_or_combines(variant)} a statistical baseline, which --variant "
+                             f"does not choose (it ranks trained runs by validation MSE); it forecasts as the "
+                             f"dataset's champion (predict --dataset-id without --variant) or by --run-id")
         return variant
 
     @model_validator(mode="after")
     def _which_model(self) -> PredictParams:
         if self.run_id is None and self.dataset_id is None:
-            raise ValueError("name a run_id, or a dataset_id (optionally with family or variant) to use its best run")
+            raise ValueError("name a run_id, or a dataset_id to use its champion (or, with family or variant, its best "
+                             "run)")
+        if self.margin is not None and not self.uses_champion:
+            raise ValueError("margin applies to the dataset's champion only: leave out run_id, family and variant")
         if self.source is not None:  # the file's reading options are validated like an ingest's
             self.reader(n_steps=2, horizon=1)
         if self.output is not None:
@@ -75,6 +85,11 @@ class PredictParams(BaseModel):
             if output.suffix.lower() != ".parquet" or not output.parent.is_dir():
                 raise ValueError(f"output {self.output!r} must be a .parquet file in an existing folder")
         return self
+
+    @property
+    def uses_champion(self) -> bool:
+        """Whether the dataset's champion forecasts (no run, family or variant named)."""
+        return self.run_id is None and self.family is None and self.variant is None
 
     def reader(self, n_steps: int, horizon: int) -> IngestParams:
         return IngestParams(source=self.source, id_column=self.id_column, time_column=self.time_column,
@@ -95,18 +110,22 @@ class ChosenModel:
     scaler: Scaler
     valid_mse: float | None
     window_norm: str = "none"
+    backtest_run_id: str | None = None  # a champion's: the backtest it won with, which calibrates its intervals
+    choice_id: str | None = None  # a champion's: the champions row that chose it
 
 
 @dataclass
 class LatestWindows:
     """The forecast origin of every series: inputs (n, n_steps) in original units, last input timestamps, and the
-    MASE scale of each series' history (n,), NaN where it has none (the width unit of its intervals)."""
+    MASE scale of each series' history (n,), NaN where it has none (the width unit of its intervals); for a variant
+    that forecasts from each series' history (``stats_*``), that whole history."""
 
     series_ids: list[str]
     frequencies: list[str]
     last_timestamps: list[pd.Timestamp]
     inputs: np.ndarray
     scales: np.ndarray | None = None
+    history: SplitSeries | None = None
 
 
 def _is_or_combines(variant: str) -> str:
@@ -114,15 +133,15 @@ def _is_or_combines(variant: str) -> str:
 
 
 def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
-    """What forecasting with a completed run needs, from its runs row and its model's manifest (None: no model)."""
+    """What forecasting with a completed run needs, from its runs row and its model's manifest (None: no model).
+
+    A statistical variant (or an ensemble with one) forecasts each series from its whole history, which
+    :func:`series_latest` and :func:`file_latest` give it.
+    """
     params = json.loads(run["params"])
     kind = get_variant(run["variant"])
     if kind.target == "iterative":
         raise ValueError(f"run {run['run_id']} is an iterative variant; batch forecasting supports direct variants")
-    if kind.needs_dataset:
-        raise ValueError(f"run {run['run_id']} {_is_or_combines(run['variant'])} a statistical baseline "
-                         f"({run['variant']}), which scores held-out parts only; batch forecasting supports the model "
-                         f"variants and naive")
     scaler = Scaler.from_dict(manifest.get("scaling")) if manifest else Scaler()
     # the frame the model was trained in; a run recorded before the option existed was trained without one
     window_norm = params.get("window_norm") or "none"
@@ -130,10 +149,40 @@ def chosen_model(run: dict, manifest: dict | None) -> ChosenModel:
                        params["horizon"] or kind.horizon, scaler, run["valid_mse"], window_norm)
 
 
+def backtest_model(backtest: dict, choice_id: str | None = None) -> ChosenModel:
+    """What forecasting with a variant that has no model (``naive``, ``stats_*``) needs, from the ``backtests`` row
+    it won with: that backtest stands for the run (``run_id``), as no forecast run needs to exist."""
+    params = json.loads(backtest["params"])
+    return ChosenModel(backtest["run_id"], backtest["variant"], backtest["dataset_id"], None, params["n_steps"],
+                       backtest["horizon"], Scaler(), None, params.get("window_norm") or "none", backtest["run_id"],
+                       choice_id)
+
+
+def full_history(values: dict[str, np.ndarray], periods: dict[str, int], series_ids: list[str],
+                 horizon: int) -> SplitSeries:
+    """Every observed value of each series (all parts, padding and gaps left out), in the order of ``series_ids``:
+    what a statistical variant fits to forecast past the series' end. There are no actual values yet (NaN)."""
+    order, runs = series_order(values)
+    ids = values["series_id"][order]
+    value = np.asarray(values["value"], dtype=np.float64)[order]
+    padded = np.asarray(values["padded"], dtype=bool)[order]
+    known = {}
+    for start, stop in runs:
+        v = value[start:stop][~padded[start:stop]]
+        known[str(ids[start])] = v[~np.isnan(v)]
+    missing = [sid for sid in series_ids if sid not in known]
+    if missing:
+        raise ValueError(f"series {missing[:5]} have no stored values to forecast from")
+    n = len(series_ids)
+    return SplitSeries(list(series_ids), [known[sid] for sid in series_ids], np.full((n, horizon), np.nan),
+                       np.array([int(periods[sid]) for sid in series_ids], dtype=np.int64))
+
+
 def series_latest(dataset_id: str, spec: dict, series: list[dict], model: ChosenModel,
-                  scales: dict[str, float] | None = None) -> LatestWindows:
+                  scales: dict[str, float] | None = None, stored: tuple[dict, dict] | None = None) -> LatestWindows:
     """The latest window of every series of an ingested dataset (its ``series`` table rows, its spec), with the
-    series' MASE ``scales`` (series id -> scale; None: a dataset without its per-step values)."""
+    series' MASE ``scales`` (series id -> scale; None: a dataset without its per-step values) and, for a variant
+    that forecasts from the history, that history from the ``stored`` per-step values and periods."""
     if spec.get("kind") != "ingested":
         raise ValueError(f"dataset {dataset_id} is synthetic: its windows have no timestamps to continue")
     if spec["n_steps"] != model.n_steps:
@@ -144,17 +193,24 @@ def series_latest(dataset_id: str, spec: dict, series: list[dict], model: Chosen
         raise IngestError(f"series {', '.join(map(repr, gaps[:5]))} of {dataset_id}: missing values among the "
                           f"last {model.n_steps} steps (n_steps) leave no input to forecast on from the series' end; "
                           f"ingest with missing='interpolate', or forecast a file with those steps filled (--source)")
-    return LatestWindows([r["series_id"] for r in series], [r["frequency"] for r in series],
-                         [pd.Timestamp(r["latest_end"]) for r in series],
+    ids = [r["series_id"] for r in series]
+    history = None
+    if get_variant(model.variant).needs_dataset:
+        if stored is None:
+            raise ValueError(f"{model.variant} forecasts each series from its whole history, which dataset "
+                             f"{dataset_id} does not store (ingested before seqcast kept each series' values)")
+        history = full_history(*stored, ids, model.horizon)
+    return LatestWindows(ids, [r["frequency"] for r in series], [pd.Timestamp(r["latest_end"]) for r in series],
                          np.array([r["latest"] for r in series], dtype=np.float32),
-                         np.array([(scales or {}).get(r["series_id"], np.nan) for r in series], dtype=np.float64))
+                         np.array([(scales or {}).get(r["series_id"], np.nan) for r in series], dtype=np.float64),
+                         history)
 
 
 def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
     """The latest window of every series of a new file, validated like an ingest (same messages)."""
     reader = params.reader(model.n_steps, model.horizon)
     series = validate_series(read_long(reader), reader, min_length=model.n_steps)
-    ids, freqs, lasts, inputs, scales, problems = [], [], [], [], [], []
+    ids, freqs, lasts, inputs, scales, histories, periods, problems = [], [], [], [], [], [], [], []
     for s in series:
         values = interpolate_within_parts(s.values, [(0, len(s.values))]) if reader.missing == "interpolate" \
             else s.values  # a new file is one part: all of it is known history
@@ -169,10 +225,17 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
         freqs.append(s.freq)
         lasts.append(s.timestamps[stop - 1])
         inputs.append(values[stop - model.n_steps:stop])
-        scales.append(history_scale(values[:stop], period_of(s.freq, reader)))
+        periods.append(period_of(s.freq, reader))
+        scales.append(history_scale(values[:stop], periods[-1]))
+        histories.append(np.asarray(values[:stop], dtype=np.float64)[np.isfinite(values[:stop])])
     if problems:
         raise IngestError("\n  ".join(problems))
-    return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32), np.array(scales, dtype=np.float64))
+    history = None
+    if get_variant(model.variant).needs_dataset:  # the file's values are all the history there is
+        history = SplitSeries(ids, histories, np.full((len(ids), model.horizon), np.nan),
+                              np.array(periods, dtype=np.int64))
+    return LatestWindows(ids, freqs, lasts, np.array(inputs, dtype=np.float32), np.array(scales, dtype=np.float64),
+                         history)
 
 
 def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> np.ndarray:
@@ -185,7 +248,7 @@ def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> n
 
     # the scaler raises for series it never saw
     y = forecast_inputs(get_variant(model.variant), keras_model, model.scaler, latest.inputs, latest.series_ids,
-                        model.horizon, model.window_norm)
+                        model.horizon, model.window_norm, latest.history)
     return np.asarray(y, dtype=np.float64)
 
 
@@ -208,7 +271,8 @@ def forecast_rows(run_id: str, model: ChosenModel, dataset_id: str | None, lates
                 bands[f"hi_{level_name(level)}"] = _finite_or_none(hi[i, step - 1]) if hi is not None else None
             rows.append({"run_id": run_id, "model_run_id": model.run_id, "dataset_id": dataset_id,
                          "series_id": sid, "timestamp": ts.to_pydatetime(), "step": step, "value": float(value),
-                         **bands, "interval_run_id": interval_run_id if found else None})
+                         **bands, "interval_run_id": interval_run_id if found else None,
+                         "variant": model.variant, "choice_id": model.choice_id})
     return rows
 
 

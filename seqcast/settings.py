@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     schedule_stagger_min: int = Field(10, ge=0, description="minutes between the nightly runs of two variants")
     schedule_timezone: str = Field("UTC", description="IANA time zone of the schedules")
     schedule_paused: bool = Field(False, description="create the schedules inactive")
+    champion_margin: float = Field(
+        2.0, ge=0, lt=100, description="percent of backtest MASE by which a challenger must beat a dataset's "
+                                       "champion to replace it")
     test_fail_once: Path | None = Field(
         None, description="test-only: a marker file naming the stage (train, evaluate) to fail once")
 

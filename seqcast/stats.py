@@ -55,6 +55,26 @@ def ets(train: Sequence[np.ndarray], period: int, h: int) -> np.ndarray:
     return _statsforecast(lambda m: AutoETS(season_length=m), train, period, h)
 
 
+def ets_intervals(train: Sequence[np.ndarray], period: int, h: int, levels: Sequence[float]
+                  ) -> tuple[np.ndarray, dict[float, tuple[np.ndarray, np.ndarray]]]:
+    """statsforecast's AutoETS with its own prediction intervals (from the fitted model's error variance): the
+    forecasts (n_series, h) and, per level (percent), the lower and upper bounds, each (n_series, h)."""
+    from statsforecast.models import AutoETS
+
+    # statsforecast names a bound after the level as given ("lo-80" for 80, "lo-80.0" for 80.0)
+    asked = [int(level) if float(level).is_integer() else float(level) for level in levels]
+    levels = [float(level) for level in asked]
+    mean = np.empty((len(train), h))
+    bands = {level: (np.empty((len(train), h)), np.empty((len(train), h))) for level in levels}
+    for i, x in enumerate(train):
+        found = AutoETS(season_length=max(int(period), 1)).forecast(y=np.asarray(x, dtype=np.float64), h=h,
+                                                                    level=asked)
+        mean[i] = found["mean"]
+        for level, key in zip(levels, asked):
+            bands[level][0][i], bands[level][1][i] = found[f"lo-{key}"], found[f"hi-{key}"]
+    return mean, bands
+
+
 METHODS: dict[str, Callable[[Sequence[np.ndarray], int, int], np.ndarray]] = {
     "naive": naive,
     "seasonal_naive": seasonal_naive,

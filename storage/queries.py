@@ -62,7 +62,8 @@ ORDER BY smape
 """
 
 BENCHMARK_SCORES = """
-SELECT run_id, variant, dataset_id, smape, mase, owa, n_series, naive2_smape, naive2_mase
+SELECT run_id, variant, dataset_id, smape, mase, owa, n_series, naive2_smape, naive2_mase, backtest_run_id,
+       coverage_80, msis_80, coverage_95, msis_95
 FROM benchmark_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
 """
 
@@ -70,6 +71,27 @@ SERIES_SCORES = """
 SELECT run_id, predictor, series_id, smape, mase
 FROM series_scores WHERE run_id IN (SELECT unnest(?)) AND split = ?
 ORDER BY run_id, predictor, series_id
+"""
+
+# every completed backtest on a dataset, over all its cutoffs, with the run that serves its model: the forecast run
+# that forecast cutoff 0 (completed), or the backtest itself for a variant without a model (naive, stats_*)
+CHAMPION_CANDIDATES = """
+SELECT coalesce(b.model_run_ids ->> '$[0]', b.run_id) AS run_id, b.variant, b.run_id AS backtest_run_id, s.mase,
+       s.smape, b.horizon, b.windows, b.cutoff_step, b.finished_at
+FROM backtest_scores s JOIN backtests b USING (run_id)
+WHERE s.cutoff IS NULL AND b.dataset_id = ? AND b.status = 'completed'
+  AND (b.model_run_ids ->> '$[0]' IS NULL
+       OR b.model_run_ids ->> '$[0]' IN (SELECT run_id FROM runs WHERE status = 'completed'))
+"""
+
+SITTING_CHAMPION = """
+SELECT choice_id, run_id, variant, backtest_run_id, score, smape, horizon, windows, cutoff_step, runner_up_run_id,
+       runner_up_score, margin
+FROM current_champions WHERE dataset_id = ?
+"""
+
+CHAMPION_BACKTEST = """
+SELECT run_id, variant, dataset_id, horizon, windows, params FROM backtests WHERE run_id = ? AND status = 'completed'
 """
 
 # the stored forecasts of these series (of one forecast run, of one dataset, or all), each with the dataset of its

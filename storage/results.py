@@ -101,7 +101,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
         ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
         ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
-        ("interval_run_id", pa.string()),
+        ("interval_run_id", pa.string()), ("variant", pa.string()), ("choice_id", pa.string()),
     ]),
     "champions": pa.schema([  # one row per choice of a dataset's champion (seqcast/champion.py); record: choice_id
         ("choice_id", pa.string()), ("dataset_id", pa.string()), ("run_id", pa.string()), ("variant", pa.string()),
@@ -171,22 +171,6 @@ FROM runs r JOIN metrics m USING (run_id)
 WHERE r.status = 'completed' AND m.predictor = 'model' AND m.horizon_step IS NOT NULL
 GROUP BY ALL;
 
-CREATE OR REPLACE VIEW benchmark_scores AS
-WITH subset AS (
-    SELECT run_id, split,
-           avg(smape) FILTER (WHERE predictor = 'model') AS smape,
-           avg(mase) FILTER (WHERE predictor = 'model') AS mase,
-           avg(smape) FILTER (WHERE predictor = 'naive2') AS naive2_smape,
-           avg(mase) FILTER (WHERE predictor = 'naive2') AS naive2_mase,
-           count(*) FILTER (WHERE predictor = 'model') AS n_series
-    FROM series_scores GROUP BY run_id, split
-)
-SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
-       0.5 * (s.smape / nullif(s.naive2_smape, 0) + s.mase / nullif(s.naive2_mase, 0)) AS owa,
-       s.n_series, s.naive2_smape, s.naive2_mase
-FROM subset s JOIN runs r USING (run_id)
-WHERE r.status = 'completed';
-
 -- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); every step of every series weighs
 -- the same, which is the mean of per-series means, as all series share the horizon. Coverage (percent of actuals
 -- inside) and MSIS (M4's mean scaled interval score, alpha = 1 - level / 100) are over the forecasts that have an
@@ -221,6 +205,38 @@ JOIN backtests b USING (run_id)
 WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
 GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
                         (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
+
+-- one row per run and split of a last-horizon dataset. On the test split, the conformal intervals of the run's
+-- backtest are scored on the same test values: the cutoff 0 of the newest completed backtest whose cutoff 0 this run
+-- forecast (a model run), or, for a variant without a model, of that variant on the dataset with the same horizon;
+-- a refit backtest comes first, as a model trained once has seen the earlier cutoffs' values its intervals are
+-- calibrated on. Its intervals at cutoff 0 are calibrated on the older cutoffs only; NULL without such a backtest.
+CREATE OR REPLACE VIEW benchmark_scores AS
+WITH subset AS (
+    SELECT run_id, split,
+           avg(smape) FILTER (WHERE predictor = 'model') AS smape,
+           avg(mase) FILTER (WHERE predictor = 'model') AS mase,
+           avg(smape) FILTER (WHERE predictor = 'naive2') AS naive2_smape,
+           avg(mase) FILTER (WHERE predictor = 'naive2') AS naive2_mase,
+           count(*) FILTER (WHERE predictor = 'model') AS n_series
+    FROM series_scores GROUP BY run_id, split
+),
+interval_backtest AS (
+    SELECT r.run_id, b.run_id AS backtest_run_id
+    FROM runs r JOIN backtests b
+      ON b.status = 'completed' AND b.dataset_id = r.dataset_id
+     AND (b.model_run_ids ->> '$[0]' = r.run_id
+          OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
+    QUALIFY row_number() OVER (PARTITION BY r.run_id ORDER BY b.refit DESC, b.finished_at DESC, b.run_id) = 1
+)
+SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
+       0.5 * (s.smape / nullif(s.naive2_smape, 0) + s.mase / nullif(s.naive2_mase, 0)) AS owa,
+       s.n_series, s.naive2_smape, s.naive2_mase,
+       i.backtest_run_id, t.coverage_80, t.msis_80, t.coverage_95, t.msis_95
+FROM subset s JOIN runs r USING (run_id)
+LEFT JOIN interval_backtest i ON i.run_id = s.run_id AND s.split = 'test'
+LEFT JOIN backtest_scores t ON t.run_id = i.backtest_run_id AND t.cutoff = 0
+WHERE r.status = 'completed';
 
 -- the champion each dataset's forecasts come from now: its latest choice
 CREATE OR REPLACE VIEW current_champions AS
@@ -296,6 +312,7 @@ class LoadReport:
     failed: dict[str, str] = field(default_factory=dict)
     lock_retries: int = 0
     lock_wait_s: float = 0.0
+    fetched: int = 0  # records brought from an object store into this machine's cache first
 
 
 class DatabaseLocked(RuntimeError):
@@ -316,7 +333,7 @@ def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
         if key in table.column_names:
             others = set(table.column(key).to_pylist()) - {run_id}
             if others:  # rows of another run would escape this run's DELETE and duplicate on reload
-                raise ValueError(f"{name} rows of run {run_id} carry other run ids: {sorted(map(str, others))[:3]}")
+                raise ValueError(f"{name} rows of record {run_id} carry other {key}s: {sorted(map(str, others))[:3]}")
         for column in _NAME_COLUMNS.get(name, ()):
             for value in set(table.column(column).to_pylist()) - {None}:
                 check_name(f"{name}.{column}", value)
@@ -853,13 +870,17 @@ class Results:
 
     def sync(self) -> LoadReport:
         """Load the records the database does not hold yet, first bringing other machines' into the cache."""
-        self.records.mirror()
-        return sync(self.records.root, self.path, self.lock_timeout_s)
+        fetched = self.records.mirror()
+        report = sync(self.records.root, self.path, self.lock_timeout_s)
+        report.fetched = fetched
+        return report
 
     def rebuild(self) -> LoadReport:
         """Recreate the database from the records alone (all of them, with an object store)."""
-        self.records.mirror()
-        return rebuild(self.records.root, self.path, self.lock_timeout_s)
+        fetched = self.records.mirror()
+        report = rebuild(self.records.root, self.path, self.lock_timeout_s)
+        report.fetched = fetched
+        return report
 
     def load(self, run_ids: list[str]) -> LoadReport:
         return load_records(self.path, {r: self.records.root / r for r in run_ids}, self.lock_timeout_s)
@@ -906,6 +927,25 @@ class Results:
         columns, rows = self.query(queries.SERIES_SCORES, [run_ids, split])
         return [dict(zip(columns, row)) for row in rows]
 
+    def champion_candidates(self, dataset_id: str) -> list[dict]:
+        """Every completed backtest on the dataset over all its cutoffs (MASE, sMAPE, cutoff set) with the run that
+        serves its model; none when the database holds no backtests yet."""
+        try:
+            columns, rows = self.query(queries.CHAMPION_CANDIDATES, [dataset_id])
+        except (FileNotFoundError, duckdb.CatalogException):  # no database, or one made before backtests existed
+            return []
+        return [dict(zip(columns, row)) for row in rows]
+
+    def sitting_champion(self, dataset_id: str) -> dict | None:
+        """The dataset's latest ``champions`` row, or None."""
+        try:
+            return _first(self.query(queries.SITTING_CHAMPION, [dataset_id]))
+        except (FileNotFoundError, duckdb.CatalogException):  # a database made before champions existed
+            return None
+
+    def completed_backtest(self, run_id: str) -> dict | None:
+        """The completed backtest ``run_id``: variant, dataset, horizon, windows, params (JSON); or None."""
+        return _first(self.query(queries.CHAMPION_BACKTEST, [run_id]))
     def stored_forecasts(self, series_ids: list[str], run_id: str | None = None,
                          dataset_id: str | None = None) -> dict[str, list]:
         """The stored forecasts of these series (of one forecast run and/or dataset): column -> list; empty lists

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.backtest import BacktestParams, Cutoff, add_intervals, cut, forecast_rows, refit_input
+from seqcast.backtest import BacktestParams, Cutoff, add_intervals, cut, cutoff_scaling, forecast_rows, refit_input
 from seqcast.evaluate import forecast_inputs
 from seqcast.ingest import build_dataset
 from seqcast.models import get_variant
@@ -94,7 +94,8 @@ def forecast_cutoff(params: ForecastParams, cutoff: Cutoff, model_path: str | No
                     ) -> list[dict]:
     """Forecast every series of one cutoff, in original units, and score each forecast step."""
     series = cutoff.series
-    forecasts = forecast_inputs(get_variant(params.variant), load_model(model_path), Scaler.from_dict(scaling),
+    scaler = Scaler.from_dict(cutoff_scaling(scaling, cutoff))
+    forecasts = forecast_inputs(get_variant(params.variant), load_model(model_path), scaler,
                                 cutoff.inputs, series.series_ids, params.effective_horizon, params.window_norm, series)
     bad = int((~np.isfinite(forecasts)).any(axis=1).sum())
     if bad:

@@ -3,6 +3,7 @@ durably."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -10,12 +11,14 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from seqcast.champion import Choice
 from seqcast.intervals import DEFAULT_LEVELS, Calibration, calibrate, history_scales
 from seqcast.models import NEEDS_DATASET
 from seqcast.predict import (
     ChosenModel,
     LatestWindows,
     PredictParams,
+    backtest_model,
     chosen_model,
     file_latest,
     forecast_latest,
@@ -29,10 +32,13 @@ from tasks.runtime import current_store
 
 
 @task(name="choose-model", cache_policy=NO_CACHE)
-def choose_run(params: PredictParams) -> ChosenModel:
-    """Return the run named by id, or the best valid MSE of the dataset (and family/variant)."""
+def choose_run(params: PredictParams, champion: tuple[Choice, str] | None = None) -> ChosenModel:
+    """Return the run named by id, the dataset's ``champion`` (its choice and choice id), or the best valid MSE of
+    the dataset's runs of a family or variant."""
     store = current_store()
     results = store.results
+    if champion is not None:
+        return champion_model(*champion)
     if params.run_id is not None:
         run = results.completed_run(params.run_id)
         if run is None:
@@ -46,6 +52,27 @@ def choose_run(params: PredictParams) -> ChosenModel:
     model = chosen_model(run, store.models.manifest(run["model_path"]) if run["model_path"] else None)
     get_run_logger().info("forecasting with %s run %s (valid MSE %s, n_steps %d, horizon %d)", model.variant,
                           model.run_id, model.valid_mse, model.n_steps, model.horizon)
+    return model
+
+
+def champion_model(choice: Choice, choice_id: str) -> ChosenModel:
+    """What forecasting with a dataset's champion needs: its trained run, or for a variant without a model, the
+    backtest it won with."""
+    store, c = current_store(), choice.champion
+    if c.run_id == c.backtest_run_id:
+        backtest = store.results.completed_backtest(c.backtest_run_id)
+        if backtest is None:
+            raise ValueError(f"no completed backtest {c.backtest_run_id!r} in {store.results.path}")
+        model = backtest_model(backtest, choice_id)
+    else:
+        run = store.results.completed_run(c.run_id)
+        if run is None:
+            raise ValueError(f"the champion of {choice.dataset_id}, run {c.run_id!r}, is not a completed run in "
+                             f"{store.results.path}")
+        model = replace(chosen_model(run, store.models.manifest(run["model_path"]) if run["model_path"] else None),
+                        backtest_run_id=c.backtest_run_id, choice_id=choice_id)
+    get_run_logger().info("forecasting with the champion of %s, %s run %s (backtest MASE %.4f over %d cutoffs; "
+                          "choice %s)", choice.dataset_id, model.variant, model.run_id, c.mase, c.windows, choice_id)
     return model
 
 
@@ -63,16 +90,18 @@ def latest_windows(params: PredictParams, model: ChosenModel) -> LatestWindows:
     series = datasets.read_table(dataset, "series").to_pylist() if ingested else []
     stored = datasets.read_series_values(dataset) if ingested else None
     return series_latest(dataset_id, dataset.manifest["spec"], series, model,
-                         history_scales(*stored) if stored is not None else None)
+                         history_scales(*stored) if stored is not None else None, stored)
 
 
 @task(name="calibrate-intervals", cache_policy=NO_CACHE)
 def calibrate_intervals(model: ChosenModel) -> tuple[str | None, Calibration | None]:
-    """The newest completed backtest whose cutoff 0 the run forecast, and the quantiles of its scaled errors over
-    all its cutoffs at the default levels; (None, None) when the run has no backtest."""
+    """The champion's backtest (else the newest completed backtest whose cutoff 0 the run forecast), and the
+    quantiles of its scaled errors over all its cutoffs at the default levels; (None, None) when the run has no
+    backtest."""
     results = current_store().results
-    try:
-        found = results.run_backtest(model.run_id, model.dataset_id, model.variant, model.horizon)
+    try:  # a champion's intervals come from the backtest that made it champion
+        found = results.completed_backtest(model.backtest_run_id) if model.backtest_run_id else \
+            results.run_backtest(model.run_id, model.dataset_id, model.variant, model.horizon)
     except duckdb.CatalogException:  # a database made before backtests existed holds none
         found = None
     if found is None:

@@ -167,6 +167,45 @@ def test_a_refit_trains_each_cutoff_on_the_values_before_it(home, tmp_path):
         assert part.timestamp.max() == mine.timestamp.max()
 
 
+def test_a_refit_forecasts_a_series_too_short_to_train_on_at_its_cutoff(home, tmp_path):
+    # s02 has 38 days: enough for a window in each part of the dataset (35), not once its last 5 days are gone
+    frame = daily_series(n_series=3, days=80, seed=6)
+    frame = frame[(frame.store != "s02") | (frame.day >= "2024-02-12")]
+    assert (frame.store == "s02").sum() == 38
+    path = write(frame, tmp_path / "daily.csv")
+    from flows.ingest import ingest
+
+    dataset_id = ingest(source=str(path), id_column="store", time_column="day", value_column="sales", n_steps=14,
+                        horizon=7, split="last-horizon")["dataset_id"]
+    summary = backtest(variant="linear", dataset_id=dataset_id, windows=2, step=5, refit=True,
+                       parameters={"epochs": 1})
+    assert summary["n_series"] == 3
+    ((model_runs,),) = rows(home, "SELECT model_run_ids FROM backtests WHERE run_id = ?", [summary["run_id"]])
+    derived = Store(home).datasets.require(dict(rows(home, "SELECT run_id, dataset_id FROM runs"))[
+        json.loads(model_runs)[1]])
+    trained_on = set(Store(home).datasets.read_table(derived, "series").column("series_id").to_pylist())
+    assert trained_on == {"s00", "s01"}  # the refit at cutoff 1 learned without s02 ...
+    forecasts = dict(rows(home, "SELECT series_id, count(forecast) FROM backtest_forecasts WHERE run_id = ? AND "
+                                "cutoff = 1 AND isfinite(forecast) GROUP BY series_id", [summary["run_id"]]))
+    assert forecasts == {"s00": 7, "s01": 7, "s02": 7}  # ... and forecast it all the same
+
+
+def test_a_series_a_refit_left_out_is_scaled_by_its_own_history():
+    from seqcast.backtest import cutoff_scaling
+
+    values = {"series_id": np.repeat(["a", "b"], 30), "step": np.tile(np.arange(30), 2),
+              "timestamp": np.tile(pd.date_range("2024-01-01", periods=30, freq="D").to_numpy(), 2),
+              "value": np.r_[np.arange(30.0), 100 + 2 * np.arange(30.0)], "part": np.tile(["train"] * 23 +
+                                                                                         ["test"] * 7, 2),
+              "padded": np.zeros(60, dtype=bool)}
+    at = cut(values, {"a": 1, "b": 1}, 7, 5, 1, 3)
+    model = {"mode": "series", "stats": {"a": [1.0, 2.0]}}
+    known_b = 100 + 2 * np.arange(20.0)  # b's 20 values before the cutoff 3 steps ahead of its test part
+    assert cutoff_scaling(model, at)["stats"] == {"a": [1.0, 2.0], "b": [known_b.mean(), known_b.std()]}
+    assert cutoff_scaling({"mode": "global", "stats": {"*": [0.0, 1.0]}}, at)["stats"] == {"*": [0.0, 1.0]}
+    assert cutoff_scaling(None, at) is None
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--windows", "0"], "windows: Input should be greater than or equal to 1"),
     (["--windows", "40"], "leaves no series of"),

@@ -173,8 +173,8 @@ def test_a_hybrid_ensemble_takes_the_median_of_statistical_and_model_forecasts()
 
 @pytest.mark.parametrize("argv", [["run", "--variant", "ensemble_hybrid"],
                                   ["predict", "--dataset-id", "ds-000000000000", "--variant", "ensemble_hybrid"]])
-def test_a_hybrid_ensemble_needs_a_dataset_and_does_not_forecast_the_future(argv, capsys):
+def test_a_hybrid_ensemble_needs_a_dataset_and_is_not_ranked_by_validation_mse(argv, capsys):
     assert REGISTRY["ensemble_hybrid"].needs_dataset
     assert cli(argv) == 2
     err = capsys.readouterr().err
-    assert "ensemble_hybrid" in err and ("name an ingested dataset" in err or "scores held-out parts only" in err)
+    assert "ensemble_hybrid" in err and ("name an ingested dataset" in err or "which --variant does not choose" in err)

@@ -22,6 +22,8 @@ from seqcast.intervals import (
     coverage,
     msis,
 )
+from seqcast.plots import forecast_figure
+from seqcast.report import forecast_bands
 from storage import Store
 from storage.results import ensure_schema
 from tests.series_files import daily_series, write
@@ -149,6 +151,36 @@ def rows(home, sql: str, params=None):
         return con.execute(sql, params or []).fetchall()
 
 
+def test_the_forecast_plot_shades_each_level_between_its_bounds():
+    rng = np.random.default_rng(3)
+    x, forecast = rng.normal(size=(2, 10)), rng.normal(size=(2, 4))
+    bands = {80.0: (forecast - 1, forecast + 1), 95.0: (forecast - 2, forecast + 2)}
+    fig = forecast_figure(x, forecast, "t", bands=bands, names=["a", "b"], share_y=False)
+    future = np.arange(10, 14)
+    for i, ax in enumerate(fig.axes):
+        shaded = {c.get_gid(): c for c in ax.collections}
+        assert list(shaded) == ["band-95", "band-80"]  # the widest first, so the narrower one shows on top of it
+        for level, (lo, hi) in bands.items():
+            corners = shaded[f"band-{level:g}"].get_paths()[0].vertices
+            for bound in (lo[i], hi[i]):  # the polygon runs along the lower bound and back along the upper
+                assert all(np.isclose(corners, [t, y]).all(axis=1).any() for t, y in zip(future, bound))
+            assert corners[:, 1].min() == pytest.approx(lo[i].min())
+            assert corners[:, 1].max() == pytest.approx(hi[i].max())
+        assert ax.get_title() == "ab"[i]
+    assert not forecast_figure(x, forecast, "t").axes[0].collections  # no intervals, no bands
+
+
+def test_forecast_rows_give_the_plot_its_bounds():
+    rows = [{"series_id": sid, "step": step, "value": 10.0 * k + step, "lo_80": 10.0 * k + step - 1 if k else None,
+             "hi_80": 10.0 * k + step + 1 if k else None, "lo_95": None, "hi_95": None}
+            for k, sid in enumerate(["s0", "s1"]) for step in (1, 2)]
+    values, bands = forecast_bands(rows, ["s1", "s0"], 2)
+    assert values.tolist() == [[11, 12], [1, 2]]
+    assert bands[80.0][0][0].tolist() == [10, 11] and np.isnan(bands[80.0][0][1]).all()
+    assert np.isnan(bands[95.0][0]).all()
+    assert forecast_bands(rows[:2], ["s0"], 2)[1] is None  # no forecast with an interval: nothing to shade
+
+
 def ingested(capsys, *argv: str) -> str:
     assert cli(["ingest", *argv]) == 0
     return next(line.split("--dataset-id ")[1] for line in capsys.readouterr().out.splitlines()
@@ -214,3 +246,46 @@ def test_backtest_intervals_are_stored_scored_and_reach_predict(home, tmp_path, 
                                         "AND value < hi_80 AND hi_80 < hi_95), any_value(interval_run_id) FROM "
                                         "forecasts WHERE interval_run_id IS NOT NULL")
     assert (n, inside, source) == (140, 140, runs["naive"])
+
+    # the UI shows them: the predict run's table artifact holds the stored bounds, its report the backtest's coverage
+    # and the plot; the backtest's table artifact the coverage and MSIS of every cutoff
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    ((predict_run,),) = rows(home, "SELECT DISTINCT run_id FROM forecasts WHERE interval_run_id IS NOT NULL")
+    backtest_flow_run = rows(home, "SELECT flow_run_id FROM backtests WHERE run_id = ?", [runs["naive"]])[0][0]
+    with get_client(sync_client=True) as client:
+        published = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[predict_run, backtest_flow_run])))}
+    table = json.loads(published["predict-naive-forecasts"].data)
+    stored = {(r[0], r[1]): r[2:] for r in rows(home, "SELECT series_id, step, lo_95, lo_80, value, hi_80, hi_95 "
+                                                      "FROM forecasts WHERE run_id = ?", [predict_run])}
+    assert len(table) == 140 and {(r["series_id"], r["step"]): (r["lo_95"], r["lo_80"], r["value"], r["hi_80"],
+                                                                r["hi_95"]) for r in table} == pytest.approx(stored)
+    report = published["predict-naive-report"].data
+    (overall,) = rows(home, "SELECT coverage_80, coverage_95 FROM backtest_scores WHERE run_id = ? AND cutoff IS NULL",
+                      [runs["naive"]])
+    assert runs["naive"] in report and "data:image/png;base64," in report
+    assert f"| 80% | {overall[0]:.1f} |" in report and f"| 95% | {overall[1]:.1f} |" in report
+    per_cutoff = {r["cutoff"]: r for r in json.loads(published["forecast-naive-backtest"].data)}
+    for cutoff, coverage_80, msis_95 in rows(home, "SELECT coalesce(cutoff::VARCHAR, 'all'), coverage_80, msis_95 "
+                                                   "FROM backtest_scores WHERE run_id = ?", [runs["naive"]]):
+        key = cutoff if cutoff == "all" else int(cutoff)
+        assert (per_cutoff[key].get("coverage_80"), per_cutoff[key].get("msis_95")) == \
+            pytest.approx((coverage_80, msis_95))
+
+
+def test_autoets_intervals_are_statsforecasts_own_at_each_level():
+    from statsforecast.models import AutoETS
+
+    from seqcast.stats import ets_intervals
+
+    rng = np.random.default_rng(4)
+    train = [50 + 5 * np.sin(np.arange(n) * np.pi / 6) + rng.normal(0, 1, n) for n in (40, 52)]
+    mean, bands = ets_intervals(train, 12, 6, [80, 95])
+    assert mean.shape == (2, 6) and set(bands) == {80.0, 95.0}
+    own = AutoETS(season_length=12).forecast(y=train[1], h=6, level=[95])
+    assert np.allclose(mean[1], own["mean"]) and np.allclose(bands[95.0][0][1], own["lo-95"])
+    assert np.allclose(bands[95.0][1][1], own["hi-95"])
+    assert (bands[95.0][0] < bands[80.0][0]).all() and (bands[80.0][0] < mean).all()
+    assert (mean < bands[80.0][1]).all() and (bands[80.0][1] < bands[95.0][1]).all()

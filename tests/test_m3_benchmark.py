@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import duckdb
+import numpy as np
 import pytest
 
 from bench import m3 as bench_m3
@@ -119,3 +120,71 @@ def test_variant_and_subset_lists_split_on_commas_and_spaces():
     assert bench_m3.split_names(["stats_theta,linear_10", "nbeats_generic lstm"]) == \
         ["stats_theta", "linear_10", "nbeats_generic", "lstm"]
     assert bench_m3.split_names(None) is None and bench_m3.split_names([""]) is None
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_benchmark_backtests_score_the_intervals_on_the_test_values(home):
+    from flows.benchmark import m3_benchmark
+
+    state = m3_benchmark(subsets=["other"], variants=["stats_naive2"], backtest_windows=3, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    (run,) = result["runs"]
+    assert run["backtest_state"] == "Completed" and result["parameters"]["backtest_windows"] == 3
+
+    # coverage and MSIS of the test cutoff, computed here from the stored forecasts and intervals
+    stored = db_rows(home, "SELECT actual, lo_80, hi_80, lo_95, hi_95, scale FROM backtest_forecasts WHERE "
+                           "run_id = ? AND cutoff = 0", [run["backtest_run_id"]])
+    actual, lo_80, hi_80, lo_95, hi_95, scale = (np.array(c, dtype=np.float64) for c in zip(*stored))
+    assert len(actual) == 174 * 8 and np.isfinite(lo_80).all()
+
+    def msis(lo, hi, alpha):
+        return np.mean((hi - lo + 2 / alpha * np.maximum(lo - actual, 0) + 2 / alpha * np.maximum(actual - hi, 0))
+                       / scale)
+
+    expected = [100 * np.mean((actual >= lo_80) & (actual <= hi_80)), msis(lo_80, hi_80, 0.2),
+                100 * np.mean((actual >= lo_95) & (actual <= hi_95)), msis(lo_95, hi_95, 0.05)]
+    view = db_rows(home, "SELECT split, backtest_run_id, coverage_80, msis_80, coverage_95, msis_95 FROM "
+                         "benchmark_scores WHERE run_id = ? ORDER BY split", [run["run_id"]])
+    assert view[0][:2] == ("test", run["backtest_run_id"]) and view[0][2:] == pytest.approx(expected)
+    assert view[1] == ("valid", None, None, None, None, None)  # the intervals are scored on the test values only
+    (row,) = [r for r in result["table"] if r["subset"] == "other"]
+    assert [row[k] for k in ("coverage_80", "msis_80", "coverage_95", "msis_95")] == pytest.approx(expected)
+    assert 50 < expected[0] < expected[2] <= 100
+
+    # a run without a backtest has none
+    plain = m3_benchmark(subsets=["other"], variants=["stats_naive"])
+    (row,) = [r for r in plain["table"] if r["subset"] == "other"]
+    assert row["smape"] is not None and row["coverage_80"] is None and row["msis_95"] is None
+
+
+def test_refit_is_an_option_of_the_backtests():
+    with pytest.raises(ValueError, match="set backtest_windows as well"):
+        BenchmarkParams(refit=True)
+    with pytest.raises(ValueError, match="backtest_windows"):
+        BenchmarkParams(backtest_windows=1)
+    params = BenchmarkParams(subsets=["other"], variants=["mlp", "stats_theta"], backtest_windows=3, refit=True)
+    assert params.backtest_params("mlp", "ds-1")["refit"] is True
+    assert params.backtest_params("mlp", "ds-1")["parameters"] == {"epochs": 30, "patience": 5, "batch_size": 32}
+    assert params.backtest_params("stats_theta", "ds-1")["refit"] is False  # fits every cutoff's history anyway
+    assert BenchmarkParams(variants=["mlp"]).backtest_params("mlp", "ds-1") is None
+
+
+def test_the_report_shows_interval_scores_beside_the_reference_intervals():
+    runs = [{"subset": "monthly", "variant": v, "run_id": v, "state": "Completed", "wall_s": 1.0, "epochs": None}
+            for v in ("mlp", "stats_ets")]
+    scores = [{"run_id": "mlp", "smape": 14.0, "mase": 0.9, "owa": 0.9, "n_series": 2, "coverage_80": 79.25,
+               "msis_80": 4.876, "coverage_95": 94.5, "msis_95": 7.61},
+              {"run_id": "stats_ets", "smape": 14.2, "mase": 0.86, "owa": 0.84, "n_series": 2}]
+    ets = Anchor(subset="monthly", variant="stats_ets", coverage_80=74.7, msis_80=4.2, coverage_95=89.7, msis_95=6.83,
+                 source="statsforecast", kind="measured")
+    table = leaderboard(runs, scores, [], [ets])
+    lines = bench_m3.score_table([r for r in table if r["subset"] == "monthly"])
+    assert "coverage 80 | MSIS 80 | coverage 95 | MSIS 95" in lines[0]
+    mlp = next(line for line in lines if line.startswith("| mlp "))
+    assert "| 79.2 | 4.88 | 94.5 | 7.61 |" in mlp
+    ets_line = next(line for line in lines if line.startswith("| stats_ets "))
+    assert "| – | – | – | – |" in ets_line and "coverage 80 74.7 MSIS 80 4.20 coverage 95 89.7 MSIS 95 6.83" in ets_line
+    assert all(r["coverage_80"] is None for r in table if r["subset"] == OVERALL)
+    assert "coverage" not in bench_m3.score_table([{**r, "coverage_80": None, "coverage_95": None}
+                                                   for r in table])[0]  # no backtest, no interval columns

@@ -25,7 +25,8 @@ def test_a_bad_value_is_an_error_naming_the_variable(monkeypatch):
                                      ("SEQCAST_DB_LOCK_TIMEOUT", "-1", "greater than or equal to 0"),
                                      ("SEQCAST_SCHEDULE_START", "25:00", "time of day"),
                                      ("SEQCAST_SCHEDULE_TIMEZONE", "Mars/Base", "IANA time zone"),
-                                     ("SEQCAST_SCHEDULE_PAUSED", "maybe", "valid boolean")):
+                                     ("SEQCAST_SCHEDULE_PAUSED", "maybe", "valid boolean"),
+                                     ("SEQCAST_CHAMPION_MARGIN", "100", "less than 100")):
         monkeypatch.setenv(variable, value)
         with pytest.raises(SettingsError, match=f"{variable}='{re.escape(value)}': .*{problem}"):
             load_settings()
