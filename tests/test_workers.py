@@ -238,8 +238,9 @@ def test_a_run_whose_worker_is_lost_is_crashed_then_resumed_on_the_other_worker(
             deployment = client.read_deployment_by_name("forecast/simple_rnn")
             flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
         flow_run_id = str(flow_run.id)
-        # the run trains and has backed up an epoch: then its host is lost
-        wait_for(lambda: any("simple_rnn epoch 1/" in m for m in run_logs(flow_run_id)), "the first epoch", 240)
+        # the run trains and has backed up an epoch (the first epoch's upload ends before the second epoch starts):
+        # then its host is lost
+        wait_for(lambda: any("simple_rnn epoch 2/" in m for m in run_logs(flow_run_id)), "the second epoch", 240)
         (lost,) = cluster.ran_by(flow_run_id)
         with get_client(sync_client=True) as client:
             pid = int(str(client.read_flow_run(flow_run.id).infrastructure_pid).rsplit(":", 1)[-1])
