@@ -407,6 +407,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
+    from deployments.automations import HEARTBEAT_S
     from deployments.forecast import deployment_specs, forecast_deployments, schedules_switched_off
     from deployments.monitor import monitor_deployment, monitor_spec
     from tasks.runtime import current_store, ensure_training_limit, share_cores, training_slots
@@ -422,6 +423,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     slots = ensure_training_limit(slots)
     threads = share_cores(slots)
+    # the runs' heartbeat, as prefect.yaml gives the work-pool runs: `seqcast automations` crashes a run whose
+    # heartbeats stop for longer than a few of these, so runs must not send them more rarely
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
     print(f"seqcast: serving {len(specs)} deployment(s) with SEQCAST_HOME={store.location}; "
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "
           f"{threads} TensorFlow thread(s) per run", file=sys.stderr)
@@ -452,6 +456,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_automations(args: argparse.Namespace) -> int:
+    """Create (or update) the automations that crash runs whose heartbeats stopped and schedule them again."""
+    from deployments.automations import CrashPolicy, deploy_automations
+
+    try:
+        policy = CrashPolicy(crash_after_s=args.crash_after, retries=args.retries)
+    except ValueError as exc:
+        return fail(str(exc))
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():  # an automation on a temporary server would vanish with it
+        return fail("set PREFECT_API_URL to the Prefect server the workers use")
+    for automation in deploy_automations(policy):
+        state = "enabled" if automation.enabled else "disabled"
+        print(f"seqcast: automation '{automation.name}' ({automation.id}, {state}): {automation.description}",
+              file=sys.stderr)
+    return 0
+
+
 def _validation_message(exc: ValidationError) -> str:
     return "invalid parameters:\n" + "\n".join(
         f"  {'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg'].removeprefix('Value error, ')}"
@@ -464,6 +487,7 @@ def fail(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deployments.automations import HEARTBEAT_S, CrashPolicy
     from seqcast.champion import ChampionParams
     from seqcast.ingest import IngestParams
     from seqcast.predict import PredictParams
@@ -544,6 +568,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
     add_param_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
+
+    automations = sub.add_parser(
+        "automations", help="create the automations that retry runs of lost workers",
+        description="Create (or update) two automations on the Prefect server (PREFECT_API_URL): one marks a "
+                    "forecast run Crashed when its heartbeats stop (its worker's host is lost), one schedules a "
+                    "crashed run again so that a live worker of the pool resumes it.")
+    automations.add_argument("--crash-after", type=int, default=CrashPolicy.crash_after_s, metavar="S",
+                             help="seconds without a heartbeat after which a run counts as crashed "
+                                  f"(runs send one every {HEARTBEAT_S} s); default: {CrashPolicy.crash_after_s}")
+    automations.add_argument("--retries", type=int, default=CrashPolicy.retries, metavar="N",
+                             help=f"times a crashed run is scheduled again; 0 leaves it crashed; "
+                                  f"default: {CrashPolicy.retries}")
+    automations.set_defaults(func=cmd_automations)
 
     backtest = sub.add_parser(
         "backtest", help="forecast a dataset from several cutoffs and score every forecast (rolling origin)",

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     training_slots: PositiveInt | None = Field(
         None, description="models that may train at once; default: one per CPU core")
     db_lock_timeout: float = Field(30.0, ge=0, description="seconds a writer waits for a locked results database")
+    backup_interval: float = Field(30.0, ge=0, description="with an s3:// home: least seconds between two uploads "
+                                   "of a training backup (after the first epoch's)")
     schedule_start: str = Field("01:00", description="time of day (HH:MM) of the first nightly forecast run")
     schedule_stagger_min: int = Field(10, ge=0, description="minutes between the nightly runs of two variants")
     schedule_timezone: str = Field("UTC", description="IANA time zone of the schedules")

@@ -28,6 +28,7 @@ class Models:
         self.home = home
         self.root = home / "models"
         self.remote = remote
+        self._stored: dict[str, set[str]] = {}  # backup prefix -> keys stored, once listed
 
     def folder(self, run_id: str) -> Path:
         """The run's local folder (its model, plots and the training backup of an interrupted try)."""
@@ -141,7 +142,7 @@ class Models:
 
         With an object store the backup lives in the store, so a try that died with its machine resumes on
         another: this brings the stored backup into the cache (replacing whatever a cached copy holds) and
-        :meth:`store_backup` sends it back after every epoch.
+        :meth:`store_backup` sends it back as training goes.
         """
         folder = self.folder(run_id) / BACKUP
         if self.remote is None:
@@ -161,10 +162,12 @@ class Models:
             return
         folder = self.folder(run_id) / BACKUP
         prefix = self._relative(folder)
-        stored = self.remote.list(prefix)
+        if prefix not in self._stored:  # the first call of this fit: what an earlier try left in the store
+            self._stored[prefix] = set(self.remote.list(prefix))
         local = {self._relative(p): p for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else {}
         self.remote.put_files((path, key) for key, path in local.items())
-        self.remote.delete(sorted(set(stored) - set(local)))
+        self.remote.delete(sorted(self._stored[prefix] - set(local)))
+        self._stored[prefix] = set(local)
 
     def _upload(self, *paths: Path) -> None:
         """Upload files of the cache in order (a manifest after what it vouches for); nothing on a local store."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from prefect import get_run_logger, task
@@ -62,7 +63,8 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
         # the backup of an interrupted try: on an object store, from the store, so it resumes on any machine
         result = train(params, train_windows, valid_windows, logger,
                        backup_dir=store.models.backup_folder(run_id),
-                       callbacks=[epoch_progress(progress, params.epochs), stored_backup(store.models, run_id),
+                       callbacks=[epoch_progress(progress, params.epochs),
+                                  stored_backup(store.models, run_id, current_settings().backup_interval),
                                   *(training_fault(fault, logger) if fault else [])])
         store.models.store_backup(run_id)  # the finished fit removed its backup: so does the store
     update_progress_artifact(progress, 100.0)  # early stopping ends before max epochs: the training is done
@@ -83,11 +85,24 @@ def epoch_progress(artifact_id, max_epochs: int):
     return _Progress()
 
 
-def stored_backup(models, run_id: str):
-    """Keras callback that sends the epoch's training backup to the store (see ``Models.store_backup``)."""
+def stored_backup(models, run_id: str, interval_s: float):
+    """Keras callback that sends the training backup to the store after the first epoch, then after the first epoch
+    that ends ``interval_s`` or more after the last upload (see ``Models.store_backup``).
+
+    Uploading every epoch would make a run of short epochs wait on the store more than it trains; a lost machine
+    costs at most the epochs of one interval.
+    """
     import keras
 
-    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: models.store_backup(run_id))
+    class _StoredBackup(keras.callbacks.Callback):
+        last = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.last is None or time.monotonic() - self.last >= interval_s:
+                models.store_backup(run_id)
+                self.last = time.monotonic()
+
+    return _StoredBackup()
 
 
 def training_key(params: dict) -> dict:

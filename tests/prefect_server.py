@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,11 +23,15 @@ class PrefectServer:
     api_url: str
     home: Path
     process: subprocess.Popen
+    auth_string: str | None = None  # the credentials the server requires (PREFECT_SERVER_API_AUTH_STRING), if any
 
     def client_env(self, **extra: str) -> dict[str, str]:
         """Environment for a child process that talks to this server (not to an ephemeral one)."""
         env = {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.pop("PREFECT_API_AUTH_STRING", None)
+        if self.auth_string is not None:
+            env["PREFECT_API_AUTH_STRING"] = self.auth_string
         env.update(extra)
         return env
 
@@ -37,13 +42,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, timeout_s: float = 120) -> PrefectServer:
-    """Start ``prefect server start`` on 127.0.0.1:<free port> and wait until its health check answers."""
+def start_server(home: Path, timeout_s: float = 120, auth_string: str | None = None) -> PrefectServer:
+    """Start ``prefect server start`` on 127.0.0.1:<free port> and wait until its health check answers.
+
+    ``auth_string``: the server refuses every API call without these credentials (its health check excepted).
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
+    if auth_string is not None:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     log = open(home / "server.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
@@ -58,7 +69,7 @@ def start_server(home: Path, timeout_s: float = 120) -> PrefectServer:
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
                 if response.status == 200:
-                    return PrefectServer(api_url, home, process)
+                    return PrefectServer(api_url, home, process, auth_string)
         except OSError:
             time.sleep(0.5)
     stop_server(PrefectServer(api_url, home, process))
@@ -126,13 +137,43 @@ def drain_events_worker() -> None:
 
 
 @contextlib.contextmanager
-def prefect_api(api_url: str) -> Iterator[None]:
-    """Point this process's Prefect client, and its events worker, at ``api_url`` for the block."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+def prefect_api(api_url: str, auth_string: str | None = None) -> Iterator[None]:
+    """Point this process's Prefect client, and its events worker, at ``api_url`` (with these credentials) for the
+    block."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     drain_events_worker()
     try:
-        with temporary_settings({PREFECT_API_URL: api_url}):
+        with temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}):
             yield
     finally:
         drain_events_worker()
+
+
+def start_worker(server: PrefectServer, pool: str, folder: Path, name: str, limit: int = 1,
+                 **env: str) -> subprocess.Popen:
+    """Start ``prefect worker start`` for ``pool`` in ``folder`` (its working directory and log), as on a host of
+    its own: its own process group, sharing only the server (and what ``env`` names) with other workers.
+
+    ``limit``: flow runs it runs at once. It polls every 2 s rather than Prefect's 10, so tests wait less.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "worker.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", name,
+             "--limit", str(limit)],
+            cwd=folder, env=server.client_env(PREFECT_WORKER_QUERY_SECONDS="2", **env),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    """Stop a child started in its own session, and what it started in that session."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
