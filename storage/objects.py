@@ -49,16 +49,6 @@ class ObjectStore:
     def _path(self, key: str) -> str:
         return f"{self.base}/{key}"
 
-    def check(self) -> None:
-        """Fail with a clear message when the bucket cannot be reached or does not exist."""
-        bucket = self.base.split("/", 1)[0]
-        try:
-            info = self.fs.get_file_info(bucket)
-        except OSError as exc:
-            raise OSError(f"cannot reach {self.url}: {exc}") from None
-        if info.type != pafs.FileType.Directory:
-            raise OSError(f"no bucket {bucket!r} at {self.url}: create it first (it is never created by seqcast)")
-
     def put_file(self, local: Path, key: str) -> None:
         with open(local, "rb") as source, self.fs.open_output_stream(self._path(key)) as target:
             while chunk := source.read(8 << 20):
@@ -70,10 +60,7 @@ class ObjectStore:
 
     def put_files(self, files: Iterable[tuple[Path, str]]) -> None:
         """Upload (local path, key) pairs side by side; raise the first failure once all have ended."""
-        files = list(files)
-        with ThreadPoolExecutor(min(TRANSFER_THREADS, max(1, len(files)))) as pool:
-            for done in [pool.submit(self.put_file, local, key) for local, key in files]:
-                done.result()
+        _side_by_side(self.put_file, files)
 
     def get_bytes(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
@@ -91,12 +78,7 @@ class ObjectStore:
 
     def get_files(self, files: Iterable[tuple[str, Path]]) -> None:
         """Download (key, local path) pairs side by side; raise the first failure once all have ended."""
-        files = list(files)
-        if not files:
-            return
-        with ThreadPoolExecutor(min(TRANSFER_THREADS, len(files))) as pool:
-            for done in [pool.submit(self.get_file, key, local) for key, local in files]:
-                done.result()
+        _side_by_side(self.get_file, files)
 
     def exists(self, key: str) -> bool:
         return self.fs.get_file_info(self._path(key)).type == pafs.FileType.File
@@ -114,3 +96,12 @@ class ObjectStore:
                 self.fs.delete_file(self._path(key))
             except FileNotFoundError:
                 pass
+
+
+def _side_by_side(transfer, pairs: Iterable[tuple]) -> None:
+    pairs = list(pairs)
+    if not pairs:
+        return
+    with ThreadPoolExecutor(min(TRANSFER_THREADS, len(pairs))) as pool:
+        for done in [pool.submit(transfer, *pair) for pair in pairs]:
+            done.result()

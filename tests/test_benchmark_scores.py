@@ -47,6 +47,7 @@ def test_season_length_follows_the_frequency():
         [12, 12, 4, 4, 7, 52, 24, 1, 1, 1]
 
 
+@pytest.mark.slow
 def test_stats_variants_score_like_the_competition_through_the_flow(home, tmp_path, monthly, capsys):
     dataset_id = ingest_monthly(monthly, tmp_path)
     store = Store(home)

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_variants_run_on_an_existing_dask_cluster(home, capsys):
     """Two worker processes of one thread each, started with one TensorFlow thread as docs/deployments.md says; the
     workers inherit this test's SEQCAST_HOME, and report to this process's Prefect API."""

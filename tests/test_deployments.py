@@ -119,6 +119,7 @@ def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys, 
     assert "epochs: Input should be greater than or equal to 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_training_limit_of_one_does_not_deadlock_iterative(prefect_harness, home, monkeypatch):
     """iterative_10 trains its base model in a subflow: with one training slot that must still finish."""
     from prefect.client.orchestration import get_client
@@ -253,6 +254,7 @@ def test_training_failure_is_retried_and_resumes_without_regenerating_data(serve
     assert not (home / "models" / run_id / "backup").exists()  # backup removed once training finished
 
 
+@pytest.mark.slow
 def test_a_retry_after_training_keeps_the_trained_model(served):
     home, run_id, states = run_failing_once(served, "evaluate", seed=8, tasks=10)
     assert sorted(s for s in states if s[0] == "evaluate-model") == [("evaluate-model", "Completed"),

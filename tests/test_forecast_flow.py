@@ -267,6 +267,7 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
     assert not (home / "logs").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys):
     """A variant that fails is reported with its error; one that reuses it does not run; the others carry on."""
     from seqcast.data import SyntheticSpec, generate_splits
@@ -308,6 +309,7 @@ def forecast_runs(api_url: str, created_after: datetime, state: str) -> list[str
     return sorted(run.name.split(" · ")[0] for run in runs if run.state.name == state)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path):
     """`kill` of `seqcast run --jobs 2` ends it as Ctrl-C does: no worker process is left behind, and the runs they
     were training are recorded as crashed.

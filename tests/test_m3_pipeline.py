@@ -17,6 +17,7 @@ def metric_rows(home, run_id: str) -> list[tuple]:
                            "ORDER BY ALL", [run_id]).fetchall()
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_same_code_give_identical_scores(home, capsys):
     assert cli(["ingest", "--benchmark", "m3-other"]) == 0
     dataset_id = next(line.split("--dataset-id ")[1] for line in capsys.readouterr().out.splitlines()

@@ -206,6 +206,7 @@ def test_vector_targets_are_the_future_values():
     assert np.array_equal(training_targets(get_variant("seq2vec_rnn"), windows, 50, 10), windows[:, 50:])
 
 
+@pytest.mark.slow
 def test_every_model_reloads_in_a_fresh_process(tmp_path):
     import seqcast.layers  # noqa: F401
 

@@ -151,6 +151,7 @@ def trending_run(variant: str, window_norm: str | None, folder: Path, seed: int 
             "model": evaluation.figure("test"), "test_above_train": above}
 
 
+@pytest.mark.slow
 def test_recurrent_and_linear_models_follow_a_trend_past_the_training_range_only_in_a_window_frame(tmp_path):
     lstm, linear = trending_run("lstm", None, tmp_path), trending_run("linear", None, tmp_path)
     assert lstm["test_above_train"]  # each series' test targets lie above all of its training values
