@@ -380,8 +380,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     report = results.sync() if args.action == "sync" else results.rebuild()
     if store.remote is not None:
-        print(f"{args.action}: brought {report.fetched} new or rewritten record(s) from {store.location}",
-              file=sys.stderr)
+        print(f"{args.action}: brought {report.fetched} new or rewritten record(s) from {store.location} "
+              f"({report.from_packs} of them in packs)", file=sys.stderr)
     if report.lock_retries:
         print(f"{results.path} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
               file=sys.stderr)

@@ -4,9 +4,10 @@ folder, and ``seqcast results sync`` of records that other workers wrote.
 The S3 server is moto's (``moto_server``), in its own process as a store would be on its own machine, on loopback.
 Runs alternate local / S3 so both see the same load on a shared machine; each is a ``seqcast run`` process against
 one real Prefect server, timed by its flow run's duration in Prefect (the run itself, not the process start-up).
-Then ``--records`` copies of that run's record are written to the bucket by ``--writers`` threads standing in
-for workers, and a machine with an empty cache and database times ``seqcast results sync`` (a process, start-up
-included), then a second sync with nothing new.
+Then ``--records`` copies of that run's record are written to the bucket by ``--writers`` worker hosts (threads,
+each with its own cache, so each packs what it writes), and a machine with an empty cache and database times
+``seqcast results sync`` (a process, start-up included), then a second sync with nothing new; then a second new
+machine syncs, after the first one packed what it fetched one by one.
 
     .venv/bin/python -m bench.object_store                    # 3 runs each way, 1,000 records; from the repo root
     .venv/bin/python -m bench.object_store --runs 5 --records 1000 --out bench/results/object-store.md
@@ -86,10 +87,11 @@ def flow_seconds(env: dict[str, str], run_id: str) -> float:
 
 
 def write_copies(store: Store, run_id: str, n: int, writers: int) -> float:
-    """Write ``n`` records with the tables of ``run_id``'s record under new run ids, from ``writers`` threads."""
+    """Write ``n`` records with the tables of ``run_id``'s record under new run ids, from ``writers`` hosts side by
+    side (each thread a host with its own cache)."""
     tables = {name: pq.read_table(path) for name, path in store.records.files(run_id).items()}
 
-    def write(_):
+    def write(i):
         new = str(uuid.uuid4())
         rows = {}
         for name, table in tables.items():
@@ -97,7 +99,7 @@ def write_copies(store: Store, run_id: str, n: int, writers: int) -> float:
                 table = table.set_column(table.column_names.index("run_id"), "run_id",
                                          [[new] * table.num_rows])
             rows[name] = table
-        Store(store.root.with_name(f"writer-{new}"), remote=store.remote).records.write(new, rows)
+        Store(store.root.with_name(f"writer-{i % writers}"), remote=store.remote).records.write(new, rows)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(writers) as pool:
@@ -111,14 +113,15 @@ def timed_sync(env: dict[str, str]) -> tuple[float, str]:
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"seqcast results sync failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started, done.stdout.strip().splitlines()[-1]
+    brought = [line for line in done.stderr.splitlines() if " brought " in line]
+    return time.perf_counter() - started, "; ".join([*brought[-1:], done.stdout.strip().splitlines()[-1]])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="linear runs on each store; default: 3")
     parser.add_argument("--records", type=int, default=1000, help="records other workers write; default: 1000")
-    parser.add_argument("--writers", type=int, default=8, help="threads writing them; default: 8")
+    parser.add_argument("--writers", type=int, default=8, help="worker hosts writing them; default: 8")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the linear runs; default: 20")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     args = parser.parse_args(argv)
@@ -156,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         reader = {**remote, "SEQCAST_CACHE": str(work / "reader-cache"), "SEQCAST_DB": str(work / "reader.duckdb")}
         first_s, first_out = timed_sync(reader)
         again_s, again_out = timed_sync(reader)
+        second = {**remote, "SEQCAST_CACHE": str(work / "second-cache"), "SEQCAST_DB": str(work / "second.duckdb")}
+        second_s, second_out = timed_sync(second)
         sync_table = tabulate([
-            [f"write {args.records} records ({per_record} files each) from {args.writers} threads", f"{write_s:.1f}",
+            [f"write {args.records} records ({per_record} files each) from {args.writers} hosts", f"{write_s:.1f}",
              ""],
             ["`seqcast results sync` on an empty machine", f"{first_s:.1f}", first_out],
             ["`seqcast results sync` again, nothing new", f"{again_s:.1f}", again_out],
+            ["`seqcast results sync` on a second empty machine", f"{second_s:.1f}", second_out],
         ], headers=["step", "s", "output"], tablefmt="github")
         load = os.getloadavg()
         text = (f"linear runs ({args.epochs} epochs, the default synthetic dataset), alternating:\n\n{run_table}\n\n"

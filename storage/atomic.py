@@ -31,16 +31,22 @@ def fsync_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success fsync it and rename it over ``target``."""
+def atomic_file(target: Path, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success fsync it and rename it over ``target``.
+
+    ``durable=False`` skips the fsyncs, for a copy that can be fetched again (a cache): the rename still keeps
+    readers from ever seeing half a file.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
     try:
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        if durable:
+            fsync_dir(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -14,13 +14,14 @@ if it stays locked, leave the record for the next load (any later run, or ``seqc
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
+import shutil
 import tarfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,14 +33,17 @@ import tenacity
 
 from seqcast.names import SAFE_NAME, check_name
 from storage import queries
-from storage.atomic import atomic_file
+from storage.atomic import atomic_dir, atomic_file
 from storage.objects import TRANSFER_THREADS, ObjectStore
+from storage.packs import BUNDLE, PACK_MAX, PACK_SIZE, PACKS, bundle, bundle_members, merge, pack, pack_key, unpack
 
 log = logging.getLogger(__name__)
 
 MARKER = "_COMMITTED"
-BUNDLE = ".tar"  # on an object store, one write of a record: its files and marker in one object
 RECORDS = "records"
+# in a cache's records folder: the merged tables of packs a mirror took whole, until a load has used them
+MERGED = ".merged"
+COVERS = "covers.json"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 TS = pa.timestamp("us", tz="UTC")
 
@@ -313,6 +317,7 @@ class LoadReport:
     lock_retries: int = 0
     lock_wait_s: float = 0.0
     fetched: int = 0  # records brought from an object store into this machine's cache first
+    from_packs: int = 0  # of those, how many came in packs
 
 
 class DatabaseLocked(RuntimeError):
@@ -497,13 +502,16 @@ def connect_writer(db_path: Path, timeout_s: float | None = None,
 LOAD_BATCH = 500  # records loaded in one transaction, one INSERT per table: far faster than one record at a time
 
 
-def _load_many(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, Path, dict]], loaded: dict[str, str]) -> None:
-    """Load records (run id, folder, marker) in one transaction. A run the database holds an earlier write of loses
-    its rows from every table first (a record holds only the tables it has rows in)."""
-    files: dict[str, list[str]] = {}
-    for _, folder, marker in batch:
-        for name, path in record_files(folder, marker).items():
-            files.setdefault(name, []).append(str(path))
+def _load_many(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, Path, dict]], loaded: dict[str, str],
+               files: dict[str, list[str]] | None = None) -> None:
+    """Load records (run id, folder, marker) in one transaction, from their own files or from ``files`` (table ->
+    Parquet files holding exactly their rows: a pack's merged tables). A run the database holds an earlier write of
+    loses its rows from every table first (a record holds only the tables it has rows in)."""
+    if files is None:
+        files = {}
+        for _, folder, marker in batch:
+            for name, path in record_files(folder, marker).items():
+                files.setdefault(name, []).append(str(path))
     reloaded = [run_id for run_id, _, _ in batch if run_id in loaded]
     con.execute("BEGIN TRANSACTION")
     try:
@@ -534,8 +542,48 @@ def _load_many(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, Path, dict
         raise
 
 
+def _merged_sets(record_root: Path) -> list[tuple[Path, dict[str, str], dict[str, Path]]]:
+    """The merged tables a mirror left in the cache: (folder, run id -> write id covered, table -> file)."""
+    found = []
+    for folder in sorted((record_root / MERGED).glob("[0-9a-f]*")):
+        try:
+            covers = json.loads((folder / COVERS).read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((folder, covers, {path.stem: path for path in folder.glob("*.parquet")}))
+    return found
+
+
+def _batches(changed: list[tuple[str, Path, dict]], merged_sets) -> Iterator[tuple[list, dict[str, list[str]]]]:
+    """Batches of at most about ``LOAD_BATCH`` records with the files to load them from: a merged set's tables for
+    the records it covers, when it covers writes all loaded now and every table they have; each record's own files
+    for the rest."""
+    pending = {run_id: (run_id, folder, marker) for run_id, folder, marker in changed}
+    units = []
+    for _, covers, tables in merged_sets:
+        records = [pending.get(run_id) for run_id in covers]
+        if not covers or any(r is None or r[2]["write_id"] != covers[r[0]] for r in records) \
+                or {name for r in records for name in r[2]["tables"]} != set(tables):
+            continue
+        units.append(([pending.pop(r[0]) for r in records], {name: [str(path)] for name, path in tables.items()}))
+    for record in pending.values():
+        units.append(([record], {name: [str(path)] for name, path in record_files(record[1], record[2]).items()}))
+    batch, files = [], {}
+    for records, unit_files in units:
+        batch += records
+        for name, paths in unit_files.items():
+            files.setdefault(name, []).extend(paths)
+        if len(batch) >= LOAD_BATCH:
+            yield batch, files
+            batch, files = [], {}
+    if batch:
+        yield batch, files
+
+
 def _load_into(con: duckdb.DuckDBPyConnection, records: dict[str, Path], report: LoadReport,
-               only_new: bool) -> None:
+               only_new: bool, record_root: Path | None = None) -> None:
+    """Load the records; with ``record_root``, from the merged tables a mirror left there where they serve."""
+    merged_sets = _merged_sets(record_root) if record_root is not None else []
     ensure_schema(con)
     loaded = dict(con.execute("SELECT run_id, write_id FROM loaded_records").fetchall())
     changed = []
@@ -548,14 +596,15 @@ def _load_into(con: duckdb.DuckDBPyConnection, records: dict[str, Path], report:
             report.failed[run_id] = f"{folder} has no committed, intact record"
         else:
             changed.append((run_id, folder, marker))
-    for start in range(0, len(changed), LOAD_BATCH):
-        batch = changed[start:start + LOAD_BATCH]
+    for batch, files in _batches(changed, merged_sets):
         try:
-            _load_many(con, batch, loaded)
+            _load_many(con, batch, loaded, files)
             report.loaded += [run_id for run_id, _, _ in batch]
         except (OSError, duckdb.Error):  # one bad record fails its batch: load them one by one
             for run_id, folder, _ in batch:
                 _load_alone(con, run_id, folder, loaded, report)
+    for folder, _, _ in merged_sets:  # loaded from, or of no use any more
+        shutil.rmtree(folder, ignore_errors=True)
     for run_id, error in report.failed.items():
         log.warning("run %s was not loaded and stays in the record: %s (a database made by another version of "
                     "seqcast is recreated from the records by `seqcast results rebuild`)", run_id, error)
@@ -594,10 +643,11 @@ def sync(record_root: Path, db_path: Path, timeout_s: float | None = None) -> Lo
     and loads only the records that changed. The record folder is listed once the lock is held, so a
     run that waited for the lock also loads whatever other runs committed while it waited.
     """
-    return _load(db_path, lambda: committed_records(record_root), timeout_s, only_new=True)
+    return _load(db_path, lambda: committed_records(record_root), timeout_s, only_new=True, record_root=record_root)
 
 
-def _load(db_path: Path, list_records, timeout_s: float | None, only_new: bool) -> LoadReport:
+def _load(db_path: Path, list_records, timeout_s: float | None, only_new: bool,
+          record_root: Path | None = None) -> LoadReport:
     report = LoadReport()
     con = connect_writer(db_path, timeout_s, report)
     if con is None:
@@ -607,7 +657,7 @@ def _load(db_path: Path, list_records, timeout_s: float | None, only_new: bool) 
                     db_path, report.lock_retries, report.lock_wait_s, len(report.pending))
         return report
     try:
-        _load_into(con, list_records(), report, only_new)
+        _load_into(con, list_records(), report, only_new, record_root)
     finally:
         con.close()  # closing releases the file lock for the next writer or reader
     if report.lock_retries:
@@ -651,7 +701,7 @@ def rebuild(record_root: Path, db_path: Path, timeout_s: float | None = None) ->
     try:
         con = duckdb.connect(str(tmp))
         try:
-            _load_into(con, committed_records(record_root), report, only_new=False)
+            _load_into(con, committed_records(record_root), report, only_new=False, record_root=record_root)
         finally:
             con.close()
         # A write-ahead log is named after the path, not the file: one left by the old file would be replayed
@@ -739,52 +789,104 @@ def read_only_query(db_path: Path, sql: str, home: Path, timeout_s: float | None
 class Records:
     """The records part of a store: ``records/<run_id>/``, the source of truth the results database loads.
 
-    With an object store, a record is written to this machine's cache and uploaded, its Parquet files first and its
-    marker last, so other machines see it only once it is complete; :meth:`mirror` brings into the cache what other
-    machines committed.
+    With an object store, a record is written to this machine's cache and uploaded as one bundle object, then its
+    marker, so other machines see it only once it is complete; :meth:`mirror` brings into the cache what other
+    machines committed. Bundles are also packed (:mod:`storage.packs`): every ``PACK_SIZE`` records a machine
+    writes, and the records a sync had to fetch one by one, go up once more as one pack, which a later sync of
+    another machine fetches in one request.
     """
 
     def __init__(self, home: Path, remote: ObjectStore | None = None):
         self.root = home / RECORDS
         self.remote = remote
+        # the cache's own bookkeeping, beside the record folders (a dot name is never a run id): writes of this
+        # machine not packed yet, one file each; and the packs a mirror has taken what it needed from
+        self._unpacked = self.root / ".unpacked"
+        self._seen = self.root / ".packs"
 
     def write(self, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> Path:
         folder = write_record(self.root, run_id, rows)
         if self.remote is not None:
-            self._upload(folder)
+            write_id = self._upload(folder)
+            self._pack_own(run_id, write_id)
         return folder
 
-    def _upload(self, folder: Path) -> None:
-        """Upload a committed record as one tar object of its files and marker, then the marker on its own.
-
-        One object per write: a machine that syncs fetches a record in one request, not one per table.
-        """
+    def _upload(self, folder: Path) -> str:
+        """Upload a committed record as one bundle object of its files and marker, then the marker on its own;
+        return its write id."""
         marker = read_marker(folder, verify=False)
-        prefix, bundle = f"{RECORDS}/{folder.name}", io.BytesIO()
-        with tarfile.open(fileobj=bundle, mode="w") as tar:
-            for name in [*marker["files"], MARKER]:
-                tar.add(folder / name, arcname=name)
-        self.remote.put_bytes(f"{prefix}/{marker['write_id']}{BUNDLE}", bundle.getvalue())
+        prefix, write_id = f"{RECORDS}/{folder.name}", marker["write_id"]
+        self.remote.put_bytes(f"{prefix}/{write_id}{BUNDLE}", bundle(folder, [*marker["files"], MARKER]))
         self.remote.put_file(folder / MARKER, f"{prefix}/{MARKER}")
         # earlier writes of this run: the marker no longer names them
-        current = {f"{prefix}/{marker['write_id']}{BUNDLE}", f"{prefix}/{MARKER}"}
+        current = {f"{prefix}/{write_id}{BUNDLE}", f"{prefix}/{MARKER}"}
         self.remote.delete(sorted(set(self.remote.list(prefix)) - current))
+        return write_id
 
-    def mirror(self) -> int:
+    def _pack_own(self, run_id: str, write_id: str) -> None:
+        """Note this write as unpacked; once ``PACK_SIZE`` of this machine's writes wait, pack them.
+
+        Runs on one machine share its cache: each claims the notes it packs by renaming them away, so two runs
+        never pack the same write, and a run that dies mid-pack leaves its writes loose, which costs requests only.
+        """
+        with atomic_file(self._unpacked / write_id, durable=False) as tmp:
+            tmp.write_text(run_id)
+        waiting = sorted(self._unpacked.glob("[0-9a-f]*"))
+        if len(waiting) < PACK_SIZE:
+            return
+        claim = self.root / ".packing" / uuid.uuid4().hex
+        claim.mkdir(parents=True)
+        try:
+            writes = []
+            for note in waiting:
+                try:
+                    note.rename(claim / note.name)
+                except FileNotFoundError:  # another run of this machine claimed it first
+                    continue
+                writes.append(((claim / note.name).read_text(), note.name))
+            self._upload_pack(writes)
+        finally:
+            shutil.rmtree(claim, ignore_errors=True)
+
+    def _upload_pack(self, writes: list[tuple[str, str]]) -> None:
+        """Upload one pack of these (run id, write id) records from the cache: those still the current write there.
+
+        A pack is a copy for faster syncs, so failing to store one is logged and the records stay as they are.
+        """
+        bundles, files = {}, {}
+        try:
+            for run_id, write_id in writes:
+                folder = self.root / run_id
+                marker = read_marker(folder, verify=False)
+                if marker is not None and marker["write_id"] == write_id:
+                    bundles[(run_id, write_id)] = bundle(folder, [*marker["files"], MARKER])
+                    for name, path in record_files(folder, marker).items():
+                        files.setdefault(name, []).append(path)
+            if len(bundles) > 1:
+                self.remote.put_bytes(pack_key(bundles), pack(bundles, merge(files)))
+        except (OSError, ValueError) as exc:  # a retry replaced a record meanwhile, or the store refused
+            log.warning("a pack of %d records was not stored in %s (the records stay one object each): %s",
+                        len(bundles), self.remote.url, exc)
+
+    def mirror(self) -> tuple[int, int]:
         """Bring the records other machines committed (or rewrote) since the last mirror into the cache; return
-        how many came.
+        how many came, and how many of them in packs.
 
-        One listing of ``records/`` tells which to fetch: a record's object is named by its write id, so a cached
-        record whose write is the only one stored costs no request, and a new one costs one.
+        The packs are listed first, then ``records/``: a pack holds only writes uploaded before it, so every
+        current write in a listed pack shows in the listing after it. The listing tells which records to fetch
+        (an object is named by its write id, so a cached record whose write is the one stored costs no request);
+        packs not seen before bring what they hold of those, and the rest comes one object each, then goes up
+        as packs for the next machine.
         """
         if self.remote is None:
-            return 0
+            return 0, 0
+        packs = sorted(set(self.remote.list(PACKS)) - self._seen_packs())
         stored: dict[str, set[str]] = {}
         for key in self.remote.list(RECORDS):
             parts = key.split("/")
             if len(parts) == 3 and SAFE_NAME.match(parts[1]):
                 stored.setdefault(parts[1], set()).add(parts[2])
-        todo = []
+        todo: dict[str, str | None] = {}
         for run_id, names in stored.items():
             if MARKER not in names:
                 continue  # not committed yet
@@ -792,37 +894,96 @@ class Records:
             cached = read_marker(self.root / run_id, verify=False)
             if cached is None or writes != {cached["write_id"]}:
                 # one write stored: the marker, uploaded after it, names it; several: the marker says which
-                todo.append((run_id, writes.pop() if len(writes) == 1 else None))
+                todo[run_id] = writes.pop() if len(writes) == 1 else None
         if not todo:
-            return 0
+            self._note_seen(packs)  # all they hold is cached or superseded already
+            return 0, 0
+        unpacked = self._from_packs(packs, todo)
+        self._note_seen(packs)
+        loose = list(todo.items())
         with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-            fetched = sum(pool.map(lambda job: self._fetch(*job), todo))
-        log.info("brought %d record(s) from %s", fetched, self.remote.url)
-        return fetched
+            brought = [run_id for (run_id, _), ok in zip(loose, pool.map(lambda job: self._fetch(*job), loose)) if ok]
+            groups = [brought[i:i + PACK_MAX] for i in range(0, len(brought), PACK_MAX)] if len(brought) >= PACK_SIZE \
+                else []
+            list(pool.map(lambda group: self._upload_pack([(r, self._write_id(r)) for r in group]), groups))
+        log.info("brought %d record(s) from %s: %d from %d pack(s), %d one by one (now in %d new pack(s))",
+                 unpacked + len(brought), self.remote.url, unpacked, len(packs), len(brought), len(groups))
+        return unpacked + len(brought), unpacked
+
+    def _from_packs(self, packs: list[str], todo: dict[str, str | None]) -> int:
+        """Take from these packs the writes ``todo`` wants (removing them from it); return how many. A pack taken
+        whole leaves its merged tables for the load."""
+        count = 0
+        with ThreadPoolExecutor(min(TRANSFER_THREADS, len(packs) or 1)) as pool:
+            for key, data in zip(packs, pool.map(self.remote.get_bytes, packs)):
+                if data is None:
+                    continue  # gone since the listing: its records come one by one
+                try:
+                    bundles, tables = unpack(data)
+                except tarfile.TarError as exc:
+                    log.warning("pack %s of %s was skipped: %s", key, self.remote.url, exc)
+                    continue
+                taken = {}
+                for (run_id, write_id), content in bundles.items():
+                    if todo.get(run_id) == write_id and self._extract(run_id, content):
+                        del todo[run_id]
+                        taken[run_id] = write_id
+                if tables and taken and len(taken) == len(bundles):
+                    with atomic_dir(self.root / MERGED / Path(key).stem) as tmp:
+                        for name, content in tables.items():
+                            (tmp / f"{name}.parquet").write_bytes(content)
+                        (tmp / COVERS).write_text(json.dumps(taken))
+                count += len(taken)
+        return count
+
+    def _seen_packs(self) -> set[str]:
+        return {f"{PACKS}/{path.name}" for path in self._seen.glob("*")} if self._seen.is_dir() else set()
+
+    def _note_seen(self, packs: list[str]) -> None:
+        self._seen.mkdir(parents=True, exist_ok=True)
+        for key in packs:
+            (self._seen / key.removeprefix(f"{PACKS}/")).touch()
+
+    def _write_id(self, run_id: str) -> str | None:
+        marker = read_marker(self.root / run_id, verify=False)
+        return marker and marker["write_id"]
 
     def _fetch(self, run_id: str, write_id: str | None = None) -> bool:
-        """Copy one committed record into the cache, its files first and its marker last; False when it changed
-        or went while being copied (the next mirror takes it)."""
-        prefix, folder = f"{RECORDS}/{run_id}", self.root / run_id
+        """Copy one committed record into the cache; False when it changed or went while being copied (the next
+        mirror takes it)."""
+        prefix = f"{RECORDS}/{run_id}"
         try:
             if write_id is None:
                 data = self.remote.get_bytes(f"{prefix}/{MARKER}")
                 if data is None:
                     return False
                 write_id = json.loads(data)["write_id"]
-            bundle = self.remote.get_bytes(f"{prefix}/{write_id}{BUNDLE}")
-            if bundle is None:
-                return False
-            with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
-                members = {member.name: member for member in tar.getmembers()}
-                marker = json.loads(tar.extractfile(members[MARKER]).read())
-                for name in marker["files"]:  # only the names its marker vouches for: nothing else is written
-                    with atomic_file(folder / name) as tmp:
-                        tmp.write_bytes(tar.extractfile(members[name]).read())
-                with atomic_file(folder / MARKER) as tmp:
-                    tmp.write_bytes(tar.extractfile(members[MARKER]).read())
-        except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+            content = self.remote.get_bytes(f"{prefix}/{write_id}{BUNDLE}")
+        except (OSError, ValueError, KeyError) as exc:
             log.warning("record %s was not brought from %s this time: %s", run_id, self.remote.url, exc)
+            return False
+        return content is not None and self._extract(run_id, content)
+
+    def _extract(self, run_id: str, content: bytes) -> bool:
+        """Write a bundle into the cache, its files first and its marker last."""
+        folder = self.root / run_id
+        try:
+            files = bundle_members(content)
+            marker = json.loads(files[MARKER])
+            names = [*marker["files"], MARKER]  # only the names its marker vouches for: nothing else is written
+            # A cached copy, fetched again if lost, so nothing is synced to disk. A record new to the cache appears
+            # whole in one rename of its folder; one the cache holds an older write of gets the new files first
+            # and the marker last.
+            if not folder.exists():
+                with atomic_dir(folder) as tmp:
+                    for name in names:
+                        (tmp / name).write_bytes(files[name])
+                return True
+            for name in names:
+                with atomic_file(folder / name, durable=False) as tmp:
+                    tmp.write_bytes(files[name])
+        except (OSError, ValueError, KeyError, tarfile.TarError) as exc:
+            log.warning("record %s from %s was not written to the cache: %s", run_id, self.remote.url, exc)
             return False
         _remove_unreferenced(folder, set(marker["files"]))
         return True
@@ -872,14 +1033,14 @@ class Results:
         """Load the records the database does not hold yet, first bringing other machines' into the cache."""
         fetched = self.records.mirror()
         report = sync(self.records.root, self.path, self.lock_timeout_s)
-        report.fetched = fetched
+        report.fetched, report.from_packs = fetched
         return report
 
     def rebuild(self) -> LoadReport:
         """Recreate the database from the records alone (all of them, with an object store)."""
         fetched = self.records.mirror()
         report = rebuild(self.records.root, self.path, self.lock_timeout_s)
-        report.fetched = fetched
+        report.fetched, report.from_packs = fetched
         return report
 
     def load(self, run_ids: list[str]) -> LoadReport:

@@ -4,6 +4,7 @@ the object store alike, machines that share only the store, and a whole run whos
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -15,7 +16,8 @@ from app.cli import main as cli
 from seqcast.settings import SettingsError, load_settings
 from storage import Store
 from storage.objects import ObjectStore
-from storage.results import MARKER
+from storage.packs import PACK_SIZE, PACKS, unpack
+from storage.results import MARKER, MERGED
 from tests.s3_server import SECRET
 from tests.series_files import COLUMNS, daily_series, write
 
@@ -184,3 +186,101 @@ def test_a_run_on_an_s3_home_keeps_its_state_in_the_bucket(s3_home, s3_server, t
 def latest_dataset(tmp_path: Path) -> str:
     with duckdb.connect(str(tmp_path / "results.duckdb"), read_only=True) as con:
         return con.execute("SELECT dataset_id FROM datasets ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+
+
+def s3_location(s3_server, tmp_path, monkeypatch, name: str) -> str:
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server.url(f"{name}-{tmp_path.name}")
+
+
+def stored_packs(location: str) -> dict[str, set[tuple[str, str]]]:
+    """Each pack in the store: the (run id, write id) writes it holds."""
+    remote = ObjectStore(location)
+    return {key: set(unpack(remote.get_bytes(key))[0]) for key in remote.list(PACKS)}
+
+
+def scored_rows(run_id: str, n: int, dataset_id: str = "ds-a") -> dict:
+    """A record with rows in several tables, the metrics one with a row count of its own."""
+    return {**runs_row(run_id, dataset_id),
+            "metrics": [{"run_id": run_id, "predictor": "model", "split": "test", "metric": "mae", "horizon_step": step,
+                         "value": n + step / 10} for step in range(n % 3 + 1)]}
+
+
+def table_rows(store: Store, table: str) -> list[tuple]:
+    return store.results.query(f"SELECT * FROM {table} ORDER BY ALL")[1]
+
+
+def test_a_machine_packs_its_writes_and_another_syncs_them_from_the_pack(s3_server, tmp_path, monkeypatch):
+    location = s3_location(s3_server, tmp_path, monkeypatch, "packs")
+    one, two = machine(location, tmp_path / "one"), machine(location, tmp_path / "two")
+    runs = [f"run-{n:02d}" for n in range(PACK_SIZE + 3)]
+    for n, run_id in enumerate(runs):
+        one.records.write(run_id, scored_rows(run_id, n))
+    packs = stored_packs(location)
+    assert len(packs) == 1 and {run_id for run_id, _ in next(iter(packs.values()))} == set(runs[:PACK_SIZE])
+
+    assert two.records.mirror() == (len(runs), PACK_SIZE)
+    (merged,) = (two.records.root / MERGED).iterdir()  # the pack came whole: its merged tables wait for the load
+    assert json.loads((merged / "covers.json").read_text()).keys() == set(runs[:PACK_SIZE])
+    assert sorted(two.results.sync().loaded) == runs
+    # rows loaded through the pack's merged tables are the rows of the records themselves, loaded one by one
+    assert sorted(one.results.load(runs).loaded) == runs
+    for table in ("runs", "metrics"):
+        assert table_rows(two, table) == table_rows(one, table)
+    assert not merged.exists()  # merged tables go once loaded
+
+
+def test_a_pack_holding_an_older_write_of_a_run_gives_way_to_the_newer(s3_server, tmp_path, monkeypatch):
+    location = s3_location(s3_server, tmp_path, monkeypatch, "stale")
+    one, two = machine(location, tmp_path / "one"), machine(location, tmp_path / "two")
+    runs = [f"run-{n:02d}" for n in range(PACK_SIZE)]
+    for n, run_id in enumerate(runs):
+        one.records.write(run_id, scored_rows(run_id, n))
+    one.records.write("run-03", scored_rows("run-03", 7, dataset_id="ds-b"))  # a retried run, after the pack
+
+    report = two.results.sync()
+    assert sorted(report.loaded) == runs and report.from_packs == PACK_SIZE - 1
+    assert two.results.query("SELECT dataset_id, count(*) FROM runs GROUP BY ALL ORDER BY ALL")[1] == [
+        ("ds-a", PACK_SIZE - 1), ("ds-b", 1)]
+    assert two.results.query("SELECT count(*) FROM metrics WHERE run_id = 'run-03'")[1] == [(7 % 3 + 1,)]
+
+
+def test_records_fetched_one_by_one_go_up_as_a_pack_for_the_next_machine(s3_server, tmp_path, monkeypatch):
+    location = s3_location(s3_server, tmp_path, monkeypatch, "resync")
+    runs = [f"run-{n:02d}" for n in range(PACK_SIZE + 2)]
+    for n, run_id in enumerate(runs):  # writers that keep no cache (a container per run) never pack
+        machine(location, tmp_path / f"writer-{n}").records.write(run_id, scored_rows(run_id, n))
+    assert stored_packs(location) == {}
+
+    first = machine(location, tmp_path / "first").results.sync()
+    assert sorted(first.loaded) == runs and first.from_packs == 0
+    assert [{run_id for run_id, _ in writes} for writes in stored_packs(location).values()] == [set(runs)]
+    second = machine(location, tmp_path / "second").results.sync()
+    assert sorted(second.loaded) == runs and second.from_packs == len(runs)
+
+
+def test_a_damaged_pack_costs_requests_not_records(s3_server, tmp_path, monkeypatch):
+    location = s3_location(s3_server, tmp_path, monkeypatch, "damaged")
+    one, two = machine(location, tmp_path / "one"), machine(location, tmp_path / "two")
+    runs = [f"run-{n:02d}" for n in range(PACK_SIZE)]
+    for n, run_id in enumerate(runs):
+        one.records.write(run_id, scored_rows(run_id, n))
+    (key,) = stored_packs(location)
+    ObjectStore(location).put_bytes(key, b"not a tar")
+    report = two.results.sync()
+    assert sorted(report.loaded) == runs and report.from_packs == 0 and not report.failed
+
+
+def test_runs_of_one_machine_side_by_side_pack_each_write_once(s3_server, tmp_path, monkeypatch):
+    location = s3_location(s3_server, tmp_path, monkeypatch, "claims")
+
+    def write(n: int) -> None:  # each call a run of its own on the same machine: its own Store, one cache
+        machine(location, tmp_path / "one").records.write(f"run-{n:02d}", scored_rows(f"run-{n:02d}", n))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(3 * PACK_SIZE)))
+    packed = [run_id for writes in stored_packs(location).values() for run_id, _ in writes]
+    assert len(packed) == len(set(packed)) >= 2 * PACK_SIZE  # no write in two packs; at most the last pack waits
+    unpacked = {path.name for path in (tmp_path / "one" / "cache" / "records" / ".unpacked").iterdir()}
+    assert len(packed) + len(unpacked) == 3 * PACK_SIZE
