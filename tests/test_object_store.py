@@ -211,12 +211,18 @@ def table_rows(store: Store, table: str) -> list[tuple]:
     return store.results.query(f"SELECT * FROM {table} ORDER BY ALL")[1]
 
 
-def test_a_machine_packs_its_writes_and_another_syncs_them_from_the_pack(s3_server, tmp_path, monkeypatch):
-    location = s3_location(s3_server, tmp_path, monkeypatch, "packs")
+def one_machine_writes(location: str, tmp_path: Path, count: int) -> tuple[Store, Store, list[str]]:
+    """Two machines on one bucket, the first having written ``count`` records."""
     one, two = machine(location, tmp_path / "one"), machine(location, tmp_path / "two")
-    runs = [f"run-{n:02d}" for n in range(PACK_SIZE + 3)]
+    runs = [f"run-{n:02d}" for n in range(count)]
     for n, run_id in enumerate(runs):
         one.records.write(run_id, scored_rows(run_id, n))
+    return one, two, runs
+
+
+def test_a_machine_packs_its_writes_and_another_syncs_them_from_the_pack(s3_server, tmp_path, monkeypatch):
+    location = s3_location(s3_server, tmp_path, monkeypatch, "packs")
+    one, two, runs = one_machine_writes(location, tmp_path, PACK_SIZE + 3)
     packs = stored_packs(location)
     assert len(packs) == 1 and {run_id for run_id, _ in next(iter(packs.values()))} == set(runs[:PACK_SIZE])
 
@@ -233,10 +239,7 @@ def test_a_machine_packs_its_writes_and_another_syncs_them_from_the_pack(s3_serv
 
 def test_a_pack_holding_an_older_write_of_a_run_gives_way_to_the_newer(s3_server, tmp_path, monkeypatch):
     location = s3_location(s3_server, tmp_path, monkeypatch, "stale")
-    one, two = machine(location, tmp_path / "one"), machine(location, tmp_path / "two")
-    runs = [f"run-{n:02d}" for n in range(PACK_SIZE)]
-    for n, run_id in enumerate(runs):
-        one.records.write(run_id, scored_rows(run_id, n))
+    one, two, runs = one_machine_writes(location, tmp_path, PACK_SIZE)
     one.records.write("run-03", scored_rows("run-03", 7, dataset_id="ds-b"))  # a retried run, after the pack
 
     report = two.results.sync()
@@ -262,10 +265,7 @@ def test_records_fetched_one_by_one_go_up_as_a_pack_for_the_next_machine(s3_serv
 
 def test_a_damaged_pack_costs_requests_not_records(s3_server, tmp_path, monkeypatch):
     location = s3_location(s3_server, tmp_path, monkeypatch, "damaged")
-    one, two = machine(location, tmp_path / "one"), machine(location, tmp_path / "two")
-    runs = [f"run-{n:02d}" for n in range(PACK_SIZE)]
-    for n, run_id in enumerate(runs):
-        one.records.write(run_id, scored_rows(run_id, n))
+    _, two, runs = one_machine_writes(location, tmp_path, PACK_SIZE)
     (key,) = stored_packs(location)
     ObjectStore(location).put_bytes(key, b"not a tar")
     report = two.results.sync()
