@@ -41,16 +41,20 @@ bench-reproduce: $(BIN)/.installed
 bench-speed: $(BIN)/.installed
 	$(BIN)/python bench/speed.py --out bench/results/speed.md
 
-# make bench-m3 [SUBSET="monthly quarterly"] [VARIANTS="stats_theta,linear_10"] [OUT=FILE]: space or comma separated;
-# empty means all subsets and every variant that fits an ingested M3 subset (docs/benchmarks.md).
+# make bench-m3 [SUBSET="monthly quarterly"] [VARIANTS="stats_theta,linear_10"] [WINDOWS=3 [REFIT=1]] [OUT=FILE]:
+# space or comma separated; empty means all subsets and every variant that fits an ingested M3 subset; WINDOWS also
+# backtests every run to score its intervals, REFIT=1 trains a model per cutoff (docs/benchmarks.md).
 SUBSET ?=
 VARIANTS ?=
+WINDOWS ?=
+REFIT ?=
 OUT ?= bench/results/m3.md
 comma := ,
 
 bench-m3: $(BIN)/.installed
 	$(BIN)/python bench/m3.py --out $(OUT) $(foreach s,$(subst $(comma), ,$(SUBSET)),--subset $(s)) \
-		$(foreach v,$(subst $(comma), ,$(VARIANTS)),--variant $(v))
+		$(foreach v,$(subst $(comma), ,$(VARIANTS)),--variant $(v)) \
+		$(if $(WINDOWS),--windows $(WINDOWS)) $(if $(REFIT),--refit)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -158,7 +158,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             else:
                 print(f"seqcast: {len(planned)} variant(s) on the Dask cluster at {args.address} ({threads} worker "
                       f"thread(s))", file=sys.stderr)
-            outcomes = run_variants.with_options(task_runner=runner)(planned, report=_say)
+            state = run_variants.with_options(task_runner=runner)(planned, report=_say, return_state=True)
+            outcomes = state.result(raise_on_failure=False)  # Failed when a variant failed, with every outcome
+            if isinstance(outcomes, BaseException):  # the run flow itself broke, not one of its variants
+                raise outcomes
             summaries = [o["summary"] for o in outcomes if "summary" in o]
             failed = [o["variant"] for o in outcomes if "error" in o]
     elapsed = time.perf_counter() - started

@@ -4,7 +4,7 @@ Prefect's process pool on this machine, or prefect-dask's runner on an existing 
 These small models keep about one core busy each, so runs side by side with one TensorFlow thread each finish sooner
 than one after another (bench/speed.py). An iterative variant's task waits for its base variant's, an ensemble's for
 its members' (when they are planned too), so that it reuses their trained runs; one whose wait ended in a failure is
-not run. A failed variant does not stop the others.
+not run. A failed variant does not stop the others, and ends the run flow Failed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from seqcast.models import get_variant
@@ -110,21 +111,27 @@ def run_name() -> str:
 
 
 @flow(name="run", flow_run_name=run_name)
-def run_variants(planned: list[ForecastParams], report: Callable[[str], None] | None = None) -> list[dict]:
+def run_variants(planned: list[ForecastParams], report: Callable[[str], None] | None = None) -> list[dict] | State:
     """Run every planned variant's forecast flow on this flow's task runner; say when each starts and ends.
 
-    Return one outcome per planned variant, in plan order: ``{"variant", "summary"}`` (the forecast flow's summary)
-    when it completed, else ``{"variant", "error"}``. ``report`` (default: this flow's log) gets the progress lines.
+    The result: one outcome per planned variant, in plan order: ``{"variant", "summary"}`` (the forecast flow's
+    summary) when it completed, else ``{"variant", "error"}``. When a variant failed, this flow run ends Failed, with
+    the outcomes as its result all the same (call it with ``return_state=True`` to get them). ``report`` (default:
+    this flow's log) gets the progress lines.
     """
     say = report or get_run_logger().info
     runs = plan(planned)
     for run in submission_order(runs):
         run.future = run_variant.submit(run.params, wait_for=[other.future for other in run.waits_for])
     try:
-        return watch(runs, say)
+        outcomes = watch(runs, say)
     except BaseException:  # interrupted (Ctrl-C, kill): the worker processes stop too, so that none trains on unseen
         stop_worker_processes()
         raise
+    failed = [o["variant"] for o in outcomes if "error" in o]
+    if failed:  # Failed, not Completed, in the UI and to automations; the variants that completed keep their runs
+        return Failed(message=f"{len(failed)} of {len(runs)} variant(s) failed: {', '.join(failed)}", data=outcomes)
+    return outcomes
 
 
 def watch(runs: list[Planned], say: Callable[[str], None]) -> list[dict]:

@@ -261,7 +261,9 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
     with get_client(sync_client=True) as client:  # every forecast flow run is a subflow of the one run flow run
         (parent,) = {client.read_task_run(client.read_flow_run(run_id).parent_task_run_id).flow_run_id
                      for run_id, *_ in runs.values()}
-        assert client.read_flow_run(parent).name == "run · 3 variant(s): iterative_10, deep_rnn_dense, linear"
+        parent_run = client.read_flow_run(parent)
+        assert parent_run.name == "run · 3 variant(s): iterative_10, deep_rnn_dense, linear"
+        assert parent_run.state.is_completed()
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent])))
         assert sorted(t.name for t in tasks if t.name in variants) == sorted(variants)  # one run-variant task each
     assert not (home / "logs").exists()
@@ -286,6 +288,12 @@ def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys)
     assert "seqcast: iterative_10 not run: it reuses the run of deep_rnn_dense, which failed" in err
     assert "2 variant(s) failed: iterative_10, deep_rnn_dense" in err
     assert rows(home, "SELECT variant FROM runs") == [("naive",)]
+    ((naive_run,),) = rows(home, "SELECT run_id FROM runs")
+    with get_client(sync_client=True) as client:  # the run flow run ends Failed, naming the variants that failed
+        parent = client.read_flow_run(client.read_task_run(client.read_flow_run(naive_run).parent_task_run_id)
+                                      .flow_run_id)
+    assert parent.state.is_failed()
+    assert parent.state.message == "2 of 3 variant(s) failed: iterative_10, deep_rnn_dense"
 
 
 def processes_with(env_entry: str) -> list[int]:
