@@ -863,7 +863,9 @@ class Records:
                     for name, path in record_files(folder, marker).items():
                         files.setdefault(name, []).append(path)
             if len(bundles) > 1:
-                self.remote.put_bytes(pack_key(bundles), pack(bundles, merge(files)))
+                key = pack_key(bundles)
+                self.remote.put_bytes(key, pack(bundles, merge(files)))
+                self._note_seen([key])  # made from this cache: a mirror here has nothing to take from it
         except (OSError, ValueError) as exc:  # a retry replaced a record meanwhile, or the store refused
             log.warning("a pack of %d records was not stored in %s (the records stay one object each): %s",
                         len(bundles), self.remote.url, exc)

@@ -225,6 +225,8 @@ def test_a_machine_packs_its_writes_and_another_syncs_them_from_the_pack(s3_serv
     one, two, runs = one_machine_writes(location, tmp_path, PACK_SIZE + 3)
     packs = stored_packs(location)
     assert len(packs) == 1 and {run_id for run_id, _ in next(iter(packs.values()))} == set(runs[:PACK_SIZE])
+    # the machine that made the pack holds all of it: its own syncs never fetch it back
+    assert {f"{PACKS}/{path.name}" for path in (one.records.root / ".packs").iterdir()} == set(packs)
 
     assert two.records.mirror() == (len(runs), PACK_SIZE)
     (merged,) = (two.records.root / MERGED).iterdir()  # the pack came whole: its merged tables wait for the load
