@@ -41,7 +41,11 @@ log = logging.getLogger(__name__)
 
 MARKER = "_COMMITTED"
 RECORDS = "records"
-# in a cache's records folder: the merged tables of packs a mirror took whole, until a load has used them
+# in a cache's records folder (a dot name is never a run id): this machine's writes not packed yet, one file each;
+# the packs a mirror has read or this machine made; the merged tables of packs a mirror took whole, until a load
+# has used them
+UNPACKED = ".unpacked"
+SEEN = ".packs"
 MERGED = ".merged"
 COVERS = "covers.json"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
@@ -799,10 +803,8 @@ class Records:
     def __init__(self, home: Path, remote: ObjectStore | None = None):
         self.root = home / RECORDS
         self.remote = remote
-        # the cache's own bookkeeping, beside the record folders (a dot name is never a run id): writes of this
-        # machine not packed yet, one file each; and the packs a mirror has taken what it needed from
-        self._unpacked = self.root / ".unpacked"
-        self._seen = self.root / ".packs"
+        self._unpacked = self.root / UNPACKED
+        self._seen = self.root / SEEN
 
     def write(self, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> Path:
         folder = write_record(self.root, run_id, rows)

@@ -17,7 +17,7 @@ from seqcast.settings import SettingsError, load_settings
 from storage import Store
 from storage.objects import ObjectStore
 from storage.packs import PACK_SIZE, PACKS, unpack
-from storage.results import MARKER, MERGED
+from storage.results import MARKER, MERGED, SEEN, UNPACKED
 from tests.s3_server import SECRET
 from tests.series_files import COLUMNS, daily_series, write
 
@@ -226,7 +226,7 @@ def test_a_machine_packs_its_writes_and_another_syncs_them_from_the_pack(s3_serv
     packs = stored_packs(location)
     assert len(packs) == 1 and {run_id for run_id, _ in next(iter(packs.values()))} == set(runs[:PACK_SIZE])
     # the machine that made the pack holds all of it: its own syncs never fetch it back
-    assert {f"{PACKS}/{path.name}" for path in (one.records.root / ".packs").iterdir()} == set(packs)
+    assert {f"{PACKS}/{path.name}" for path in (one.records.root / SEEN).iterdir()} == set(packs)
 
     assert two.records.mirror() == (len(runs), PACK_SIZE)
     (merged,) = (two.records.root / MERGED).iterdir()  # the pack came whole: its merged tables wait for the load
@@ -284,5 +284,5 @@ def test_runs_of_one_machine_side_by_side_pack_each_write_once(s3_server, tmp_pa
         list(pool.map(write, range(3 * PACK_SIZE)))
     packed = [run_id for writes in stored_packs(location).values() for run_id, _ in writes]
     assert len(packed) == len(set(packed)) >= 2 * PACK_SIZE  # no write in two packs; at most the last pack waits
-    unpacked = {path.name for path in (tmp_path / "one" / "cache" / "records" / ".unpacked").iterdir()}
+    unpacked = {path.name for path in (tmp_path / "one" / "cache" / "records" / UNPACKED).iterdir()}
     assert len(packed) + len(unpacked) == 3 * PACK_SIZE
