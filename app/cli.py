@@ -17,10 +17,10 @@ import typing
 from pydantic import ValidationError
 from tabulate import tabulate
 
-from seqcast.models import NEEDS_DATASET, ONE_STEP, REGISTRY
-from seqcast.params import ForecastParams
-from seqcast.settings import SettingsError, load_settings
-from storage import Store
+from seqcast.config.params import ForecastParams
+from seqcast.config.settings import SettingsError, load_settings
+from seqcast.models.registry import NEEDS_DATASET, ONE_STEP, REGISTRY
+from seqcast.storage import Store
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:
@@ -119,7 +119,8 @@ def planned_runs(args: argparse.Namespace, store: Store) -> list[ForecastParams]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tasks.runtime import current_store, training_slots
+    from seqcast.flows.execution import training_slots
+    from seqcast.storage.home import current_store
 
     if args.jobs is not None and args.jobs < 1:
         return fail(f"--jobs must be at least 1, got {args.jobs}")
@@ -131,13 +132,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         planned = planned_runs(args, store)
         jobs = min(args.jobs or training_slots(), len(planned))
         if args.address is not None:
-            from flows.parallel import dask_cluster
+            from seqcast.flows.run import dask_cluster
 
             runner, threads = dask_cluster(args.address)
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
-    from flows.forecast import forecast
-    from tasks.runtime import ensure_training_limit, in_process_runs, shared_api
+    from seqcast.flows.execution import ensure_training_limit, in_process_runs, shared_api
+    from seqcast.flows.forecast import forecast
 
     print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={store.location}", file=sys.stderr)
     started = time.perf_counter()
@@ -149,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
                 summaries.append(forecast(**params.model_dump()))
         else:
-            from flows.parallel import process_pool, run_variants
+            from seqcast.flows.run import process_pool, run_variants
 
             if args.address is None:
                 runner, threads = process_pool(jobs)
@@ -200,13 +201,13 @@ def _overrides(args: argparse.Namespace, model, skip=()) -> dict:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from seqcast.ingest import IngestError, IngestParams
+    from seqcast.data.ingest import IngestError, IngestParams
 
     try:
         params = IngestParams(source=args.source, **_overrides(args, IngestParams, skip=("source",)))
     except ValidationError as exc:
         return fail(_validation_message(exc))
-    from flows.ingest import ingest
+    from seqcast.flows.ingest import ingest
 
     try:
         with refusals_without_traceback():
@@ -222,14 +223,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from seqcast.predict import PredictParams
+    from seqcast.forecasting.predict import PredictParams
 
     try:
         params = PredictParams(**_overrides(args, PredictParams))
     except ValidationError as exc:
         return fail(_validation_message(exc))
-    from flows.predict import predict
-    from tasks.runtime import current_store
+    from seqcast.flows.predict import predict
+    from seqcast.storage.home import current_store
 
     try:
         store = current_store()
@@ -251,15 +252,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     """Score the stored forecasts with the actuals of a newer file; print the scored forecast runs' live scores."""
-    from seqcast.scoring import ScoreParams
+    from seqcast.forecasting.live import ScoreParams
 
     try:
         params = ScoreParams(**_overrides(args, ScoreParams))
     except ValidationError as exc:
         return fail(_validation_message(exc))
-    from flows.score import score
-    from storage.results import DatabaseLocked
-    from tasks.runtime import current_store
+    from seqcast.flows.score import score
+    from seqcast.storage.home import current_store
+    from seqcast.storage.results import DatabaseLocked
 
     try:
         store = current_store()
@@ -282,9 +283,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Backtest each chosen variant on a dataset, one backtest flow run after another; print their scores."""
-    from seqcast.backtest import BacktestParams
-    from tasks.backtest import check_plan
-    from tasks.runtime import current_store
+    from seqcast.evaluation.backtest import BacktestParams
+    from seqcast.storage.home import current_store
+    from seqcast.tasks.backtest import check_plan
 
     parameters = _overrides(args, ForecastParams, skip=("variant", "dataset_id"))
     options = {"dataset_id": args.dataset_id, "windows": args.windows, "step": args.step, "refit": args.refit,
@@ -309,7 +310,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"seqcast: skipping {reason}", file=sys.stderr)
     if not planned:
         return fail(f"no variant can be backtested on {args.dataset_id}")
-    from flows.backtest import backtest
+    from seqcast.flows.backtest import backtest
 
     print(f"seqcast: backtesting {len(planned)} variant(s) on {args.dataset_id} from {args.windows} cutoff(s) with "
           f"SEQCAST_HOME={store.location}", file=sys.stderr)
@@ -331,13 +332,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def cmd_champion(args: argparse.Namespace) -> int:
     """Choose a dataset's champion among its backtests, record the choice, print the contest and the choice."""
-    from seqcast.champion import ChampionParams
+    from seqcast.forecasting.champion import ChampionParams
 
     try:
         params = ChampionParams(**_overrides(args, ChampionParams))
     except ValidationError as exc:
         return fail(_validation_message(exc))
-    from flows.champion import champion
+    from seqcast.flows.champion import champion
 
     try:
         with refusals_without_traceback():
@@ -354,7 +355,7 @@ def cmd_champion(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from tasks.runtime import current_store
+    from seqcast.storage.home import current_store
 
     try:
         columns, rows = current_store().results.read_only_query(args.query)
@@ -376,7 +377,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from tasks.runtime import current_store
+    from seqcast.storage.home import current_store
 
     store = current_store()
     results = store.results
@@ -410,10 +411,11 @@ def cmd_variants(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
-    from deployments.automations import HEARTBEAT_S
-    from deployments.forecast import deployment_specs, forecast_deployments, schedules_switched_off
-    from deployments.monitor import monitor_deployment, monitor_spec
-    from tasks.runtime import current_store, ensure_training_limit, share_cores, training_slots
+    from seqcast.deployments.automations import HEARTBEAT_S
+    from seqcast.deployments.forecast import deployment_specs, forecast_deployments, schedules_switched_off
+    from seqcast.deployments.monitor import monitor_deployment, monitor_spec
+    from seqcast.flows.execution import ensure_training_limit, share_cores, training_slots
+    from seqcast.storage.home import current_store
 
     try:  # the settings, the variants and the slots are checked before Prefect is contacted
         store = current_store()
@@ -444,13 +446,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep flow: trigger the variants' deployments, wait for them, print the leaderboard."""
-    from tasks.runtime import current_store
+    from seqcast.storage.home import current_store
 
     try:  # before anything is triggered
         planned = planned_runs(args, current_store())
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
-    from flows.sweep import sweep
+    from seqcast.flows.sweep import sweep
 
     table = sweep(variants=[p.variant for p in planned], parameters=_overrides(args, ForecastParams, skip=("variant",)),
                   timeout_s=args.timeout)
@@ -461,7 +463,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_automations(args: argparse.Namespace) -> int:
     """Create (or update) the automations that crash runs whose heartbeats stopped and schedule them again."""
-    from deployments.automations import CrashPolicy, deploy_automations
+    from seqcast.deployments.automations import CrashPolicy, deploy_automations
 
     try:
         policy = CrashPolicy(crash_after_s=args.crash_after, retries=args.retries)
@@ -490,11 +492,11 @@ def fail(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deployments.automations import HEARTBEAT_S, CrashPolicy
-    from seqcast.champion import ChampionParams
-    from seqcast.ingest import IngestParams
-    from seqcast.predict import PredictParams
-    from seqcast.scoring import ScoreParams
+    from seqcast.data.ingest import IngestParams
+    from seqcast.deployments.automations import HEARTBEAT_S, CrashPolicy
+    from seqcast.forecasting.champion import ChampionParams
+    from seqcast.forecasting.live import ScoreParams
+    from seqcast.forecasting.predict import PredictParams
 
     parser = argparse.ArgumentParser(prog="seqcast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

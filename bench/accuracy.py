@@ -44,12 +44,12 @@ print(json.dumps(run_reference(load_reference(path), name, epochs)))
 
 
 def seqcast_command(variant: str, seed: int, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "app.cli", "run", "--variant", variant, "--seed", str(seed),
+    return [sys.executable, "-m", "seqcast.app.cli", "run", "--variant", variant, "--seed", str(seed),
             "--epochs", str(epochs), "--jobs", "1"]
 
 
 def seqcast_result(home: Path, variant: str) -> dict:
-    from storage.results import query
+    from seqcast.storage.results import query
 
     _, rows = query(home / "results.duckdb", "SELECT valid_mse, epochs FROM leaderboard WHERE variant = ?", [variant])
     (valid_mse, epochs), = rows
@@ -57,8 +57,8 @@ def seqcast_result(home: Path, variant: str) -> dict:
 
 
 def main() -> int:
-    from seqcast.models import get_variant
-    from tasks.runtime import available_cores
+    from seqcast.flows.execution import available_cores
+    from seqcast.models.registry import get_variant
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variant")

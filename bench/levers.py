@@ -6,7 +6,7 @@ A configuration is levers joined by '+':
 
     plain     Keras defaults as the reference script uses them (no XLA, (None, 1) input, 1 step per call)
     jit       jit_compile=True (XLA)
-    fixed     fit a twin with a fixed (n_steps, 1) input that shares the layers (seqcast.training.fixed_length)
+    fixed     fit a twin with a fixed (n_steps, 1) input that shares the layers (seqcast.training.fit.fixed_length)
     spe       steps_per_execution=32 (spe64, spe219: 64, a whole epoch)
     vbs       validation in batches of 2048 instead of 32
     metric    last_time_step_mse as a metric (sequence targets), as seqcast compiles it
@@ -38,9 +38,9 @@ def measure(name: str, levers: set[str], epochs: int, data) -> str:
     import keras
     import numpy as np
 
-    from seqcast.layers import last_time_step_mse
-    from seqcast.models import build_model, get_variant
-    from seqcast.training import PREDICT_BATCH_SIZE, fixed_length
+    from seqcast.models.layers import last_time_step_mse
+    from seqcast.models.registry import build_model, get_variant
+    from seqcast.training.fit import PREDICT_BATCH_SIZE, fixed_length
 
     variant = get_variant(name)
     x_train, y_train, x_valid, y_valid = data
@@ -91,9 +91,9 @@ def main() -> int:
     parser.add_argument("configs", nargs="+", metavar="LEVER[+LEVER...]")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per configuration (default 4)")
     args = parser.parse_args()
-    from seqcast.data import generate_time_series
-    from seqcast.models import get_variant
-    from seqcast.training import training_targets
+    from seqcast.data.synthetic import generate_time_series
+    from seqcast.models.registry import get_variant
+    from seqcast.training.fit import training_targets
 
     variant = get_variant(args.variant)
     if not variant.trainable:

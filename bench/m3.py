@@ -1,9 +1,9 @@
 """M3 through seqcast's own flows: every subset with every variant and baseline, scored as the competition does.
 
-Runs the ``m3-benchmark`` flow (flows/benchmark.py): it ingests each subset, runs each variant through the forecast
-flow with the benchmark's training settings (seqcast/benchmark.py), and publishes the table and a chart of test
-sMAPE as Prefect artifacts. This script prints the table and writes it to bench/results/m3.md (or --out) with the
-reference figures of bench/results/m3-anchors.json beside it, against your SEQCAST_HOME.
+Runs the ``m3-benchmark`` flow (flows/m3_benchmark.py): it ingests each subset, runs each variant through the forecast
+flow with the benchmark's training settings (seqcast/evaluation/m3_benchmark.py), and publishes the table and
+a chart of test sMAPE as Prefect artifacts. This script prints the table and writes it to bench/results/m3.md (or
+--out) with the reference figures of bench/results/m3-anchors.json beside it, against your SEQCAST_HOME.
 
 With --windows K, every run is also backtested from K cutoffs (--refit: a model per cutoff for the trained
 variants), and the table gains the coverage and MSIS of its conformal intervals on the test values.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seqcast.benchmark import OVERALL, Anchor, default_variants, training_settings  # noqa: E402
-from seqcast.m3 import SUBSETS  # noqa: E402
+from seqcast.data.m3 import SUBSETS  # noqa: E402
+from seqcast.evaluation.m3_benchmark import OVERALL, Anchor, default_variants, training_settings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ANCHORS = RESULTS / "m3-anchors.json"
@@ -144,7 +144,7 @@ def markdown(result: dict, anchors: list[Anchor], command: str, wall_s: float) -
              "## Parameters", "",
              f"Subsets: {', '.join(subsets)}. Variants: {', '.join(variants)}. Every run: seed 42, Nadam, "
              "learning rate 1e-3, the variant's default hyperparameters, window norm `mean` for trained models; "
-             "the training settings of the benchmark configuration (`seqcast/benchmark.py`):", "",
+             "the training settings of the benchmark configuration (`seqcast/evaluation/m3_benchmark.py`):", "",
              "| variant | epochs (max) | patience | batch size |", "|---|---|---|---|"]
     for variant in variants:
         settings = training_settings(variant)
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "m3.md")
     args = parser.parse_args(argv)
 
-    from flows.benchmark import m3_benchmark
-    from tasks.runtime import ensure_training_limit, in_process_runs
+    from seqcast.flows.execution import ensure_training_limit, in_process_runs
+    from seqcast.flows.m3_benchmark import m3_benchmark
 
     anchors = load_anchors()
     command = "bench/m3.py " + shlex.join(sys.argv[1:] if argv is None else argv)

@@ -1,13 +1,13 @@
 """The statistical baselines on the M3 subsets: sMAPE, MASE, OWA and seconds per method and subset.
 
 Forecasts every series of each subset from its training part over the competition's horizon, scores it against
-the holdout (``seqcast.scores``), and writes a markdown table with the known reference figures beside it to
+the holdout (``seqcast.evaluation.scores``), and writes a markdown table with the known reference figures beside it to
 bench/results/m3-stats.md (or --output), printing it too. OWA is relative to Naive2 on the same subset. Seconds
 are wall time of the forecasts alone; statsforecast's JIT compilation is done beforehand on a toy series.
 
 With --intervals, it also scores statsforecast's own AutoETS prediction intervals (80% and 95%, from the fitted
 model's error variance) on the holdout: coverage and MSIS as seqcast scores its conformal intervals
-(``seqcast.intervals``), the reference for them in bench/results/intervals-m3-monthly.md.
+(``seqcast.forecasting.intervals``), the reference for them in bench/results/intervals-m3-monthly.md.
 
     .venv/bin/python bench/m3_stats.py [--subset monthly ...] [--method theta ...] [--intervals] [--output FILE]
 """
@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seqcast import m3  # noqa: E402
-from seqcast.intervals import DEFAULT_LEVELS, coverage, history_scale, level_name, msis  # noqa: E402
-from seqcast.scores import naive2, owa, score  # noqa: E402
-from seqcast.stats import METHODS, ets_intervals, forecast_stats  # noqa: E402
+from seqcast.data import m3  # noqa: E402
+from seqcast.evaluation.scores import naive2, owa, score  # noqa: E402
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, coverage, history_scale, level_name, msis  # noqa: E402
+from seqcast.models.stats import METHODS, ets_intervals, forecast_stats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_METHODS = ["naive", "seasonal_naive", "naive2", "theta"]

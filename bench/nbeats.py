@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.reproduce import existing_run, machine  # noqa: E402
-from seqcast.models import NBEATS_UNITS, REGISTRY  # noqa: E402
-from seqcast.params import ForecastParams  # noqa: E402
+from seqcast.config.params import ForecastParams  # noqa: E402
+from seqcast.models.registry import NBEATS_UNITS, REGISTRY  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRAINED = ["naive_10", "nbeats_generic", "nbeats_interpretable"]
@@ -56,7 +56,7 @@ def main() -> int:
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
 
-    from flows.forecast import forecast
+    from seqcast.flows.forecast import forecast
 
     started = time.perf_counter()
     rows = []

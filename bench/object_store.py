@@ -31,8 +31,8 @@ import duckdb
 import pyarrow.parquet as pq
 from tabulate import tabulate
 
-from storage import Store
-from storage.objects import ObjectStore
+from seqcast.storage import Store
+from seqcast.storage.objects import ObjectStore
 from tests.prefect_server import start_server, stop_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def start_s3() -> tuple[subprocess.Popen, str]:
 def run_linear(env: dict[str, str], db: Path, args: list[str]) -> tuple[str, float, float]:
     """One ``seqcast run --variant linear``: its run id, the flow run's duration in Prefect, the process's wall."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "app.cli", "run", "--variant", "linear", *args], cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "run", "--variant", "linear", *args], cwd=REPO_ROOT,
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -109,7 +109,7 @@ def write_copies(store: Store, run_id: str, n: int, writers: int) -> float:
 
 def timed_sync(env: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "app.cli", "results", "sync"], cwd=REPO_ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "results", "sync"], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"seqcast results sync failed:\n{done.stderr[-3000:]}")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seqcast.models import REGISTRY  # noqa: E402
-from seqcast.params import ForecastParams, normalized_params  # noqa: E402
-from tasks.runtime import current_store  # noqa: E402
+from seqcast.config.params import ForecastParams, normalized_params  # noqa: E402
+from seqcast.models.registry import REGISTRY  # noqa: E402
+from seqcast.storage.home import current_store  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -87,7 +87,7 @@ def main() -> int:
                      f"the statistical baselines are scored on M3 (docs/benchmarks.md)")
     planned = [ForecastParams(variant=name, epochs=args.epochs) for name in names]  # validates every name first
 
-    from flows.forecast import forecast
+    from seqcast.flows.forecast import forecast
 
     started = time.perf_counter()
     rows = []

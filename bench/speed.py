@@ -52,7 +52,7 @@ def run_reference(reference, name: str, epochs: int) -> dict:
 
 
 def run_seqcast(name: str, epochs: int) -> dict:
-    from flows.forecast import forecast
+    from seqcast.flows.forecast import forecast
 
     started = time.perf_counter()
     result = forecast(variant=name, epochs=epochs)
@@ -70,13 +70,13 @@ def reference_medians(path: Path) -> dict[str, float]:
 
 
 def machine() -> str:
-    from seqcast.training import library_versions
+    from seqcast.training.fit import library_versions
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items() if k != "seqcast")
-    from tasks.runtime import available_cores
+    from seqcast.flows.execution import available_cores
 
     return f"{available_cores()} cores ({cpu}), {memory:.0f} GiB RAM, no GPU; {versions}"
 
@@ -102,7 +102,7 @@ def variant_table(results: dict) -> str:
 def orchestration_overhead(runs: int) -> str:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.forecast import forecast
+    from seqcast.flows.forecast import forecast
 
     tiny = dict(variant="naive", n_series=240, n_train=160, n_valid=40, n_test=40)
     forecast(**tiny)  # dataset written once; every timed run reuses it
@@ -126,9 +126,9 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 step, n, folder = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 from pathlib import Path
-from seqcast.data import generate_time_series
+from seqcast.data.synthetic import generate_time_series
 from concurrent.futures import ThreadPoolExecutor
-from storage.datasets import read_split, read_values, sync_dataset, write_dataset, write_values
+from seqcast.storage.datasets import read_split, read_values, sync_dataset, write_dataset, write_values
 
 
 def peak_mib():  # this process's peak resident memory since the last reset_peak()
@@ -225,9 +225,9 @@ def sweep_section(variants: list[str], epochs: int, server, reference_seconds: d
     once per training-slot setting on this machine's cores; against the reference run one after another."""
     from prefect.client.orchestration import get_client
 
-    from flows.forecast import forecast
-    from flows.sweep import sweep
-    from tasks.runtime import available_cores
+    from seqcast.flows.execution import available_cores
+    from seqcast.flows.forecast import forecast
+    from seqcast.flows.sweep import sweep
     from tests.prefect_server import wait_for_deployments
 
     forecast(variant="naive", epochs=epochs)  # the one-step dataset exists before either timed sweep
@@ -240,7 +240,7 @@ def sweep_section(variants: list[str], epochs: int, server, reference_seconds: d
             env.pop(name, None)  # seqcast serve shares the cores out among the slots
         log_path = server.home / f"serve-{slots}.log"
         with open(log_path, "wb") as log:
-            serving = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-schedules",
+            serving = subprocess.Popen([sys.executable, "-m", "seqcast.app.cli", "serve", "--no-schedules",
                                         *[a for v in variants for a in ("--variant", v)]], cwd=ROOT, env=env,
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:  # each pass starts with no deployments: they exist once this serve registered them
@@ -274,8 +274,8 @@ def run_jobs_section(variants: list[str], epochs: int, reference_seconds: dict[s
     """``seqcast run --jobs <cores>`` over ``variants`` (one TensorFlow thread per run on 2 cores), in a fresh
     process per checkout of the code (this one first; others to compare with), against the running server; the
     1-minute load average before and after each, as this host may be shared."""
-    from flows.forecast import forecast
-    from tasks.runtime import available_cores
+    from seqcast.flows.execution import available_cores
+    from seqcast.flows.forecast import forecast
 
     forecast(variant="naive", epochs=epochs)  # the one-step dataset exists before any timed run
     cores = available_cores()
@@ -288,7 +288,7 @@ def run_jobs_section(variants: list[str], epochs: int, reference_seconds: dict[s
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         with open(workdir / f"run-jobs-{n}.log", "wb") as log:
-            done = subprocess.run([sys.executable, "-m", "app.cli", "run", *[a for v in variants for a in
+            done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "run", *[a for v in variants for a in
                                    ("--variant", v)], "--jobs", str(cores), "--epochs", str(epochs)],
                                   cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
         seconds = time.perf_counter() - started
@@ -329,7 +329,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.reference.is_file():
         parser.error(f"reference script not found at {args.reference}; pass --reference PATH")
-    from seqcast.models import get_variant
+    from seqcast.models.registry import get_variant
 
     plan = {}  # variant -> repeats; "NAME:N" repeats one variant N times
     for item in args.variants or DEFAULT_VARIANTS:
@@ -347,7 +347,7 @@ def main() -> int:
 
     server = start_server(workdir / "prefect")
     os.environ.update({"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(server.home)})
-    from tasks.runtime import ensure_training_limit
+    from seqcast.flows.execution import ensure_training_limit
 
     ensure_training_limit(resize=False)  # as `seqcast run` does: its runs acquire a training slot
     sections = [f"# seqcast speed benchmark\n\nMachine: {machine()}; "

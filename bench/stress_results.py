@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from storage.results import pending_records, sync
+from seqcast.storage.results import pending_records, sync
 from tests.prefect_server import start_server, stop_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ LOCK_RETRIES = re.compile(r"(\d+) lock retries")
 
 def start_run(env: dict[str, str], seed: int) -> subprocess.Popen:
     args = ", ".join(f"{k}={v}" for k, v in TINY.items())
-    code = f"from flows.forecast import forecast; forecast(variant='naive', {args}, seed={seed})"
+    code = f"from seqcast.flows.forecast import forecast; forecast(variant='naive', {args}, seed={seed})"
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

@@ -3,7 +3,7 @@
 Every series of ``tests/series_files.trending_series`` is a straight line plus noise whose test part lies above
 all of its training part. Each variant trains on it (ingested with the default per-series scaling) under each window
 norm and seed, through the core functions as ``tests/test_window_norm.py`` does (no Prefect); the test MSEs are in
-original units. The default window norm of ingested datasets (``seqcast/params.py``) rests on this comparison.
+original units. The default window norm of ingested datasets (``seqcast/config/params.py``) rests on this comparison.
 
     .venv/bin/python bench/window_norm.py [--variants linear lstm gru] [--norms none last mean] [--seeds 0 1]
 """

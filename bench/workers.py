@@ -45,8 +45,8 @@ def sweep_pass(server, workdir: Path, workers: int, sweep_args: list[str]) -> di
     """One pass with ``workers`` workers: the sweep's seconds, and which worker ran each variant."""
     import duckdb
 
-    from seqcast.models import ONE_STEP
-    from tasks.runtime import available_cores, ensure_training_limit
+    from seqcast.flows.execution import available_cores, ensure_training_limit
+    from seqcast.models.registry import ONE_STEP
     from tests.prefect_server import prefect_api, start_worker, stop_process
 
     folder = workdir / f"pass-{workers}-{time.strftime('%H%M%S')}"
@@ -61,7 +61,7 @@ def sweep_pass(server, workdir: Path, workers: int, sweep_args: list[str]) -> di
     try:
         time.sleep(10)  # the workers have started and polled the pool once
         load_before, clock = load(), time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "app.cli", "sweep", "--one-step", *sweep_args], cwd=folder,
+        done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "sweep", "--one-step", *sweep_args], cwd=folder,
                               env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - clock
         if done.returncode != 0:
@@ -85,9 +85,9 @@ def sweep_pass(server, workdir: Path, workers: int, sweep_args: list[str]) -> di
 
 
 def report(passes: list[dict], command: str, started: str) -> str:
-    from seqcast.models import ONE_STEP
-    from seqcast.training import library_versions
-    from tasks.runtime import available_cores
+    from seqcast.flows.execution import available_cores
+    from seqcast.models.registry import ONE_STEP
+    from seqcast.training.fit import library_versions
 
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
@@ -135,7 +135,7 @@ def main() -> int:
     try:
         env = server.client_env()
         prefect(env, "work-pool", "create", POOL, "--type", "process", "--overwrite")
-        from seqcast.models import ONE_STEP
+        from seqcast.models.registry import ONE_STEP
 
         prefect(env, "--no-prompt", "deploy", *[arg for name in ONE_STEP for arg in ("--name", name)])
         passes = []

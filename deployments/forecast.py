@@ -1,7 +1,7 @@
 """One deployment of the forecast flow per model variant: name, default parameters, tags and nightly schedule.
 
 The schedule is configuration, not code: ``SEQCAST_SCHEDULE_START`` (``HH:MM``), ``SEQCAST_SCHEDULE_STAGGER_MIN``,
-``SEQCAST_SCHEDULE_TIMEZONE`` and ``SEQCAST_SCHEDULE_PAUSED`` (see ``seqcast/settings.py``). Once deployed, a
+``SEQCAST_SCHEDULE_TIMEZONE`` and ``SEQCAST_SCHEDULE_PAUSED`` (see ``seqcast/config/settings.py``). Once deployed, a
 schedule is paused or changed in the Prefect UI or CLI like any other.
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqcast.models import REGISTRY, Variant, get_variant
-from tasks.runtime import FLOW_NAME, current_settings
+from seqcast.config.names import FLOW_NAME
+from seqcast.models.registry import REGISTRY, Variant, get_variant
+from seqcast.storage.home import current_settings
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def forecast_deployments(variants: list[str] | None = None, schedules: bool = Tr
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
-    from flows.forecast import forecast
+    from seqcast.flows.forecast import forecast
 
     return [forecast.to_deployment(
         name=spec.name, parameters=spec.parameters, tags=spec.tags, description=spec.description,

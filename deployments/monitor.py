@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from seqcast.scoring import MonitorParams
-from tasks.runtime import current_settings
+from seqcast.forecasting.live import MonitorParams
+from seqcast.storage.home import current_settings
 
 MONITOR_FLOW = "monitor"
 LEAD_MIN = 60  # minutes before the first forecast run
@@ -46,11 +46,11 @@ def monitor_spec() -> MonitorDeployment:
 
 def monitor_deployment(schedules: bool = True, switched_off: set[tuple[str, str, str]] = frozenset()):
     """The runner deployment that ``seqcast serve`` serves beside the forecast deployments; ``switched_off`` as in
-    :func:`deployments.forecast.forecast_deployments`."""
+    :func:`seqcast.deployments.forecast.forecast_deployments`."""
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
-    from flows.monitor import monitor
+    from seqcast.flows.monitor import monitor
 
     spec = monitor_spec()
     active = not (spec.paused or (spec.full_name, spec.cron, spec.timezone) in switched_off)

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.forecast import code_version, trained_run
-from flows.validation import give_up_retries, validated
-from seqcast.backtest import BacktestParams, summary
-from seqcast.models import get_variant
-from seqcast.params import ForecastParams
-from seqcast.training import Diverged
-from tasks.backtest import (
+from seqcast.config.params import ForecastParams
+from seqcast.evaluation.backtest import BacktestParams, summary
+from seqcast.flows.forecast import code_version, trained_run
+from seqcast.flows.validation import give_up_retries, validated
+from seqcast.models.registry import get_variant
+from seqcast.storage.home import current_store
+from seqcast.tasks.backtest import (
     BacktestPlan,
     derive_dataset,
     forecast_cutoff,
@@ -24,8 +24,8 @@ from tasks.backtest import (
     plan_backtest,
     publish_backtest,
 )
-from tasks.record import record_results
-from tasks.runtime import current_store
+from seqcast.tasks.record import record_results
+from seqcast.training.fit import Diverged
 
 
 def run_name() -> str:

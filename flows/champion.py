@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.validation import validated
-from seqcast.champion import ChampionParams
-from tasks.champion import choose_champion, record_champion
+from seqcast.flows.validation import validated
+from seqcast.forecasting.champion import ChampionParams
+from seqcast.tasks.champion import choose_champion, record_champion
 
 
 def run_name() -> str:

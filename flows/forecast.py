@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-import seqcast
-from flows.validation import give_up_retries, validated
-from seqcast.ensemble import member_params
-from seqcast.models import get_variant
-from seqcast.normalise import WindowNorm
-from seqcast.params import ForecastParams, Loss
-from seqcast.training import Diverged
-from tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
-from tasks.evaluate import ScoredRun, evaluate_model
-from tasks.publish import publish_artifacts
-from tasks.record import record_results
-from tasks.runtime import FLOW_NAME, current_store
-from tasks.train import TrainedModel, find_trained_run, save_ensemble, train_model
+from seqcast.config.names import FLOW_NAME
+from seqcast.config.params import ForecastParams, Loss
+from seqcast.config.version import code_version
+from seqcast.data.normalise import WindowNorm
+from seqcast.flows.validation import give_up_retries, validated
+from seqcast.models.ensemble import member_params
+from seqcast.models.registry import get_variant
+from seqcast.storage.home import current_store
+from seqcast.tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
+from seqcast.tasks.evaluate import ScoredRun, evaluate_model
+from seqcast.tasks.publish import publish_artifacts
+from seqcast.tasks.record import record_results
+from seqcast.tasks.train import TrainedModel, find_trained_run, save_ensemble, train_model
+from seqcast.training.fit import Diverged
 
 
 def run_name() -> str:
@@ -34,25 +33,6 @@ def run_name() -> str:
         return f"{parameters.get('variant', 'linear')} · {ForecastParams(**parameters).target_dataset_id}"
     except ValueError:
         return f"{parameters.get('variant', '?')} · invalid parameters"
-
-
-def code_version(checkout: Path = Path(__file__).parent) -> str:
-    """seqcast's version plus the git commit of the checkout it runs from, when there is one.
-
-    ``.dirty`` is appended when tracked files differ from that commit, so a result is never attributed to code
-    that was not committed.
-    """
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, timeout=5)
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").stdout.strip()
-        dirty = bool(commit) and git("diff", "--quiet", "HEAD", "--").returncode == 1
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", False
-    if not commit:
-        return seqcast.__version__
-    return f"{seqcast.__version__}+{commit}" + (".dirty" if dirty else "")
 
 
 # retries: a failed run (e.g. a transient I/O error) runs again under the same flow run id, so training resumes

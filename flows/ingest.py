@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from seqcast.ingest import Benchmark, IngestParams, MissingPolicy, ShortSeries, Split
-from seqcast.scaling import ScalingMode
-from tasks.ingest import cut_windows, persist_ingested, read_series
-from tasks.record import record_results
-from tasks.runtime import current_store
-from tasks.score import score_actuals
+from seqcast.data.ingest import Benchmark, IngestParams, MissingPolicy, ShortSeries, Split
+from seqcast.data.scaling import ScalingMode
+from seqcast.storage.home import current_store
+from seqcast.tasks.ingest import cut_windows, persist_ingested, read_series
+from seqcast.tasks.record import record_results
+from seqcast.tasks.score import score_actuals
 
 
 def run_name() -> str:

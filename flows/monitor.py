@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from seqcast.scoring import DEFAULT_THRESHOLD, MonitorParams, flagged
-from tasks.monitor import publish_flagged, read_live_scores, retrain_flagged
+from seqcast.forecasting.live import DEFAULT_THRESHOLD, MonitorParams, flagged
+from seqcast.tasks.monitor import publish_flagged, read_live_scores, retrain_flagged
 
 
 @flow(name="monitor", flow_run_name="monitor · {threshold}x", log_prints=True)

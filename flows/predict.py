@@ -2,7 +2,7 @@
 backtest -> latest windows -> forecast -> Parquet + DuckDB ``forecasts`` -> the forecasts with their bands in the
 Prefect UI.
 
-Deployment-ready: every parameter is a plain value, so ``deployment()`` (or ``python -m flows.predict``)
+Deployment-ready: every parameter is a plain value, so ``deployment()`` (or ``python -m seqcast.flows.predict``)
 can put it on a schedule, e.g. every morning for the best linear run of a dataset.
 """
 
@@ -13,11 +13,11 @@ import uuid
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from seqcast.ingest import MissingPolicy
-from seqcast.predict import PredictParams
-from tasks.champion import choose_champion, record_champion
-from tasks.predict import calibrate_intervals, choose_run, forecast_series, latest_windows, record_forecasts
-from tasks.publish import publish_forecasts
+from seqcast.data.ingest import MissingPolicy
+from seqcast.forecasting.predict import PredictParams
+from seqcast.tasks.champion import choose_champion, record_champion
+from seqcast.tasks.predict import calibrate_intervals, choose_run, forecast_series, latest_windows, record_forecasts
+from seqcast.tasks.publish import publish_forecasts
 
 
 def run_name() -> str:
@@ -81,6 +81,6 @@ if __name__ == "__main__":
 
     from prefect import serve
 
-    # e.g. python -m flows.predict ds-1a2b3c4d5e6f linear "0 6 * * *": serve the schedule in this process
+    # e.g. python -m seqcast.flows.predict ds-1a2b3c4d5e6f linear "0 6 * * *": serve the schedule in this process
     dataset, family, cron = sys.argv[1:4]
     serve(deployment(f"predict-{dataset}-{family}", cron, dataset_id=dataset, family=family))

@@ -7,10 +7,10 @@ import uuid
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from seqcast.ingest import MissingPolicy
-from seqcast.scoring import ScoreParams
-from tasks.record import record_results
-from tasks.score import read_actuals, score_actuals
+from seqcast.data.ingest import MissingPolicy
+from seqcast.forecasting.live import ScoreParams
+from seqcast.tasks.record import record_results
+from seqcast.tasks.score import read_actuals, score_actuals
 
 
 def run_name() -> str:

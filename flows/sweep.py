@@ -10,10 +10,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
-from seqcast.models import REGISTRY
-from seqcast.params import ForecastParams
-from tasks.data import fit_to_dataset
-from tasks.runtime import FLOW_NAME, current_store
+from seqcast.config.names import FLOW_NAME
+from seqcast.config.params import ForecastParams
+from seqcast.models.registry import REGISTRY
+from seqcast.storage.home import current_store
+from seqcast.tasks.data import fit_to_dataset
 
 LEADERBOARD_KEY = "seqcast-leaderboard"
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.datasets import Datasets
-from storage.models import Models
-from storage.objects import ObjectStore
-from storage.results import DEFAULT_LOCK_TIMEOUT_S, Records, Results
+from seqcast.storage.datasets import Datasets
+from seqcast.storage.models import Models
+from seqcast.storage.objects import ObjectStore
+from seqcast.storage.results import DEFAULT_LOCK_TIMEOUT_S, Records, Results
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Atomic writes: a temporary file or folder, renamed into place, so a reader never sees a half-written one.
 
 ``atomic_file`` also fsyncs before and after the rename, so the file survives a crash. ``atomic_dir`` does not: its
-caller makes the folder durable when it needs to (``storage.datasets.sync_dataset``).
+caller makes the folder durable when it needs to (``seqcast.storage.datasets.sync_dataset``).
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from storage.atomic import atomic_dir, fsync_dir, fsync_tree
-from storage.objects import ObjectStore
+from seqcast.storage.atomic import atomic_dir, fsync_dir, fsync_tree
+from seqcast.storage.objects import ObjectStore
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "dataset.json"

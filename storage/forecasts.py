@@ -11,8 +11,8 @@ from pathlib import Path
 
 import duckdb
 
-from storage.atomic import atomic_file
-from storage.results import LoadReport, Results
+from seqcast.storage.atomic import atomic_file
+from seqcast.storage.results import LoadReport, Results
 
 
 def write_forecasts(results: Results, run_id: str, rows: list[dict],

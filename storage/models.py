@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from storage.atomic import atomic_file
-from storage.objects import ObjectStore
+from seqcast.storage.atomic import atomic_file
+from seqcast.storage.objects import ObjectStore
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"

@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from seqcast.names import check_url
-from storage.atomic import atomic_file
+from seqcast.config.names import check_url
+from seqcast.storage.atomic import atomic_file
 
 # Downloads and uploads of many small files (records, a dataset's tables) wait on the network, not the CPU
 TRANSFER_THREADS = 16

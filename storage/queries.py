@@ -23,7 +23,8 @@ BEST_RUN = """
 SELECT r.run_id, r.variant, r.dataset_id, r.model_path, r.params, s.valid_mse
 FROM run_scores s JOIN runs r USING (run_id)
 WHERE s.dataset_id = ? AND (? IS NULL OR s.family = ?) AND (? IS NULL OR s.variant = ?) AND s.valid_mse IS NOT NULL
-  AND s.variant NOT IN (SELECT unnest(?))  -- those that forecast from held-out histories only (seqcast/predict.py)
+  -- those that forecast from held-out histories only (seqcast/forecasting/predict.py)
+  AND s.variant NOT IN (SELECT unnest(?))
 ORDER BY s.valid_mse, s.finished_at DESC
 LIMIT 1
 """

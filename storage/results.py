@@ -31,11 +31,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tenacity
 
-from seqcast.names import SAFE_NAME, check_name
-from storage import queries
-from storage.atomic import atomic_dir, atomic_file
-from storage.objects import TRANSFER_THREADS, ObjectStore
-from storage.packs import BUNDLE, PACK_MAX, PACK_SIZE, PACKS, bundle, bundle_members, merge, pack, pack_key, unpack
+from seqcast.config.names import SAFE_NAME, check_name
+from seqcast.storage import queries
+from seqcast.storage.atomic import atomic_dir, atomic_file
+from seqcast.storage.objects import TRANSFER_THREADS, ObjectStore
+from seqcast.storage.packs import (
+    BUNDLE,
+    PACK_MAX,
+    PACK_SIZE,
+    PACKS,
+    bundle,
+    bundle_members,
+    merge,
+    pack,
+    pack_key,
+    unpack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +104,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("left_out", pa.int64()), ("code_version", pa.string()), ("record_path", pa.string()),
         ("error", pa.string()), ("levels", pa.string()),
     ]),
-    "backtest_forecasts": pa.schema([  # every forecast of a backtest, scored (seqcast/backtest.py)
+    "backtest_forecasts": pa.schema([  # every forecast of a backtest, scored (seqcast/evaluation/backtest.py)
         ("run_id", pa.string()), ("cutoff", pa.int32()), ("steps_back", pa.int32()), ("series_id", pa.string()),
         ("step", pa.int32()), ("timestamp", pa.timestamp("us")), ("actual", pa.float64()),
         ("forecast", pa.float64()), ("naive2", pa.float64()), ("smape", pa.float64()),
@@ -111,7 +122,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
         ("interval_run_id", pa.string()), ("variant", pa.string()), ("choice_id", pa.string()),
     ]),
-    "champions": pa.schema([  # one row per choice of a dataset's champion (seqcast/champion.py); record: choice_id
+    # one row per choice of a dataset's champion (seqcast/forecasting/champion.py); record: choice_id
+    "champions": pa.schema([
         ("choice_id", pa.string()), ("dataset_id", pa.string()), ("run_id", pa.string()), ("variant", pa.string()),
         ("backtest_run_id", pa.string()), ("chosen_at", TS), ("score", pa.float64()), ("smape", pa.float64()),
         ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
@@ -120,8 +132,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("previous_run_id", pa.string()), ("previous_variant", pa.string()), ("previous_score", pa.float64()),
         ("margin", pa.float64()), ("replaced", pa.bool_()), ("reason", pa.string()), ("n_candidates", pa.int32()),
     ]),
-    # every stored forecast step whose actual a scoring found (seqcast/scoring.py), one row per scoring of it: run_id
-    # is the forecast run, score_run_id the scoring run (`seqcast score`, or an ingest) whose record holds the row
+    # every stored forecast step whose actual a scoring found (seqcast/forecasting/live.py), one row per scoring of
+    # it: run_id is the forecast run, score_run_id the scoring run (`seqcast score`, or an ingest) whose record holds
+    # the row
     "forecast_errors": pa.schema([
         ("score_run_id", pa.string()), ("run_id", pa.string()), ("model_run_id", pa.string()),
         ("dataset_id", pa.string()), ("series_id", pa.string()), ("timestamp", pa.timestamp("us")),
@@ -795,7 +808,7 @@ class Records:
 
     With an object store, a record is written to this machine's cache and uploaded as one bundle object, then its
     marker, so other machines see it only once it is complete; :meth:`mirror` brings into the cache what other
-    machines committed. Bundles are also packed (:mod:`storage.packs`): every ``PACK_SIZE`` records a machine
+    machines committed. Bundles are also packed (:mod:`seqcast.storage.packs`): every ``PACK_SIZE`` records a machine
     writes, and the records a sync had to fetch one by one, go up once more as one pack, which a later sync of
     another machine fetches in one request.
     """

@@ -10,17 +10,25 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.backtest import BacktestParams, Cutoff, add_intervals, cut, cutoff_scaling, forecast_rows, refit_input
-from seqcast.evaluate import forecast_inputs
-from seqcast.ingest import build_dataset
-from seqcast.models import get_variant
-from seqcast.params import ForecastParams
-from seqcast.report import artifact_key
-from seqcast.scaling import Scaler
-from storage.datasets import DatasetRef
-from tasks.evaluate import load_model
-from tasks.ingest import write_prepared
-from tasks.runtime import current_store
+from seqcast.config.params import ForecastParams
+from seqcast.data.ingest import build_dataset
+from seqcast.data.scaling import Scaler
+from seqcast.evaluation.backtest import (
+    BacktestParams,
+    Cutoff,
+    add_intervals,
+    cut,
+    cutoff_scaling,
+    forecast_rows,
+    refit_input,
+)
+from seqcast.evaluation.run import forecast_inputs
+from seqcast.models.registry import get_variant
+from seqcast.reporting.report import artifact_key
+from seqcast.storage.datasets import DatasetRef
+from seqcast.storage.home import current_store
+from seqcast.tasks.evaluate import load_model
+from seqcast.tasks.ingest import write_prepared
 
 
 @dataclass
@@ -99,7 +107,7 @@ def forecast_cutoff(params: ForecastParams, cutoff: Cutoff, model_path: str | No
                                 cutoff.inputs, series.series_ids, params.effective_horizon, params.window_norm, series)
     bad = int((~np.isfinite(forecasts)).any(axis=1).sum())
     if bad:
-        from seqcast.training import Diverged
+        from seqcast.training.fit import Diverged
 
         raise Diverged(f"{params.variant}: the forecasts of {bad} of {len(forecasts)} series at cutoff "
                        f"{cutoff.index} are NaN or infinite, so the backtest has no meaningful score")

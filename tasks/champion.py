@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.champion import Candidate, Choice, Sitting, check_margin, choose
-from tasks.runtime import current_settings, current_store
+from seqcast.forecasting.champion import Candidate, Choice, Sitting, check_margin, choose
+from seqcast.storage.home import current_settings, current_store
 
 
 def no_backtest_message(dataset_id: str, spec: dict | None) -> str:
@@ -26,8 +26,8 @@ def no_backtest_message(dataset_id: str, spec: dict | None) -> str:
 
 @task(name="choose-champion", cache_policy=NO_CACHE)
 def choose_champion(dataset_id: str, margin: float | None = None) -> Choice:
-    """Choose the dataset's champion among its completed backtests (``seqcast.champion``); ``margin`` in percent,
-    default ``SEQCAST_CHAMPION_MARGIN``. ValueError naming the backtest to run when there is none."""
+    """Choose the dataset's champion among its completed backtests (``seqcast.forecasting.champion``); ``margin``
+    in percent, default ``SEQCAST_CHAMPION_MARGIN``. ValueError naming the backtest to run when there is none."""
     store = current_store()
     dataset = store.datasets.require(dataset_id)
     margin = check_margin(current_settings().champion_margin if margin is None else margin)

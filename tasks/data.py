@@ -6,10 +6,10 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.data import SyntheticSpec, generate_splits
-from seqcast.params import ForecastParams
-from storage.datasets import DamagedDataset, DatasetRef
-from tasks.runtime import current_store
+from seqcast.config.params import ForecastParams
+from seqcast.data.synthetic import SyntheticSpec, generate_splits
+from seqcast.storage.datasets import DamagedDataset, DatasetRef
+from seqcast.storage.home import current_store
 
 
 @task(name="fit-to-dataset", cache_policy=NO_CACHE)

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.ensemble import EnsembleMember, EnsembleModel
-from seqcast.evaluate import EVAL_SPLITS, Evaluation, evaluate
-from seqcast.holdout import SplitSeries, split_series
-from seqcast.models import get_variant
-from seqcast.params import ForecastParams
-from seqcast.plots import plot_forecasts, plot_learning_curves
-from seqcast.scaling import Scaler
-from storage.datasets import DatasetRef
-from tasks.faults import fail_once
-from tasks.runtime import current_settings, current_store
+from seqcast.config.params import ForecastParams
+from seqcast.data.scaling import Scaler
+from seqcast.evaluation.holdout import SplitSeries, split_series
+from seqcast.evaluation.run import EVAL_SPLITS, Evaluation, evaluate
+from seqcast.models.ensemble import EnsembleMember, EnsembleModel
+from seqcast.models.registry import get_variant
+from seqcast.reporting.plots import plot_forecasts, plot_learning_curves
+from seqcast.storage.datasets import DatasetRef
+from seqcast.storage.home import current_settings, current_store
+from seqcast.tasks.faults import fail_once
 
 
 @dataclass
@@ -61,7 +61,7 @@ def load_model(model_path: str | None):
     if models.is_ensemble(model_path):
         return EnsembleModel([EnsembleMember(m["run_id"], get_variant(m["variant"]), load_model(m["model_path"]),
                                              m["window_norm"]) for m in models.manifest(model_path)["members"]])
-    from seqcast.layers import CUSTOM_OBJECTS  # imports Keras: only runs with a model pay for it
+    from seqcast.models.layers import CUSTOM_OBJECTS  # imports Keras: only runs with a model pay for it
 
     return models.load(model_path, CUSTOM_OBJECTS)
 

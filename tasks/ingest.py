@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.ingest import (
+from seqcast.data.ingest import (
     IngestParams,
     PreparedDataset,
     Series,
@@ -13,8 +13,8 @@ from seqcast.ingest import (
     read_long,
     validate_series,
 )
-from storage.datasets import DatasetRef
-from tasks.runtime import current_store
+from seqcast.storage.datasets import DatasetRef
+from seqcast.storage.home import current_store
 
 
 @task(name="read-series", cache_policy=NO_CACHE)

@@ -6,9 +6,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.params import ForecastParams, normalized_params
-from tasks.data import fit_to_dataset
-from tasks.runtime import FLOW_NAME, current_store
+from seqcast.config.names import FLOW_NAME
+from seqcast.config.params import ForecastParams, normalized_params
+from seqcast.storage.home import current_store
+from seqcast.tasks.data import fit_to_dataset
 
 MONITOR_KEY = "seqcast-monitor"
 SHOWN = ("dataset_id", "variant", "model_run_id", "basis", "live_mase", "backtest_mase", "mase_ratio", "n_errors",

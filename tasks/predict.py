@@ -11,10 +11,9 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.champion import Choice
-from seqcast.intervals import DEFAULT_LEVELS, Calibration, calibrate, history_scales
-from seqcast.models import NEEDS_DATASET
-from seqcast.predict import (
+from seqcast.forecasting.champion import Choice
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, Calibration, calibrate, history_scales
+from seqcast.forecasting.predict import (
     ChosenModel,
     LatestWindows,
     PredictParams,
@@ -25,10 +24,11 @@ from seqcast.predict import (
     forecast_rows,
     series_latest,
 )
-from storage.forecasts import write_forecasts
-from storage.results import LoadReport
-from tasks.evaluate import load_model
-from tasks.runtime import current_store
+from seqcast.models.registry import NEEDS_DATASET
+from seqcast.storage.forecasts import write_forecasts
+from seqcast.storage.home import current_store
+from seqcast.storage.results import LoadReport
+from seqcast.tasks.evaluate import load_model
 
 
 @task(name="choose-model", cache_policy=NO_CACHE)

@@ -10,9 +10,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from seqcast.plots import plot_forecasts
-from seqcast.predict import ChosenModel, LatestWindows
-from seqcast.report import (
+from seqcast.forecasting.predict import ChosenModel, LatestWindows
+from seqcast.reporting.plots import plot_forecasts
+from seqcast.reporting.report import (
     artifact_key,
     forecast_bands,
     forecast_table,
@@ -21,8 +21,8 @@ from seqcast.report import (
     predict_markdown,
     report_markdown,
 )
-from storage.results import DatabaseLocked
-from tasks.runtime import current_store
+from seqcast.storage.home import current_store
+from seqcast.storage.results import DatabaseLocked
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE, retries=2,

@@ -6,8 +6,8 @@ import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from storage.results import LoadReport
-from tasks.runtime import current_store
+from seqcast.storage.home import current_store
+from seqcast.storage.results import LoadReport
 
 
 @task(name="record-results", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])

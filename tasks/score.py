@@ -8,10 +8,10 @@ import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.ingest import IngestParams, Series, period_of, read_long, validate_series
-from seqcast.scoring import ScoreError, scope_text, score_forecasts
-from storage.results import DatabaseLocked
-from tasks.runtime import current_store
+from seqcast.data.ingest import IngestParams, Series, period_of, read_long, validate_series
+from seqcast.forecasting.live import ScoreError, scope_text, score_forecasts
+from seqcast.storage.home import current_store
+from seqcast.storage.results import DatabaseLocked
 
 
 @task(name="read-actuals", cache_policy=NO_CACHE)

@@ -12,13 +12,14 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from seqcast.models import get_variant
-from seqcast.params import ForecastParams, normalized_params
-from seqcast.scaling import Scaler
-from seqcast.training import model_manifest, same_training, train
-from storage.datasets import DatasetRef
-from tasks.faults import training_fault
-from tasks.runtime import TRAINING_LIMIT, current_settings, current_store
+from seqcast.config.names import TRAINING_LIMIT
+from seqcast.config.params import ForecastParams, normalized_params
+from seqcast.data.scaling import Scaler
+from seqcast.models.registry import get_variant
+from seqcast.storage.datasets import DatasetRef
+from seqcast.storage.home import current_settings, current_store
+from seqcast.tasks.faults import training_fault
+from seqcast.training.fit import model_manifest, same_training, train
 
 
 @dataclass

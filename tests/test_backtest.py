@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.cli import main as cli
-from flows.backtest import backtest
-from flows.forecast import forecast
-from seqcast import m3
-from seqcast.backtest import cut, min_history, refit_input, truncated
-from seqcast.ingest import IngestParams, Series, build_dataset
-from storage import Store
+from seqcast.app.cli import main as cli
+from seqcast.data import m3
+from seqcast.data.ingest import IngestParams, Series, build_dataset
+from seqcast.evaluation.backtest import cut, min_history, refit_input, truncated
+from seqcast.flows.backtest import backtest
+from seqcast.flows.forecast import forecast
+from seqcast.storage import Store
 from tests.series_files import daily_series, write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -141,7 +141,7 @@ def test_m3_series_from_ingest_to_backtest_scores(home, capsys, monthly_file):
 
 def test_a_refit_trains_each_cutoff_on_the_values_before_it(home, tmp_path):
     path = write(daily_series(n_series=3, days=80, seed=5), tmp_path / "daily.csv")
-    from flows.ingest import ingest
+    from seqcast.flows.ingest import ingest
 
     dataset_id = ingest(source=str(path), id_column="store", time_column="day", value_column="sales", n_steps=14,
                         horizon=7, split="last-horizon")["dataset_id"]
@@ -173,7 +173,7 @@ def test_a_refit_forecasts_a_series_too_short_to_train_on_at_its_cutoff(home, tm
     frame = frame[(frame.store != "s02") | (frame.day >= "2024-02-12")]
     assert (frame.store == "s02").sum() == 38
     path = write(frame, tmp_path / "daily.csv")
-    from flows.ingest import ingest
+    from seqcast.flows.ingest import ingest
 
     dataset_id = ingest(source=str(path), id_column="store", time_column="day", value_column="sales", n_steps=14,
                         horizon=7, split="last-horizon")["dataset_id"]
@@ -191,7 +191,7 @@ def test_a_refit_forecasts_a_series_too_short_to_train_on_at_its_cutoff(home, tm
 
 
 def test_a_series_a_refit_left_out_is_scaled_by_its_own_history():
-    from seqcast.backtest import cutoff_scaling
+    from seqcast.evaluation.backtest import cutoff_scaling
 
     values = {"series_id": np.repeat(["a", "b"], 30), "step": np.tile(np.arange(30), 2),
               "timestamp": np.tile(pd.date_range("2024-01-01", periods=30, freq="D").to_numpy(), 2),

@@ -7,12 +7,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from app.cli import main as cli
-from flows.forecast import forecast
-from flows.ingest import ingest
-from seqcast import m3, scores, stats
-from seqcast.ingest import season_length
-from storage import Store
+from seqcast.app.cli import main as cli
+from seqcast.data import m3
+from seqcast.data.ingest import season_length
+from seqcast.evaluation import scores
+from seqcast.flows.forecast import forecast
+from seqcast.flows.ingest import ingest
+from seqcast.models import stats
+from seqcast.storage import Store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -124,7 +126,7 @@ def test_stats_variants_are_refused_on_the_synthetic_series_before_any_work(home
 def test_choosing_by_variant_refuses_the_statistical_baselines():
     from pydantic import ValidationError
 
-    from seqcast.predict import FAMILIES, PredictParams
+    from seqcast.forecasting.predict import FAMILIES, PredictParams
 
     # --variant and --family rank trained runs by validation MSE; a statistical baseline has none to rank, and
     # forecasts as a champion or by --run-id instead (tests/test_champion.py)
@@ -135,7 +137,7 @@ def test_choosing_by_variant_refuses_the_statistical_baselines():
 
 
 def test_holdout_parts_leave_out_padding_gaps_and_series_without_a_scale():
-    from seqcast.holdout import scale_free_scores, split_series
+    from seqcast.evaluation.holdout import scale_free_scores, split_series
 
     # a: padded by 2 steps, a gap in its training part; b: flat history (no MASE scale); c: a gap in its test part
     a = [1.0, 1.0, 1.0, 2.0, np.nan, 4.0, 5.0, 6.0, 7.0, 8.0]

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.cli import main as cli
-from flows.forecast import forecast
-from flows.predict import predict
-from seqcast import stats
-from seqcast.champion import Candidate, Sitting, choose
-from storage import Store
+from seqcast.app.cli import main as cli
+from seqcast.flows.forecast import forecast
+from seqcast.flows.predict import predict
+from seqcast.forecasting.champion import Candidate, Sitting, choose
+from seqcast.models import stats
+from seqcast.storage import Store
 from tests.series_files import daily_series, write
 from tests.test_backtest import ingested, monthly_file  # noqa: F401 (a fixture, used by name)
 
@@ -180,7 +180,7 @@ def test_a_dataset_without_backtests_has_no_champion_and_says_which_command_give
 
 
 def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
-    from storage.results import Results
+    from seqcast.storage.results import Results
 
     results = Results(tmp_path)
     row = {"choice_id": "choice-1", "dataset_id": "ds-1", "run_id": "run-7", "variant": "linear",
@@ -204,8 +204,8 @@ def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
 
 
 def test_a_statistical_model_forecasts_a_new_file_from_each_series_whole_history(tmp_path):
-    from seqcast.predict import ChosenModel, PredictParams, file_latest, forecast_latest
-    from seqcast.scaling import Scaler
+    from seqcast.data.scaling import Scaler
+    from seqcast.forecasting.predict import ChosenModel, PredictParams, file_latest, forecast_latest
 
     frame = daily_series(n_series=3, days=40, seed=2)
     params = PredictParams(run_id="bt-1", source=str(write(frame, tmp_path / "new.csv")), id_column="store",

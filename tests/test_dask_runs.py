@@ -8,8 +8,8 @@ import distributed
 import duckdb
 import pytest
 
-from app.cli import main as cli
-from storage import Store
+from seqcast.app.cli import main as cli
+from seqcast.storage import Store
 from tests.test_forecast_flow import TINY_ARGS
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -25,7 +25,7 @@ def test_variants_run_on_an_existing_dask_cluster(home, capsys):
                                   env=ONE_THREAD) as cluster, distributed.Client(cluster) as client:
         assert cli(["run", "--variant", "naive", "--variant", "linear", "--address", cluster.scheduler_address,
                     *TINY_ARGS]) == 0
-        ran_here = client.run(lambda: "flows.forecast" in sys.modules)  # which workers ran a forecast flow
+        ran_here = client.run(lambda: "seqcast.flows.forecast" in sys.modules)  # which workers ran a forecast flow
     captured = capsys.readouterr()
     assert f"2 variant(s) on the Dask cluster at {cluster.scheduler_address} (2 worker thread(s))" in captured.err
     assert "naive done in" in captured.err and "linear done in" in captured.err

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from seqcast.data import SyntheticSpec, generate_splits, generate_time_series, sequence_targets, split_windows
-from storage import datasets
-from storage.datasets import (
+from seqcast.data.synthetic import SyntheticSpec, generate_splits, generate_time_series, sequence_targets, split_windows
+from seqcast.storage import datasets
+from seqcast.storage.datasets import (
     SPLITS,
     UNSYNCED,
     DamagedDataset,
@@ -241,7 +241,7 @@ def _zigzag_varints(data: bytes, count: int) -> list[int]:
 
 
 def test_the_store_lists_published_datasets_by_id_and_requires_a_known_one(tmp_path):
-    from storage import Store
+    from seqcast.storage import Store
 
     datasets = Store(tmp_path).datasets
     assert datasets.list() == []

@@ -19,12 +19,12 @@ import yaml
 from hypothesis import assume, given, settings
 from pydantic import ValidationError
 
-from deployments.forecast import deployment_specs, forecast_deployments, nightly_cron
-from flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
-from seqcast.models import REGISTRY
-from seqcast.params import ForecastParams
-from storage import Store
-from tasks.runtime import available_cores
+from seqcast.config.params import ForecastParams
+from seqcast.deployments.forecast import deployment_specs, forecast_deployments, nightly_cron
+from seqcast.flows.execution import available_cores
+from seqcast.flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
+from seqcast.models.registry import REGISTRY
+from seqcast.storage import Store
 from tests.conftest import REPO_ROOT, TINY
 from tests.prefect_server import prefect_api, task_run_states, wait_for_deployments
 from tests.test_fuzz_params import hostile
@@ -82,7 +82,7 @@ def test_a_schedule_switched_off_stays_off_when_served_again(prefect_harness, mo
     """Serving applies the deployments again; a schedule someone switched off in the UI must not come back on."""
     from prefect.client.orchestration import get_client
 
-    from deployments.forecast import schedules_switched_off
+    from seqcast.deployments.forecast import schedules_switched_off
 
     def served_schedules():  # what `seqcast serve` applies, then the schedules the server holds
         (deployment,) = forecast_deployments(["naive_10"], switched_off=schedules_switched_off(["forecast/naive_10"]))
@@ -105,7 +105,7 @@ def test_a_schedule_switched_off_stays_off_when_served_again(prefect_harness, mo
 
 
 def test_cli_serve_and_sweep_reject_bad_input_before_contacting_prefect(capsys, monkeypatch):
-    from app.cli import main as cli
+    from seqcast.app.cli import main as cli
 
     assert cli(["serve", "--variant", "nope"]) == 2
     assert "unknown variant 'nope'; valid variants: naive" in capsys.readouterr().err
@@ -124,8 +124,9 @@ def test_training_limit_of_one_does_not_deadlock_iterative(prefect_harness, home
     """iterative_10 trains its base model in a subflow: with one training slot that must still finish."""
     from prefect.client.orchestration import get_client
 
-    from flows.forecast import forecast
-    from tasks.runtime import TRAINING_LIMIT, ensure_training_limit
+    from seqcast.config.names import TRAINING_LIMIT
+    from seqcast.flows.execution import ensure_training_limit
+    from seqcast.flows.forecast import forecast
 
     monkeypatch.setenv("SEQCAST_TRAINING_SLOTS", "1")
     assert ensure_training_limit() == 1
@@ -147,7 +148,7 @@ def served(prefect_server, tmp_path_factory):
                                     SEQCAST_TRAINING_SLOTS="1")
     log = home.parent / "serve.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--variant", "naive",
+        process = subprocess.Popen([sys.executable, "-m", "seqcast.app.cli", "serve", "--variant", "naive",
                                     "--variant", "linear", "--no-schedules"], cwd=REPO_ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from app.cli import main as cli
-from seqcast.data import generate_time_series
-from seqcast.ensemble import member_params
-from seqcast.models import MLP_LAYERS, REGISTRY, build_model, get_variant
-from seqcast.params import INGESTED_LOSS, ForecastParams, normalized_params
-from seqcast.training import train
+from seqcast.app.cli import main as cli
+from seqcast.config.params import INGESTED_LOSS, ForecastParams, normalized_params
+from seqcast.data.synthetic import generate_time_series
+from seqcast.models.ensemble import member_params
+from seqcast.models.registry import MLP_LAYERS, REGISTRY, build_model, get_variant
+from seqcast.training.fit import train
 from tests.series_files import COLUMNS, daily_series, write
 
 INGESTED = {"spec": {"kind": "ingested", "n_steps": 20, "horizon": 5},
@@ -95,12 +95,12 @@ def test_ensemble_members_are_trainings_a_plain_run_of_their_variant_would_share
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_an_ensemble_run_is_the_median_of_its_member_runs_and_reuses_them(home, tmp_path):
-    from flows.forecast import forecast
-    from flows.ingest import ingest
-    from seqcast.evaluate import forecast_inputs
-    from seqcast.scaling import Scaler
-    from storage import Store
-    from tasks.evaluate import load_model
+    from seqcast.data.scaling import Scaler
+    from seqcast.evaluation.run import forecast_inputs
+    from seqcast.flows.forecast import forecast
+    from seqcast.flows.ingest import ingest
+    from seqcast.storage import Store
+    from seqcast.tasks.evaluate import load_model
 
     dataset_id = ingest(source=str(write(daily_series(n_series=4), tmp_path / "sales.csv")), **COLUMNS,
                         n_steps=14, horizon=7)["dataset_id"]
@@ -149,11 +149,11 @@ def test_an_ensemble_run_is_the_median_of_its_member_runs_and_reuses_them(home, 
 
 
 def test_a_hybrid_ensemble_takes_the_median_of_statistical_and_model_forecasts():
-    from seqcast import stats
-    from seqcast.ensemble import EnsembleMember, EnsembleModel
-    from seqcast.evaluate import forecast_inputs
-    from seqcast.holdout import SplitSeries
-    from seqcast.scaling import Scaler
+    from seqcast.data.scaling import Scaler
+    from seqcast.evaluation.holdout import SplitSeries
+    from seqcast.evaluation.run import forecast_inputs
+    from seqcast.models import stats
+    from seqcast.models.ensemble import EnsembleMember, EnsembleModel
 
     rng = np.random.default_rng(4)
     history = [100 + np.cumsum(rng.normal(1, 3, n)) for n in (40, 55, 31)]

@@ -26,10 +26,10 @@ from prefect.client.schemas.filters import (
 )
 from pydantic import ValidationError
 
-from app.cli import main as cli
-from flows.forecast import forecast
-from storage import Store
-from storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
+from seqcast.app.cli import main as cli
+from seqcast.flows.forecast import forecast
+from seqcast.storage import Store
+from seqcast.storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
 from tests.conftest import TINY
 from tests.prefect_server import prefect_api, task_run_states
 
@@ -81,7 +81,7 @@ def test_linear_end_to_end_then_dataset_reused(home):
 
 
 def test_a_dataset_a_crash_cut_short_is_generated_again(home):
-    from seqcast.data import SyntheticSpec, generate_splits
+    from seqcast.data.synthetic import SyntheticSpec, generate_splits
 
     spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
     splits = generate_splits(spec)
@@ -156,7 +156,7 @@ def test_unknown_dataset_fails_at_once_without_retry(home):
 
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path, monkeypatch):
     import seqcast
-    from flows.forecast import code_version
+    from seqcast.config.version import code_version
 
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # even where the temp dir is in a checkout
     assert code_version(tmp_path) == seqcast.__version__  # not a git checkout: the version alone
@@ -236,7 +236,7 @@ def test_cli_run_and_sql(home, capsys):
 def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
     """--jobs 2: linear and deep_rnn_dense train side by side in Prefect's process pool, one TensorFlow thread each;
     iterative_10 waits for its base. Each variant's forecast flow is a subflow of its task in one `run` flow."""
-    from tasks.runtime import available_cores
+    from seqcast.flows.execution import available_cores
 
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
     monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
@@ -272,7 +272,7 @@ def test_cli_runs_variants_in_parallel_processes(home, capsys, monkeypatch):
 @pytest.mark.slow
 def test_a_failed_parallel_variant_is_reported_and_the_others_kept(home, capsys):
     """A variant that fails is reported with its error; one that reuses it does not run; the others carry on."""
-    from seqcast.data import SyntheticSpec, generate_splits
+    from seqcast.data.synthetic import SyntheticSpec, generate_splits
 
     spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
     dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), generate_splits(spec))
@@ -330,7 +330,7 @@ def test_sigterm_stops_a_parallel_run_and_its_children(prefect_server, tmp_path)
     home = tmp_path / "seqcast-home"
     env = prefect_server.client_env(SEQCAST_HOME=str(home))
     args = [*TINY_ARGS[:-2], "--epochs", "100000", "--patience", "100000"]  # training until stopped, however slow
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--variant", "linear", "--variant",
+    process = subprocess.Popen([sys.executable, "-m", "seqcast.app.cli", "run", "--variant", "linear", "--variant",
                                 "deep_rnn_dense", "--jobs", "2", *args], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     marker = f"SEQCAST_HOME={home}"
@@ -387,7 +387,7 @@ def test_documented_queries_run_and_answer(home):
 
 
 def test_a_run_whose_loss_diverges_ends_failed_and_never_ranks(home):
-    from seqcast.training import Diverged
+    from seqcast.training.fit import Diverged
 
     forecast(variant="naive", **TINY)
     with pytest.raises(Diverged, match=r"linear: loss became (nan|inf) at batch \d+ of epoch 1, so training stopped"):
@@ -406,8 +406,8 @@ TINY_10 = {**TINY, "horizon": 10, "epochs": 2, "jit_compile": False}  # no XLA c
 
 
 def test_nbeats_runs_through_the_forecast_flow_and_ranks_without_a_book_figure(home, capsys):
-    from app.cli import print_leaderboard
-    from seqcast.report import metrics_table
+    from seqcast.app.cli import print_leaderboard
+    from seqcast.reporting.report import metrics_table
 
     result = forecast(variant="nbeats_generic", **TINY_10)
     (run,) = rows(home, "SELECT variant, status, horizon, epochs, n_params, model_path FROM runs")

@@ -24,11 +24,11 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from prefect.logging.handlers import PrefectConsoleHandler
 
-from app.cli import main as cli  # the one place these tests name the CLI
-from flows.ingest import ingest
-from seqcast.ingest import IngestError, IngestParams, prepare
-from seqcast.scaling import Scaler
-from storage import Store
+from seqcast.app.cli import main as cli  # the one place these tests name the CLI
+from seqcast.data.ingest import IngestError, IngestParams, prepare
+from seqcast.data.scaling import Scaler
+from seqcast.flows.ingest import ingest
+from seqcast.storage import Store
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}

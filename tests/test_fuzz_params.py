@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from prefect.exceptions import ParameterBindError, ParameterTypeError
 from pydantic import ValidationError
 
-from flows.forecast import forecast
-from flows.predict import predict
-from seqcast.params import MAX_GENERATED_VALUES, ForecastParams
-from seqcast.predict import PredictParams
+from seqcast.config.params import MAX_GENERATED_VALUES, ForecastParams
+from seqcast.flows.forecast import forecast
+from seqcast.flows.predict import predict
+from seqcast.forecasting.predict import PredictParams
 
 HOSTILE_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),

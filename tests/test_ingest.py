@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from flows.ingest import ingest
-from seqcast.ingest import IngestError, IngestParams, prepare
-from storage.datasets import find_dataset, read_split
+from seqcast.data.ingest import IngestError, IngestParams, prepare
+from seqcast.flows.ingest import ingest
+from seqcast.storage.datasets import find_dataset, read_split
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}
@@ -188,7 +188,7 @@ def test_unsafe_or_inconsistent_parameters_rejected(bad, message):
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_cli_ingest_one_series_and_a_clear_error(home, tmp_path, capsys):
-    from app.cli import main as cli
+    from seqcast.app.cli import main as cli
 
     frame = daily_series(n_series=1).drop(columns="store")
     frame.loc[30, "sales"] = np.nan
@@ -205,7 +205,7 @@ def test_cli_ingest_one_series_and_a_clear_error(home, tmp_path, capsys):
 
 
 def test_interpolation_never_crosses_a_part_boundary():
-    from seqcast.ingest import interpolate_within_parts
+    from seqcast.data.ingest import interpolate_within_parts
 
     values = np.array([1.0, np.nan, 3.0, np.nan, 5.0, np.nan, 7.0])
     filled = interpolate_within_parts(values, [(0, 3), (3, 7)])

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from app.cli import main as cli
-from seqcast import m3
-from seqcast.ingest import IngestParams, benchmark_frame, build_dataset, validate_series
-from storage import Store
-from storage.datasets import read_split, read_split_column
+from seqcast.app.cli import main as cli
+from seqcast.data import m3
+from seqcast.data.ingest import IngestParams, benchmark_frame, build_dataset, validate_series
+from seqcast.storage import Store
+from seqcast.storage.datasets import read_split, read_split_column
 
 
 def test_benchmark_options_are_the_subsets_and_conflicts_are_refused():

@@ -10,9 +10,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from app.cli import main as cli
-from flows.forecast import forecast
-from seqcast.intervals import (
+from seqcast.app.cli import main as cli
+from seqcast.flows.forecast import forecast
+from seqcast.forecasting.intervals import (
     MIN_SERIES_RESIDUALS,
     backtest_bounds,
     bounds,
@@ -22,10 +22,10 @@ from seqcast.intervals import (
     coverage,
     msis,
 )
-from seqcast.plots import forecast_figure
-from seqcast.report import forecast_bands
-from storage import Store
-from storage.results import ensure_schema
+from seqcast.reporting.plots import forecast_figure
+from seqcast.reporting.report import forecast_bands
+from seqcast.storage import Store
+from seqcast.storage.results import ensure_schema
 from tests.series_files import daily_series, write
 
 COLUMNS = ("--id-column", "store", "--time-column", "day", "--value-column", "sales")  # tests.series_files' names
@@ -278,7 +278,7 @@ def test_backtest_intervals_are_stored_scored_and_reach_predict(home, tmp_path, 
 def test_autoets_intervals_are_statsforecasts_own_at_each_level():
     from statsforecast.models import AutoETS
 
-    from seqcast.stats import ets_intervals
+    from seqcast.models.stats import ets_intervals
 
     rng = np.random.default_rng(4)
     train = [50 + 5 * np.sin(np.arange(n) * np.pi / 6) + rng.normal(0, 1, n) for n in (40, 52)]

@@ -13,18 +13,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from app.cli import main as cli
-from deployments.monitor import monitor_deployment, monitor_spec
-from flows.backtest import backtest
-from flows.forecast import forecast
-from flows.ingest import ingest
-from flows.monitor import monitor
-from flows.predict import predict
-from seqcast import m3
-from seqcast.scoring import MonitorParams, flagged
-from storage import Store
-from storage.results import VIEWS
-from tasks.monitor import MONITOR_KEY
+from seqcast.app.cli import main as cli
+from seqcast.data import m3
+from seqcast.deployments.monitor import monitor_deployment, monitor_spec
+from seqcast.flows.backtest import backtest
+from seqcast.flows.forecast import forecast
+from seqcast.flows.ingest import ingest
+from seqcast.flows.monitor import monitor
+from seqcast.flows.predict import predict
+from seqcast.forecasting.live import MonitorParams, flagged
+from seqcast.storage import Store
+from seqcast.storage.results import VIEWS
+from seqcast.tasks.monitor import MONITOR_KEY
 from tests.conftest import REPO_ROOT
 
 HELD_BACK = 6  # the tail each series hides from the model: one horizon

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from bench import m3 as bench_m3
-from seqcast.benchmark import OVERALL, Anchor, BenchmarkParams, default_variants, fits_benchmark, leaderboard
-from seqcast.models import REGISTRY
+from seqcast.evaluation.m3_benchmark import (
+    OVERALL,
+    Anchor,
+    BenchmarkParams,
+    default_variants,
+    fits_benchmark,
+    leaderboard,
+)
+from seqcast.models.registry import REGISTRY
 
 
 def db_rows(home, sql: str, params: list) -> list[tuple]:
@@ -23,8 +30,8 @@ def test_benchmark_flow_table_matches_duckdb_and_is_published(home):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
-    from flows.benchmark import m3_benchmark
-    from tasks.benchmark import BENCHMARK_KEY, CHART_KEY
+    from seqcast.flows.m3_benchmark import m3_benchmark
+    from seqcast.tasks.leaderboard import BENCHMARK_KEY, CHART_KEY
 
     anchor = Anchor(subset="other", variant="stats_naive2", smape=6.3, source="a test", kind="measured")
     state = m3_benchmark(subsets=["other", "yearly"], variants=["stats_naive", "stats_naive2"], anchors=[anchor],
@@ -124,7 +131,7 @@ def test_variant_and_subset_lists_split_on_commas_and_spaces():
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_benchmark_backtests_score_the_intervals_on_the_test_values(home):
-    from flows.benchmark import m3_benchmark
+    from seqcast.flows.m3_benchmark import m3_benchmark
 
     state = m3_benchmark(subsets=["other"], variants=["stats_naive2"], backtest_windows=3, return_state=True)
     assert state.is_completed(), state.message

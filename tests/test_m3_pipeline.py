@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from app.cli import main as cli
-from flows.forecast import forecast
+from seqcast.app.cli import main as cli
+from seqcast.flows.forecast import forecast
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from seqcast.metrics import forecast_errors, naive_forecast
+from seqcast.evaluation.errors import forecast_errors, naive_forecast
 
 
 def by_key(rows):

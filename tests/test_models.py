@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from seqcast.data import generate_time_series, sequence_targets
-from seqcast.models import MULTI_STEP, ONE_STEP, REGISTRY, build_model, get_variant
-from seqcast.training import training_targets
+from seqcast.data.synthetic import generate_time_series, sequence_targets
+from seqcast.models.registry import MULTI_STEP, ONE_STEP, REGISTRY, build_model, get_variant
+from seqcast.training.fit import training_targets
 from tests.conftest import REPO_ROOT
 
 # Parameter counts of the plain-Keras reference models (../shared/ANCHORS.md, reference/homl_reference.py).
@@ -208,20 +208,20 @@ def test_vector_targets_are_the_future_values():
 
 @pytest.mark.slow
 def test_every_model_reloads_in_a_fresh_process(tmp_path):
-    import seqcast.layers  # noqa: F401
+    import seqcast.models.layers  # noqa: F401
 
     x = generate_time_series(6, 50, seed=5)
     expected = {}
     for name in TRAINABLE:
         model = build_model(name, 50, REGISTRY[name].horizon)
-        model.compile(loss="mse", metrics=[seqcast.layers.last_time_step_mse])
+        model.compile(loss="mse", metrics=[seqcast.models.layers.last_time_step_mse])
         model.save(tmp_path / f"{name}.keras")
         expected[name] = np.asarray(model.predict(x, verbose=0)).tolist()
     np.save(tmp_path / "x.npy", x)
     script = (
         "import json, sys, numpy as np\n"
         "from pathlib import Path\n"
-        "from seqcast.layers import CUSTOM_OBJECTS\n"
+        "from seqcast.models.layers import CUSTOM_OBJECTS\n"
         "from storage import Store\n"
         "d = sys.argv[1]; x = np.load(d + '/x.npy'); out = {}; models = Store(Path(d)).models\n"
         f"for name in {TRAINABLE!r}:\n"
@@ -240,10 +240,10 @@ def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_i
     """Training fits a fixed-length twin; the saved model shares its (restored best) weights and takes any length."""
     import logging
 
-    from seqcast.layers import CUSTOM_OBJECTS
-    from seqcast.params import ForecastParams
-    from seqcast.training import model_manifest, same_training, train
-    from storage import Store
+    from seqcast.config.params import ForecastParams
+    from seqcast.models.layers import CUSTOM_OBJECTS
+    from seqcast.storage import Store
+    from seqcast.training.fit import model_manifest, same_training, train
 
     params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=6,
                             patience=6, learning_rate=0.05)  # a rate this high makes val_loss rise and fall
@@ -282,8 +282,8 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
 
     import keras
 
-    from seqcast.params import ForecastParams
-    from seqcast.training import train
+    from seqcast.config.params import ForecastParams
+    from seqcast.training.fit import train
 
     params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=5,
                             patience=5, learning_rate=0.05, jit_compile=False)  # val_loss rises and falls

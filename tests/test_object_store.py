@@ -12,12 +12,12 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
-from app.cli import main as cli
-from seqcast.settings import SettingsError, load_settings
-from storage import Store
-from storage.objects import ObjectStore
-from storage.packs import PACK_SIZE, PACKS, unpack
-from storage.results import MARKER, MERGED, SEEN, UNPACKED
+from seqcast.app.cli import main as cli
+from seqcast.config.settings import SettingsError, load_settings
+from seqcast.storage import Store
+from seqcast.storage.objects import ObjectStore
+from seqcast.storage.packs import PACK_SIZE, PACKS, unpack
+from seqcast.storage.results import MARKER, MERGED, SEEN, UNPACKED
 from tests.s3_server import SECRET
 from tests.series_files import COLUMNS, daily_series, write
 

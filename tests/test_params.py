@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
-from seqcast.params import ForecastParams, normalized_params
+from seqcast.config.params import ForecastParams, normalized_params
 
 
 def test_recorded_params_normalise_to_the_same_run():
@@ -39,11 +39,11 @@ def test_the_flows_and_their_parameter_models_cannot_drift_apart():
     """A flow's signature is what deployments and the UI show; its model validates it: same names and defaults."""
     import inspect
 
-    from flows.forecast import forecast
-    from flows.ingest import ingest
-    from flows.predict import predict
-    from seqcast.ingest import IngestParams
-    from seqcast.predict import PredictParams
+    from seqcast.data.ingest import IngestParams
+    from seqcast.flows.forecast import forecast
+    from seqcast.flows.ingest import ingest
+    from seqcast.flows.predict import predict
+    from seqcast.forecasting.predict import PredictParams
 
     for flow, model in ((forecast, ForecastParams), (ingest, IngestParams), (predict, PredictParams)):
         signature = inspect.signature(flow.fn).parameters

@@ -12,16 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from app.cli import main as cli
-from flows.forecast import forecast
-from flows.ingest import ingest
-from flows.predict import deployment, predict
-from seqcast.ingest import IngestError
-from seqcast.layers import CUSTOM_OBJECTS
-from seqcast.normalise import SCALE_FLOOR
-from seqcast.params import INGESTED_WINDOW_NORM
-from storage import Store
-from storage.datasets import find_dataset, read_split
+from seqcast.app.cli import main as cli
+from seqcast.config.params import INGESTED_WINDOW_NORM
+from seqcast.data.ingest import IngestError
+from seqcast.data.normalise import SCALE_FLOOR
+from seqcast.flows.forecast import forecast
+from seqcast.flows.ingest import ingest
+from seqcast.flows.predict import deployment, predict
+from seqcast.models.layers import CUSTOM_OBJECTS
+from seqcast.storage import Store
+from seqcast.storage.datasets import find_dataset, read_split
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}

@@ -19,8 +19,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from app.cli import main as cli
-from storage.results import (
+from seqcast.app.cli import main as cli
+from seqcast.storage.results import (
     TABLES,
     committed_records,
     load_records,
@@ -44,7 +44,7 @@ FLOW_TIMEOUT_S = 300
 
 def start_flow(server, home: Path, seed: int, **env: str) -> subprocess.Popen:
     """Start one forecast flow run as its own OS process against the shared Prefect server."""
-    code = f"from flows.forecast import forecast; forecast({NAIVE_ARGS}, seed={seed})"
+    code = f"from seqcast.flows.forecast import forecast; forecast({NAIVE_ARGS}, seed={seed})"
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, text=True,
                             env=server.client_env(SEQCAST_HOME=str(home), **env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -157,7 +157,7 @@ def test_a_writer_racing_rebuild_lands_in_the_new_database(tmp_path, monkeypatch
     assert Path(f"{db}.wal").exists()
     writer_code = textwrap.dedent(f"""
         from pathlib import Path
-        from storage.results import load_records
+        from seqcast.storage.results import load_records
         report = load_records(Path({str(db)!r}), {{"late": Path({str(records / "late")!r})}}, timeout_s=60)
         print(report.loaded, report.pending)
     """)
@@ -213,7 +213,7 @@ def test_run_completes_while_db_is_held_open_then_sync_loads_it(prefect_server, 
         holder.communicate(input="", timeout=30)
     assert holder.returncode == 0
 
-    sync_cli = subprocess.run([sys.executable, "-m", "app.cli", "results", "sync"], cwd=REPO_ROOT, text=True,
+    sync_cli = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "results", "sync"], cwd=REPO_ROOT, text=True,
                               env={**os.environ, "SEQCAST_HOME": str(home)}, capture_output=True, timeout=120,
                               check=False)
     assert sync_cli.returncode == 0, sync_cli.stderr
@@ -232,7 +232,8 @@ def test_sql_is_read_only_and_releases_the_file(tmp_path, monkeypatch, capsys):
     assert "DELETE statements are refused: seqcast sql only reads" in capsys.readouterr().err
     # Another process must get the write lock at once (timeout 0): the query's connection is closed.
     writer = subprocess.run(
-        [sys.executable, "-c", ("import sys; from pathlib import Path; from storage.results import connect_writer; "
+        [sys.executable, "-c", ("import sys; from pathlib import Path; "
+                                "from seqcast.storage.results import connect_writer; "
                                 f"sys.exit(connect_writer(Path({str(tmp_path / 'results.duckdb')!r}), 0) is None)")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert writer.returncode == 0, writer.stderr
@@ -243,7 +244,7 @@ KILL_CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import pyarrow.parquet as pq
-    from storage.results import write_record
+    from seqcast.storage.results import write_record
     from tests.test_results_store import sample_rows
 
     record_root, run_id, ready = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqcast import m3, scores, stats
+from seqcast.data import m3
+
+# ---- sMAPE and MASE by hand ---------------------------------------------------------------------------------------
+from seqcast.evaluation import scores
+
+# ---- sMAPE and MASE by hand ---------------------------------------------------------------------------------------
+from seqcast.models import stats
 
 # ---- sMAPE and MASE by hand ---------------------------------------------------------------------------------------
 
@@ -158,7 +164,7 @@ def test_m3_subsets(subset, n_series, h, period, freq):
 
 
 def test_m3_long_frame_passes_ingest_validation():
-    from seqcast.ingest import IngestParams, validate_series
+    from seqcast.data.ingest import IngestParams, validate_series
 
     frame = m3.load_long("other")
     params = IngestParams(source="m3-other.parquet", n_steps=8, horizon=8)
@@ -195,7 +201,7 @@ def test_core_modules_import_no_orchestration_or_storage():
     import sys
     from pathlib import Path
 
-    code = ("import sys; import seqcast.m3, seqcast.scores, seqcast.stats; "
+    code = ("import sys; import seqcast.data.m3, seqcast.evaluation.scores, seqcast.models.stats; "
             "print(sorted(m for m in ('prefect', 'storage', 'tasks', 'flows') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main as cli
-from seqcast.settings import PREFIX, Settings, SettingsError, load_settings
+from seqcast.app.cli import main as cli
+from seqcast.config.settings import PREFIX, Settings, SettingsError, load_settings
 from tests.conftest import REPO_ROOT
 
 SOURCES = ("app", "flows", "deployments", "tasks", "seqcast", "storage")

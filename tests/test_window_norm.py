@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from seqcast.evaluate import evaluate
-from seqcast.ingest import IngestParams, prepare
-from seqcast.models import get_variant
-from seqcast.normalise import SCALE_FLOOR, denormalise, normalise, normalise_like
-from seqcast.params import INGESTED_WINDOW_NORM, ForecastParams
-from seqcast.scaling import Scaler
-from seqcast.training import fitting_pairs, forecast, train, training_targets
+from seqcast.config.params import INGESTED_WINDOW_NORM, ForecastParams
+from seqcast.data.ingest import IngestParams, prepare
+from seqcast.data.normalise import SCALE_FLOOR, denormalise, normalise, normalise_like
+from seqcast.data.scaling import Scaler
+from seqcast.evaluation.run import evaluate
+from seqcast.models.registry import get_variant
+from seqcast.training.fit import fitting_pairs, forecast, train, training_targets
 from tests.series_files import trending_series, write
 
 TREND_WINDOW = {"n_steps": 20, "horizon": 5}

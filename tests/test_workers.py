@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.automations import CRASH_AUTOMATION, RETRY_AUTOMATION, CrashPolicy, crash_automations
+from seqcast.deployments.automations import CRASH_AUTOMATION, RETRY_AUTOMATION, CrashPolicy, crash_automations
 from tests.conftest import REPO_ROOT, TINY
 from tests.prefect_server import PrefectServer, prefect_api, start_server, start_worker, stop_process, stop_server
 from tests.s3_server import SECRET as STORE_SECRET
@@ -60,7 +60,7 @@ def test_crash_automations_match_silent_seqcast_runs_and_retry_a_bounded_number_
     (["--retries", "-1"], "--retries must be at least 0, got -1"),
 ])
 def test_cli_automations_refuses_bad_values_before_contacting_prefect(capsys, args, message):
-    from app.cli import main as cli
+    from seqcast.app.cli import main as cli
 
     assert cli(["automations", *args]) == 2
     assert message in capsys.readouterr().err
@@ -69,7 +69,7 @@ def test_cli_automations_refuses_bad_values_before_contacting_prefect(capsys, ar
 def test_workers_send_heartbeats_often_enough_for_the_crash_automation():
     import yaml
 
-    from deployments.automations import HEARTBEAT_S
+    from seqcast.deployments.automations import HEARTBEAT_S
 
     declared = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
     for deployment in declared:
@@ -99,7 +99,7 @@ class Cluster:
         return {"SEQCAST_CACHE": str(folder / "cache"), "SEQCAST_DB": str(folder / "results.duckdb")}
 
     def seqcast(self, *args: str, timeout: float = 600) -> str:
-        done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=self.client_folder, env=self.env(),
+        done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", *args], cwd=self.client_folder, env=self.env(),
                               capture_output=True, text=True, timeout=timeout, check=False)
         assert done.returncode == 0, f"seqcast {' '.join(args)}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
         return done.stdout
@@ -173,7 +173,7 @@ def flow_run_ids_of_sweep(cluster: Cluster) -> dict[str, str]:
 
 def store_runs(cluster: Cluster) -> list[dict]:
     """The ``runs`` rows of every committed record in the store."""
-    from tasks.runtime import current_store
+    from seqcast.storage.home import current_store
 
     with pytest.MonkeyPatch.context() as env:
         for name, value in {**cluster.store_env, **cluster.local("client")}.items():
@@ -318,7 +318,7 @@ def places_holding(cluster: Cluster, text: str) -> set[str]:
     import pyarrow.parquet as pq
     from prefect.client.orchestration import get_client
 
-    from storage.objects import ObjectStore
+    from seqcast.storage.objects import ObjectStore
 
     def readable(name: str, data: bytes) -> str:  # every value of a Parquet file or of a tar's members, else text
         if name.endswith(".parquet"):

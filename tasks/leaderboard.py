@@ -6,10 +6,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.benchmark import Anchor, leaderboard
-from seqcast.plots import plot_benchmark_smape
-from seqcast.report import benchmark_markdown
-from tasks.runtime import current_store
+from seqcast.evaluation.m3_benchmark import Anchor, leaderboard
+from seqcast.reporting.plots import plot_benchmark_smape
+from seqcast.reporting.report import benchmark_markdown
+from seqcast.storage.home import current_store
 
 BENCHMARK_KEY = "seqcast-m3-benchmark"
 CHART_KEY = "seqcast-m3-benchmark-chart"

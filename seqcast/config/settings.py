@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 from pydantic import Field, PositiveInt, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from seqcast.names import check_url, is_url
+from seqcast.config.names import check_url, is_url
 
 PREFIX = "SEQCAST_"
 

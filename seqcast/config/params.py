@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from seqcast.data import SyntheticSpec
-from seqcast.models import (
+from seqcast.config.names import SAFE_NAME
+from seqcast.data.normalise import WindowNorm
+from seqcast.data.synthetic import SyntheticSpec
+from seqcast.models.registry import (
     CONV_KERNEL,
     CONV_STRIDES,
     HYPERPARAMETER_DEFAULTS,
@@ -18,8 +20,6 @@ from seqcast.models import (
     check_hyperparameters,
     get_variant,
 )
-from seqcast.names import SAFE_NAME
-from seqcast.normalise import WindowNorm
 
 VARIANT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Variant)}
 # Generation holds several float64 copies of the series at once: this many values keep it within a few GiB.

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from seqcast.champion import MARGIN_HELP
-from seqcast.holdout import SplitSeries, series_order
-from seqcast.ingest import (
+from seqcast.config.params import plain_id
+from seqcast.data.ingest import (
     IngestError,
     IngestParams,
     MissingPolicy,
@@ -23,10 +22,11 @@ from seqcast.ingest import (
     read_long,
     validate_series,
 )
-from seqcast.intervals import DEFAULT_LEVELS, Calibration, bounds, history_scale, level_name
-from seqcast.models import REGISTRY, get_variant
-from seqcast.params import plain_id
-from seqcast.scaling import Scaler
+from seqcast.data.scaling import Scaler
+from seqcast.evaluation.holdout import SplitSeries, series_order
+from seqcast.forecasting.champion import MARGIN_HELP
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, Calibration, bounds, history_scale, level_name
+from seqcast.models.registry import REGISTRY, get_variant
 
 # --family and --variant choose among trained runs by validation MSE; a statistical baseline serves as a dataset's
 # champion (chosen by backtest) or by --run-id
@@ -240,11 +240,11 @@ def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
 
 def forecast_latest(model: ChosenModel, keras_model, latest: LatestWindows) -> np.ndarray:
     """Forecast (n, horizon) values in original units from the (n, n_steps) latest inputs; ``keras_model``: what
-    ``tasks.evaluate.load_model`` returns for the run (a Keras model, an ensemble's members, or None).
+    ``seqcast.tasks.evaluate.load_model`` returns for the run (a Keras model, an ensemble's members, or None).
 
     The inputs go through the dataset's scaler, then the run's window norm; the outputs come back in reverse order.
     """
-    from seqcast.evaluate import forecast_inputs
+    from seqcast.evaluation.run import forecast_inputs
 
     # the scaler raises for series it never saw
     y = forecast_inputs(get_variant(model.variant), keras_model, model.scaler, latest.inputs, latest.series_ids,

@@ -72,7 +72,7 @@ class Variant:
     patience: int = 5  # EarlyStopping's, the seed notebook's; more where the loss spikes for longer (ln_rnn)
     hyperparameters: tuple[str, ...] = ()  # the builder's arguments besides n_steps and horizon
     defaults: tuple[tuple[str, float], ...] = ()  # (name, value) where a default differs from HYPERPARAMETER_DEFAULTS
-    method: str | None = None  # a "stats" variant's method in seqcast.stats
+    method: str | None = None  # a "stats" variant's method in seqcast.models.stats
     members: tuple[Member, ...] = ()  # an "ensemble" variant's, whose forecast is the median of theirs
 
     @property
@@ -143,7 +143,7 @@ def _seq2seq(layer: str):
 
 def _ln_rnn(n_steps: int, horizon: int, units: int, dropout: float):
     keras, L = _layers()
-    from seqcast.layers import LNSimpleRNNCell
+    from seqcast.models.layers import LNSimpleRNNCell
 
     return keras.Sequential([
         keras.Input((None, 1)),
@@ -240,7 +240,7 @@ def _nbeats_interpretable(n_steps: int, horizon: int, units: int):
     """N-BEATS-I: a trend stack (polynomial basis of degree NBEATS_TREND_DEGREE) then a seasonality stack (Fourier
     basis of the paper's floor(horizon / 2 - 1) harmonics), each of NBEATS_INTERPRETABLE_BLOCKS blocks that share
     their weights, as the paper's interpretable model does."""
-    from seqcast.layers import FourierBasis, PolynomialBasis, fourier_harmonics
+    from seqcast.models.layers import FourierBasis, PolynomialBasis, fourier_harmonics
 
     degree, harmonics = NBEATS_TREND_DEGREE, fourier_harmonics(horizon)
     trend = _nbeats_block("trend", units, (degree + 1, degree + 1),
@@ -295,7 +295,7 @@ _VARIANTS = [
             hyperparameters=("units",), defaults=(("units", NBEATS_UNITS),)),
 ]
 
-# The M competitions' statistical baselines (seqcast.stats), fitted per series at the dataset's period. They
+# The M competitions' statistical baselines (seqcast.models.stats), fitted per series at the dataset's period. They
 # forecast the dataset's own horizon; ``horizon`` 0 says that they have none of their own.
 _STATS = [
     ("naive", "last known value repeated"),

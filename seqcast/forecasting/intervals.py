@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from seqcast.scores import mase_scale
+from seqcast.evaluation.scores import mase_scale
 
 DEFAULT_LEVELS = (80.0, 95.0)
 # per series and step: fewer own scores than this fall back to the step's pooled quantile, which more scores back

@@ -9,13 +9,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.backtest import backtest
-from flows.forecast import forecast
-from flows.ingest import ingest
-from flows.validation import give_up_retries, validated
-from seqcast.benchmark import Anchor, BenchmarkParams, Subset
-from tasks.benchmark import publish_benchmark
-from tasks.data import fit_to_dataset
+from seqcast.evaluation.m3_benchmark import Anchor, BenchmarkParams, Subset
+from seqcast.flows.backtest import backtest
+from seqcast.flows.forecast import forecast
+from seqcast.flows.ingest import ingest
+from seqcast.flows.validation import give_up_retries, validated
+from seqcast.tasks.data import fit_to_dataset
+from seqcast.tasks.leaderboard import publish_benchmark
 
 
 def benchmark_name() -> str:

@@ -1,29 +1,13 @@
-"""What flows, deployments and the command line share at run time: the settings, the store built from them, and
-how training runs share the machine (the global concurrency limit and the cores)."""
+"""How runs execute: in this process or in worker processes sharing one Prefect API, and how training runs share the
+machine (the global concurrency limit and the cores)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 
-from seqcast.settings import Settings, load_settings
-from storage import Store
-from storage.objects import ObjectStore
-
-FLOW_NAME = "forecast"  # the forecast flow's name; its deployments are forecast/<variant>
-TRAINING_LIMIT = "seqcast-training"  # the global concurrency limit that train-model holds while it fits
-
-
-def current_settings() -> Settings:
-    """The ``SEQCAST_*`` settings as the environment holds them now (SettingsError naming a bad variable)."""
-    return load_settings()
-
-
-def current_store(settings: Settings | None = None) -> Store:
-    """The store at SEQCAST_HOME (a local folder, or an object store with this machine's cache of it)."""
-    settings = settings or load_settings()
-    remote = ObjectStore(settings.home_url) if settings.home_url else None
-    return Store(settings.home_path, settings.db_lock_timeout, remote, settings.db_path)
+from seqcast.config.names import TRAINING_LIMIT
+from seqcast.config.settings import load_settings
 
 
 def in_process_runs():

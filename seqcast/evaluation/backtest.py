@@ -5,12 +5,12 @@ test part, where the forecast flow's test scores are taken); cutoff ``k`` lies `
 series. At a cutoff, a series' history is its observed values before it and its actual values the ``horizon``
 values from it on, so an earlier cutoff's actuals may lie in the validation or training part.
 
-Every forecast is scored as the test split is (``seqcast.holdout``): sMAPE per step, the absolute error scaled by
-the seasonal naive MAE of the history known at that cutoff (MASE per step), and the same for Naive2 from that
+Every forecast is scored as the test split is (``seqcast.evaluation.holdout``): sMAPE per step, the absolute error
+scaled by the seasonal naive MAE of the history known at that cutoff (MASE per step), and the same for Naive2 from that
 history, from which OWA follows. Each forecast also gets conformal intervals calibrated on the cutoffs before it
-(``seqcast.intervals``), scored by coverage and MSIS. A series enters a cutoff when its history there holds at least
-:func:`min_history` values (enough for every statistical method and for the MASE scale), so all variants are
-scored on the same series at every cutoff.
+(``seqcast.forecasting.intervals``), scored by coverage and MSIS. A series enters a cutoff when its history there
+holds at least :func:`min_history` values (enough for every statistical method and for the MASE scale), so all
+variants are scored on the same series at every cutoff.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from seqcast.holdout import SplitSeries, forecast_by_period, mase_scales, series_order
-from seqcast.intervals import DEFAULT_LEVELS, backtest_bounds, check_levels, coverage, level_name, msis
-from seqcast.names import SAFE_NAME
-from seqcast.scores import smape_steps
+from seqcast.config.names import SAFE_NAME
+from seqcast.evaluation.holdout import SplitSeries, forecast_by_period, mase_scales, series_order
+from seqcast.evaluation.scores import smape_steps
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, backtest_bounds, check_levels, coverage, level_name, msis
 
 # statsforecast's AutoETS refuses fewer values than this on non-seasonal series ("tiny datasets"), Theta fewer
 # than five; a seasonal series needs one season more than its period for the MASE scale.
@@ -231,9 +231,9 @@ def refit_input(values: dict[str, np.ndarray], periods: dict[str, int], spec: di
     Each series loses its last ``offset`` steps (and any padding ingest added); a series whose history there is
     too short to be scored at that cutoff is left out. The windows are cut as the dataset's own were (the
     ingest options of its ``spec``), so the derived dataset's test part is the horizon after the cutoff.
-    Returns (``seqcast.ingest.Series`` list, ``IngestParams``).
+    Returns (``seqcast.data.ingest.Series`` list, ``IngestParams``).
     """
-    from seqcast.ingest import IngestParams, Series, padding_for
+    from seqcast.data.ingest import IngestParams, Series, padding_for
 
     columns = spec["columns"]
     benchmark = spec.get("benchmark")
@@ -276,7 +276,7 @@ def cutoff_scaling(scaling: dict | None, cutoff: Cutoff) -> dict | None:
                if sid not in scaling["stats"]}
     if not missing:
         return scaling
-    from seqcast.scaling import fit_scaler
+    from seqcast.data.scaling import fit_scaler
 
     added = fit_scaler("series", missing).to_dict()["stats"]
     return {**scaling, "stats": {**scaling["stats"], **added}}

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from seqcast.models import Member, Variant, get_variant
-from seqcast.params import ForecastParams
+from seqcast.config.params import ForecastParams
+from seqcast.models.registry import Member, Variant, get_variant
 
 
 @dataclass

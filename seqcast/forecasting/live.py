@@ -13,9 +13,9 @@ from datetime import datetime
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from seqcast.ingest import IngestParams, MissingPolicy, Series
-from seqcast.intervals import history_scale
-from seqcast.params import plain_id
+from seqcast.config.params import plain_id
+from seqcast.data.ingest import IngestParams, MissingPolicy, Series
+from seqcast.forecasting.intervals import history_scale
 
 MAX_LISTED = 10
 DEFAULT_THRESHOLD = 1.2

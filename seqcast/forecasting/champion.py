@@ -19,8 +19,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from seqcast.models import get_variant
-from seqcast.params import plain_id
+from seqcast.config.params import plain_id
+from seqcast.models.registry import get_variant
 
 MARGIN_HELP = ("percent of backtest MASE by which a challenger must beat the champion to replace it; default: "
                "$SEQCAST_CHAMPION_MARGIN, else 2")

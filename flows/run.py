@@ -25,9 +25,9 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from seqcast.models import get_variant
-from seqcast.params import ForecastParams
-from tasks.runtime import share_cores
+from seqcast.config.params import ForecastParams
+from seqcast.flows.execution import share_cores
+from seqcast.models.registry import get_variant
 
 POLL_S = 2.0  # how often the tasks not yet started are looked up, to report their start
 STATUS_EVERY_S = 60.0  # how often the variants still running are listed
@@ -38,7 +38,7 @@ STOP_GRACE_S = 30.0  # how long an interrupted worker process may take to record
 def run_variant(params: ForecastParams) -> dict:
     """Run one variant's forecast flow, as a subflow of this task in the worker that runs it; return its summary."""
     # imported here: the task runner pickles this function by value, and the flow must come whole from its module
-    from flows.forecast import forecast
+    from seqcast.flows.forecast import forecast
 
     return forecast(**params.model_dump())
 
@@ -46,7 +46,7 @@ def run_variant(params: ForecastParams) -> dict:
 def process_pool(jobs: int) -> tuple[ProcessPoolTaskRunner, int]:
     """A task runner of ``jobs`` worker processes on this machine, and the TensorFlow threads each gets.
 
-    Each worker shares out the cores (:func:`tasks.runtime.share_cores`) as it starts, before any task imports
+    Each worker shares out the cores (:func:`seqcast.flows.execution.share_cores`) as it starts, before any task imports
     TensorFlow, which sizes its thread pools once, when it starts.
     """
     threads = share_cores(jobs, dict(os.environ))  # what the workers get: they inherit this environment

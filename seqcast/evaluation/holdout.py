@@ -3,8 +3,8 @@
 On a dataset split with ``split='last-horizon'`` every series holds one validation and one test window, whose
 targets are its validation and its test part. A split is forecast from what is known before its part, as the M
 competitions do: the validation part from the training part, the test part from the training and validation parts
-(for M3, the competition's ``x``). The scores are ``seqcast.scores``' sMAPE and MASE (scaled by the seasonal naive
-MAE of that same history), and Naive2's, on the same series, from which OWA follows.
+(for M3, the competition's ``x``). The scores are ``seqcast.evaluation.scores``' sMAPE and MASE (scaled by the
+seasonal naive MAE of that same history), and Naive2's, on the same series, from which OWA follows.
 
 Inputs: the dataset's per-step values (column -> array: ``series_id``, ``step``, ``value``, ``part``, ``padded``)
 and each series' period. Padded steps are never history; a gap that ``missing='drop'`` left in the history is
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqcast.scores import mase_scale, smape_steps
-from seqcast.stats import forecast_stats
+from seqcast.evaluation.scores import mase_scale, smape_steps
+from seqcast.models.stats import forecast_stats
 
 BEFORE = {"valid": ("train",), "test": ("train", "valid")}  # the parts known when a split is forecast
 PREDICTORS = ("model", "naive2")
@@ -75,7 +75,7 @@ def split_series(values: dict[str, np.ndarray], periods: dict[str, int], split: 
 
 
 def forecast_by_period(method: str, series: SplitSeries, horizon: int) -> np.ndarray:
-    """``seqcast.stats`` method ``method`` on every series' history, each at its own period: (n_series, h)."""
+    """``seqcast.models.stats`` method ``method`` on every series' history, each at its own period: (n_series, h)."""
     forecasts = np.empty((len(series.series_ids), horizon))
     for period in np.unique(series.period):
         rows = np.flatnonzero(series.period == period)

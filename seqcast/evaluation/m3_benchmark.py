@@ -1,6 +1,6 @@
 """The M3 benchmark: which variants it runs, how it trains them, and its leaderboard from per-series scores.
 
-Every subset of M3 is ingested as a last-horizon dataset (``seqcast.m3``) and every chosen variant runs on it
+Every subset of M3 is ingested as a last-horizon dataset (``seqcast.data.m3``) and every chosen variant runs on it
 through the ordinary forecast flow. The leaderboard has one row per subset and variant, read from the
 ``benchmark_scores`` view, and one ``overall`` row per variant: the mean of the per-series sMAPE and MASE over every
 series of the subsets it ran on (the M competitions' overall figure, not the mean of the subsets' means, which
@@ -14,10 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from seqcast.backtest import MAX_WINDOWS
-from seqcast.m3 import INPUT_STEPS, SUBSETS
-from seqcast.models import REGISTRY, get_variant
-from seqcast.params import ForecastParams
+from seqcast.config.params import ForecastParams
+from seqcast.data.m3 import INPUT_STEPS, SUBSETS
+from seqcast.evaluation.backtest import MAX_WINDOWS
+from seqcast.models.registry import REGISTRY, get_variant
 
 Subset = Literal["yearly", "quarterly", "monthly", "other"]
 OVERALL = "overall"

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from seqcast.data import sequence_targets, split_windows
-from seqcast.metrics import naive_forecast
-from seqcast.models import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant, last_steps
-from seqcast.normalise import denormalise, normalise, normalise_like
-from seqcast.params import ForecastParams
+from seqcast.config.params import ForecastParams
+from seqcast.data.normalise import denormalise, normalise, normalise_like
+from seqcast.data.synthetic import sequence_targets, split_windows
+from seqcast.evaluation.errors import naive_forecast
+from seqcast.models.registry import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant, last_steps
 
 PREDICT_BATCH_SIZE = 2048
 LIBRARIES = ("seqcast", "tensorflow-cpu", "keras", "numpy", "prefect", "pyarrow", "duckdb")
@@ -235,7 +235,7 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     """
     import keras
 
-    from seqcast.layers import last_time_step_mse
+    from seqcast.models.layers import last_time_step_mse
 
     variant = get_variant(params.variant)
     n_steps, horizon = params.n_steps, params.effective_horizon

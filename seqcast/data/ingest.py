@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from seqcast import m3
-from seqcast.data import dataset_id_for
-from seqcast.names import SAFE_NAME
-from seqcast.scaling import GLOBAL_KEY, Scaler, ScalingMode, fit_scaler
+from seqcast.config.names import SAFE_NAME
+from seqcast.data import m3
+from seqcast.data.scaling import GLOBAL_KEY, Scaler, ScalingMode, fit_scaler
+from seqcast.data.synthetic import dataset_id_for
 
 MissingPolicy = Literal["fail", "drop", "interpolate"]
 Split = Literal["fractions", "last-horizon"]

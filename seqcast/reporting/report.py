@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from seqcast.intervals import DEFAULT_LEVELS, level_name
-from seqcast.models import get_variant
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, level_name
+from seqcast.models.registry import get_variant
 
 METRIC_ORDER = ("mse", "rmse", "mae")
 

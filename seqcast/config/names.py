@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlparse
 
+FLOW_NAME = "forecast"  # the forecast flow's name; its deployments are forecast/<variant>
+TRAINING_LIMIT = "seqcast-training"  # the global concurrency limit that train-model holds while it fits
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

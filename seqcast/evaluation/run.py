@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from seqcast.data import split_windows
-from seqcast.ensemble import median_forecast
-from seqcast.holdout import SplitSeries, scale_free_scores, window_forecasts
-from seqcast.metrics import forecast_errors, naive_forecast
-from seqcast.models import Variant
-from seqcast.scaling import Scaler
-from seqcast.training import Diverged, forecast
+from seqcast.data.scaling import Scaler
+from seqcast.data.synthetic import split_windows
+from seqcast.evaluation.errors import forecast_errors, naive_forecast
+from seqcast.evaluation.holdout import SplitSeries, scale_free_scores, window_forecasts
+from seqcast.models.ensemble import median_forecast
+from seqcast.models.registry import Variant
+from seqcast.training.fit import Diverged, forecast
 
 EVAL_SPLITS = ("valid", "test")
 
@@ -20,7 +20,7 @@ EVAL_SPLITS = ("valid", "test")
 @dataclass
 class Evaluation:
     """Metric rows, test-split prediction rows, and the inputs of the forecast plot (three validation series);
-    on a last-horizon dataset also the scale-free scores per series and per step (``seqcast.holdout``)."""
+    on a last-horizon dataset also the scale-free scores per series and per step (``seqcast.evaluation.holdout``)."""
 
     metrics: list[dict]
     predictions: list[dict]
@@ -53,8 +53,8 @@ def forecast_inputs(variant: Variant, model, scaler: Scaler, inputs: np.ndarray,
     series). The model sees them as ``scaler`` maps them, then in the frame of ``window_norm``; its outputs are
     mapped back from both, in reverse order. Returns (n, horizon).
 
-    An ensemble's ``model`` is a :class:`seqcast.ensemble.EnsembleModel`: each member forecasts the same inputs in
-    its own frame (``window_norm`` is the members', not this argument), and the result is their median.
+    An ensemble's ``model`` is a :class:`seqcast.models.ensemble.EnsembleModel`: each member forecasts the same
+    inputs in its own frame (``window_norm`` is the members', not this argument), and the result is their median.
 
     A statistical variant (or member) forecasts each series from its history before the inputs' end instead:
     ``history`` holds it, for the series of ``series_ids``.

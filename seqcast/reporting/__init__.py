@@ -1,0 +1,1 @@
+"""What a run shows: its report beside the baselines and the book, and its plots."""
