@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from seqcast.data.ingest import IngestError, IngestParams, prepare
+from seqcast.data.ingest import IngestError, IngestParams, grid_steps, prepare
 from seqcast.flows.ingest import ingest
 from seqcast.storage.datasets import find_dataset, read_split
 from tests.series_files import COLUMNS, daily_series, write
@@ -325,3 +325,40 @@ def test_unset_options_take_the_inputs_defaults():
     # a dump validates to the same parameters: the flow receives what the command line resolved
     for p in (file, last, IngestParams(benchmark="m3-yearly", n_steps=4)):
         assert IngestParams(**p.model_dump()) == p
+
+
+# Sunspot numbers, climate and demographic records: centuries of yearly, quarterly and monthly steps, spans past the
+# 292 years a nanosecond Timedelta holds.
+OLD_SERIES = [("YS-JAN", "1700-01-01", 324, 1), ("QS-JAN", "1700-01-01", 1296, 4), ("MS", "1749-01-01", 3300, 12)]
+
+
+@pytest.mark.parametrize("freq, start, periods, period", OLD_SERIES)
+def test_old_and_long_series_ingest_with_their_timestamps(tmp_path, freq, start, periods, period):
+    grid = pd.date_range(start, periods=periods, freq=freq)
+    frame = pd.DataFrame({"store": "old", "day": grid.strftime("%Y-%m-%d"), "sales": 100.0 + np.arange(periods)})
+    assert grid_steps(grid[0], grid[-1], freq) == pytest.approx(periods, rel=0.03)  # months and years vary
+    prepared = prepare(params(write(frame, tmp_path / "old.csv")))
+    (row,) = prepared.series.to_pylist()
+    assert (row["period"], row["n_steps_total"]) == (period, periods)
+    assert pd.date_range(grid[0], periods=periods, freq=row["frequency"]).equals(grid)  # pandas says QS-OCT for QS
+    assert (row["first_timestamp"], row["last_timestamp"]) == (grid[0].to_pydatetime(), grid[-1].to_pydatetime())
+    values = prepared.values.to_pandas()
+    assert (pd.DatetimeIndex(values["timestamp"]) == grid).all()
+    np.testing.assert_array_equal(values["value"], frame["sales"])
+    first_window = pd.DatetimeIndex(prepared.extra["train"]["window_start"])[0]
+    assert first_window == grid[0]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_cli_ingests_a_yearly_series_since_1700(home, tmp_path, capsys):
+    from seqcast.app.cli import main as cli
+
+    grid = pd.date_range("1700-01-01", periods=324, freq="YS")
+    path = write(pd.DataFrame({"unique_id": "sunspots", "ds": grid.strftime("%Y-%m-%d"),
+                               "y": 50.0 + np.sin(np.arange(324))}), tmp_path / "sunspots.csv")
+    argv = ["ingest", str(path), "--id-column", "unique_id", "--time-column", "ds", "--value-column", "y"]
+    assert cli(argv) == 0
+    (dataset,) = (home / "datasets").iterdir()
+    stored = pq.read_table(dataset / "values.parquet").column("timestamp").to_pandas()
+    assert (pd.DatetimeIndex(stored) == grid).all()
+    assert "seqcast run --variant linear --dataset-id " + dataset.name in capsys.readouterr().out

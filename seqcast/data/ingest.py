@@ -384,16 +384,30 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return parsed
 
 
+def _nanoseconds(timestamp: pd.Timestamp) -> int:
+    """Nanoseconds since the epoch as a Python int, whatever the timestamp's unit (exact, never overflows)."""
+    return int(timestamp.asm8.view("i8")) * _NANOSECONDS_PER[timestamp.unit]
+
+
+_NANOSECONDS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
 def grid_steps(first: pd.Timestamp, last: pd.Timestamp, freq: str) -> float:
-    """About how many steps of ``freq`` lie from ``first`` to ``last`` (calendar offsets measured at either end)."""
+    """About how many steps of ``freq`` lie from ``first`` to ``last`` (calendar offsets measured at either end).
+
+    Measured in Python integers: a span of more than 292 years (a yearly series since 1700) overflows pandas'
+    nanosecond ``Timedelta``.
+    """
     offset = pd.tseries.frequencies.to_offset(freq)
-    for step in (lambda: (first + offset) - first, lambda: last - (last - offset)):
+    span = _nanoseconds(last) - _nanoseconds(first)
+    for step in (lambda: _nanoseconds(first + offset) - _nanoseconds(first),
+                 lambda: _nanoseconds(last) - _nanoseconds(last - offset)):
         try:
             length = step()
         except (OverflowError, pd.errors.OutOfBoundsDatetime):  # a step past the representable timestamps
             continue
-        if length > pd.Timedelta(0):
-            return (last - first) / length + 1
+        if length > 0:
+            return span / length + 1
     return 1.0
 
 
