@@ -630,6 +630,11 @@ def _stop_on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The temporary Prefect server a command starts would report usage, and on a busy machine its telemetry
+    # service dies on the locked SQLite database with a traceback no user can act on: opt out unless the user chose
+    # otherwise. Set first, before anything imports or configures Prefect.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     if argv is None and threading.current_thread() is threading.main_thread():
         # Run as a program: `kill` (SIGTERM) ends it as Ctrl-C does, with its clean-up. Parallel runs stop their
