@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # A loaded 2-core machine can take longer than the default 20 s to start the ephemeral server.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: run test test-slow test-fuzz lint bench-reproduce bench-speed bench-m3 clean
+.PHONY: run test test-fast test-slow test-fuzz lint bench-reproduce bench-speed bench-m3 clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,17 @@ run: $(BIN)/.installed
 # TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 
+# Every tier but slow (unit, integration, e2e; docs/development.md).
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
+# The unit tier alone, in this process: the core's plain functions.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:xdist -m unit
+
+# The slow tier, one test after another: several start servers and worker processes of their own.
 test-slow: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q --durations=15 -p no:xdist -m slow
 
 # The ingest fuzzer with many more examples than the default run (profiles in tests/conftest.py).
 test-fuzz: $(BIN)/.installed

@@ -81,10 +81,33 @@ def prefect_server():
     stop_server(server)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+# Each test is in exactly one tier (markers registered in pyproject.toml; docs/development.md): `slow` where marked,
+# else the tier its module or the test names, else `integration` when it uses a Prefect API or a server process,
+# else `unit`: the core's plain functions, which `make test-fast` runs alone.
+TIERS = ("unit", "integration", "e2e", "slow")
+INTEGRATION_FIXTURES = frozenset({"prefect_harness", "prefect_server", "s3_server", "s3_home"})
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The one tier of a test; a UsageError when it names two."""
+    named = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+    if "slow" in named:
+        return "slow"
+    if len(named) > 1:
+        raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(sorted(named))}: a test has one tier")
+    if named:
+        return named.pop()
+    return "integration" if INTEGRATION_FIXTURES & set(item.fixturenames) else "unit"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's -m reads the tiers, and before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Keep the tests that share a module-scoped fixture (a served deployment, a trained run) on one pytest-xdist
-    worker, so that fixture is built once; every other test goes to whichever worker is free (``--dist loadgroup``)."""
+    """Give every test its tier. Keep the tests that share a module-scoped fixture (a served deployment, a trained
+    run) on one pytest-xdist worker, so that fixture is built once; every other test goes to whichever worker is
+    free (``--dist loadgroup``)."""
     for item in items:
+        tier = tier_of(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(tier)
         if any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -179,6 +179,7 @@ def test_a_dataset_without_backtests_has_no_champion_and_says_which_command_give
     assert sorted(Store(home).records.committed()) == before  # no choice, no forecast recorded
 
 
+@pytest.mark.integration
 def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
     from seqcast.storage.results import Results
 

@@ -16,13 +16,13 @@ pytestmark = pytest.mark.e2e
 TELEMETRY = ("DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED")
 
 # Runs the command in this process, then prints what it left in the environment (what the servers it started saw).
-COMMAND_THEN_ENVIRONMENT = """
+COMMAND_THEN_ENVIRONMENT = f"""
 import os, sys
 from seqcast.app.cli import main
 code = main(sys.argv[1:])
-print("ENV", *(os.environ.get(name) for name in {names!r}))
+print("ENV", *(os.environ.get(name) for name in {TELEMETRY!r}))
 sys.exit(code)
-""".format(names=TELEMETRY)
+"""
 
 
 def seqcast(argv: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:

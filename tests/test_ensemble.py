@@ -47,6 +47,7 @@ def test_the_cli_mirrors_the_loss_and_refuses_a_bad_one(capsys):
     assert "argument --loss: invalid choice: 'mape'" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_the_loss_changes_the_training():
     common = dict(variant="linear_10", n_steps=12, epochs=1, jit_compile=False)
     weights = {loss: fit(ForecastParams(**common, loss=loss)).model.get_weights()[0] for loss in ("mse", "mae")}
@@ -55,6 +56,7 @@ def test_the_loss_changes_the_training():
     assert not np.allclose(weights["mse"], weights["mae"])  # ... so the loss is what changed them
 
 
+@pytest.mark.integration
 def test_mlp_builds_and_trains_one_epoch():
     model = build_model("mlp", n_steps=12, horizon=5, units=8)
     assert model.count_params() == (12 * 8 + 8) + (MLP_LAYERS - 1) * (8 * 8 + 8) + (8 * 5 + 5)
@@ -63,6 +65,7 @@ def test_mlp_builds_and_trains_one_epoch():
     assert result.epochs == 1 and np.isfinite(result.history[0]["val_loss"])
 
 
+@pytest.mark.integration
 def test_a_cropped_model_sees_only_the_last_input_steps():
     params = ForecastParams(variant="mlp", n_steps=12, horizon=5, units=8, epochs=1, jit_compile=False,
                             input_steps=4)
@@ -148,6 +151,7 @@ def test_an_ensemble_run_is_the_median_of_its_member_runs_and_reuses_them(home, 
     assert query("SELECT count(DISTINCT series_id), max(step) FROM forecasts")[0] == (4, 7)
 
 
+@pytest.mark.integration
 def test_a_hybrid_ensemble_takes_the_median_of_statistical_and_model_forecasts():
     from seqcast.data.scaling import Scaler
     from seqcast.evaluation.holdout import SplitSeries

@@ -323,6 +323,7 @@ fuzz_params = st.fixed_dictionaries({
 
 @given(damaged=damaged_frames(), suffix=st.sampled_from([".csv", ".parquet"]), typed=st.booleans(),
        options=fuzz_params, data=st.data())
+@pytest.mark.integration
 def test_damaged_files_give_a_dataset_or_an_ingest_error(damaged, suffix, typed, options, data):
     frame, damage = damaged
     with tempfile.TemporaryDirectory() as folder:
@@ -340,6 +341,7 @@ def test_damaged_files_give_a_dataset_or_an_ingest_error(damaged, suffix, typed,
 
 @given(content=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
        header=st.sampled_from([b"", b"sid,ts,y\n", b"sid,ts,y\ns0,2024-01-01,1\n"]))
+@pytest.mark.integration
 def test_arbitrary_bytes_as_csv_give_an_ingest_error_or_a_dataset(content, header):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bytes.csv"

@@ -236,6 +236,7 @@ def test_every_model_reloads_in_a_fresh_process(tmp_path):
         np.testing.assert_allclose(reloaded[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.integration
 def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_input(tmp_path):
     """Training fits a fixed-length twin; the saved model shares its (restored best) weights and takes any length."""
     import logging
@@ -275,6 +276,7 @@ def test_fixed_length_training_saves_the_best_weights_behind_a_variable_length_i
     assert models.saved_manifest("run-1") is None
 
 
+@pytest.mark.integration
 def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path):
     """After a crash, early stopping resumes with its best weights and patience, not from scratch."""
     import logging

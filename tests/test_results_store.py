@@ -34,6 +34,8 @@ from seqcast.storage.results import (
 )
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.integration  # storage: real files, a real DuckDB, real processes
+
 ALL_TABLES = (*TABLES, "loaded_records")
 N_CONCURRENT = 6
 # One naive run on this data: (model, naive) x (valid, test) x (mse, mae, rmse); one prediction per test series.
