@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from seqcast.app.cli import main as cli
 from seqcast.flows.forecast import forecast
+from seqcast.models.registry import REGISTRY
 from seqcast.storage import Store
 from seqcast.storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
 from tests.conftest import TINY
@@ -77,7 +78,10 @@ def test_linear_end_to_end_then_dataset_reused(home):
         "evaluate-model", "find-dataset", "publish-artifacts", "record-results")]
     assert {p: p.stat().st_mtime_ns for p in (home / ds[7]).iterdir()} == dataset_files
     assert rows(home, "SELECT count(*) FROM datasets") == [(1,)]
-    assert rows(home, "SELECT variant FROM leaderboard ORDER BY valid_mse") != []
+    board = rows(home, "SELECT variant, run_id, valid_mse, ratio_to_naive FROM leaderboard ORDER BY variant")
+    assert [row[:2] for row in board] == [("linear", run_id), ("naive", second["run_id"])]
+    assert board[0][2] == pytest.approx(first["valid_mse"]) and board[1][2] == pytest.approx(second["valid_mse"])
+    assert board[1][3] == 1.0  # naive against itself
 
 
 def test_a_dataset_a_crash_cut_short_is_generated_again(home):
@@ -196,14 +200,31 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     assert not home.exists()
 
 
+def printed_table(out: str) -> list[dict[str, str]]:
+    """The rows of the one table ``seqcast`` printed (``format_table``: a header, dashes, rows, ``(N rows)``)."""
+    lines = out.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))
+    columns = lines[rule - 1].split()
+    end = next(i for i in range(rule + 1, len(lines)) if lines[i].startswith("("))
+    table = [dict(zip(columns, line.split(), strict=True)) for line in lines[rule + 1:end]]
+    assert lines[end] == f"({len(table)} row{'s' if len(table) != 1 else ''})"
+    return table
+
+
 TINY_ARGS = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]
 
 
 def test_cli_run_and_sql(home, capsys):
     args = TINY_ARGS
     assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "1", *args]) == 0
-    out = capsys.readouterr().out
-    assert "naive" in out and "linear" in out and "book_valid_mse" in out
+    board = {row["variant"]: row for row in printed_table(capsys.readouterr().out)}
+    assert sorted(board) == ["linear", "naive"]
+    for variant, row in board.items():  # the book's figures, shown on the book's own (synthetic) data
+        assert row["book_valid_mse"] == f"{REGISTRY[variant].book_valid_mse:.5g}"
+    assert (board["linear"]["epochs"], board["naive"]["epochs"]) == ("1", "NULL")
+    assert board["naive"]["ratio_to_naive"] == "1"
+    assert float(board["linear"]["ratio_to_naive"]) == pytest.approx(
+        float(board["linear"]["valid_mse"]) / float(board["linear"]["naive_valid_mse"]), rel=1e-3)
     assert cli(["sql", "SELECT variant, epochs FROM runs ORDER BY variant", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"variant": "linear", "epochs": 1},
                                                    {"variant": "naive", "epochs": None}]
