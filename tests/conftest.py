@@ -32,6 +32,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(n_series=240, n_train=160, n_valid=40, n_test=40, epochs=2, batch_size=32)
 
 
+def printed_table(out: str) -> list[dict[str, str]]:
+    """The rows of the one table ``seqcast`` printed (``format_table``: a header, dashes, rows, ``(N rows)``)."""
+    lines = out.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))
+    columns = lines[rule - 1].split()
+    end = next(i for i in range(rule + 1, len(lines)) if lines[i].startswith("("))
+    table = [dict(zip(columns, line.split(), strict=True)) for line in lines[rule + 1:end]]
+    assert lines[end] == f"({len(table)} row{'s' if len(table) != 1 else ''})"
+    return table
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One ephemeral Prefect API (SQLite in a temp dir) for every flow test of the session."""

@@ -206,15 +206,17 @@ def test_served_deployment_run_records_results_and_artifacts(served):
     assert flow_run.name.startswith("linear · ds-")
     assert rows(home, "SELECT variant, status, epochs FROM runs WHERE flow_run_id = ?", [run_id]) == [
         ("linear", "completed", 1)]
-    (valid_mse,) = rows(home, "SELECT value FROM metrics WHERE run_id = ? AND predictor = 'model' "
-                              "AND split = 'valid' AND metric = 'mse' AND horizon_step IS NULL", [run_id])[0]
+    valid_mse, naive_valid_mse = (rows(home, "SELECT value FROM metrics WHERE run_id = ? AND predictor = ? AND "
+                                       "split = 'valid' AND metric = 'mse' AND horizon_step IS NULL",
+                                       [run_id, predictor])[0][0] for predictor in ("model", "naive"))
 
     artifacts = artifacts_of(run_id)
     (table,) = artifacts["table"]
     assert table.key == "forecast-linear-metrics"
     valid_mse_row = next(r for r in json.loads(table.data) if (r["split"], r["metric"]) == ("valid", "mse"))
     assert valid_mse_row["model"] == pytest.approx(valid_mse, abs=1e-6)
-    assert valid_mse_row["book"] == REGISTRY["linear"].book_valid_mse and valid_mse_row["naive"] > 0
+    assert valid_mse_row["naive"] == pytest.approx(naive_valid_mse, abs=1e-6)
+    assert valid_mse_row["book"] == REGISTRY["linear"].book_valid_mse
     (report,) = artifacts["markdown"]
     assert run_id in report.data and "ds-" in report.data and "model.keras" in report.data
     assert report.data.count("](data:image/png;base64,") == 2  # learning curve and forecasts, inline

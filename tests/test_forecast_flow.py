@@ -31,7 +31,7 @@ from seqcast.flows.forecast import forecast
 from seqcast.models.registry import REGISTRY
 from seqcast.storage import Store
 from seqcast.storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
-from tests.conftest import TINY
+from tests.conftest import TINY, printed_table
 from tests.prefect_server import prefect_api, task_run_states
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -198,17 +198,6 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
     assert cli(["run", "--variant", "lstm", "--variant", "wavenet", "--units", "8"]) == 2
     assert "variant 'wavenet' does not use units: its architecture takes none" in capsys.readouterr().err
     assert not home.exists()
-
-
-def printed_table(out: str) -> list[dict[str, str]]:
-    """The rows of the one table ``seqcast`` printed (``format_table``: a header, dashes, rows, ``(N rows)``)."""
-    lines = out.splitlines()
-    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))
-    columns = lines[rule - 1].split()
-    end = next(i for i in range(rule + 1, len(lines)) if lines[i].startswith("("))
-    table = [dict(zip(columns, line.split(), strict=True)) for line in lines[rule + 1:end]]
-    assert lines[end] == f"({len(table)} row{'s' if len(table) != 1 else ''})"
-    return table
 
 
 TINY_ARGS = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]

@@ -55,9 +55,10 @@ def test_forecast_parameters_are_valid_and_bounded_or_refused(values):
 @given(hostile(PredictParams))
 def test_predict_parameters_are_valid_or_refused(values):
     try:
-        PredictParams(**values)
+        params = PredictParams(**values)
     except ValidationError:
         return
+    assert PredictParams(**params.model_dump()) == params  # what a prediction records validates again as the same
 
 
 @settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])

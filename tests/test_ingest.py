@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from seqcast.data.ingest import IngestError, IngestParams, grid_steps, prepare
 from seqcast.flows.ingest import ingest
 from seqcast.storage.datasets import find_dataset, read_split
+from tests.conftest import printed_table
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}
@@ -50,7 +51,7 @@ def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
             .fetchall()
     spec = json.loads(row[2])
     assert row[:2] == (result["dataset_id"], "ingested") and row[3:6] == (3, 14, 7)
-    assert row[6] == result["n_train"] > 0
+    assert row[6] == result["n_train"] == 3 * (84 - 21 + 1)  # 120 days less 18 + 18 (15 % each), windows of 21
     assert spec["source"].endswith("sales.csv") and spec["missing"] == "fail" and spec["frequency"] == "D"
     assert spec["scaling"] == "series" and spec["valid_fraction"] == 0.15 and spec["name"] == "shop-sales"
 
@@ -201,7 +202,9 @@ def test_cli_ingest_one_series_and_a_clear_error(home, tmp_path, capsys):
     assert not home.exists()
     assert cli(["ingest", str(path), *options, "--missing", "interpolate"]) == 0
     out = capsys.readouterr().out
-    assert "seqcast run --variant linear --dataset-id ds-" in out and " 1 " in out
+    (dataset,) = printed_table(out)
+    assert (dataset["n_series"], dataset["frequency"], dataset["n_steps"], dataset["horizon"]) == ("1", "D", "14", "7")
+    assert f"seqcast run --variant linear --dataset-id {dataset['dataset_id']}" in out
 
 
 def test_interpolation_never_crosses_a_part_boundary():
@@ -292,7 +295,9 @@ def test_padding_under_the_fractions_split_never_pads_a_target(tmp_path):
         prepare(params(path))  # n_steps 14 + horizon 7 in each of three parts: 30 steps are too few
     prepared = prepare(params(path, short_series="pad"))
     pad = int(prepared.series.to_pandas()["padded_steps"][0])
-    assert 0 < pad <= WINDOW["n_steps"]
+    # the fewest steps that fit: 30 + 14 steps hold 7 test steps (15 %, rounded) whose window reaches back 14 more
+    # to step 23, 21 steps in all; 30 + 13 would hold only 20
+    assert pad == 14
     for part in ("train", "valid", "test"):
         # every target is the observed value of its date: the value on day d (from 0) is 10 + d
         days = (pd.DatetimeIndex(prepared.extra[part]["target_start"]) - pd.Timestamp("2024-01-01")).days
