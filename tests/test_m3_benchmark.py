@@ -88,7 +88,7 @@ def test_default_variants_are_those_that_fit_an_ingested_last_horizon_dataset():
     assert chosen == [v for v in REGISTRY if fits_benchmark(v)]
     with pytest.raises(ValueError, match="iterative_10"):
         BenchmarkParams(variants=["linear_10", "iterative_10"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"subsets.0\n  Input should be 'yearly', 'quarterly', 'monthly' or 'other'"):
         BenchmarkParams(subsets=["weekly"])
 
 

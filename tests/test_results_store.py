@@ -147,8 +147,9 @@ def test_rebuild_replaces_a_damaged_database_and_its_log(tmp_path):
 def test_a_writer_racing_rebuild_lands_in_the_new_database(tmp_path, monkeypatch):
     """A writer that tries to load while rebuild swaps the files in waits for the lock and loads into the new file.
 
-    The writer is started just before the swap and given time to finish: had rebuild released the old file's lock
-    before the rename, the writer would load into the old file and its rows would vanish with it.
+    The writer is started just before the swap, which waits until the writer has found the lock held (or has
+    finished): had rebuild released the old file's lock before the rename, the writer would load into the old file
+    and its rows would vanish with it.
     """
     records, db = tmp_path / "records", tmp_path / "results.duckdb"
     write_record(records, "early", sample_rows("early"))
@@ -159,9 +160,19 @@ def test_a_writer_racing_rebuild_lands_in_the_new_database(tmp_path, monkeypatch
     assert Path(f"{db}.wal").exists()
     writer_code = textwrap.dedent(f"""
         from pathlib import Path
+        import duckdb
         from seqcast.storage.results import load_records
+        connect = duckdb.connect
+        def announcing_connect(*args, **kwargs):  # says, once, that it found the database locked
+            try:
+                return connect(*args, **kwargs)
+            except duckdb.IOException:
+                print("locked", flush=True)
+                duckdb.connect = connect
+                raise
+        duckdb.connect = announcing_connect
         report = load_records(Path({str(db)!r}), {{"late": Path({str(records / "late")!r})}}, timeout_s=60)
-        print(report.loaded, report.pending)
+        print(report.loaded, report.pending, report.lock_retries > 0)
     """)
     writers = []
     swap = os.replace
@@ -172,17 +183,16 @@ def test_a_writer_racing_rebuild_lands_in_the_new_database(tmp_path, monkeypatch
         write_record(records, "late", sample_rows("late"))
         writers.append(subprocess.Popen([sys.executable, "-c", writer_code], cwd=REPO_ROOT, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-        try:
-            writers[0].wait(timeout=3)  # a writer the lock does not hold off loads (into the old file) in time
-        except subprocess.TimeoutExpired:
-            pass
+        # until it says "locked"; or, from a writer the lock did not hold off, until its report (or its end)
+        writers.append(next((line for line in writers[0].stdout if line == "locked\n" or line.startswith("[")), ""))
         swap(src, dst)
 
     monkeypatch.setattr(os, "replace", replace_with_a_racing_writer)
     report = rebuild(records, db, timeout_s=5)
     monkeypatch.undo()
     rc, output = finish(writers[0], timeout_s=60)
-    assert rc == 0 and "['late'] []" in output, output
+    assert writers[1] == "locked\n", writers[1] + output  # the race happened: the writer met rebuild's lock
+    assert rc == 0 and "['late'] [] True" in output, output
     assert report.loaded == ["early"]  # "late" was committed after rebuild listed the record
     assert rows(db, "SELECT run_id, epochs FROM runs ORDER BY run_id") == [("early", 1), ("late", 1)]
     assert pending_records(records, db) == []
