@@ -231,3 +231,18 @@ def test_a_backtest_needs_a_last_horizon_dataset(home, tmp_path, capsys):
     assert cli(["backtest", "--dataset-id", "ds-000000000000", "--variant", "stats_naive"]) == 2
     assert "ds-000000000000" in capsys.readouterr().err
     assert sorted(Store(home).records.committed()) == before
+
+
+def test_backtest_all_skips_each_variant_that_cannot_run_and_refuses_when_none_can(home, tmp_path, capsys):
+    from seqcast.models.registry import REGISTRY
+
+    path = write(daily_series(n_series=2, days=60, seed=1), tmp_path / "daily.csv")
+    dataset_id = ingested(capsys, str(path), *COLUMNS, "--n-steps", "14", "--horizon", "7", "--split", "last-horizon")
+    before = sorted(Store(home).records.committed())
+    assert cli(["backtest", "--dataset-id", dataset_id, "--all", "--windows", "40"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    skipped = {line.split()[2]: line for line in err if line.startswith("seqcast: skipping ")}
+    assert sorted(skipped) == sorted(REGISTRY)  # --all names every variant, and each is skipped with its reason
+    assert f"leaves no series of {dataset_id} with enough history to forecast from" in skipped["linear"]
+    assert err[-1] == f"seqcast: error: no variant can be backtested on {dataset_id}"
+    assert sorted(Store(home).records.committed()) == before and not (home / "models").exists()

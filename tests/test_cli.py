@@ -51,3 +51,10 @@ def test_a_users_own_telemetry_setting_wins(tmp_path):
     done = seqcast(["variants"], env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "ENV 0 true"
+
+
+def test_automations_are_refused_without_a_prefect_server_to_keep_them(tmp_path):
+    done = seqcast(["automations"], newcomers_environment(tmp_path))  # no PREFECT_API_URL: a temporary server
+    assert done.returncode == 2
+    assert "seqcast: error: set PREFECT_API_URL to the Prefect server the workers use" in done.stderr
+    assert "Traceback" not in done.stderr and "temporary server" not in done.stderr  # none was started

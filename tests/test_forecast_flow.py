@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from seqcast.app.cli import main as cli
 from seqcast.flows.forecast import forecast
-from seqcast.models.registry import REGISTRY
+from seqcast.models.registry import ONE_STEP, REGISTRY
 from seqcast.storage import Store
 from seqcast.storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
 from tests.conftest import TINY, printed_table
@@ -201,6 +201,15 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
 
 
 TINY_ARGS = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]
+
+
+def test_run_one_step_trains_the_seed_notebooks_variants_as_make_run_does(home, capsys):
+    assert cli(["run", "--one-step", "--jobs", "1", *TINY_ARGS]) == 0  # make run's command, on tiny data
+    board = printed_table(capsys.readouterr().out)
+    assert sorted(row["variant"] for row in board) == sorted(ONE_STEP) and len(ONE_STEP) == 5
+    mses = [float(row["valid_mse"]) for row in board]
+    assert {row["horizon"] for row in board} == {"1"} and mses == sorted(mses)  # ranked, best first
+    assert sorted(rows(home, "SELECT variant, status FROM runs")) == sorted((v, "completed") for v in ONE_STEP)
 
 
 def test_cli_run_and_sql(home, capsys):
