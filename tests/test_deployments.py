@@ -368,3 +368,47 @@ def test_work_pool_deploy_all_then_worker_runs_a_deployment(prefect_server, tmp_
             flow_run = client.read_flow_run(flow_run.id)
     assert flow_run.state.name == "Completed", flow_run.state.message
     assert rows(home, "SELECT variant FROM runs WHERE flow_run_id = ?", [str(flow_run.id)]) == [("naive_10",)]
+
+
+@pytest.mark.integration
+def test_serve_without_variants_serves_every_variant_and_the_monitor(tmp_path):
+    """``seqcast serve`` alone: every variant's deployment and the monitor's, on a server of its own (the module's
+    ``serve`` of naive and linear keeps those two deployments)."""
+    from seqcast.deployments.monitor import monitor_spec
+    from tests.prefect_server import start_server, stop_server
+
+    server = start_server(tmp_path / "prefect-server")
+    log = tmp_path / "serve.log"
+    try:
+        with open(log, "wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "seqcast.app.cli", "serve", "--no-schedules"],
+                                       cwd=REPO_ROOT, env=server.client_env(SEQCAST_HOME=str(tmp_path / "home")),
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with prefect_api(server.api_url):
+                wait_for_deployments([*(f"forecast/{v}" for v in REGISTRY), monitor_spec().full_name], process, log)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    finally:
+        stop_server(server)
+    assert f"seqcast: serving {len(REGISTRY)} deployment(s) with SEQCAST_HOME=" in log.read_text()
+
+
+def test_a_sweep_fails_naming_the_runs_that_did_not_complete_and_times_out_on_slow_ones(served, monkeypatch):
+    from seqcast.data.synthetic import SyntheticSpec, generate_splits
+    from seqcast.storage.datasets import sync_dataset, write_dataset
+
+    _, home, _ = served
+    monkeypatch.setenv("SEQCAST_HOME", str(home))
+    # a dataset of its own (seed 11), its training split damaged: linear fails on both tries, naive never reads it
+    parameters = {**TINY_SERVED, "seed": 11}
+    spec = SyntheticSpec(**{k: parameters[k] for k in ("n_series", "n_train", "n_valid", "n_test", "seed")})
+    dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), generate_splits(spec))
+    sync_dataset(dataset.path)
+    train_file = dataset.path / "train.parquet"
+    train_file.write_bytes(train_file.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match=r"^1 of 2 forecast run\(s\) did not complete: linear \(Failed\)$"):
+        sweep(variants=["naive", "linear"], parameters=parameters, timeout_s=300)
+    with pytest.raises(TimeoutError, match=r"^forecast runs still not finished after 1 s"):
+        sweep(variants=["naive"], parameters=parameters, timeout_s=1)  # the runner has not even picked it up
