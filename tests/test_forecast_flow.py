@@ -212,6 +212,34 @@ def test_run_one_step_trains_the_seed_notebooks_variants_as_make_run_does(home, 
     assert sorted(rows(home, "SELECT variant, status FROM runs")) == sorted((v, "completed") for v in ONE_STEP)
 
 
+def test_run_exits_1_naming_a_failed_variant_and_says_the_others_results_wait_in_the_record(home, capsys,
+                                                                                             monkeypatch):
+    from seqcast.data.synthetic import SyntheticSpec, generate_splits
+
+    spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
+    dataset = write_dataset(home / "datasets", spec.dataset_id, spec.model_dump(), generate_splits(spec))
+    sync_dataset(dataset.path)
+    train_file = dataset.path / "train.parquet"
+    train_file.write_bytes(train_file.read_bytes()[:100])  # deep_rnn_dense fails on it; naive never reads it
+    monkeypatch.setenv("SEQCAST_DB_LOCK_TIMEOUT", "1")
+    # a user's read-write DuckDB shell holds the results database until its stdin closes
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; con = duckdb.connect({str(home)!r} + "
+                               "'/results.duckdb'); print('held', flush=True); sys.stdin.read(); con.close()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert cli(["run", "--variant", "deep_rnn_dense", "--variant", "naive", "--jobs", "2", *TINY_ARGS]) == 1
+    finally:
+        holder.communicate(input="", timeout=60)
+    captured = capsys.readouterr()
+    assert [row["variant"] for row in printed_table(captured.out)] == ["naive"]  # from what the runs returned
+    err = captured.err.splitlines()
+    assert err[-2:] == ["some results wait in the record (database locked): run `seqcast results sync`",
+                        "seqcast: 1 variant(s) failed: deep_rnn_dense"]
+    assert cli(["results", "sync"]) == 0
+    assert rows(home, "SELECT variant FROM runs") == [("naive",)]
+
+
 def test_cli_run_and_sql(home, capsys):
     args = TINY_ARGS
     assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "1", *args]) == 0
