@@ -203,15 +203,6 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
 TINY_ARGS = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]
 
 
-def test_run_one_step_trains_the_seed_notebooks_variants_as_make_run_does(home, capsys):
-    assert cli(["run", "--one-step", "--jobs", "1", *TINY_ARGS]) == 0  # make run's command, on tiny data
-    board = printed_table(capsys.readouterr().out)
-    assert sorted(row["variant"] for row in board) == sorted(ONE_STEP) and len(ONE_STEP) == 5
-    mses = [float(row["valid_mse"]) for row in board]
-    assert {row["horizon"] for row in board} == {"1"} and mses == sorted(mses)  # ranked, best first
-    assert sorted(rows(home, "SELECT variant, status FROM runs")) == sorted((v, "completed") for v in ONE_STEP)
-
-
 def test_run_exits_1_naming_a_failed_variant_and_says_the_others_results_wait_in_the_record(home, capsys,
                                                                                              monkeypatch):
     from seqcast.data.synthetic import SyntheticSpec, generate_splits
@@ -240,27 +231,29 @@ def test_run_exits_1_naming_a_failed_variant_and_says_the_others_results_wait_in
     assert rows(home, "SELECT variant FROM runs") == [("naive",)]
 
 
-def test_cli_run_and_sql(home, capsys):
-    args = TINY_ARGS
-    assert cli(["run", "--variant", "naive", "--variant", "linear", "--jobs", "1", *args]) == 0
-    board = {row["variant"]: row for row in printed_table(capsys.readouterr().out)}
-    assert sorted(board) == ["linear", "naive"]
+def test_cli_run_one_step_and_sql(home, capsys):
+    assert cli(["run", "--one-step", "--jobs", "1", *TINY_ARGS]) == 0  # make run's command, on tiny data
+    table = printed_table(capsys.readouterr().out)
+    board = {row["variant"]: row for row in table}
+    assert sorted(board) == sorted(ONE_STEP) and len(ONE_STEP) == 5  # the seed notebook's one-step variants
     for variant, row in board.items():  # the book's figures, shown on the book's own (synthetic) data
         assert row["book_valid_mse"] == f"{REGISTRY[variant].book_valid_mse:.5g}"
-    assert (board["linear"]["epochs"], board["naive"]["epochs"]) == ("1", "NULL")
+        assert (row["horizon"], row["epochs"]) == ("1", "NULL" if variant == "naive" else "1")
+    mses = [float(row["valid_mse"]) for row in table]
+    assert mses == sorted(mses)  # ranked, best first
     assert board["naive"]["ratio_to_naive"] == "1"
     assert float(board["linear"]["ratio_to_naive"]) == pytest.approx(
         float(board["linear"]["valid_mse"]) / float(board["linear"]["naive_valid_mse"]), rel=1e-3)
     assert cli(["sql", "SELECT variant, epochs FROM runs ORDER BY variant", "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"variant": "linear", "epochs": 1},
-                                                   {"variant": "naive", "epochs": None}]
+    assert json.loads(capsys.readouterr().out) == [{"variant": v, "epochs": None if v == "naive" else 1}
+                                                   for v in sorted(ONE_STEP)]
     assert cli(["sql", "SELECT nope FROM runs"]) == 2
     assert "query failed" in capsys.readouterr().err
 
     # the store's own files are readable by their stored (relative) paths; CSV lines end in \n
     assert cli(["sql", "SELECT files ->> '$.runs' AS runs FROM loaded_records ORDER BY run_id", "--format",
                 "csv"]) == 0
-    header, runs_file, _, end = capsys.readouterr().out.split("\n")
+    header, runs_file, *_, end = capsys.readouterr().out.split("\n")
     assert (header, end) == ("runs", "") and runs_file.startswith("records/")
     assert cli(["sql", f"SELECT count(*) AS n FROM read_parquet('{runs_file}')", "--format", "csv"]) == 0
     assert capsys.readouterr().out == "n\n1\n"
