@@ -73,3 +73,13 @@ def test_a_real_dask_worker_imports_seqcast_past_a_storage_folder_in_its_local_d
     assert Path(found["forecast_file"]) == REPO_ROOT / "flows" / "forecast.py"
     # the shadow is real: a bare `import storage` on that worker finds a folder of the local directory
     assert found["storage"] and all(Path(p).is_relative_to(local) for p in found["storage"])
+
+
+def test_ci_runs_every_tier_and_each_target_selects_tests():
+    """`make test-slow` selects one tier alone: were it empty, pytest would end CI with exit code 5."""
+    makefile, ci = (REPO_ROOT / "Makefile").read_text(), (REPO_ROOT / ".ci" / "run").read_text()
+    assert "-m unit" in makefile.split("test-fast:")[1].split("\n\n")[0]
+    assert "-m slow" in makefile.split("test-slow:")[1].split("\n\n")[0]
+    assert ci.splitlines()[-2:] == ["make test", "make test-slow"]
+    slow = [path.name for path in (REPO_ROOT / "tests").glob("test_*.py") if "@pytest.mark.slow\n" in path.read_text()]
+    assert "test_workers.py" in slow
