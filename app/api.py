@@ -220,22 +220,39 @@ def cross_validation(df, variants: str | Iterable[str], h: int, n_windows: int =
     per cutoff with ``refit``. Intervals at ``level`` are conformal, calibrated on the cutoffs before each one (so
     the earliest cutoff has none). Returns ``unique_id, ds, cutoff, y, <variant>..., <variant>-lo-<level>,
     <variant>-hi-<level>``."""
-    from seqcast.evaluation.backtest import BacktestParams
     from seqcast.flows.backtest import backtest
-    from seqcast.tasks.backtest import check_plan
 
     levels = _levels(level)
     columns = {"id_col": id_col, "time_col": time_col, "target_col": target_col}
     dataset_id = _ingest_for(df, h, freq, n_steps, columns)
-    planned = []
-    for variant in variant_list(variants, dataset_id):  # every variant is checked before the first one trains
-        params = _validated(BacktestParams, variant=variant, dataset_id=dataset_id, windows=n_windows,
-                            step=step_size, refit=refit, parameters=options, levels=levels or None)
-        check_plan(params)
-        planned.append(params)
+    planned, _ = plan_backtests(variant_list(variants, dataset_id), dataset_id, n_windows, step_size, refit,
+                                levels or None, options)
     runs = [(params.variant, backtest(**params.model_dump())["run_id"]) for params in planned]
     frame = cv_frame(runs, dataset_id, levels)
     return frame.rename(columns={ID: id_col, TIME: time_col, TARGET: target_col})
+
+
+def plan_backtests(variants: list[str], dataset_id: str, windows: int, step: int | None, refit: bool,
+                   levels: list[float] | None, parameters: dict, skip_unfit: bool = False):
+    """Every variant's backtest parameters, each checked against the dataset before the first one trains; returns
+    (planned, skipped). ValueError naming the first problem, unless ``skip_unfit`` (``--all``: every variant that
+    can run here), which skips a variant that does not fit and says why in ``skipped``."""
+    from seqcast.evaluation.backtest import BacktestParams
+    from seqcast.tasks.backtest import check_plan
+
+    planned, skipped = [], []
+    for variant in variants:
+        try:
+            params = _validated(BacktestParams, variant=variant, dataset_id=dataset_id, windows=windows, step=step,
+                                refit=refit, parameters=parameters, levels=levels)
+            check_plan(params)
+        except ValueError as exc:
+            if not skip_unfit:
+                raise
+            skipped.append(f"{variant} ({exc})")
+            continue
+        planned.append(params)
+    return planned, skipped
 
 
 def cv_frame(runs: list[tuple[str, str]], dataset_id: str, levels: list[float]) -> pd.DataFrame:

@@ -243,27 +243,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Backtest each chosen variant on a dataset, one backtest flow run after another; print their scores."""
-    from seqcast.evaluation.backtest import BacktestParams
     from seqcast.storage.home import current_store
-    from seqcast.tasks.backtest import check_plan
 
     parameters = _overrides(args, ForecastParams, skip=("variant", "dataset_id"))
-    options = {"dataset_id": args.dataset_id, "windows": args.windows, "step": args.step, "refit": args.refit,
-               "parameters": parameters, "levels": args.levels}
-    planned, skipped = [], []
     try:  # every variant is checked against the dataset before the first one trains
         store = current_store()
-        for variant in chosen_variants(args):
-            try:
-                params = BacktestParams(variant=variant, **options)
-                check_plan(params)
-            except ValueError as exc:  # ValidationError included
-                message = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
-                if not args.all:
-                    raise ValueError(message) from None
-                skipped.append(f"{variant} ({message})")
-                continue
-            planned.append(params)
+        planned, skipped = api.plan_backtests(chosen_variants(args), args.dataset_id, args.windows, args.step,
+                                              args.refit, args.levels, parameters, skip_unfit=args.all)
         api.check_export(args.export)
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
