@@ -627,18 +627,17 @@ def scaling_problems(series: list[Series], scaler: Scaler) -> list[str]:
 
     The scaling is monotonic, so a series' smallest and largest values bound every scaled value of its windows.
     """
-    problems = []
-    for s in series:
-        stored = s.values.astype(np.float32)
-        extremes = np.array([[np.nanmin(stored), np.nanmax(stored)]])
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            scaled = scaler.transform(extremes, [s.series_id])
-        stats = scaler.stats.get(s.series_id, scaler.stats.get(GLOBAL_KEY, (0.0, 1.0)))
-        if not (np.isfinite(scaled).all() and np.isfinite(stats).all() and stats[1] > 0):
-            problems.append(f"series {s.series_id!r}: scaling its values ({scaler.mode}: mean {stats[0]:g}, std "
-                            f"{stats[1]:g} of the training part) gives numbers float32 cannot hold; rescale the "
-                            f"series or choose scaling='none'")
-    return problems
+    if not series:
+        return []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        extremes = np.array([[np.nanmin(v), np.nanmax(v)] for v in (s.values.astype(np.float32) for s in series)])
+        scaled = scaler.transform(extremes, [s.series_id for s in series])  # one call for the whole panel
+    fallback = scaler.stats.get(GLOBAL_KEY, (0.0, 1.0))
+    stats = np.array([scaler.stats.get(s.series_id, fallback) for s in series], dtype=np.float64)
+    bad = ~(np.isfinite(scaled).all(axis=1) & np.isfinite(stats).all(axis=1) & (stats[:, 1] > 0))
+    return [f"series {series[i].series_id!r}: scaling its values ({scaler.mode}: mean {stats[i, 0]:g}, std "
+            f"{stats[i, 1]:g} of the training part) gives numbers float32 cannot hold; rescale the series or choose "
+            f"scaling='none'" for i in np.flatnonzero(bad)]
 
 
 def short_series_problem(s: Series, params: IngestParams) -> str:
