@@ -168,4 +168,5 @@ def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_pat
         "predictions": [{"run_id": run_id, **p} for p in evaluation.predictions] if evaluation else [],
         "series_scores": [{"run_id": run_id, **r} for r in evaluation.series_scores] if evaluation else [],
         "step_scores": [{"run_id": run_id, **r} for r in evaluation.step_scores] if evaluation else [],
+        "split_scores": [{"run_id": run_id, **r} for r in evaluation.split_scores] if evaluation else [],
     }
