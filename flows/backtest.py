@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -12,12 +11,10 @@ from prefect.runtime import flow_run
 
 from seqcast.config.params import ForecastParams
 from seqcast.evaluation.backtest import BacktestParams
-from seqcast.flows.forecast import code_version, trained_run
+from seqcast.flows.forecast import trained_run
 from seqcast.flows.validation import give_up_retries, validated
 from seqcast.models.registry import get_variant
-from seqcast.storage.home import current_store
 from seqcast.tasks.backtest import (
-    BacktestPlan,
     derive_dataset,
     forecast_cutoff,
     interval_forecasts,
@@ -26,6 +23,7 @@ from seqcast.tasks.backtest import (
     score_backtest,
 )
 from seqcast.tasks.record import record_results
+from seqcast.tasks.rows import backtest_rows
 from seqcast.training.fit import Diverged
 
 
@@ -95,31 +93,3 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
 def needs_model(params: ForecastParams) -> bool:
     """Whether the variant forecasts with a model some forecast run trained (not naive, not statistical)."""
     return get_variant(params.variant).target not in ("naive", "stats")
-
-
-def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model_runs: list, rows: list[dict],
-                  datasets: list, started_at, duration_s: float,
-                  intervals: list[dict] | None = None, scores: list[dict] | None = None,
-                  by_level: list[dict] | None = None, error: str | None = None) -> dict[str, list[dict]]:
-    """The backtest's rows for every results table; a failed one (``error``) gets its backtests row only.
-
-    ``scores`` and ``by_level``: :func:`seqcast.tasks.backtest.score_backtest`'s, stored so that the views select
-    them instead of computing them."""
-    store = current_store()
-    row = {
-        "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
-        "family": get_variant(params.variant).family, "dataset_id": params.dataset_id,
-        "horizon": plan.forecast_params.effective_horizon, "windows": params.windows,
-        "cutoff_step": params.offsets(plan.forecast_params.effective_horizon)[1] if params.windows > 1 else None,
-        "refit": params.refit, "params": json.dumps(plan.forecast_params.model_dump()),
-        "model_run_ids": json.dumps(model_runs), "status": "failed" if error else "completed",
-        "started_at": started_at, "finished_at": datetime.now(UTC), "duration_s": duration_s,
-        "n_series": len({r["series_id"] for r in rows}), "left_out": sum(c.left_out for c in plan.cutoffs),
-        "code_version": code_version(), "record_path": f"records/{run_id}", "error": error,
-        "levels": json.dumps(list(params.levels)),
-    }
-    return {"datasets": [store.datasets.row(ref, started_at) for ref in datasets], "backtests": [row],
-            "backtest_forecasts": [{"run_id": run_id, **r} for r in rows] if not error else [],
-            "backtest_intervals": [{"run_id": run_id, **r} for r in intervals or []] if not error else [],
-            "backtest_cutoff_scores": [{"run_id": run_id, **r} for r in scores or []] if not error else [],
-            "backtest_level_scores": [{"run_id": run_id, **r} for r in by_level or []] if not error else []}
