@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from seqcast.data.ingest import Benchmark, IngestParams, MissingPolicy, ShortSeries, Split, recognised_columns
+from seqcast.data.ingest import Benchmark, IngestParams, MissingPolicy, ShortSeries, Split
 from seqcast.data.scaling import ScalingMode
 from seqcast.storage.home import current_store
-from seqcast.tasks.ingest import cut_windows, persist_ingested, read_series
+from seqcast.tasks.ingest import cut_windows, persist_ingested, read_series, recognised_columns
 from seqcast.tasks.record import record_results
 from seqcast.tasks.score import score_actuals
 

