@@ -1,0 +1,219 @@
+"""The docs against the code: every `seqcast` command line shown names a real subcommand and real options, and every
+relative link and #anchor leads somewhere."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import unicodedata
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from seqcast.app.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+INLINE_CODE = re.compile(r"(`+)(.+?)\1")
+# [text](target) and ![alt](target); a target has no spaces, and may carry a "title"
+LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
+# words that end a command on a shell line
+SEPARATORS = {"&&", "||", ";", "|", "&", ">", ">>", "2>", "2>&1", "<"}
+
+
+def split_page(text: str) -> tuple[list[str], list[str]]:
+    """The page's lines inside fenced code blocks (continuations joined), and its prose lines."""
+    code, prose, fenced, pending = [], [], False, ""
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        if not fenced:
+            prose.append(line)
+        elif line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+        else:
+            code.append(pending + line)
+            pending = ""
+    return code, prose
+
+
+def shell_words(line: str) -> list[str]:
+    """A shell line's words, comments dropped; a prompt (`$ `) is not a word."""
+    line = re.sub(r"^\s*\$\s+", "", line)
+    try:
+        return shlex.split(line, comments=True)
+    except ValueError:  # an unbalanced quote in an example's output, not a command
+        return []
+
+
+def commands_in_code(line: str) -> list[list[str]]:
+    """The argument lists of every `seqcast` (or `.venv/bin/seqcast`) command a shell line runs."""
+    found, words, start = [], shell_words(line), True
+    for i, word in enumerate(words):
+        if word in SEPARATORS:
+            start = True
+        elif start and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", word):
+            continue  # VAR=value before the command
+        elif start and (word == "seqcast" or word.endswith("/seqcast")):
+            rest = words[i + 1:]
+            end = next((j for j, w in enumerate(rest) if w in SEPARATORS), len(rest))
+            found.append(rest[:end])
+            start = False
+        else:
+            start = False
+    return found
+
+
+def commands_in_prose(line: str) -> list[list[str]]:
+    """The argument lists of every inline-code `seqcast ...` in a prose line: a synopsis such as
+    `seqcast run --variant NAME ... \\| --one-step [--jobs N]` counts, its brackets and bars dropped."""
+    found = []
+    for _, span in INLINE_CODE.findall(line):
+        words = re.sub(r"\\?\|", " ", span).replace("[", " ").replace("]", " ").split()
+        if words and (words[0] == "seqcast" or words[0].endswith("/seqcast")) and len(words) > 1:
+            found.append(words[1:])
+    return found
+
+
+def shown_commands() -> list[tuple[str, list[str]]]:
+    """(where, arguments) of every `seqcast` command line in the README and docs/."""
+    shown = []
+    for page in PAGES:
+        code, prose = split_page(page.read_text())
+        for line in code:
+            shown += [(f"{page.name}: {line.strip()}", args) for args in commands_in_code(line)]
+        for line in prose:
+            shown += [(f"{page.name}: {' '.join(['seqcast', *args])}", args) for args in commands_in_prose(line)]
+    return shown
+
+
+@cache
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def problems_with(args: list[str]) -> list[str]:
+    """What in one command line the parser does not know: its subcommand, an option, a positional choice."""
+    if not args or args[0].startswith("-"):
+        return [] if not args or args[0] in ("-h", "--help") else [f"option {args[0]} before a subcommand"]
+    commands = subcommands()
+    if args[0] not in commands:
+        return [f"unknown subcommand {args[0]!r}; known: {', '.join(commands)}"]
+    sub = commands[args[0]]
+    options = {s for a in sub._actions for s in a.option_strings}
+    flags = [word.strip("[]").split("=")[0] for word in args[1:] if word.strip("[]").startswith("--")]
+    problems = [f"{args[0]}: unknown option {flag}" for flag in flags if flag not in options]
+    choices = [a.choices for a in sub._actions if not a.option_strings and a.choices]
+    first = next((w for w in args[1:] if not w.startswith("-")), None)
+    if choices and first is not None and re.fullmatch(r"[a-z][a-z-]*", first) and first not in choices[0]:
+        problems.append(f"{args[0]}: {first!r} is not one of {', '.join(choices[0])}")
+    return problems
+
+
+def test_the_docs_show_commands():
+    shown = shown_commands()
+    assert len(shown) > 50, "the command lines are no longer found in the docs"
+    assert {args[0] for _, args in shown} >= {"run", "sql", "ingest", "predict", "backtest", "serve", "sweep"}
+
+
+def test_every_command_shown_parses():
+    wrong = [f"{where}\n    {problem}" for where, args in shown_commands() for problem in problems_with(args)]
+    assert not wrong, "command lines in the docs that the parser refuses:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("seqcast frobnicate --all", "unknown subcommand 'frobnicate'"),
+    ("seqcast run --variant linear --no-such-flag 3", "run: unknown option --no-such-flag"),
+    ("seqcast sql 'SELECT 1' --format=xml --limit 3", "sql: unknown option --limit"),
+    ("seqcast results resync", "results: 'resync' is not one of sync, rebuild"),
+    ("seqcast champion --dataset-id ds-1 [--margn 2]", "champion: unknown option --margn"),
+])
+def test_a_wrong_command_is_found(line, problem):
+    [args] = commands_in_code(line)
+    assert problem in " ".join(problems_with(args))
+
+
+def test_commands_are_found_where_a_reader_sees_them():
+    assert commands_in_code("X=1 .venv/bin/seqcast run --all && seqcast sql 'a | b' # --ignored") == [
+        ["run", "--all"], ["sql", "a | b"]]
+    assert commands_in_code("seqcast: error: invalid parameters") == []
+    assert commands_in_prose("see `seqcast backtest --windows K \\| --refit` and `seqcast-training`") == [
+        ["backtest", "--windows", "K", "--refit"]]
+    code, prose = split_page("a `seqcast x`\n```bash\nseqcast run \\\n  --all\n```\n")
+    assert code == ["seqcast run    --all"] and prose == ["a `seqcast x`"]
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: markup and punctuation dropped, lower case, spaces as hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link keeps its text
+    text = re.sub(r"<[^>]+>", "", text).strip().lower()
+    kept = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in "LMN")
+    return kept.replace(" ", "-")
+
+
+@cache
+def anchors(page: Path) -> frozenset[str]:
+    """The #anchors GitHub gives the headings of a page; a repeated heading's anchor gains -1, -2, ..."""
+    code_free = split_page(page.read_text())[1]
+    seen: dict[str, int] = {}
+    found = set()
+    for line in code_free:
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            base = slug(heading[1])
+            found.add(base if base not in seen else f"{base}-{seen[base]}")
+            seen[base] = seen.get(base, 0) + 1
+    return frozenset(found)
+
+
+def links(page: Path) -> list[str]:
+    prose = "\n".join(split_page(page.read_text())[1])
+    prose = INLINE_CODE.sub("", prose)
+    return LINK.findall(prose) + REFERENCE.findall(prose)
+
+
+def broken(page: Path, target: str) -> str | None:
+    """Why a relative link from ``page`` leads nowhere, or None."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, mailto:, ...: not ours to check
+        return None
+    path, _, anchor = target.partition("#")
+    destination = (page.parent / path).resolve() if path else page
+    if not destination.exists():
+        return f"{target}: no file {destination.relative_to(ROOT) if destination.is_relative_to(ROOT) else path}"
+    if anchor and destination.suffix == ".md" and anchor not in anchors(destination):
+        return f"{target}: no heading with anchor #{anchor} in {destination.name}"
+    return None
+
+
+def test_the_docs_have_links():
+    assert sum(len(links(page)) for page in PAGES) > 50
+
+
+def test_every_relative_link_and_anchor_resolves():
+    wrong = [f"{page.name}: {problem}" for page in PAGES for target in links(page)
+             if (problem := broken(page, target))]
+    assert not wrong, "links in the docs that lead nowhere:\n" + "\n".join(wrong)
+
+
+def test_anchors_follow_githubs_rules():
+    assert slug("4. Forecast") == "4-forecast"
+    assert slug("`seqcast run --jobs`: parallel runs without a server") == \
+        "seqcast-run---jobs-parallel-runs-without-a-server"
+    assert slug("An object store as `SEQCAST_HOME`") == "an-object-store-as-seqcast_home"
+    assert slug("Statistical baselines and the competition's scores") == \
+        "statistical-baselines-and-the-competitions-scores"
+
+
+def test_a_broken_link_is_found(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Two words\n\n```\n# not a heading\n```\n[a](page.md#two-words) [b](#not-a-heading) [c](gone.md)")
+    assert [broken(page, t) for t in links(page)] == [
+        None, "#not-a-heading: no heading with anchor #not-a-heading in page.md", "gone.md: no file gone.md"]
