@@ -510,13 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "$SEQCAST_TRAINING_SLOTS, else one per core; 1 runs them one after another here)")
     run.add_argument("--address", default=None, metavar="URL",
                      help="run the variants on the running Dask cluster whose scheduler is at URL (e.g. "
-                          "tcp://host:8786), as many at once as its workers have threads")
+                          "tcp://host:8786), as many at once as its workers have threads; default: on this machine")
     add_param_options(run)
     run.set_defaults(func=cmd_run)
 
     sql = sub.add_parser("sql", help="query the results database (read-only)")
     sql.add_argument("query", help='e.g. "SELECT * FROM leaderboard"')
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="how to print the rows; default: table")
     sql.set_defaults(func=cmd_sql)
 
     results = sub.add_parser("results", help="maintain the results database")
@@ -559,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Register the forecast/<variant> deployments (and, without --variant, the "
                                        "monitor/daily deployment) with the Prefect API (PREFECT_API_URL) and run "
                                        "their scheduled and triggered runs here.")
-    serve.add_argument("--variant", action="append", metavar="NAME", help="serve only this variant (repeatable)")
+    serve.add_argument("--variant", action="append", metavar="NAME",
+                       help="serve only this variant (repeatable); default: every variant")
     serve.add_argument("--no-schedules", action="store_true", help="register the deployments without schedules")
     serve.add_argument("--limit", type=int, default=None, help="most flow runs executing at once (default: no cap)")
     serve.add_argument("--training-slots", type=int, default=None,
@@ -570,7 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Trigger forecast/<variant> runs (served by `seqcast serve` or a "
                                        "worker), wait for them, and print and publish their leaderboard.")
     add_variant_choice(sweep, "sweep")
-    sweep.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
+    sweep.add_argument("--timeout", type=float, default=24 * 3600, metavar="S",
+                       help="seconds to wait for the runs; default: %(default)g (a day)")
     add_param_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 

@@ -129,6 +129,19 @@ def test_every_command_shown_parses():
     assert not wrong, "command lines in the docs that the parser refuses:\n" + "\n".join(wrong)
 
 
+def test_every_option_shows_its_default():
+    """The README promises that --help shows each option's default: options that take a value and may be left out
+    say what leaving them out means."""
+    silent = []
+    for name, sub in subcommands().items():
+        chosen_in_groups = {a for g in sub._mutually_exclusive_groups if g.required for a in g._group_actions}
+        for action in sub._actions:
+            optional_value = action.option_strings and action.nargs != 0 and not action.required
+            if optional_value and action not in chosen_in_groups and "default" not in (action.help or ""):
+                silent.append(f"seqcast {name} {action.option_strings[0]}")
+    assert not silent, f"options whose --help shows no default: {', '.join(silent)}"
+
+
 @pytest.mark.parametrize("line, problem", [
     ("seqcast frobnicate --all", "unknown subcommand 'frobnicate'"),
     ("seqcast run --variant linear --no-such-flag 3", "run: unknown option --no-such-flag"),
