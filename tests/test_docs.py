@@ -105,6 +105,8 @@ def problems_with(args: list[str]) -> list[str]:
     if not args or args[0].startswith("-"):
         return [] if not args or args[0] in ("-h", "--help") else [f"option {args[0]} before a subcommand"]
     commands = subcommands()
+    if re.fullmatch(r"<[^>]+>", args[0]):  # `seqcast <command> --help`: a placeholder stands for any
+        return []
     if args[0] not in commands:
         return [f"unknown subcommand {args[0]!r}; known: {', '.join(commands)}"]
     sub = commands[args[0]]
@@ -230,3 +232,34 @@ def test_a_broken_link_is_found(tmp_path):
     page.write_text("# Two words\n\n```\n# not a heading\n```\n[a](page.md#two-words) [b](#not-a-heading) [c](gone.md)")
     assert [broken(page, t) for t in links(page)] == [
         None, "#not-a-heading: no heading with anchor #not-a-heading in page.md", "gone.md: no file gone.md"]
+
+
+def documented_defaults() -> dict[str, str]:
+    """docs/configuration.md's table: variable -> its default, as written."""
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    return {name: default.strip("` ") for name, default in
+            re.findall(r"^\| `(SEQCAST_[A-Z_]+)` \| (.+?) \|", page, re.MULTILINE)}
+
+
+def test_configuration_lists_every_setting():
+    from seqcast.config.settings import PREFIX, Settings
+
+    missing = {PREFIX + name.upper() for name in Settings.model_fields} - set(documented_defaults())
+    assert not missing, f"docs/configuration.md lacks {', '.join(sorted(missing))}"
+
+
+def test_the_documented_object_store_defaults_are_the_settings(monkeypatch):
+    from seqcast.config.settings import load_settings
+
+    for name in ("SEQCAST_CACHE", "SEQCAST_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SEQCAST_HOME", "s3://forecasts/team-a")
+    settings = load_settings()
+    defaults = documented_defaults()
+
+    def documented(name: str) -> Path:
+        path = defaults[name].split("else ")[-1].strip("` ")  # SEQCAST_DB: "... in a local home, else `PATH`"
+        return Path(path.replace("<bucket>/<prefix>", "forecasts/team-a")).expanduser().resolve()
+
+    assert documented("SEQCAST_CACHE") == settings.home_path
+    assert documented("SEQCAST_DB") == settings.db_path
