@@ -191,6 +191,9 @@ class IngestParams(BaseModel):
         return str(Path(self.source).resolve())
 
 
+
+DEFAULT_COLUMNS = IngestParams.model_construct()  # the column names an option left out means
+
 @dataclass
 class Series:
     """One validated series on its regular grid: values (NaN where missing under ``drop``) in original units."""
@@ -211,13 +214,14 @@ def read_long(params: IngestParams) -> pd.DataFrame:
     path = Path(params.source)
     if not path.is_file():
         raise IngestError(f"no file at {path}")
-    wanted = [c for c in (params.id_column, params.time_column, params.value_column) if c is not None]
     if path.suffix.lower() == ".csv":
         frame = read_csv_text(path)
         columns = [str(c) for c in frame.columns]
     else:
         schema = read_parquet_schema(path)
         columns = schema.names
+    params = with_file_columns(params, columns)
+    wanted = [c for c in (params.id_column, params.time_column, params.value_column) if c is not None]
     missing = [c for c in wanted if c not in columns]
     if missing:
         hint = " (a file of one series needs no id column: pass id_column=None)" if missing == [params.id_column] \
@@ -231,6 +235,31 @@ def read_long(params: IngestParams) -> pd.DataFrame:
     ids = frame[params.id_column] if params.id_column else pd.Series(SINGLE_SERIES_ID, index=frame.index)
     return pd.DataFrame({"series_id": ids, "timestamp": frame[params.time_column],
                          "value": frame[params.value_column], "row": np.arange(1, len(frame) + 1)})
+
+
+def with_file_columns(params: IngestParams, columns: list[str]) -> IngestParams:
+    """``params`` reading the long format of Nixtla's libraries (``unique_id, ds, y``; ``ds, y`` for one series)
+    when they name the default columns and the file has those instead of them."""
+    defaults = (DEFAULT_COLUMNS.id_column, DEFAULT_COLUMNS.time_column, DEFAULT_COLUMNS.value_column)
+    named = (params.id_column, params.time_column, params.value_column)
+    if named != defaults or any(c in columns for c in defaults) or not {"ds", "y"} <= set(columns):
+        return params
+    return params.model_copy(update={"id_column": "unique_id" if "unique_id" in columns else None,
+                                     "time_column": "ds", "value_column": "y"})
+
+
+def recognised_columns(params: IngestParams) -> IngestParams:
+    """``params`` with the columns of a file in Nixtla's long format recognised (see :func:`with_file_columns`), so
+    that the dataset's spec records the columns really read."""
+    if params.source is None or not Path(params.source).is_file():
+        return params  # a missing file is refused with its own message when it is read
+    path = Path(params.source)
+    try:
+        columns = pq.read_schema(path).names if path.suffix.lower() != ".csv" else \
+            pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns.astype(str).tolist()
+    except (pa.ArrowException, OSError, ValueError, pd.errors.ParserError):
+        return params  # an unreadable file is refused with its own message when it is read
+    return with_file_columns(params, columns)
 
 
 def benchmark_frame(benchmark: str) -> pd.DataFrame:
@@ -598,18 +627,17 @@ def scaling_problems(series: list[Series], scaler: Scaler) -> list[str]:
 
     The scaling is monotonic, so a series' smallest and largest values bound every scaled value of its windows.
     """
-    problems = []
-    for s in series:
-        stored = s.values.astype(np.float32)
-        extremes = np.array([[np.nanmin(stored), np.nanmax(stored)]])
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            scaled = scaler.transform(extremes, [s.series_id])
-        stats = scaler.stats.get(s.series_id, scaler.stats.get(GLOBAL_KEY, (0.0, 1.0)))
-        if not (np.isfinite(scaled).all() and np.isfinite(stats).all() and stats[1] > 0):
-            problems.append(f"series {s.series_id!r}: scaling its values ({scaler.mode}: mean {stats[0]:g}, std "
-                            f"{stats[1]:g} of the training part) gives numbers float32 cannot hold; rescale the "
-                            f"series or choose scaling='none'")
-    return problems
+    if not series:
+        return []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        extremes = np.array([[np.nanmin(v), np.nanmax(v)] for v in (s.values.astype(np.float32) for s in series)])
+        scaled = scaler.transform(extremes, [s.series_id for s in series])  # one call for the whole panel
+    fallback = scaler.stats.get(GLOBAL_KEY, (0.0, 1.0))
+    stats = np.array([scaler.stats.get(s.series_id, fallback) for s in series], dtype=np.float64)
+    bad = ~(np.isfinite(scaled).all(axis=1) & np.isfinite(stats).all(axis=1) & (stats[:, 1] > 0))
+    return [f"series {series[i].series_id!r}: scaling its values ({scaler.mode}: mean {stats[i, 0]:g}, std "
+            f"{stats[i, 1]:g} of the training part) gives numbers float32 cannot hold; rescale the series or choose "
+            f"scaling='none'" for i in np.flatnonzero(bad)]
 
 
 def short_series_problem(s: Series, params: IngestParams) -> str:
