@@ -1,5 +1,5 @@
-"""The docs against the code: every `seqcast` command line shown names a real subcommand and real options, and every
-relative link and #anchor leads somewhere."""
+"""The docs against the code: every `seqcast` command line shown names a real subcommand and real options, every
+relative link and #anchor leads somewhere, every path and module named exists, and the settings are as documented."""
 
 from __future__ import annotations
 
@@ -263,3 +263,86 @@ def test_the_documented_object_store_defaults_are_the_settings(monkeypatch):
 
     assert documented("SEQCAST_CACHE") == settings.home_path
     assert documented("SEQCAST_DB") == settings.db_path
+
+
+# the checkout's own folders: a path in inline code that starts with one of them names a file or folder there
+REPO_FOLDERS = ("app", "flows", "tasks", "storage", "deployments", "seqcast", "bench", "tests", "docs")
+PACKAGE_DIRS = {"seqcast.app": "app", "seqcast.flows": "flows", "seqcast.tasks": "tasks", "seqcast.storage": "storage",
+                "seqcast.deployments": "deployments"}
+
+
+def code_spans() -> list[tuple[str, str]]:
+    """(page, text) of every inline code span in the prose of the README and docs/."""
+    return [(page.name, span) for page in PAGES for line in split_page(page.read_text())[1]
+            for _, span in INLINE_CODE.findall(line)]
+
+
+def module_file(dotted: str) -> Path | None:
+    """The source file of a dotted module name under seqcast, by the package-dir mapping, or None."""
+    parts = dotted.split(".")
+    top = ".".join(parts[:2])
+    path = ROOT / PACKAGE_DIRS[top] / Path(*parts[2:]) if top in PACKAGE_DIRS else ROOT / Path(*parts)
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def names_in(path: Path) -> set[str]:
+    """The top-level names a module defines or lists in __all__."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Name):
+                    names.add(target.id)
+                    if target.id == "__all__":
+                        names |= set(ast.literal_eval(node.value))
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+    return names
+
+
+def dotted_problem(dotted: str) -> str | None:
+    """Why a dotted name under seqcast names no module, or no function/class/constant of its module; or None."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):  # the longest prefix that is a module, then the names after it
+        path = module_file(".".join(parts[:cut]))
+        if path is not None:
+            rest = parts[cut:]
+            if rest and rest[0] not in names_in(path):
+                return f"{dotted}: no {rest[0]} in {path.relative_to(ROOT)}"
+            return None
+    return f"{dotted}: no such module"  # not under seqcast at all
+
+
+def span_problem(span: str) -> str | None:
+    """Why an inline code span that names a path of the checkout or a module under seqcast names nothing; or None."""
+    if re.fullmatch(rf"(?:{'|'.join(REPO_FOLDERS)})/[\w./-]*", span):
+        return None if (ROOT / span).exists() else f"{span}: no such file or folder"
+    if re.fullmatch(r"seqcast(?:\.[a-z_][a-z_0-9]*)+", span):
+        return dotted_problem(span)
+    return None
+
+
+def test_every_path_and_module_named_exists():
+    named = [(page, span) for page, span in code_spans() if re.match(r"(?:\w+/|seqcast\.)", span)]
+    assert len(named) > 50
+    wrong = [f"{page}: {problem}" for page, span in named if (problem := span_problem(span))]
+    assert not wrong, "paths and modules in the docs that do not exist:\n" + "\n".join(wrong)
+
+
+def test_a_missing_path_or_module_is_found():
+    assert dotted_problem("seqcast.storage.home.current_store") is None
+    assert dotted_problem("seqcast.models.layers") is None
+    assert dotted_problem("seqcast.storage.models.load_model") == "seqcast.storage.models.load_model: no load_model " \
+        "in storage/models.py"
+    assert dotted_problem("seqcast.forecast") is None  # in seqcast's __all__
+    assert span_problem("flows/execution.py") is None and span_problem("docs/examples/") is None
+    assert span_problem("tasks/runtime.py") == "tasks/runtime.py: no such file or folder"
+    assert dotted_problem("seqcast.metrics") == "seqcast.metrics: no metrics in seqcast/__init__.py"
