@@ -460,13 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "$SEQCAST_TRAINING_SLOTS, else one per core; 1 runs them one after another here)")
     run.add_argument("--address", default=None, metavar="URL",
                      help="run the variants on the running Dask cluster whose scheduler is at URL (e.g. "
-                          "tcp://host:8786), as many at once as its workers have threads")
+                          "tcp://host:8786), as many at once as its workers have threads; default: on this machine")
     add_param_options(run)
     run.set_defaults(func=cmd_run)
 
     sql = sub.add_parser("sql", help="query the results database (read-only)")
     sql.add_argument("query", help='e.g. "SELECT * FROM leaderboard"')
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="how to print the rows; default: table")
     sql.set_defaults(func=cmd_sql)
 
     results = sub.add_parser("results", help="maintain the results database")
@@ -495,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--show", type=int, default=14, help="forecast rows to print; default: 14")
     predict.add_argument("--export", default=None, metavar="FILE",
                          help="also write the forecasts to FILE (.parquet or .csv) in the layout of Nixtla's "
-                              "libraries: unique_id, ds, <variant>, <variant>-lo-<level>, <variant>-hi-<level>")
+                              "libraries: unique_id, ds, <variant>, <variant>-lo-<level>, <variant>-hi-<level>; "
+                              "default: none")
     predict.set_defaults(func=cmd_predict)
 
     score = sub.add_parser("score", help="score stored forecasts with the actual values of a newer file",
@@ -512,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Register the forecast/<variant> deployments (and, without --variant, the "
                                        "monitor/daily deployment) with the Prefect API (PREFECT_API_URL) and run "
                                        "their scheduled and triggered runs here.")
-    serve.add_argument("--variant", action="append", metavar="NAME", help="serve only this variant (repeatable)")
+    serve.add_argument("--variant", action="append", metavar="NAME",
+                       help="serve only this variant (repeatable); default: every variant")
     serve.add_argument("--no-schedules", action="store_true", help="register the deployments without schedules")
     serve.add_argument("--limit", type=int, default=None, help="most flow runs executing at once (default: no cap)")
     serve.add_argument("--training-slots", type=int, default=None,
@@ -523,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Trigger forecast/<variant> runs (served by `seqcast serve` or a "
                                        "worker), wait for them, and print and publish their leaderboard.")
     add_variant_choice(sweep, "sweep")
-    sweep.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
+    sweep.add_argument("--timeout", type=float, default=24 * 3600, metavar="S",
+                       help="seconds to wait for the runs; default: %(default)g (a day)")
     add_param_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
@@ -561,7 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "calibrated on the earlier cutoffs (repeatable); default: 80 and 95")
     backtest.add_argument("--export", default=None, metavar="FILE",
                           help="also write every forecast to FILE (.parquet or .csv) in the layout of Nixtla's "
-                               "cross-validation: unique_id, ds, cutoff, y, <variant>, <variant>-lo-<level>, ...")
+                               "cross-validation: unique_id, ds, cutoff, y, <variant>, <variant>-lo-<level>, ...; "
+                               "default: none")
     add_param_options(backtest, skip=("variant", "dataset_id"))
     backtest.set_defaults(func=cmd_backtest)
 
