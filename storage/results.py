@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import tenacity
@@ -96,6 +97,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("step", pa.int32()),
         ("smape", pa.float64()), ("mase", pa.float64()),
     ]),
+    "split_scores": pa.schema([  # one row per split of a last-horizon run: its series_scores' means and OWA
+        ("run_id", pa.string()), ("split", pa.string()), ("smape", pa.float64()), ("mase", pa.float64()),
+        ("naive2_smape", pa.float64()), ("naive2_mase", pa.float64()), ("owa", pa.float64()),
+        ("n_series", pa.int64()),
+    ]),
     "backtests": pa.schema([  # one row per backtest flow run (flows/backtest.py)
         ("run_id", pa.string()), ("flow_run_id", pa.string()), ("variant", pa.string()), ("family", pa.string()),
         ("dataset_id", pa.string()), ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
@@ -115,6 +121,16 @@ SCHEMAS: dict[str, pa.Schema] = {
     "backtest_intervals": pa.schema([  # each level's conformal interval of every backtest forecast (seqcast/intervals)
         ("run_id", pa.string()), ("cutoff", pa.int32()), ("series_id", pa.string()), ("step", pa.int32()),
         ("level", pa.float64()), ("lo", pa.float64()), ("hi", pa.float64()),
+    ]),
+    # a backtest's scores per cutoff and over all of them (cutoff NULL), and per level (seqcast/evaluation/backtest.py)
+    "backtest_cutoff_scores": pa.schema([
+        ("run_id", pa.string()), ("cutoff", pa.int32()), ("smape", pa.float64()), ("mase", pa.float64()),
+        ("owa", pa.float64()), ("n_series", pa.int64()), ("coverage_80", pa.float64()), ("msis_80", pa.float64()),
+        ("coverage_95", pa.float64()), ("msis_95", pa.float64()),
+    ]),
+    "backtest_level_scores": pa.schema([
+        ("run_id", pa.string()), ("cutoff", pa.int32()), ("level", pa.float64()), ("coverage", pa.float64()),
+        ("msis", pa.float64()), ("n_forecasts", pa.int64()),
     ]),
     "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
@@ -192,40 +208,23 @@ FROM runs r JOIN metrics m USING (run_id)
 WHERE r.status = 'completed' AND m.predictor = 'model' AND m.horizon_step IS NOT NULL
 GROUP BY ALL;
 
--- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); every step of every series weighs
--- the same, which is the mean of per-series means, as all series share the horizon. Coverage (percent of actuals
--- inside) and MSIS (M4's mean scaled interval score, alpha = 1 - level / 100) are over the forecasts that have an
--- interval: none at the oldest cutoff, whose intervals would have no earlier cutoff to be calibrated on.
+-- The scores are computed by seqcast.evaluation when a run is recorded and stored in the *_scores tables; the views
+-- below select and join them (docs/results.md names each score's function).
+
+-- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); coverage and MSIS are over the
+-- forecasts that have an interval: none at the oldest cutoff, whose intervals would have no earlier cutoff to be
+-- calibrated on
 CREATE OR REPLACE VIEW backtest_scores AS
-SELECT b.dataset_id, b.variant, f.run_id, f.cutoff, avg(f.smape) AS smape, avg(f.scaled_error) AS mase,
-       0.5 * (avg(f.smape) / nullif(avg(f.naive2_smape), 0)
-              + avg(f.scaled_error) / nullif(avg(f.naive2_scaled_error), 0)) AS owa,
-       count(DISTINCT f.series_id) AS n_series, b.refit,
-       100 * avg(CASE WHEN f.lo_80 IS NOT NULL THEN (f.actual BETWEEN f.lo_80 AND f.hi_80)::INTEGER END)
-           AS coverage_80,
-       avg((f.hi_80 - f.lo_80 + 2 / 0.2 * greatest(f.lo_80 - f.actual, 0)
-            + 2 / 0.2 * greatest(f.actual - f.hi_80, 0)) / f.scale) AS msis_80,
-       100 * avg(CASE WHEN f.lo_95 IS NOT NULL THEN (f.actual BETWEEN f.lo_95 AND f.hi_95)::INTEGER END)
-           AS coverage_95,
-       avg((f.hi_95 - f.lo_95 + 2 / 0.05 * greatest(f.lo_95 - f.actual, 0)
-            + 2 / 0.05 * greatest(f.actual - f.hi_95, 0)) / f.scale) AS msis_95
-FROM backtest_forecasts f JOIN backtests b USING (run_id)
-WHERE b.status = 'completed'
-GROUP BY GROUPING SETS ((b.dataset_id, b.variant, f.run_id, b.refit, f.cutoff),
-                        (b.dataset_id, b.variant, f.run_id, b.refit));
+SELECT b.dataset_id, b.variant, s.run_id, s.cutoff, s.smape, s.mase, s.owa, s.n_series, b.refit,
+       s.coverage_80, s.msis_80, s.coverage_95, s.msis_95
+FROM backtest_cutoff_scores s JOIN backtests b USING (run_id)
+WHERE b.status = 'completed';
 
 -- the same coverage and MSIS at every level a backtest chose (--level), one row per backtest, cutoff and level
 CREATE OR REPLACE VIEW backtest_interval_scores AS
-SELECT b.dataset_id, b.variant, i.run_id, i.cutoff, i.level,
-       100 * avg((f.actual BETWEEN i.lo AND i.hi)::INTEGER) AS coverage,
-       avg((i.hi - i.lo + 2 / (1 - i.level / 100) * greatest(i.lo - f.actual, 0)
-            + 2 / (1 - i.level / 100) * greatest(f.actual - i.hi, 0)) / f.scale) AS msis,
-       count(*) AS n_forecasts, b.refit
-FROM backtest_intervals i JOIN backtest_forecasts f USING (run_id, cutoff, series_id, step)
-JOIN backtests b USING (run_id)
-WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
-GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
-                        (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
+SELECT b.dataset_id, b.variant, s.run_id, s.cutoff, s.level, s.coverage, s.msis, s.n_forecasts, b.refit
+FROM backtest_level_scores s JOIN backtests b USING (run_id)
+WHERE b.status = 'completed';
 
 -- one row per run and split of a last-horizon dataset. On the test split, the conformal intervals of the run's
 -- backtest are scored on the same test values: the cutoff 0 of the newest completed backtest whose cutoff 0 this run
@@ -233,16 +232,7 @@ GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i
 -- a refit backtest comes first, as a model trained once has seen the earlier cutoffs' values its intervals are
 -- calibrated on. Its intervals at cutoff 0 are calibrated on the older cutoffs only; NULL without such a backtest.
 CREATE OR REPLACE VIEW benchmark_scores AS
-WITH subset AS (
-    SELECT run_id, split,
-           avg(smape) FILTER (WHERE predictor = 'model') AS smape,
-           avg(mase) FILTER (WHERE predictor = 'model') AS mase,
-           avg(smape) FILTER (WHERE predictor = 'naive2') AS naive2_smape,
-           avg(mase) FILTER (WHERE predictor = 'naive2') AS naive2_mase,
-           count(*) FILTER (WHERE predictor = 'model') AS n_series
-    FROM series_scores GROUP BY run_id, split
-),
-interval_backtest AS (
+WITH interval_backtest AS (
     SELECT r.run_id, b.run_id AS backtest_run_id
     FROM runs r JOIN backtests b
       ON b.status = 'completed' AND b.dataset_id = r.dataset_id
@@ -250,11 +240,9 @@ interval_backtest AS (
           OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
     QUALIFY row_number() OVER (PARTITION BY r.run_id ORDER BY b.refit DESC, b.finished_at DESC, b.run_id) = 1
 )
-SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
-       0.5 * (s.smape / nullif(s.naive2_smape, 0) + s.mase / nullif(s.naive2_mase, 0)) AS owa,
-       s.n_series, s.naive2_smape, s.naive2_mase,
-       i.backtest_run_id, t.coverage_80, t.msis_80, t.coverage_95, t.msis_95
-FROM subset s JOIN runs r USING (run_id)
+SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase, s.owa, s.n_series, s.naive2_smape,
+       s.naive2_mase, i.backtest_run_id, t.coverage_80, t.msis_80, t.coverage_95, t.msis_95
+FROM split_scores s JOIN runs r USING (run_id)
 LEFT JOIN interval_backtest i ON i.run_id = s.run_id AND s.split = 'test'
 LEFT JOIN backtest_scores t ON t.run_id = i.backtest_run_id AND t.cutoff = 0
 WHERE r.status = 'completed';
@@ -1041,6 +1029,28 @@ class Results:
     def query(self, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
         """Run one read-only query; file paths in it resolve against the store's root."""
         return query(self.path, sql, params, self.lock_timeout_s, home=self.home)
+
+    def frame(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Run one read-only query of seqcast's own and return its rows as a pandas data frame."""
+        columns, rows = self.query(sql, params)
+        return pd.DataFrame.from_records(rows, columns=columns)
+
+    def forecast_frame(self, run_id: str) -> pd.DataFrame:
+        """A predict run's forecasts: ``series_id, timestamp, value, lo_80, hi_80, lo_95, hi_95``."""
+        return self.frame(queries.FORECAST_FRAME, [run_id])
+
+    def backtest_frame(self, run_id: str, levels: list[float]) -> pd.DataFrame:
+        """A backtest's forecasts, one row per cutoff, series and step, with ``lo_<level>``/``hi_<level>`` columns
+        for each of ``levels`` (NULL where the cutoff had no earlier cutoffs to calibrate on)."""
+        long = self.frame(queries.BACKTEST_FRAME, [list(levels), run_id])
+        keys = ["series_id", "timestamp", "cutoff_index", "step", "actual", "forecast"]
+        out = long[keys].drop_duplicates(subset=["series_id", "cutoff_index", "step"]).reset_index(drop=True)
+        for level in levels:
+            at = long[long["level"] == level][["series_id", "cutoff_index", "step", "lo", "hi"]]
+            name = f"{level:g}"
+            out = out.merge(at.rename(columns={"lo": f"lo_{name}", "hi": f"hi_{name}"}),
+                            on=["series_id", "cutoff_index", "step"], how="left")
+        return out
 
     def read_only_query(self, sql: str) -> tuple[list[str], list[tuple]]:
         """Run a user's query, which may read the store's files and write nothing (see :func:`read_only_query`)."""

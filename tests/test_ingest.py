@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from seqcast.data.ingest import IngestError, IngestParams, grid_steps, prepare
+from seqcast.data.ingest import IngestError, IngestParams, grid_steps
 from seqcast.flows.ingest import ingest
 from seqcast.storage.datasets import find_dataset, read_split
+from seqcast.tasks.ingest import prepare
 from tests.conftest import printed_table
 from tests.series_files import COLUMNS, daily_series, write
 

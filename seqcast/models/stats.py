@@ -1,7 +1,7 @@
 """Statistical baselines: naive, seasonal naive, Naive2, Theta and ETS, one forecast per training part.
 
 ``theta`` and ``ets`` are statsforecast's ``Theta`` and ``AutoETS`` with the season length set to the period;
-the other three follow the M4 benchmark code (see ``seqcast.evaluation.scores``). Every method takes a list of 1-D
+the other three follow the M4 benchmark code (see ``seqcast.evaluation.baselines``). Every method takes a list of 1-D
 training parts (their lengths may differ) and returns forecasts of shape (n_series, h).
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from seqcast.evaluation.scores import naive2
+from seqcast.evaluation.baselines import naive2
 
 
 def _last_values(train: Sequence[np.ndarray]) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from seqcast.config.params import ForecastParams
 from seqcast.data.normalise import denormalise, normalise, normalise_like
 from seqcast.data.synthetic import sequence_targets, split_windows
-from seqcast.evaluation.errors import naive_forecast
+from seqcast.evaluation.baselines import naive_forecast
 from seqcast.models.registry import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant, last_steps
 
 PREDICT_BATCH_SIZE = 2048
