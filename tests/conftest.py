@@ -92,8 +92,8 @@ def prefect_server():
     stop_server(server)
 
 
-# Each test is in exactly one tier (markers registered in pyproject.toml; docs/development.md): `slow` where marked,
-# else the tier its module or the test names, else `integration` when it uses a Prefect API or a server process,
+# Each test is in exactly one tier (markers registered in pyproject.toml; docs/development.md): the tier the test or
+# its module names (`slow`, `integration`, `e2e`), else `integration` when it uses a Prefect API or a server process,
 # else `unit`: the core's plain functions, which `make test-fast` runs alone.
 TIERS = ("unit", "integration", "e2e", "slow")
 INTEGRATION_FIXTURES = frozenset({"prefect_harness", "prefect_server", "s3_server", "s3_home"})
@@ -102,9 +102,7 @@ INTEGRATION_FIXTURES = frozenset({"prefect_harness", "prefect_server", "s3_serve
 def tier_of(item: pytest.Item) -> str:
     """The one tier of a test; a UsageError when it names two."""
     named = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
-    if "slow" in named:
-        return "slow"
-    if len(named) > 1:
+    if len(named) > 1:  # a slow test in a module marked integration would also run under -m integration
         raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(sorted(named))}: a test has one tier")
     if named:
         return named.pop()

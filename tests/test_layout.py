@@ -83,3 +83,22 @@ def test_ci_runs_every_tier_and_each_target_selects_tests():
     assert ci.splitlines()[-2:] == ["make test", "make test-slow"]
     slow = [path.name for path in (REPO_ROOT / "tests").glob("test_*.py") if "@pytest.mark.slow\n" in path.read_text()]
     assert "test_workers.py" in slow
+
+
+def test_a_test_has_the_tier_it_names_else_the_one_its_fixtures_imply_and_never_two():
+    from types import SimpleNamespace
+
+    from tests.conftest import tier_of
+
+    def item(marks=(), fixtures=()):
+        return SimpleNamespace(nodeid="tests/test_x.py::test_x", fixturenames=["tmp_path", *fixtures],
+                               iter_markers=lambda: [SimpleNamespace(name=m) for m in ("parametrize", *marks)])
+
+    assert tier_of(item()) == "unit"
+    assert tier_of(item(fixtures=["home", "prefect_harness"])) == "integration"
+    assert tier_of(item(fixtures=["s3_home"])) == "integration"
+    assert tier_of(item(marks=["e2e"])) == "e2e"
+    assert tier_of(item(marks=["slow"], fixtures=["prefect_server"])) == "slow"
+    assert tier_of(item(marks=["integration"], fixtures=["prefect_harness"])) == "integration"
+    with pytest.raises(pytest.UsageError, match=r"test_x is marked integration and slow: a test has one tier"):
+        tier_of(item(marks=["slow", "integration"]))

@@ -314,12 +314,12 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return parsed
 
 
+_NANOSECONDS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
 def _nanoseconds(timestamp: pd.Timestamp) -> int:
     """Nanoseconds since the epoch as a Python int, whatever the timestamp's unit (exact, never overflows)."""
     return int(timestamp.asm8.view("i8")) * _NANOSECONDS_PER[timestamp.unit]
-
-
-_NANOSECONDS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 
 def grid_steps(first: pd.Timestamp, last: pd.Timestamp, freq: str) -> float:
