@@ -119,6 +119,7 @@ def test_sequence_variants_record_per_step_metrics(home, variant, out_steps):
     assert rows(home, "SELECT count(*) FROM horizon_errors WHERE split='valid'") == [(10,)]
 
 
+@pytest.mark.slow  # the default run covers the reuse: iterative_10 waits for deep_rnn_dense in the process pool test
 def test_iterative_trains_its_base_once_then_reuses_it(home):
     first = forecast(variant="iterative_10", **TINY)
     runs = dict(rows(home, "SELECT variant, run_id FROM runs"))
