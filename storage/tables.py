@@ -114,12 +114,7 @@ class Tables:
         loses the earlier rows; ``datasets`` rows are shared by content, so only a dataset id not yet there is
         added.
         """
-        check_name("run id", run_id)
-        unknown = set(rows) - set(SCHEMAS)
-        if unknown:
-            raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
-        tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
-        check_rows(run_id, tables)
+        tables = _checked(run_id, rows)
         datasets = tables.pop("datasets")
         details = [name for name in tables if name not in OWN_ROWS]
         versions: dict[str, int] = {}
@@ -133,6 +128,39 @@ class Tables:
         for name in OWN_ROWS:
             versions.update(self._retrying(name, lambda name=name: self._replace(name, run_id, tables[name])))
         return versions
+
+    def write_many(self, runs: dict[str, dict[str, list[dict] | pa.Table]]) -> list[str]:
+        """Commit many runs' rows with one commit per table for all the runs no table holds yet; return their ids.
+
+        For bulk loads (a migration): the runs a table already holds rows of are written one by one, as
+        :meth:`write` does, so a repeated load replaces instead of adding.
+        """
+        checked = {run_id: _checked(run_id, rows) for run_id, rows in runs.items()}
+        existing = {name: table for name, table in self.open_all().items() if table is not None}
+        known = {run_id for run_id in checked for table in existing.values()
+                 if table.transaction_version(run_id) is not None}
+        for run_id in sorted(known):
+            self.write(run_id, runs[run_id])
+        fresh = [run_id for run_id in checked if run_id not in known]
+        if not fresh:
+            return []
+        datasets = pa.concat_tables([checked[run_id].pop("datasets") for run_id in fresh])
+        if datasets.num_rows:
+            self._retrying("datasets", lambda: self._add_datasets(datasets))
+        for name in [*(name for name in TABLES if name not in OWN_ROWS and name != "datasets"), *OWN_ROWS]:
+            writers = [run_id for run_id in fresh if checked[run_id][name].num_rows]
+            if not writers:
+                continue
+            rows = pa.concat_tables([checked[run_id][name] for run_id in writers])
+            commit = CommitProperties(app_transactions=[Transaction(run_id, 1) for run_id in writers])
+            self._retrying(name, lambda name=name, rows=rows, commit=commit: self._append(name, rows, commit))
+        return fresh
+
+    def _append(self, name: str, rows: pa.Table, commit: CommitProperties) -> dict[str, int]:
+        table = self.open(name)
+        write_deltalake(table if table is not None else self.uri(name), rows, mode="append", schema_mode="merge",
+                        commit_properties=commit, storage_options=self.storage_options)
+        return {name: self.open(name).version()}
 
     def _retrying(self, name: str, commit: Callable[[], dict[str, int]]) -> dict[str, int]:
         retrying = tenacity.Retrying(
@@ -151,9 +179,8 @@ class Tables:
             return {}
         commit = CommitProperties(app_transactions=[Transaction(run_id, (written or 0) + 1)])
         if written is None:
-            write_deltalake(table if table is not None else self.uri(name), rows, mode="append",
-                            schema_mode="merge", commit_properties=commit, storage_options=self.storage_options)
-        elif rows.num_rows:
+            return self._append(name, rows, commit)
+        if rows.num_rows:
             # run ids are plain names (check_name), so the literal cannot break out of the predicate
             write_deltalake(table, rows, mode="overwrite", predicate=f"{record_key(name)} = '{run_id}'",
                             schema_mode="merge", commit_properties=commit)
@@ -205,6 +232,17 @@ class Tables:
                           "files_removed": optimized.get("numFilesRemoved", 0), "files_vacuumed": len(removed),
                           "version": table.version()}
         return done
+
+
+def _checked(run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[str, pa.Table]:
+    """Every table's rows of one run as Arrow tables of its schema; ValueError for a bad name or row."""
+    check_name("run id", run_id)
+    unknown = set(rows) - set(SCHEMAS)
+    if unknown:
+        raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
+    tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
+    check_rows(run_id, tables)
+    return tables
 
 
 def _lost_race(exc: BaseException) -> bool:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from seqcast.storage.migrate import migrate
 from seqcast.storage.objects import ObjectStore
 from seqcast.storage.results import load_records, write_record
 from seqcast.storage.schemas import SCHEMAS, TABLES
@@ -269,3 +270,43 @@ def test_the_tables_are_read_without_seqcast(tmp_path):
     con = duckdb.connect()
     con.register("predictions", DeltaTable(str(home / TABLES_FOLDER / "predictions")).to_pyarrow_dataset())
     assert con.execute("SELECT count(*) FROM predictions WHERE run_id = 'run-1'").fetchall() == [(5,)]
+
+
+def test_a_home_written_by_the_record_format_migrates_once_whatever_the_tries(tmp_path):
+    """A home made by the record writer: committed records (one rewritten by a retry, a champion choice, a scoring
+    run), a folder a killed writer left without its marker; migrated twice, it equals the DuckDB file it loaded."""
+    records, db = tmp_path / "old-home" / "records", tmp_path / "results.duckdb"
+    for run_id, rows in [("run-1", run_rows("run-1")), ("run-2", run_rows("run-2", 2.0, dataset_id="ds-other")),
+                         ("run-1", run_rows("run-1", 3.0))]:
+        write_record(records, run_id, rows)
+    now = datetime.now(UTC)
+    write_record(records, "choice-1", {"champions": [{"choice_id": "choice-1", "dataset_id": "ds-sample",
+                                                      "run_id": "run-1", "variant": "linear", "chosen_at": now}]})
+    write_record(records, "score-1", {"forecast_errors": [{"score_run_id": "score-1", "run_id": "run-1",
+                                                           "series_id": "s0", "scored_at": now, "error": 0.5}]})
+    half = records / "run-9"
+    half.mkdir()
+    pq.write_table(pa.table({"run_id": ["run-9"]}), half / "runs-abc.parquet")  # no marker: never committed
+    load_records(db, {r: records / r for r in ("run-1", "run-2", "choice-1", "score-1")})
+
+    tables = Tables(tmp_path / "new-home")
+    assert migrate(records, tables) == (["choice-1", "run-1", "run-2", "score-1"], ["run-9"])
+    assert tables.open("runs").version() == 0  # one commit for the batch
+    assert migrate(records, tables)[0] == ["choice-1", "run-1", "run-2", "score-1"]  # again: replaced, not added
+    over_tables = connect(tables)
+    with duckdb.connect(str(db), read_only=True) as file:
+        for name in [*TABLES, *VIEW_NAMES]:
+            sql = f"SELECT * FROM {name} ORDER BY ALL"
+            assert over_tables.execute(sql).fetchall() == file.execute(sql).fetchall(), name
+    assert over_tables.execute("SELECT count(*) FROM runs").fetchall() == [(2,)]
+
+
+def test_a_record_older_than_a_column_migrates_with_the_column_null(tmp_path):
+    folder = write_record(tmp_path / "records", "run-1", {"runs": [{"run_id": "run-1", "status": "completed",
+                                                                       "error": "x"}]})
+    (path,) = folder.glob("runs-*.parquet")
+    pq.write_table(pq.read_table(path).drop_columns(["error", "code_version"]), path)  # as an older seqcast wrote
+    tables = Tables(tmp_path / "home")
+    migrate(tmp_path / "records", tables)
+    assert count(tables, "SELECT run_id, status, error, code_version FROM runs") == [("run-1", "completed", None,
+                                                                                      None)]
