@@ -116,17 +116,24 @@ class Tables:
         """
         tables = _checked(run_id, rows)
         datasets = tables.pop("datasets")
-        details = [name for name in tables if name not in OWN_ROWS]
+        opened = self.open_all()  # every log read side by side once; a commit that loses a race reads its own again
+        # a table that does not exist holds no rows of this run: nothing to replace there
+        todo = [name for name in tables if tables[name].num_rows or opened[name] is not None]
         versions: dict[str, int] = {}
         if datasets.num_rows:
             versions.update(self._retrying("datasets", lambda: self._add_datasets(datasets)))
+
+        def replace(name: str) -> dict[str, int]:
+            tries = iter([opened[name]])
+            return self._retrying(name, lambda: self._replace(name, run_id, tables[name], next(tries, None)))
+
         # each table's commit is its own: the details go side by side, the run's own row after all of them
-        with ThreadPoolExecutor(len(details)) as pool:
-            for found in pool.map(lambda name: self._retrying(name, lambda: self._replace(name, run_id,
-                                                                                          tables[name])), details):
+        with ThreadPoolExecutor(len(TABLES)) as pool:
+            for found in pool.map(replace, [name for name in todo if name not in OWN_ROWS]):
                 versions.update(found)
         for name in OWN_ROWS:
-            versions.update(self._retrying(name, lambda name=name: self._replace(name, run_id, tables[name])))
+            if name in todo:
+                versions.update(replace(name))
         return versions
 
     def write_many(self, runs: dict[str, dict[str, list[dict] | pa.Table]]) -> list[str]:
@@ -156,11 +163,16 @@ class Tables:
             self._retrying(name, lambda name=name, rows=rows, commit=commit: self._append(name, rows, commit))
         return fresh
 
-    def _append(self, name: str, rows: pa.Table, commit: CommitProperties) -> dict[str, int]:
-        table = self.open(name)
-        write_deltalake(table if table is not None else self.uri(name), rows, mode="append", schema_mode="merge",
-                        commit_properties=commit, storage_options=self.storage_options)
-        return {name: self.open(name).version()}
+    def _append(self, name: str, rows: pa.Table, commit: CommitProperties,
+                table: DeltaTable | None = None) -> dict[str, int]:
+        table = table or self.open(name)
+        if table is None:  # the first rows create the table
+            write_deltalake(self.uri(name), rows, mode="append", schema_mode="merge", commit_properties=commit,
+                            storage_options=self.storage_options)
+            table = self.open(name)
+        else:
+            write_deltalake(table, rows, mode="append", schema_mode="merge", commit_properties=commit)
+        return {name: table.version()}
 
     def _retrying(self, name: str, commit: Callable[[], dict[str, int]]) -> dict[str, int]:
         retrying = tenacity.Retrying(
@@ -170,23 +182,23 @@ class Tables:
                                                  state.attempt_number, state.outcome.exception()))
         return retrying(commit)
 
-    def _replace(self, name: str, run_id: str, rows: pa.Table) -> dict[str, int]:
+    def _replace(self, name: str, run_id: str, rows: pa.Table, table: DeltaTable | None = None) -> dict[str, int]:
         """One commit that makes ``rows`` the run's rows of the table: an append the first time, else a
-        replace-where on the record key (a delete when no rows are left)."""
-        table = self.open(name)
+        replace-where on the record key (a delete when no rows are left). ``table``: the table just read, if any."""
+        table = table or self.open(name)
         written = table.transaction_version(run_id) if table is not None else None
         if written is None and not rows.num_rows:
             return {}
         commit = CommitProperties(app_transactions=[Transaction(run_id, (written or 0) + 1)])
         if written is None:
-            return self._append(name, rows, commit)
+            return self._append(name, rows, commit, table)
         if rows.num_rows:
             # run ids are plain names (check_name), so the literal cannot break out of the predicate
             write_deltalake(table, rows, mode="overwrite", predicate=f"{record_key(name)} = '{run_id}'",
                             schema_mode="merge", commit_properties=commit)
         else:
             table.delete(f"{record_key(name)} = '{run_id}'", commit_properties=commit)
-        return {name: self.open(name).version()}
+        return {name: table.version()}  # a commit through the table object moves it to the version committed
 
     def _add_datasets(self, rows: pa.Table) -> dict[str, int]:
         """Append the dataset rows whose id the table lacks (a dataset id names its content: the first row stays)."""
