@@ -3,9 +3,10 @@
 Any engine that reads Delta (DuckDB, Polars, pandas through ``deltalake``, Spark, Trino) reads these tables without
 seqcast. A run's rows reach each table in one commit of that table's transaction log, so a reader sees a table at
 one version: all of that run's rows in it or none. A retried run replaces its own rows in the same single commit (an
-overwrite of the rows whose record key is the run id: Delta's replace-where); rows of other runs are untouched. Each
-commit carries the run id as an application transaction (``txn``), so a run's first write is a plain append, which
-never conflicts with other writers and reads nothing, and only a retry pays for finding its earlier rows.
+overwrite of the rows whose record key is the run id: Delta's replace-where); rows of other runs are untouched. The
+log's per-file statistics of the record key tell whether any file may hold the run's rows: a run's first write finds
+none and is a plain append, which reads no data and never conflicts with other writers; only a retry pays for
+finding its earlier rows.
 
 A run's own row (``runs``, ``backtests``, ``champions``) is committed after its other tables: every view joins the
 details to that row, so a writer that dies between two tables leaves nothing the views show, and its retry replaces
@@ -27,10 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from seqcast.config.names import check_name
@@ -144,8 +146,7 @@ class Tables:
         """
         checked = {run_id: _checked(run_id, rows) for run_id, rows in runs.items()}
         existing = {name: table for name, table in self.open_all().items() if table is not None}
-        known = {run_id for run_id in checked for table in existing.values()
-                 if table.transaction_version(run_id) is not None}
+        known = set().union(*(_may_hold(table, name, list(checked)) for name, table in existing.items()))
         for run_id in sorted(known):
             self.write(run_id, runs[run_id])
         fresh = [run_id for run_id in checked if run_id not in known]
@@ -159,19 +160,16 @@ class Tables:
             if not writers:
                 continue
             rows = pa.concat_tables([checked[run_id][name] for run_id in writers])
-            commit = CommitProperties(app_transactions=[Transaction(run_id, 1) for run_id in writers])
-            self._retrying(name, lambda name=name, rows=rows, commit=commit: self._append(name, rows, commit))
+            self._retrying(name, lambda name=name, rows=rows: self._append(name, rows))
         return fresh
 
-    def _append(self, name: str, rows: pa.Table, commit: CommitProperties,
-                table: DeltaTable | None = None) -> dict[str, int]:
+    def _append(self, name: str, rows: pa.Table, table: DeltaTable | None = None) -> dict[str, int]:
         table = table or self.open(name)
         if table is None:  # the first rows create the table
-            write_deltalake(self.uri(name), rows, mode="append", schema_mode="merge", commit_properties=commit,
-                            storage_options=self.storage_options)
+            write_deltalake(self.uri(name), rows, mode="append", storage_options=self.storage_options)
             table = self.open(name)
         else:
-            write_deltalake(table, rows, mode="append", schema_mode="merge", commit_properties=commit)
+            write_deltalake(table, rows, mode="append", schema_mode=_schema_mode(table, rows))
         return {name: table.version()}
 
     def _retrying(self, name: str, commit: Callable[[], dict[str, int]]) -> dict[str, int]:
@@ -186,25 +184,22 @@ class Tables:
         """One commit that makes ``rows`` the run's rows of the table: an append the first time, else a
         replace-where on the record key (a delete when no rows are left). ``table``: the table just read, if any."""
         table = table or self.open(name)
-        written = table.transaction_version(run_id) if table is not None else None
-        if written is None and not rows.num_rows:
-            return {}
-        commit = CommitProperties(app_transactions=[Transaction(run_id, (written or 0) + 1)])
-        if written is None:
-            return self._append(name, rows, commit, table)
+        written = table is not None and bool(_may_hold(table, name, [run_id]))
+        if not written:
+            return self._append(name, rows, table) if rows.num_rows else {}
+        # run ids are plain names (check_name), so the literal cannot break out of the predicate
         if rows.num_rows:
-            # run ids are plain names (check_name), so the literal cannot break out of the predicate
             write_deltalake(table, rows, mode="overwrite", predicate=f"{record_key(name)} = '{run_id}'",
-                            schema_mode="merge", commit_properties=commit)
+                            schema_mode=_schema_mode(table, rows))
         else:
-            table.delete(f"{record_key(name)} = '{run_id}'", commit_properties=commit)
+            table.delete(f"{record_key(name)} = '{run_id}'")
         return {name: table.version()}  # a commit through the table object moves it to the version committed
 
     def _add_datasets(self, rows: pa.Table) -> dict[str, int]:
         """Append the dataset rows whose id the table lacks (a dataset id names its content: the first row stays)."""
         table = self.open("datasets")
-        if table is not None:
-            have = table.to_pyarrow_dataset().to_table(columns=["dataset_id"]).column("dataset_id")
+        if table is not None:  # one row per dataset: small enough to read whole
+            have = table.to_pyarrow_dataset().to_table(columns=["dataset_id"]).column(0)
             rows = rows.filter(pc.invert(pc.is_in(rows.column("dataset_id"), have)))
         if not rows.num_rows:
             return {}
@@ -255,6 +250,34 @@ def _checked(run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[str, p
     tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
     check_rows(run_id, tables)
     return tables
+
+
+def _may_hold(table: DeltaTable, name: str, run_ids: list[str]) -> set[str]:
+    """The run ids of which some file of the table may hold rows, by the log's per-file minimum and maximum of the
+    record key (no data is read); every one when a file lacks those statistics."""
+    key = record_key(name)
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if not actions.num_rows or not run_ids:
+        return set()
+    if f"min.{key}" not in actions.column_names:
+        return set(run_ids)
+    keyed = pc.less(actions.column(f"null_count.{key}"), actions.column("num_records"))  # all-NULL files hold none
+    low = actions.column(f"min.{key}").filter(keyed)
+    high = actions.column(f"max.{key}").filter(keyed)
+    if low.null_count or high.null_count:
+        return set(run_ids)
+    ids = np.array(sorted(run_ids), dtype=object)
+    # each file's [min, max] covers a run of the sorted ids: mark where each span starts and ends
+    marks = np.zeros(len(ids) + 1, np.int64)
+    np.add.at(marks, np.searchsorted(ids, low.to_numpy(zero_copy_only=False), "left"), 1)
+    np.add.at(marks, np.searchsorted(ids, high.to_numpy(zero_copy_only=False), "right"), -1)
+    return set(ids[np.cumsum(marks)[:-1] > 0])
+
+
+def _schema_mode(table: DeltaTable, rows: pa.Table) -> str | None:
+    """``merge`` when the rows bring a column the table lacks (a table made by an older seqcast), else None."""
+    have = {field.name for field in table.schema().fields}
+    return "merge" if set(rows.column_names) - have else None
 
 
 def _lost_race(exc: BaseException) -> bool:

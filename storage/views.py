@@ -4,6 +4,8 @@ The same statements run on the DuckDB file of :mod:`seqcast.storage.results` and
 tables of :mod:`seqcast.storage.tables`.
 """
 
+import re
+
 import duckdb
 
 # What ``seqcast sql`` runs: queries (a PIVOT parses as several statements), never COPY, ATTACH, INSTALL or SET.
@@ -172,3 +174,5 @@ SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_ste
        p.y_pred - p.y_true AS error
 FROM predictions p JOIN runs r USING (run_id);
 """
+
+VIEW_NAMES = tuple(re.findall(r"^CREATE OR REPLACE VIEW (\w+)", VIEWS, re.MULTILINE))

@@ -25,10 +25,9 @@ from seqcast.storage.results import load_records, write_record
 from seqcast.storage.schemas import SCHEMAS, TABLES
 from seqcast.storage.table_queries import connect, query, read_only_query
 from seqcast.storage.tables import TABLES_FOLDER, Tables, delta_options
-from seqcast.storage.views import VIEWS
+from seqcast.storage.views import VIEW_NAMES
 from tests.conftest import REPO_ROOT
 
-VIEW_NAMES = [line.split()[4] for line in VIEWS.splitlines() if line.startswith("CREATE OR REPLACE VIEW")]
 WRITER_TIMEOUT_S = 240
 
 
@@ -310,3 +309,49 @@ def test_a_record_older_than_a_column_migrates_with_the_column_null(tmp_path):
     migrate(tmp_path / "records", tables)
     assert count(tables, "SELECT run_id, status, error, code_version FROM runs") == [("run-1", "completed", None,
                                                                                       None)]
+
+
+def test_an_open_reader_holds_up_no_writer_and_reads_one_version(tmp_path):
+    """What a held DuckDB lock was for the database file: a connection open over the tables while another process
+    commits. The writer does not wait; the open connection keeps reading the versions it opened, a new one the new."""
+    home = tmp_path / "home"
+    tables = Tables(home)
+    tables.write("run-1", run_rows("run-1"))
+    reader = connect(tables)
+    writer = start_writer((str(home), None), """
+        tables.write("run-2", run_rows("run-2", 2.0))
+        tables.write("run-1", run_rows("run-1", 3.0, n_predictions=1))
+    """)
+    output, _ = writer.communicate(timeout=WRITER_TIMEOUT_S)
+    assert writer.returncode == 0, output[-3000:]
+    assert reader.execute("SELECT run_id, count(*) FROM predictions GROUP BY ALL").fetchall() == [("run-1", 5)]
+    assert reader.execute("SELECT count(*) FROM leaderboard").fetchall() == [(1,)]
+    assert count(tables, "SELECT run_id, count(*) FROM predictions GROUP BY ALL ORDER BY 1") == [
+        ("run-1", 1), ("run-2", 5)]
+
+
+def test_a_host_that_is_lost_costs_nothing_another_host_committed(location, tmp_path):
+    """Two hosts on one store, one killed in the middle of its runs: every run the other committed is there, and a
+    third host with nothing of its own reads all of it; the lost host's retry replaces what it left."""
+    survivor = start_writer(location, """
+        for n in range(4):
+            tables.write(f"a-{n}", run_rows(f"a-{n}"))
+    """)
+    lost = start_writer(location, """
+        import os, signal
+        tables.write("b-0", run_rows("b-0"))
+        # dies between its detail tables and its own row, as a host that loses power would
+        from seqcast.storage.schemas import as_table
+        tables._replace("predictions", "b-1", as_table("predictions", run_rows("b-1")["predictions"]))
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    for process in (survivor, lost):
+        process.communicate(timeout=WRITER_TIMEOUT_S)
+    assert survivor.returncode == 0 and lost.returncode == -signal.SIGKILL
+    third = Tables(*location)
+    assert count(third, "SELECT run_id FROM runs ORDER BY 1") == [("a-0",), ("a-1",), ("a-2",), ("a-3",), ("b-0",)]
+    assert count(third, "SELECT count(*) FROM leaderboard") == [(1,)]
+    assert count(third, "SELECT count(*) FROM predictions WHERE run_id = 'b-1'") == [(5,)]  # no runs row: no view
+    assert count(third, "SELECT count(*) FROM series_predictions WHERE run_id = 'b-1'") == [(0,)]
+    third.write("b-1", run_rows("b-1", 2.0, n_predictions=2))  # its retry, on the third host
+    assert count(third, "SELECT count(*), max(y_pred) FROM predictions WHERE run_id = 'b-1'") == [(2, 2.0)]
