@@ -107,6 +107,7 @@ print("RESULT", json.dumps({"forecast_seconds": seconds, "smape": smape, "rows":
 
 
 def seqcast_env(work: Path, name: str) -> dict:
+    (work / name / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect creates its home, not its parents
     env = dict(os.environ, SEQCAST_HOME=str(work / name / "home"), PREFECT_HOME=str(work / name / "prefect"),
                DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2")
     return env
