@@ -12,10 +12,20 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: run test test-slow test-fuzz lint bench-reproduce bench-speed bench-m3 clean
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# .venv holds exactly what uv.lock pins (with the test and s3 extras), seqcast itself editable. uv comes from PATH,
+# or else pip installs it into .uv/ once: a machine needs only Python and make. --locked refuses a uv.lock that
+# no longer matches pyproject.toml (run `$(UV) lock` after changing a dependency), so the tested set is what installs.
+UV_VERSION := 0.13.9
+UV ?= $(or $(shell command -v uv),.uv/bin/uv)
+# uv uses the Python above and never downloads one of its own
+export UV_PYTHON_DOWNLOADS := never
+
+.uv/bin/uv:
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'
+
+$(BIN)/.installed: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra test --extra s3 --python $(PYTHON)
 	touch $@
 
 run: $(BIN)/.installed
@@ -60,4 +70,4 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .uv build *.egg-info .pytest_cache

@@ -17,6 +17,7 @@ import typing
 from pydantic import ValidationError
 from tabulate import tabulate
 
+from seqcast.app import api
 from seqcast.config.params import ForecastParams
 from seqcast.config.settings import SettingsError, load_settings
 from seqcast.models.registry import NEEDS_DATASET, ONE_STEP, REGISTRY
@@ -106,68 +107,22 @@ def add_param_options(parser: argparse.ArgumentParser, model=ForecastParams, ski
 
 def planned_runs(args: argparse.Namespace, store: Store) -> list[ForecastParams]:
     """Every chosen variant's parameters, each checked against its dataset; ValueError naming the first problem."""
-    overrides = _overrides(args, ForecastParams, skip=("variant",))
-    try:
-        planned = [ForecastParams(variant=v, **overrides) for v in chosen_variants(args)]
-    except ValidationError as exc:
-        raise ValueError(_validation_message(exc)) from None
-    for params in planned:  # every variant must fit an ingested dataset before the first one trains
-        params.require_data()
-        if params.dataset_id is not None:
-            params.for_dataset(store.datasets.require(params.dataset_id).manifest)
-    return planned
+    return api.plan_runs(chosen_variants(args), store, **_overrides(args, ForecastParams, skip=("variant",)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seqcast.flows.execution import training_slots
     from seqcast.storage.home import current_store
 
-    if args.jobs is not None and args.jobs < 1:
-        return fail(f"--jobs must be at least 1, got {args.jobs}")
-    if args.jobs is not None and args.address is not None:
-        return fail("--jobs does not apply with --address: the Dask cluster's worker threads set how many variants "
-                    "run at once")
+    started = time.perf_counter()
     try:  # the settings and every variant's parameters are checked before any work
-        store = current_store()
-        planned = planned_runs(args, store)
-        jobs = min(args.jobs or training_slots(), len(planned))
-        if args.address is not None:
-            from seqcast.flows.run import dask_cluster
-
-            runner, threads = dask_cluster(args.address)
+        result = api.run(chosen_variants(args), jobs=args.jobs, address=args.address, progress=_say,
+                         **_overrides(args, ForecastParams, skip=("variant",)))
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
-    from seqcast.flows.execution import ensure_training_limit, in_process_runs, shared_api
-    from seqcast.flows.forecast import forecast
-
-    print(f"seqcast: running {len(planned)} variant(s) with SEQCAST_HOME={store.location}", file=sys.stderr)
-    started = time.perf_counter()
-    summaries, failed = [], []
-    with in_process_runs(), shared_api():
-        ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
-        if args.address is None and jobs == 1:
-            for i, params in enumerate(planned, 1):
-                print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
-                summaries.append(forecast(**params.model_dump()))
-        else:
-            from seqcast.flows.run import process_pool, run_variants
-
-            if args.address is None:
-                runner, threads = process_pool(jobs)
-                print(f"seqcast: {len(planned)} variant(s), {jobs} at once in worker processes with {threads} "
-                      f"TensorFlow thread(s) each", file=sys.stderr)
-            else:
-                print(f"seqcast: {len(planned)} variant(s) on the Dask cluster at {args.address} ({threads} worker "
-                      f"thread(s))", file=sys.stderr)
-            state = run_variants.with_options(task_runner=runner)(planned, report=_say, return_state=True)
-            outcomes = state.result(raise_on_failure=False)  # Failed when a variant failed, with every outcome
-            if isinstance(outcomes, BaseException):  # the run flow itself broke, not one of its variants
-                raise outcomes
-            summaries = [o["summary"] for o in outcomes if "summary" in o]
-            failed = [o["variant"] for o in outcomes if "error" in o]
-    elapsed = time.perf_counter() - started
+    summaries, failed = result.summaries, result.failed
     if summaries:
-        print_leaderboard(store, summaries)
+        print_leaderboard(current_store(), summaries)
+    elapsed = time.perf_counter() - started
     print(f"\n{len(summaries)} run(s) in {elapsed:.0f} s; query them with: seqcast sql \"SELECT * FROM leaderboard\"")
     if not all(s["in_duckdb"] for s in summaries):
         print("some results wait in the record (database locked): run `seqcast results sync`", file=sys.stderr)
@@ -233,12 +188,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from seqcast.storage.home import current_store
 
     try:
+        api.check_export(args.export)
         store = current_store()
         with refusals_without_traceback():
             summary = predict(**params.model_dump())
     except (ValueError, FileNotFoundError) as exc:  # IngestError included: bad file, unfit model, unknown run
         return fail(str(exc))
     print(format_table(list(summary), [tuple(summary.values())]))
+    if args.export:
+        levels = list(api.INTERVAL_LEVELS) if summary["intervals_from"] else []
+        path = api.export(api.forecast_frame([(summary["variant"], summary["run_id"])], levels), args.export)
+        print(f"forecasts written to {path} (unique_id, ds, {summary['variant']}, ...)", file=sys.stderr)
     if summary["in_duckdb"]:
         print(format_table(*store.results.forecasts(summary["run_id"], args.show)))
     if summary["intervals_from"] is None:
@@ -283,27 +243,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Backtest each chosen variant on a dataset, one backtest flow run after another; print their scores."""
-    from seqcast.evaluation.backtest import BacktestParams
     from seqcast.storage.home import current_store
-    from seqcast.tasks.backtest import check_plan
 
     parameters = _overrides(args, ForecastParams, skip=("variant", "dataset_id"))
-    options = {"dataset_id": args.dataset_id, "windows": args.windows, "step": args.step, "refit": args.refit,
-               "parameters": parameters, "levels": args.levels}
-    planned, skipped = [], []
     try:  # every variant is checked against the dataset before the first one trains
         store = current_store()
-        for variant in chosen_variants(args):
-            try:
-                params = BacktestParams(variant=variant, **options)
-                check_plan(params)
-            except ValueError as exc:  # ValidationError included
-                message = _validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
-                if not args.all:
-                    raise ValueError(message) from None
-                skipped.append(f"{variant} ({message})")
-                continue
-            planned.append(params)
+        planned, skipped = api.plan_backtests(chosen_variants(args), args.dataset_id, args.windows, args.step,
+                                              args.refit, args.levels, parameters, skip_unfit=args.all)
+        api.check_export(args.export)
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
     for reason in skipped:  # --all means every variant that can run on this dataset
@@ -325,6 +272,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"(backtest scores unavailable: {exc})", file=sys.stderr)
         columns = ["variant", "smape", "mase", "owa", "n_series", "run_id"]
         print(format_table(columns, [tuple(s[c] for c in columns) for s in summaries]))
+    if args.export:
+        levels = sorted({level for params in planned for level in params.levels})
+        frame = api.cv_frame([(s["variant"], s["run_id"]) for s in summaries], args.dataset_id, levels)
+        path = api.export(frame, args.export)
+        print(f"forecasts written to {path} (unique_id, ds, cutoff, y, <variant>, ...)", file=sys.stderr)
     print('\nper cutoff: seqcast sql "SELECT * FROM backtest_scores ORDER BY run_id, cutoff"; every forecast: '
           'backtest_forecasts')
     return 0
@@ -481,9 +433,7 @@ def cmd_automations(args: argparse.Namespace) -> int:
 
 
 def _validation_message(exc: ValidationError) -> str:
-    return "invalid parameters:\n" + "\n".join(
-        f"  {'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg'].removeprefix('Value error, ')}"
-        for e in exc.errors())
+    return api.validation_message(exc)
 
 
 def fail(message: str) -> int:
@@ -510,13 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "$SEQCAST_TRAINING_SLOTS, else one per core; 1 runs them one after another here)")
     run.add_argument("--address", default=None, metavar="URL",
                      help="run the variants on the running Dask cluster whose scheduler is at URL (e.g. "
-                          "tcp://host:8786), as many at once as its workers have threads")
+                          "tcp://host:8786), as many at once as its workers have threads; default: on this machine")
     add_param_options(run)
     run.set_defaults(func=cmd_run)
 
     sql = sub.add_parser("sql", help="query the results database (read-only)")
     sql.add_argument("query", help='e.g. "SELECT * FROM leaderboard"')
-    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                     help="how to print the rows; default: table")
     sql.set_defaults(func=cmd_sql)
 
     results = sub.add_parser("results", help="maintain the results database")
@@ -543,6 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "window and write the forecasts to Parquet and the DuckDB forecasts table.")
     add_param_options(predict, PredictParams, skip=())
     predict.add_argument("--show", type=int, default=14, help="forecast rows to print; default: 14")
+    predict.add_argument("--export", default=None, metavar="FILE",
+                         help="also write the forecasts to FILE (.parquet or .csv) in the layout of Nixtla's "
+                              "libraries: unique_id, ds, <variant>, <variant>-lo-<level>, <variant>-hi-<level>; "
+                              "default: none")
     predict.set_defaults(func=cmd_predict)
 
     score = sub.add_parser("score", help="score stored forecasts with the actual values of a newer file",
@@ -559,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Register the forecast/<variant> deployments (and, without --variant, the "
                                        "monitor/daily deployment) with the Prefect API (PREFECT_API_URL) and run "
                                        "their scheduled and triggered runs here.")
-    serve.add_argument("--variant", action="append", metavar="NAME", help="serve only this variant (repeatable)")
+    serve.add_argument("--variant", action="append", metavar="NAME",
+                       help="serve only this variant (repeatable); default: every variant")
     serve.add_argument("--no-schedules", action="store_true", help="register the deployments without schedules")
     serve.add_argument("--limit", type=int, default=None, help="most flow runs executing at once (default: no cap)")
     serve.add_argument("--training-slots", type=int, default=None,
@@ -570,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Trigger forecast/<variant> runs (served by `seqcast serve` or a "
                                        "worker), wait for them, and print and publish their leaderboard.")
     add_variant_choice(sweep, "sweep")
-    sweep.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait for the runs")
+    sweep.add_argument("--timeout", type=float, default=24 * 3600, metavar="S",
+                       help="seconds to wait for the runs; default: %(default)g (a day)")
     add_param_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
@@ -606,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--level", type=float, action="append", dest="levels", metavar="L",
                           help="level in percent (0 < L < 100) of the conformal intervals around every forecast, "
                                "calibrated on the earlier cutoffs (repeatable); default: 80 and 95")
+    backtest.add_argument("--export", default=None, metavar="FILE",
+                          help="also write every forecast to FILE (.parquet or .csv) in the layout of Nixtla's "
+                               "cross-validation: unique_id, ds, cutoff, y, <variant>, <variant>-lo-<level>, ...; "
+                               "default: none")
     add_param_options(backtest, skip=("variant", "dataset_id"))
     backtest.set_defaults(func=cmd_backtest)
 

@@ -36,7 +36,6 @@ LEVERS = {"plain", "jit", "fixed", "spe", "spe64", "spe219", "vbs", "metric", "t
 
 def measure(name: str, levers: set[str], epochs: int, data) -> str:
     import keras
-    import numpy as np
 
     from seqcast.models.layers import last_time_step_mse
     from seqcast.models.registry import build_model, get_variant
@@ -80,8 +79,10 @@ def measure(name: str, levers: set[str], epochs: int, data) -> str:
             f"{statistics.median(seconds[1:]) if len(seconds) > 1 else float('nan'):.3f} | {len(seconds)} |")
     if "eval" in levers:
         predicted = model.predict(x_valid, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-        error = (predicted[:, -1] - y_valid[:, -1]) if sequence else (predicted - y_valid)
-        line += f" {float(np.mean(error ** 2)):.5f} |"
+        from seqcast.evaluation.point import mse
+
+        actual, forecast = (y_valid[:, -1], predicted[:, -1]) if sequence else (y_valid, predicted)
+        line += f" {float(mse(actual, forecast.reshape(actual.shape))):.5f} |"
     return line
 
 

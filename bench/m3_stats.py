@@ -1,7 +1,7 @@
 """The statistical baselines on the M3 subsets: sMAPE, MASE, OWA and seconds per method and subset.
 
 Forecasts every series of each subset from its training part over the competition's horizon, scores it against
-the holdout (``seqcast.evaluation.scores``), and writes a markdown table with the known reference figures beside it to
+the holdout (``seqcast.evaluation``), and writes a markdown table with the known reference figures beside it to
 bench/results/m3-stats.md (or --output), printing it too. OWA is relative to Naive2 on the same subset. Seconds
 are wall time of the forecasts alone; statsforecast's JIT compilation is done beforehand on a toy series.
 
@@ -27,8 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seqcast.data import m3  # noqa: E402
-from seqcast.evaluation.scores import naive2, owa, score  # noqa: E402
-from seqcast.forecasting.intervals import DEFAULT_LEVELS, coverage, history_scale, level_name, msis  # noqa: E402
+from seqcast.evaluation.aggregate import score  # noqa: E402
+from seqcast.evaluation.baselines import naive2  # noqa: E402
+from seqcast.evaluation.interval import coverage, msis  # noqa: E402
+from seqcast.evaluation.scaled import seasonal_naive_scales  # noqa: E402
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, level_name  # noqa: E402
 from seqcast.models.stats import METHODS, ets_intervals, forecast_stats  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,7 +68,7 @@ def evaluate(subset: str, methods: list[str]) -> list[dict]:
         seconds = time.perf_counter() - start
         result = score(data.test, forecast, data.train, data.period)
         rows.append({"subset": subset, "method": method, "n_series": len(data), "h": data.h,
-                     "smape": result.smape, "mase": result.mase, "owa": owa(result, reference), "seconds": seconds})
+                     "smape": result.smape, "mase": result.mase, "owa": result.owa(reference), "seconds": seconds})
         print(f"{subset:>9} {method:>14}: sMAPE {result.smape:6.2f}  MASE {result.mase:6.3f}  "
               f"OWA {rows[-1]['owa']:5.3f}  {seconds:7.1f} s", flush=True)
     return rows
@@ -79,7 +82,7 @@ def evaluate_intervals(subset: str, levels=DEFAULT_LEVELS) -> dict:
     mean, bands = ets_intervals(data.train, data.period, data.h, levels)
     seconds = time.perf_counter() - start
     actual = np.asarray(data.test, dtype=np.float64).reshape(len(data), data.h)
-    scales = np.repeat([history_scale(x, data.period) for x in data.train], data.h).reshape(actual.shape)
+    scales = np.repeat(seasonal_naive_scales(data.train, data.period), data.h).reshape(actual.shape)
     row = {"subset": subset, "n_series": len(data), "h": data.h, "seconds": seconds,
            "smape": score(data.test, mean, data.train, data.period).smape}
     for level, (lo, hi) in bands.items():

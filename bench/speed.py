@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "homl_reference.py"
+DEFAULT_REFERENCE = ROOT / "bench" / "reference" / "homl_reference.py"
 ONE_STEP_TRAINED = ["linear", "simple_rnn", "deep_rnn", "deep_rnn_dense"]
 DEFAULT_VARIANTS = ["linear", "simple_rnn", "deep_rnn", "deep_rnn_dense", "linear_10", "seq2vec_rnn", "seq2seq_rnn",
                     "ln_rnn", "lstm", "gru", "conv_gru", "wavenet"]

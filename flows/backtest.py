@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -11,20 +10,20 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from seqcast.config.params import ForecastParams
-from seqcast.evaluation.backtest import BacktestParams, summary
-from seqcast.flows.forecast import code_version, trained_run
+from seqcast.evaluation.backtest import BacktestParams
+from seqcast.flows.forecast import trained_run
 from seqcast.flows.validation import give_up_retries, validated
 from seqcast.models.registry import get_variant
-from seqcast.storage.home import current_store
 from seqcast.tasks.backtest import (
-    BacktestPlan,
     derive_dataset,
     forecast_cutoff,
     interval_forecasts,
     plan_backtest,
     publish_backtest,
+    score_backtest,
 )
 from seqcast.tasks.record import record_results
+from seqcast.tasks.rows import backtest_rows
 from seqcast.training.fit import Diverged
 
 
@@ -79,13 +78,13 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
         raise
 
     rows, intervals = interval_forecasts(rows, params.levels, plan.forecast_params.effective_horizon)
+    scores, by_level = score_backtest(rows, intervals)
     report = record_results(run_id, backtest_rows(run_id, params, plan, model_runs, rows, datasets, started_at,
-                                                  time.perf_counter() - clock, intervals=intervals))
-    scores = summary(rows, intervals)
+                                                  time.perf_counter() - clock, intervals, scores, by_level))
     publish_backtest(params.variant, params.dataset_id, run_id, scores)
     overall = scores[-1]
-    get_run_logger().info("%s backtest over %d cutoffs: sMAPE %.3f, MASE %.3f, OWA %.3f", params.variant,
-                          params.windows, overall["smape"], overall["mase"], overall["owa"])
+    get_run_logger().info("%s backtest over %d cutoffs: sMAPE %s, MASE %s, OWA %s", params.variant, params.windows,
+                          *(f"{overall[k]:.3f}" if overall[k] is not None else "-" for k in ("smape", "mase", "owa")))
     return {"run_id": run_id, "variant": params.variant, "dataset_id": params.dataset_id, "windows": params.windows,
             "refit": params.refit, **{k: overall[k] for k in ("smape", "mase", "owa", "n_series")},
             "in_duckdb": run_id in report.loaded}
@@ -94,25 +93,3 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
 def needs_model(params: ForecastParams) -> bool:
     """Whether the variant forecasts with a model some forecast run trained (not naive, not statistical)."""
     return get_variant(params.variant).target not in ("naive", "stats")
-
-
-def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model_runs: list, rows: list[dict],
-                  datasets: list, started_at, duration_s: float, error: str | None = None,
-                  intervals: list[dict] | None = None) -> dict[str, list[dict]]:
-    """The backtest's rows for every results table; a failed one (``error``) gets its backtests row only."""
-    store = current_store()
-    row = {
-        "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
-        "family": get_variant(params.variant).family, "dataset_id": params.dataset_id,
-        "horizon": plan.forecast_params.effective_horizon, "windows": params.windows,
-        "cutoff_step": params.offsets(plan.forecast_params.effective_horizon)[1] if params.windows > 1 else None,
-        "refit": params.refit, "params": json.dumps(plan.forecast_params.model_dump()),
-        "model_run_ids": json.dumps(model_runs), "status": "failed" if error else "completed",
-        "started_at": started_at, "finished_at": datetime.now(UTC), "duration_s": duration_s,
-        "n_series": len({r["series_id"] for r in rows}), "left_out": sum(c.left_out for c in plan.cutoffs),
-        "code_version": code_version(), "record_path": f"records/{run_id}", "error": error,
-        "levels": json.dumps(list(params.levels)),
-    }
-    return {"datasets": [store.datasets.row(ref, started_at) for ref in datasets], "backtests": [row],
-            "backtest_forecasts": [{"run_id": run_id, **r} for r in rows] if not error else [],
-            "backtest_intervals": [{"run_id": run_id, **r} for r in intervals or []] if not error else []}

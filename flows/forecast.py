@@ -12,17 +12,16 @@ from prefect.runtime import flow_run
 
 from seqcast.config.names import FLOW_NAME
 from seqcast.config.params import ForecastParams, Loss
-from seqcast.config.version import code_version
 from seqcast.data.normalise import WindowNorm
 from seqcast.flows.validation import give_up_retries, validated
 from seqcast.models.ensemble import member_params
 from seqcast.models.registry import get_variant
-from seqcast.storage.home import current_store
 from seqcast.tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
-from seqcast.tasks.evaluate import ScoredRun, evaluate_model
+from seqcast.tasks.evaluate import evaluate_model
 from seqcast.tasks.publish import publish_artifacts
 from seqcast.tasks.record import record_results
-from seqcast.tasks.train import TrainedModel, find_trained_run, save_ensemble, train_model
+from seqcast.tasks.rows import result_rows
+from seqcast.tasks.train import find_trained_run, save_ensemble, train_model
 from seqcast.training.fit import Diverged
 
 
@@ -138,34 +137,3 @@ def stats_member(variant: str) -> dict:
     """A statistical member of an ensemble, as ``save_ensemble`` takes its members' runs: it has no run and no
     model, because it fits each series' history whenever it forecasts."""
     return {"run_id": None, "variant": variant, "model_path": None, "params": json.dumps({"window_norm": "none"})}
-
-
-def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_path, base_run, scored: ScoredRun | None,
-                started_at, finished_at, duration_s, error: str | None = None) -> dict[str, list[dict]]:
-    """Assemble the run's rows for every results table; every path in them is relative to the store's root.
-
-    A failed run (``error``, no ``scored``) gets its runs row, status ``failed``, and no metrics.
-    """
-    run_row = {
-        "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
-        "family": get_variant(params.variant).family, "dataset_id": dataset.dataset_id,
-        "horizon": params.effective_horizon, "params": json.dumps(params.model_dump()),
-        "model_path": model_path, "status": "failed" if error else "completed",
-        "started_at": started_at, "finished_at": finished_at, "duration_s": duration_s,
-        "train_seconds": trained.train_seconds if trained else None, "epochs": trained.epochs if trained else None,
-        "n_params": trained.n_params if trained else None,
-        "base_run_id": base_run["run_id"] if base_run else None,
-        "learning_curve_path": scored.learning_curve if scored else None,
-        "forecast_plot_path": scored.forecast_plot if scored else None,
-        "code_version": code_version(), "record_path": f"records/{run_id}", "error": error,
-    }
-    evaluation = scored.evaluation if scored else None
-    return {
-        "datasets": [current_store().datasets.row(dataset, started_at)],
-        "runs": [run_row],
-        "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics] if evaluation else [],
-        "history": [{"run_id": run_id, **h} for h in (trained.history if trained else [])],
-        "predictions": [{"run_id": run_id, **p} for p in evaluation.predictions] if evaluation else [],
-        "series_scores": [{"run_id": run_id, **r} for r in evaluation.series_scores] if evaluation else [],
-        "step_scores": [{"run_id": run_id, **r} for r in evaluation.step_scores] if evaluation else [],
-    }

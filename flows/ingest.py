@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from seqcast.data.ingest import Benchmark, IngestParams, MissingPolicy, ShortSeries, Split
 from seqcast.data.scaling import ScalingMode
 from seqcast.storage.home import current_store
-from seqcast.tasks.ingest import cut_windows, persist_ingested, read_series
+from seqcast.tasks.ingest import cut_windows, persist_ingested, read_series, recognised_columns
 from seqcast.tasks.record import record_results
 from seqcast.tasks.score import score_actuals
 
@@ -45,6 +45,7 @@ def ingest(
     DuckDB ``datasets``, and score the stored forecasts whose actuals the file holds (``forecast_errors``). Options
     left None take the input's defaults (see ``IngestParams``)."""
     params = IngestParams(**locals())  # validated before any work
+    params = recognised_columns(params)
     started_at = datetime.now(UTC)
     series = read_series(params)
     prepared = cut_windows(series, params)

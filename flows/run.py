@@ -198,3 +198,42 @@ def stop_worker_processes() -> None:
     timer = threading.Timer(STOP_GRACE_S, kill_survivors)
     timer.daemon = True
     timer.start()
+
+
+@dataclass
+class Outcome:
+    """What a set of planned runs came to: the completed runs' summaries and the variants that failed."""
+
+    summaries: list[dict]
+    failed: list[str]
+
+
+def execute(planned: list[ForecastParams], jobs: int, runner_threads: tuple | None = None,
+            say: Callable[[str], None] = lambda line: None) -> Outcome:
+    """Run the planned variants' forecast flows: one after another in this process (``jobs`` 1 and no cluster),
+    else side by side on a task runner: ``runner_threads`` (a Dask cluster's runner and its threads, from
+    :func:`dask_cluster`) or a process pool of ``jobs`` workers. Every run shares this process's Prefect API and the
+    training slots. ``say`` gets the progress lines."""
+    from seqcast.flows.execution import ensure_training_limit, in_process_runs, shared_api
+    from seqcast.flows.forecast import forecast
+
+    summaries, failed = [], []
+    with in_process_runs(), shared_api():
+        ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
+        if runner_threads is None and jobs == 1:
+            for i, params in enumerate(planned, 1):
+                say(f"[{i}/{len(planned)}] {params.variant}")
+                summaries.append(forecast(**params.model_dump()))
+            return Outcome(summaries, failed)
+        if runner_threads is None:
+            runner, threads = process_pool(jobs)
+            say(f"{len(planned)} variant(s), {jobs} at once in worker processes with {threads} TensorFlow "
+                f"thread(s) each")
+        else:
+            runner, threads = runner_threads
+            say(f"{len(planned)} variant(s) on the Dask cluster at {runner.address} ({threads} worker thread(s))")
+        state = run_variants.with_options(task_runner=runner)(planned, report=say, return_state=True)
+        outcomes = state.result(raise_on_failure=False)  # Failed when a variant failed, with every outcome
+        if isinstance(outcomes, BaseException):  # the run flow itself broke, not one of its variants
+            raise outcomes
+    return Outcome([o["summary"] for o in outcomes if "summary" in o], [o["variant"] for o in outcomes if "error" in o])

@@ -120,3 +120,22 @@ LIVE_SCORES = """
 SELECT run_id, dataset_id, n_errors, n_series, mase, mae, coverage_80, coverage_95, first_actual, last_actual
 FROM live_scores WHERE run_id IN (SELECT unnest(?)) ORDER BY run_id
 """
+
+# one predict run's forecasts, for the library's data frames
+FORECAST_FRAME = """
+SELECT series_id, timestamp, value, lo_80, hi_80, lo_95, hi_95
+FROM forecasts WHERE run_id = ? ORDER BY series_id, timestamp
+"""
+
+# one backtest's forecasts with their intervals at the chosen levels (a list), one column pair per level, for the
+# library's cross-validation frame
+BACKTEST_FRAME = """
+SELECT f.series_id, f.timestamp, f.cutoff AS cutoff_index, f.step, f.actual, f.forecast,
+       i.level, i.lo, i.hi
+FROM backtest_forecasts f
+LEFT JOIN backtest_intervals i
+  ON i.run_id = f.run_id AND i.cutoff = f.cutoff AND i.series_id = f.series_id AND i.step = f.step
+ AND i.level IN (SELECT unnest(?::DOUBLE[]))
+WHERE f.run_id = ?
+ORDER BY f.cutoff DESC, f.series_id, f.step
+"""

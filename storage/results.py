@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import tenacity
@@ -771,6 +772,28 @@ class Results:
     def query(self, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
         """Run one read-only query; file paths in it resolve against the store's root."""
         return query(self.path, sql, params, self.lock_timeout_s, home=self.home)
+
+    def frame(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Run one read-only query of seqcast's own and return its rows as a pandas data frame."""
+        columns, rows = self.query(sql, params)
+        return pd.DataFrame.from_records(rows, columns=columns)
+
+    def forecast_frame(self, run_id: str) -> pd.DataFrame:
+        """A predict run's forecasts: ``series_id, timestamp, value, lo_80, hi_80, lo_95, hi_95``."""
+        return self.frame(queries.FORECAST_FRAME, [run_id])
+
+    def backtest_frame(self, run_id: str, levels: list[float]) -> pd.DataFrame:
+        """A backtest's forecasts, one row per cutoff, series and step, with ``lo_<level>``/``hi_<level>`` columns
+        for each of ``levels`` (NULL where the cutoff had no earlier cutoffs to calibrate on)."""
+        long = self.frame(queries.BACKTEST_FRAME, [list(levels), run_id])
+        keys = ["series_id", "timestamp", "cutoff_index", "step", "actual", "forecast"]
+        out = long[keys].drop_duplicates(subset=["series_id", "cutoff_index", "step"]).reset_index(drop=True)
+        for level in levels:
+            at = long[long["level"] == level][["series_id", "cutoff_index", "step", "lo", "hi"]]
+            name = f"{level:g}"
+            out = out.merge(at.rename(columns={"lo": f"lo_{name}", "hi": f"hi_{name}"}),
+                            on=["series_id", "cutoff_index", "step"], how="left")
+        return out
 
     def read_only_query(self, sql: str) -> tuple[list[str], list[tuple]]:
         """Run a user's query, which may read the store's files and write nothing (see :func:`read_only_query`)."""

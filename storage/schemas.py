@@ -46,6 +46,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("step", pa.int32()),
         ("smape", pa.float64()), ("mase", pa.float64()),
     ]),
+    "split_scores": pa.schema([  # one row per split of a last-horizon run: its series_scores' means and OWA
+        ("run_id", pa.string()), ("split", pa.string()), ("smape", pa.float64()), ("mase", pa.float64()),
+        ("naive2_smape", pa.float64()), ("naive2_mase", pa.float64()), ("owa", pa.float64()),
+        ("n_series", pa.int64()),
+    ]),
     "backtests": pa.schema([  # one row per backtest flow run (flows/backtest.py)
         ("run_id", pa.string()), ("flow_run_id", pa.string()), ("variant", pa.string()), ("family", pa.string()),
         ("dataset_id", pa.string()), ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
@@ -65,6 +70,16 @@ SCHEMAS: dict[str, pa.Schema] = {
     "backtest_intervals": pa.schema([  # each level's conformal interval of every backtest forecast (seqcast/intervals)
         ("run_id", pa.string()), ("cutoff", pa.int32()), ("series_id", pa.string()), ("step", pa.int32()),
         ("level", pa.float64()), ("lo", pa.float64()), ("hi", pa.float64()),
+    ]),
+    # a backtest's scores per cutoff and over all of them (cutoff NULL), and per level (seqcast/evaluation/backtest.py)
+    "backtest_cutoff_scores": pa.schema([
+        ("run_id", pa.string()), ("cutoff", pa.int32()), ("smape", pa.float64()), ("mase", pa.float64()),
+        ("owa", pa.float64()), ("n_series", pa.int64()), ("coverage_80", pa.float64()), ("msis_80", pa.float64()),
+        ("coverage_95", pa.float64()), ("msis_95", pa.float64()),
+    ]),
+    "backtest_level_scores": pa.schema([
+        ("run_id", pa.string()), ("cutoff", pa.int32()), ("level", pa.float64()), ("coverage", pa.float64()),
+        ("msis", pa.float64()), ("n_forecasts", pa.int64()),
     ]),
     "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
         ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),

@@ -44,40 +44,23 @@ FROM runs r JOIN metrics m USING (run_id)
 WHERE r.status = 'completed' AND m.predictor = 'model' AND m.horizon_step IS NOT NULL
 GROUP BY ALL;
 
--- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); every step of every series weighs
--- the same, which is the mean of per-series means, as all series share the horizon. Coverage (percent of actuals
--- inside) and MSIS (M4's mean scaled interval score, alpha = 1 - level / 100) are over the forecasts that have an
--- interval: none at the oldest cutoff, whose intervals would have no earlier cutoff to be calibrated on.
+-- The scores are computed by seqcast.evaluation when a run is recorded and stored in the *_scores tables; the views
+-- below select and join them (docs/results.md names each score's function).
+
+-- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); coverage and MSIS are over the
+-- forecasts that have an interval: none at the oldest cutoff, whose intervals would have no earlier cutoff to be
+-- calibrated on
 CREATE OR REPLACE VIEW backtest_scores AS
-SELECT b.dataset_id, b.variant, f.run_id, f.cutoff, avg(f.smape) AS smape, avg(f.scaled_error) AS mase,
-       0.5 * (avg(f.smape) / nullif(avg(f.naive2_smape), 0)
-              + avg(f.scaled_error) / nullif(avg(f.naive2_scaled_error), 0)) AS owa,
-       count(DISTINCT f.series_id) AS n_series, b.refit,
-       100 * avg(CASE WHEN f.lo_80 IS NOT NULL THEN (f.actual BETWEEN f.lo_80 AND f.hi_80)::INTEGER END)
-           AS coverage_80,
-       avg((f.hi_80 - f.lo_80 + 2 / 0.2 * greatest(f.lo_80 - f.actual, 0)
-            + 2 / 0.2 * greatest(f.actual - f.hi_80, 0)) / f.scale) AS msis_80,
-       100 * avg(CASE WHEN f.lo_95 IS NOT NULL THEN (f.actual BETWEEN f.lo_95 AND f.hi_95)::INTEGER END)
-           AS coverage_95,
-       avg((f.hi_95 - f.lo_95 + 2 / 0.05 * greatest(f.lo_95 - f.actual, 0)
-            + 2 / 0.05 * greatest(f.actual - f.hi_95, 0)) / f.scale) AS msis_95
-FROM backtest_forecasts f JOIN backtests b USING (run_id)
-WHERE b.status = 'completed'
-GROUP BY GROUPING SETS ((b.dataset_id, b.variant, f.run_id, b.refit, f.cutoff),
-                        (b.dataset_id, b.variant, f.run_id, b.refit));
+SELECT b.dataset_id, b.variant, s.run_id, s.cutoff, s.smape, s.mase, s.owa, s.n_series, b.refit,
+       s.coverage_80, s.msis_80, s.coverage_95, s.msis_95
+FROM backtest_cutoff_scores s JOIN backtests b USING (run_id)
+WHERE b.status = 'completed';
 
 -- the same coverage and MSIS at every level a backtest chose (--level), one row per backtest, cutoff and level
 CREATE OR REPLACE VIEW backtest_interval_scores AS
-SELECT b.dataset_id, b.variant, i.run_id, i.cutoff, i.level,
-       100 * avg((f.actual BETWEEN i.lo AND i.hi)::INTEGER) AS coverage,
-       avg((i.hi - i.lo + 2 / (1 - i.level / 100) * greatest(i.lo - f.actual, 0)
-            + 2 / (1 - i.level / 100) * greatest(f.actual - i.hi, 0)) / f.scale) AS msis,
-       count(*) AS n_forecasts, b.refit
-FROM backtest_intervals i JOIN backtest_forecasts f USING (run_id, cutoff, series_id, step)
-JOIN backtests b USING (run_id)
-WHERE b.status = 'completed' AND i.lo IS NOT NULL AND i.hi IS NOT NULL
-GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i.level),
-                        (b.dataset_id, b.variant, i.run_id, b.refit, i.level));
+SELECT b.dataset_id, b.variant, s.run_id, s.cutoff, s.level, s.coverage, s.msis, s.n_forecasts, b.refit
+FROM backtest_level_scores s JOIN backtests b USING (run_id)
+WHERE b.status = 'completed';
 
 -- one row per run and split of a last-horizon dataset. On the test split, the conformal intervals of the run's
 -- backtest are scored on the same test values: the cutoff 0 of the newest completed backtest whose cutoff 0 this run
@@ -85,16 +68,7 @@ GROUP BY GROUPING SETS ((b.dataset_id, b.variant, i.run_id, b.refit, i.cutoff, i
 -- a refit backtest comes first, as a model trained once has seen the earlier cutoffs' values its intervals are
 -- calibrated on. Its intervals at cutoff 0 are calibrated on the older cutoffs only; NULL without such a backtest.
 CREATE OR REPLACE VIEW benchmark_scores AS
-WITH subset AS (
-    SELECT run_id, split,
-           avg(smape) FILTER (WHERE predictor = 'model') AS smape,
-           avg(mase) FILTER (WHERE predictor = 'model') AS mase,
-           avg(smape) FILTER (WHERE predictor = 'naive2') AS naive2_smape,
-           avg(mase) FILTER (WHERE predictor = 'naive2') AS naive2_mase,
-           count(*) FILTER (WHERE predictor = 'model') AS n_series
-    FROM series_scores GROUP BY run_id, split
-),
-interval_backtest AS (
+WITH interval_backtest AS (
     SELECT r.run_id, b.run_id AS backtest_run_id
     FROM runs r JOIN backtests b
       ON b.status = 'completed' AND b.dataset_id = r.dataset_id
@@ -102,11 +76,9 @@ interval_backtest AS (
           OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
     QUALIFY row_number() OVER (PARTITION BY r.run_id ORDER BY b.refit DESC, b.finished_at DESC, b.run_id) = 1
 )
-SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase,
-       0.5 * (s.smape / nullif(s.naive2_smape, 0) + s.mase / nullif(s.naive2_mase, 0)) AS owa,
-       s.n_series, s.naive2_smape, s.naive2_mase,
-       i.backtest_run_id, t.coverage_80, t.msis_80, t.coverage_95, t.msis_95
-FROM subset s JOIN runs r USING (run_id)
+SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase, s.owa, s.n_series, s.naive2_smape,
+       s.naive2_mase, i.backtest_run_id, t.coverage_80, t.msis_80, t.coverage_95, t.msis_95
+FROM split_scores s JOIN runs r USING (run_id)
 LEFT JOIN interval_backtest i ON i.run_id = s.run_id AND s.split = 'test'
 LEFT JOIN backtest_scores t ON t.run_id = i.backtest_run_id AND t.cutoff = 0
 WHERE r.status = 'completed';

@@ -20,7 +20,9 @@ from seqcast.evaluation.backtest import (
     cut,
     cutoff_scaling,
     forecast_rows,
+    level_scores,
     refit_input,
+    summary,
 )
 from seqcast.evaluation.run import forecast_inputs
 from seqcast.models.registry import get_variant
@@ -120,6 +122,14 @@ def interval_forecasts(rows: list[dict], levels: tuple[float, ...], horizon: int
     the forecast rows (with the default levels' columns) and the ``backtest_intervals`` rows."""
     intervals = add_intervals(rows, levels, horizon)
     return rows, intervals
+
+
+@task(name="score-backtest", cache_policy=NO_CACHE)
+def score_backtest(rows: list[dict], intervals: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Score the backtest's forecasts and intervals: the ``backtest_cutoff_scores`` rows (sMAPE, MASE, OWA, and
+    coverage and MSIS at the default levels, per cutoff and over all) and the ``backtest_level_scores`` rows
+    (coverage and MSIS at every level)."""
+    return summary(rows, intervals), level_scores(rows, intervals)
 
 
 @task(name="publish-backtest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])

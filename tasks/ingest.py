@@ -2,25 +2,65 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from seqcast.data.ingest import (
+    SINGLE_SERIES_ID,
+    IngestError,
     IngestParams,
     PreparedDataset,
     Series,
     build_dataset,
-    read_long,
+    fail,
+    long_frame,
     validate_series,
+    with_file_columns,
 )
+from seqcast.storage import sources
 from seqcast.storage.datasets import DatasetRef
 from seqcast.storage.home import current_store
+
+
+def read_file(params: IngestParams) -> pd.DataFrame:
+    """The long-format file of ``params`` as ``series_id, timestamp, value, row``; IngestError naming the problem."""
+    try:
+        return sources.read_long(params.source, params.id_column, params.time_column, params.value_column,
+                                 SINGLE_SERIES_ID)
+    except sources.SourceError as exc:
+        if exc.listed:
+            fail(exc.problems)
+        raise IngestError(str(exc)) from None
+
+
+def recognised_columns(params: IngestParams) -> IngestParams:
+    """``params`` reading a file in the long format of Nixtla's libraries (``unique_id, ds, y``) when they name the
+    default columns and the file has those instead (:func:`seqcast.data.ingest.with_file_columns`), so that the
+    dataset's spec records the columns really read."""
+    if params.source is None:
+        return params
+    try:
+        return with_file_columns(params, sources.file_columns(params.source))
+    except sources.SourceError:
+        return params  # a file that cannot be read is refused with its own message when it is read
+
+
+def read_validated(params: IngestParams, min_length: int) -> list[Series]:
+    """Read the file (or the benchmark) and validate every series (IngestError naming the series and row)."""
+    params = recognised_columns(params)
+    return validate_series(long_frame(params, read_file), params, min_length)
+
+
+def prepare(params: IngestParams) -> PreparedDataset:
+    """Read, validate and window a file (or a benchmark); raise IngestError before anything is written."""
+    return build_dataset(read_validated(params, params.min_length), params)
 
 
 @task(name="read-series", cache_policy=NO_CACHE)
 def read_series(params: IngestParams) -> list[Series]:
     """Read the file (or the benchmark) and validate every series; raise IngestError naming the series and row."""
-    series = validate_series(read_long(params), params, params.min_length)
+    series = read_validated(params, params.min_length)
     get_run_logger().info("read %d series from %s", len(series), params.origin)
     return series
 

@@ -29,6 +29,7 @@ from seqcast.storage.forecasts import write_forecasts
 from seqcast.storage.home import current_store
 from seqcast.storage.results import LoadReport
 from seqcast.tasks.evaluate import load_model
+from seqcast.tasks.ingest import read_validated
 
 
 @task(name="choose-model", cache_policy=NO_CACHE)
@@ -80,7 +81,8 @@ def champion_model(choice: Choice, choice_id: str) -> ChosenModel:
 def latest_windows(params: PredictParams, model: ChosenModel) -> LatestWindows:
     """The latest n_steps values of every series, from the new file or from the dataset."""
     if params.source is not None:
-        return file_latest(params, model)
+        reader = params.reader(model.n_steps, model.horizon)
+        return file_latest(read_validated(reader, min_length=model.n_steps), reader, model)
     datasets = current_store().datasets
     dataset_id = params.dataset_id or model.dataset_id
     dataset = datasets.find(dataset_id)

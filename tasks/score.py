@@ -8,16 +8,17 @@ import duckdb
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from seqcast.data.ingest import IngestParams, Series, period_of, read_long, validate_series
+from seqcast.data.ingest import IngestParams, Series, period_of
 from seqcast.forecasting.live import ScoreError, scope_text, score_forecasts
 from seqcast.storage.home import current_store
 from seqcast.storage.results import DatabaseLocked
+from seqcast.tasks.ingest import read_validated
 
 
 @task(name="read-actuals", cache_policy=NO_CACHE)
 def read_actuals(reader: IngestParams) -> list[Series]:
     """Read and validate the file like an ingest (same messages); a series needs two steps to show its grid."""
-    series = validate_series(read_long(reader), reader, min_length=2)
+    series = read_validated(reader, min_length=2)
     get_run_logger().info("read %d series from %s", len(series), reader.origin)
     return series
 

@@ -10,7 +10,7 @@ import pytest
 from seqcast.app.cli import main as cli
 from seqcast.data import m3
 from seqcast.data.ingest import season_length
-from seqcast.evaluation import scores
+from seqcast.evaluation import aggregate, baselines
 from seqcast.flows.forecast import forecast
 from seqcast.flows.ingest import ingest
 from seqcast.models import stats
@@ -91,13 +91,13 @@ def test_stats_variants_score_like_the_competition_through_the_flow(home, tmp_pa
 
     # (b) stats_theta's test sMAPE and MASE equal the competition's protocol computed directly: fit on x, score xx
     forecasts = stats.theta(monthly.train, monthly.period, monthly.h)
-    direct = scores.score(monthly.test, forecasts, monthly.train, monthly.period)
-    naive2 = scores.score(monthly.test, scores.naive2(monthly.train, monthly.period, monthly.h), monthly.train,
+    direct = aggregate.score(monthly.test, forecasts, monthly.train, monthly.period)
+    naive2 = aggregate.score(monthly.test, baselines.naive2(monthly.train, monthly.period, monthly.h), monthly.train,
                           monthly.period)
     ((smape, mase, flow_owa),) = rows(home, "SELECT smape, mase, owa FROM benchmark_scores "
                                             "WHERE variant = 'stats_theta' AND split = 'test'")
     assert smape == pytest.approx(direct.smape, rel=1e-12) and mase == pytest.approx(direct.mase, rel=1e-12)
-    assert flow_owa == pytest.approx(scores.owa(direct, naive2), rel=1e-12)
+    assert flow_owa == pytest.approx(direct.owa(naive2), rel=1e-12)
     # and the flow's MSE is the same forecast's, against the stored (float32) test targets
     ((test_mse,),) = rows(home, "SELECT test_mse FROM run_scores WHERE variant = 'stats_theta'")
     assert test_mse == pytest.approx(np.mean((monthly.test.astype(np.float32) - forecasts) ** 2), rel=1e-5)

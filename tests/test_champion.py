@@ -206,12 +206,14 @@ def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
 def test_a_statistical_model_forecasts_a_new_file_from_each_series_whole_history(tmp_path):
     from seqcast.data.scaling import Scaler
     from seqcast.forecasting.predict import ChosenModel, PredictParams, file_latest, forecast_latest
+    from seqcast.tasks.ingest import read_validated
 
     frame = daily_series(n_series=3, days=40, seed=2)
     params = PredictParams(run_id="bt-1", source=str(write(frame, tmp_path / "new.csv")), id_column="store",
                            time_column="day", value_column="sales")
     model = ChosenModel("bt-1", "stats_seasonal_naive", "ds-1", None, 14, 10, Scaler(), None)
-    latest = file_latest(params, model)
+    reader = params.reader(model.n_steps, model.horizon)
+    latest = file_latest(read_validated(reader, model.n_steps), reader, model)
     assert [len(h) for h in latest.history.history] == [40, 40, 40] and list(latest.history.period) == [7, 7, 7]
     got = forecast_latest(model, None, latest)
     for i, (_, part) in enumerate(frame.groupby("store")):  # daily: the last week repeated

@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from prefect.logging.handlers import PrefectConsoleHandler
 
 from seqcast.app.cli import main as cli  # the one place these tests name the CLI
-from seqcast.data.ingest import IngestError, IngestParams, prepare
+from seqcast.data.ingest import IngestError, IngestParams
 from seqcast.data.scaling import Scaler
 from seqcast.flows.ingest import ingest
 from seqcast.storage import Store
+from seqcast.tasks.ingest import prepare
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}

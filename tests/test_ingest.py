@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from seqcast.data.ingest import IngestError, IngestParams, prepare
+from seqcast.data.ingest import IngestError, IngestParams
 from seqcast.flows.ingest import ingest
 from seqcast.storage.datasets import find_dataset, read_split
+from seqcast.tasks.ingest import prepare
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}

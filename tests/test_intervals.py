@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from seqcast.app.cli import main as cli
+from seqcast.evaluation.interval import coverage, msis
 from seqcast.flows.forecast import forecast
 from seqcast.forecasting.intervals import (
     MIN_SERIES_RESIDUALS,
@@ -19,8 +20,6 @@ from seqcast.forecasting.intervals import (
     calibrate,
     check_levels,
     conformal_quantile,
-    coverage,
-    msis,
 )
 from seqcast.reporting.plots import forecast_figure
 from seqcast.reporting.report import forecast_bands

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from seqcast.evaluation.errors import forecast_errors, naive_forecast
+from seqcast.evaluation.baselines import naive_forecast
+from seqcast.evaluation.point import forecast_errors
 
 
 def by_key(rows):

@@ -287,6 +287,8 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
 
     params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=5,
                             patience=5, learning_rate=0.05, jit_compile=False)  # val_loss rises and falls
+    from seqcast.storage.backups import TrainingBackup
+
     windows = generate_time_series(300, 51, seed=3)[..., 0]
     folder, snapshot = tmp_path / "model", tmp_path / "state-after-3"
 
@@ -299,8 +301,8 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
                 raise RuntimeError("crash")
 
     def fit(model_dir, crash=False):
-        return train(params, windows[:200], windows[200:], logging.getLogger("test"), backup_dir=model_dir / "backup",
-                     callbacks=[CrashBeforeEpoch5()] if crash else [])
+        return train(params, windows[:200], windows[200:], logging.getLogger("test"),
+                     backup=TrainingBackup(model_dir / "backup"), callbacks=[CrashBeforeEpoch5()] if crash else [])
 
     def valid_mse(result):
         predicted = result.model.predict(windows[200:, :50, None], verbose=0)

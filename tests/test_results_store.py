@@ -391,3 +391,27 @@ def test_documented_lineage_query_reaches_data_model_run_and_code(concurrent_run
     assert query(home / "results.duckdb", "SELECT count(*) FROM read_parquet(?)", [row["predictions_parquet"]],
                  home=home)[1] == [(PREDICTIONS_PER_RUN,)]
     assert row["model_path"] is None  # the naive variant has no model; trained variants name their .keras file
+
+
+def test_records_and_databases_from_before_the_stored_scores_still_load(tmp_path):
+    """A database made before ``split_scores`` and the backtest score tables existed gains them on the next load;
+    a record written before (no rows in them) loads beside a new one, and the views select the new one's scores."""
+    records, db = tmp_path / "records", tmp_path / "results.duckdb"
+    write_record(records, "old", {**sample_rows("old"), "series_scores": [
+        {"run_id": "old", "predictor": p, "split": "test", "series_id": "a", "smape": 10.0, "mase": 1.0}
+        for p in ("model", "naive2")]})
+    sync(records, db)
+    with duckdb.connect(str(db)) as con:  # the schema of a seqcast that computed these scores in the views
+        for table in ("split_scores", "backtest_cutoff_scores", "backtest_level_scores"):
+            con.execute(f"DROP TABLE {table}")
+    write_record(records, "new", {**sample_rows("new", dataset_id="ds-other"), "split_scores": [
+        {"run_id": "new", "split": "test", "smape": 12.0, "mase": 1.5, "naive2_smape": 24.0, "naive2_mase": 1.5,
+         "owa": 0.75, "n_series": 3}]})
+    report = sync(records, db)
+    assert report.loaded == ["new"] and not report.failed
+    assert rows(db, "SELECT run_id, split, smape, mase, owa, n_series, naive2_smape FROM benchmark_scores") == [
+        ("new", "test", 12.0, 1.5, 0.75, 3, 24.0)]
+    assert rows(db, "SELECT count(*) FROM series_scores WHERE run_id = 'old'") == [(2,)]
+    assert rows(db, "SELECT count(*) FROM backtest_scores") == [(0,)]
+    rebuild(records, db)  # the records alone give the same
+    assert rows(db, "SELECT run_id, owa FROM benchmark_scores") == [("new", 0.75)]

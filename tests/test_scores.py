@@ -10,7 +10,7 @@ import pytest
 from seqcast.data import m3
 
 # ---- sMAPE and MASE by hand ---------------------------------------------------------------------------------------
-from seqcast.evaluation import scores
+from seqcast.evaluation import aggregate, baselines, point, scaled
 
 # ---- sMAPE and MASE by hand ---------------------------------------------------------------------------------------
 from seqcast.models import stats
@@ -23,7 +23,7 @@ def test_smape_by_hand():
     yhat = np.array([[110.0, 180.0], [50.0, 25.0]])
     # series 0: 200*10/210 and 200*20/380; series 1: 0 and 200*25/75
     expected_steps = np.array([[2000 / 210, 4000 / 380], [0.0, 5000 / 75]])
-    result = scores.score(y, yhat, [np.array([1.0, 2.0]), np.array([1.0, 3.0])], period=1)
+    result = aggregate.score(y, yhat, [np.array([1.0, 2.0]), np.array([1.0, 3.0])], period=1)
     np.testing.assert_allclose(result.smape_steps, expected_steps)
     np.testing.assert_allclose(result.smape_per_series, [(2000 / 210 + 4000 / 380) / 2, 5000 / 150])
     np.testing.assert_allclose(result.smape_per_step, [2000 / 420, (4000 / 380 + 5000 / 75) / 2])
@@ -31,7 +31,7 @@ def test_smape_by_hand():
 
 
 def test_smape_of_zero_actual_and_forecast_is_zero():
-    assert scores.smape_steps(np.array([[0.0, 1.0]]), np.array([[0.0, -1.0]])).tolist() == [[0.0, 200.0]]
+    assert point.smape_steps(np.array([[0.0, 1.0]]), np.array([[0.0, -1.0]])).tolist() == [[0.0, 200.0]]
 
 
 def test_mase_by_hand():
@@ -40,8 +40,8 @@ def test_mase_by_hand():
     train = [np.array([1.0, 3.0, 2.0, 5.0]), np.array([10.0, 12.0, 13.0, 10.0])]
     y = np.array([[6.0, 6.0], [20.0, 20.0]])
     yhat = np.array([[5.0, 8.0], [16.0, 20.0]])
-    result = scores.score(y, yhat, train, period=1)
-    np.testing.assert_allclose(scores.mase_scale(train, 1), [2.0, 2.0])
+    result = aggregate.score(y, yhat, train, period=1)
+    np.testing.assert_allclose(scaled.mase_scale(train, 1), [2.0, 2.0])
     np.testing.assert_allclose(result.mase_steps, [[0.5, 1.0], [2.0, 0.0]])
     np.testing.assert_allclose(result.mase_per_series, [0.75, 1.0])
     np.testing.assert_allclose(result.mase_per_step, [1.25, 0.5])
@@ -50,19 +50,19 @@ def test_mase_by_hand():
 
 def test_mase_scale_uses_the_seasonal_lag():
     # lag 2: |3-1|, |5-2|, |4-3|, |6-5| -> 7/4
-    assert scores.mase_scale([np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])], 2).tolist() == [1.75]
+    assert scaled.mase_scale([np.array([1.0, 2.0, 3.0, 5.0, 4.0, 6.0])], 2).tolist() == [1.75]
 
 
 def test_mase_scale_refuses_short_and_flat_training_parts():
     with pytest.raises(ValueError, match="no more than 4 training values"):
-        scores.mase_scale([np.arange(10.0), np.arange(4.0)], 4)
+        scaled.mase_scale([np.arange(10.0), np.arange(4.0)], 4)
     with pytest.raises(ValueError, match="zero MASE scale"):
-        scores.mase_scale([np.ones(5)], 1)
+        scaled.mase_scale([np.ones(5)], 1)
 
 
 def test_shapes_must_match():
     with pytest.raises(ValueError, match="one shape"):
-        scores.smape_steps(np.zeros((2, 3)), np.zeros((2, 2)))
+        point.smape_steps(np.zeros((2, 3)), np.zeros((2, 2)))
 
 
 # ---- seasonality test, decomposition, Naive2 ------------------------------------------------------------------------
@@ -74,56 +74,56 @@ def seasonal_series(n: int, period: int = 12, level: float = 100.0) -> np.ndarra
 
 def test_acf_by_hand():
     # x - mean = -1, 0, 1: lag 1 sums (-1*0 + 0*1) = 0, lag 2 sums -1*1 = -1, over 2
-    np.testing.assert_allclose(scores.acf(np.array([1.0, 2.0, 3.0]), 2), [0.0, -0.5])
+    np.testing.assert_allclose(baselines.acf(np.array([1.0, 2.0, 3.0]), 2), [0.0, -0.5])
 
 
 def test_seasonality_test_finds_a_seasonal_series_and_not_white_noise():
     rng = np.random.default_rng(0)
-    assert scores.seasonality_test(seasonal_series(72) + rng.normal(0, 1, 72), 12)
-    assert not scores.seasonality_test(100 + rng.normal(0, 1, 72), 12)
+    assert baselines.seasonality_test(seasonal_series(72) + rng.normal(0, 1, 72), 12)
+    assert not baselines.seasonality_test(100 + rng.normal(0, 1, 72), 12)
 
 
 def test_seasonality_test_needs_three_periods_and_a_period_above_one():
     # a one-month spike: little autocorrelation below lag 12, so three periods suffice
     spikes = 100.0 + 50.0 * (np.arange(48) % 12 == 0)
-    assert not scores.seasonality_test(spikes[:35], 12)  # 35 < 3 * 12
-    assert scores.seasonality_test(spikes[:36], 12)
-    assert not scores.seasonality_test(spikes[:36], 1)
-    assert not scores.seasonality_test(np.full(48, 5.0), 12)  # constant: no autocorrelation
+    assert not baselines.seasonality_test(spikes[:35], 12)  # 35 < 3 * 12
+    assert baselines.seasonality_test(spikes[:36], 12)
+    assert not baselines.seasonality_test(spikes[:36], 1)
+    assert not baselines.seasonality_test(np.full(48, 5.0), 12)  # constant: no autocorrelation
 
 
 def test_seasonal_indices_of_an_exactly_periodic_series():
     # the centred moving average of an exactly periodic series is its mean, so each index is value / mean
     x = seasonal_series(40)
-    indices = scores.seasonal_indices(x, 12)
+    indices = baselines.seasonal_indices(x, 12)
     np.testing.assert_allclose(indices, x / x[:12].mean())
 
 
 def test_naive2_continues_an_exactly_periodic_series():
     x = seasonal_series(50)  # not a whole number of periods: the indices must keep their phase
-    forecast = scores.naive2([x[:41]], 12, 9)
+    forecast = baselines.naive2([x[:41]], 12, 9)
     np.testing.assert_allclose(forecast, [x[41:]])
 
 
 def test_naive2_equals_naive_on_a_non_seasonal_series():
     rng = np.random.default_rng(1)
     x = 50 + np.cumsum(rng.normal(0, 1, 60))
-    assert not scores.seasonality_test(x, 12)
-    np.testing.assert_array_equal(scores.naive2([x], 12, 18), stats.naive([x], 12, 18))
-    np.testing.assert_array_equal(scores.naive2([x], 1, 6), np.full((1, 6), x[-1]))
+    assert not baselines.seasonality_test(x, 12)
+    np.testing.assert_array_equal(baselines.naive2([x], 12, 18), stats.naive([x], 12, 18))
+    np.testing.assert_array_equal(baselines.naive2([x], 1, 6), np.full((1, 6), x[-1]))
 
 
 def test_owa_of_naive2_itself_is_exactly_one():
     data = m3.load_subset("quarterly")
-    naive2 = scores.score(data.test, scores.naive2(data.train, data.period, data.h), data.train, data.period)
-    assert scores.owa(naive2, naive2) == 1.0
+    naive2 = aggregate.score(data.test, baselines.naive2(data.train, data.period, data.h), data.train, data.period)
+    assert naive2.owa(naive2) == 1.0
 
 
 def test_owa_by_hand():
     def flat(smape, mase):
-        return scores.Scores(np.full((1, 2), smape), np.full((1, 2), mase))
+        return aggregate.Scores(np.full((1, 2), smape), np.full((1, 2), mase))
 
-    assert scores.owa(flat(10.0, 1.5), flat(20.0, 1.0)) == pytest.approx((0.5 + 1.5) / 2)
+    assert flat(10.0, 1.5).owa(flat(20.0, 1.0)) == pytest.approx((0.5 + 1.5) / 2)
 
 
 # ---- baselines ------------------------------------------------------------------------------------------------------
@@ -186,11 +186,11 @@ def test_unknown_subset():
 def test_m3_monthly_reproduces_published_theta_and_naive():
     """statsforecast's Theta on M3 monthly: sMAPE 13.83 (published M3 Theta: 13.85), MASE 0.861; naive 18.18."""
     data = m3.load_subset("monthly")
-    theta = scores.score(data.test, stats.forecast_stats("theta", data.train, data.period, data.h), data.train,
+    theta = aggregate.score(data.test, stats.forecast_stats("theta", data.train, data.period, data.h), data.train,
                          data.period)
     assert theta.smape == pytest.approx(13.83, abs=0.05)
     assert theta.mase == pytest.approx(0.861, abs=0.002)
-    naive = scores.score(data.test, stats.forecast_stats("naive", data.train, data.period, data.h), data.train,
+    naive = aggregate.score(data.test, stats.forecast_stats("naive", data.train, data.period, data.h), data.train,
                          data.period)
     assert naive.smape == pytest.approx(18.18, abs=0.01)
     assert math.isfinite(naive.mase)
@@ -201,7 +201,7 @@ def test_core_modules_import_no_orchestration_or_storage():
     import sys
     from pathlib import Path
 
-    code = ("import sys; import seqcast.data.m3, seqcast.evaluation.scores, seqcast.models.stats; "
+    code = ("import sys; import seqcast.data.m3, seqcast.evaluation.aggregate, seqcast.models.stats; "
             "print(sorted(m for m in ('prefect', 'storage', 'tasks', 'flows') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout

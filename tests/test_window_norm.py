@@ -10,11 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from seqcast.config.params import INGESTED_WINDOW_NORM, ForecastParams
-from seqcast.data.ingest import IngestParams, prepare
+from seqcast.data.ingest import IngestParams
 from seqcast.data.normalise import SCALE_FLOOR, denormalise, normalise, normalise_like
 from seqcast.data.scaling import Scaler
 from seqcast.evaluation.run import evaluate
 from seqcast.models.registry import get_variant
+from seqcast.tasks.ingest import prepare
 from seqcast.training.fit import fitting_pairs, forecast, train, training_targets
 from tests.series_files import trending_series, write
 

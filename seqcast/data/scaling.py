@@ -31,11 +31,13 @@ class Scaler:
             mean, std = self.stats[GLOBAL_KEY]
             n = len(series_ids)
             return np.full((n, 1), mean), np.full((n, 1), std)
-        missing = sorted({str(s) for s in series_ids} - set(self.stats))
+        # each distinct series is looked up once, so the cost follows the series, not the windows
+        ids, inverse = np.unique(np.asarray(series_ids, dtype=str), return_inverse=True)
+        missing = [s for s in ids if s not in self.stats]
         if missing:
             raise ValueError(f"no scaling statistics for series {', '.join(missing[:5])}: the model was "
                              f"trained with per-series scaling on other series")
-        pairs = np.array([self.stats[str(s)] for s in series_ids], dtype=np.float64).reshape(-1, 2)
+        pairs = np.array([self.stats[s] for s in ids], dtype=np.float64).reshape(-1, 2)[inverse.reshape(-1)]
         return pairs[:, :1], pairs[:, 1:]
 
     def transform(self, values: np.ndarray, series_ids) -> np.ndarray:

@@ -8,9 +8,9 @@ values from it on, so an earlier cutoff's actuals may lie in the validation or t
 Every forecast is scored as the test split is (``seqcast.evaluation.holdout``): sMAPE per step, the absolute error
 scaled by the seasonal naive MAE of the history known at that cutoff (MASE per step), and the same for Naive2 from that
 history, from which OWA follows. Each forecast also gets conformal intervals calibrated on the cutoffs before it
-(``seqcast.forecasting.intervals``), scored by coverage and MSIS. A series enters a cutoff when its history there
-holds at least :func:`min_history` values (enough for every statistical method and for the MASE scale), so all
-variants are scored on the same series at every cutoff.
+(``seqcast.forecasting.intervals``), scored by coverage and MSIS (``seqcast.evaluation.interval``). A series enters
+a cutoff when its history there holds at least :func:`min_history` values (enough for every statistical method and
+for the MASE scale), so all variants are scored on the same series at every cutoff.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from seqcast.config.names import SAFE_NAME
+from seqcast.evaluation.aggregate import or_none, subset_scores
 from seqcast.evaluation.holdout import SplitSeries, forecast_by_period, mase_scales, series_order
-from seqcast.evaluation.scores import smape_steps
-from seqcast.forecasting.intervals import DEFAULT_LEVELS, backtest_bounds, check_levels, coverage, level_name, msis
+from seqcast.evaluation.interval import coverage, has_interval, msis
+from seqcast.evaluation.point import smape_steps
+from seqcast.evaluation.scaled import mase_steps
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, backtest_bounds, check_levels, level_name
 
 # statsforecast's AutoETS refuses fewer values than this on non-seasonal series ("tiny datasets"), Theta fewer
 # than five; a seasonal series needs one season more than its period for the MASE scale.
@@ -157,10 +160,10 @@ def forecast_rows(cutoff: Cutoff, forecasts: np.ndarray) -> list[dict]:
     if forecasts.shape != (n, horizon):
         raise ValueError(f"expected forecasts of shape {(n, horizon)}, got {forecasts.shape}")
     naive2 = forecast_by_period("naive2", series, horizon)
-    scales = mase_scales(series)[:, None]  # (n_series, 1)
+    scale = mase_scales(series)
+    scales = scale[:, None]  # (n_series, 1)
     smape, naive2_smape = smape_steps(series.actual, forecasts), smape_steps(series.actual, naive2)
-    scaled = np.abs(series.actual - forecasts) / scales
-    naive2_scaled = np.abs(series.actual - naive2) / scales
+    scaled, naive2_scaled = mase_steps(series.actual, forecasts, scale), mase_steps(series.actual, naive2, scale)
     rows = []
     for i, sid in enumerate(series.series_ids):
         for s in range(horizon):
@@ -168,15 +171,11 @@ def forecast_rows(cutoff: Cutoff, forecasts: np.ndarray) -> list[dict]:
                 "cutoff": cutoff.index, "steps_back": cutoff.offset, "series_id": sid, "step": s + 1,
                 "timestamp": cutoff.timestamps[i, s].item(), "actual": float(series.actual[i, s]),
                 "forecast": float(forecasts[i, s]), "naive2": float(naive2[i, s]), "smape": float(smape[i, s]),
-                "naive2_smape": float(naive2_smape[i, s]), "scaled_error": _finite_or_none(scaled[i, s]),
-                "naive2_scaled_error": _finite_or_none(naive2_scaled[i, s]), "scale": _finite_or_none(scales[i, 0]),
+                "naive2_smape": float(naive2_smape[i, s]), "scaled_error": or_none(scaled[i, s]),
+                "naive2_scaled_error": or_none(naive2_scaled[i, s]), "scale": or_none(scales[i, 0]),
                 "padded_steps": int(cutoff.padded[i]),
             })
     return rows
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def add_intervals(rows: list[dict], levels: tuple[float, ...], horizon: int) -> list[dict]:
@@ -195,32 +194,66 @@ def add_intervals(rows: list[dict], levels: tuple[float, ...], horizon: int) -> 
     for level in DEFAULT_LEVELS:
         lo, hi = found.get(level, (np.full(len(rows), np.nan),) * 2)
         for row, low, high in zip(rows, lo, hi):
-            row[f"lo_{level_name(level)}"], row[f"hi_{level_name(level)}"] = _finite_or_none(low), _finite_or_none(high)
+            row[f"lo_{level_name(level)}"], row[f"hi_{level_name(level)}"] = or_none(low), or_none(high)
     return [{"cutoff": row["cutoff"], "series_id": row["series_id"], "step": row["step"], "level": level,
-             "lo": _finite_or_none(lo[i]), "hi": _finite_or_none(hi[i])}
+             "lo": or_none(lo[i]), "hi": or_none(hi[i])}
             for level, (lo, hi) in found.items() for i, row in enumerate(rows)]
 
 
+def _bands(rows: list[dict], intervals: list[dict] | None) -> pd.DataFrame:
+    """Each interval row (of :func:`add_intervals`) with the actual value and scale of its forecast."""
+    frame = pd.DataFrame(rows)
+    bands = pd.DataFrame(intervals or [], columns=["cutoff", "series_id", "step", "level", "lo", "hi"])
+    return bands.merge(frame[["cutoff", "series_id", "step", "actual", "scale"]], on=["cutoff", "series_id", "step"])
+
+
+def _interval_scores(band: pd.DataFrame, level: float) -> tuple[float, float]:
+    columns = [band[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in ("actual", "lo", "hi", "scale")]
+    return coverage(*columns[:3]), msis(*columns, level)
+
+
 def summary(rows: list[dict], intervals: list[dict] | None = None) -> list[dict]:
-    """sMAPE, MASE and OWA per cutoff (``cutoff`` None: over all cutoffs), as the ``backtest_scores`` view has them,
-    and with ``intervals`` (:func:`add_intervals`) each level's ``coverage_<level>`` and ``msis_<level>``."""
+    """The ``backtest_cutoff_scores`` rows: sMAPE, MASE, OWA and the number of series per cutoff, then over all
+    cutoffs (``cutoff`` None); with ``intervals`` (:func:`add_intervals`) each level's ``coverage_<level>`` and
+    ``msis_<level>`` over the forecasts that have an interval (None at the oldest cutoff, which has none, and for a
+    default level the backtest did not choose).
+
+    Every step of every series weighs the same, which is the mean of per-series means, as all series share the
+    horizon.
+    """
     frame = pd.DataFrame(rows)
     if frame.empty:
         return []
-    bands = pd.DataFrame(intervals or [], columns=["cutoff", "series_id", "step", "level", "lo", "hi"])
-    bands = bands.merge(frame[["cutoff", "series_id", "step", "actual", "scale"]], on=["cutoff", "series_id", "step"])
+    bands = _bands(rows, intervals)
     groups = [(cutoff, part, bands[bands["cutoff"] == cutoff]) for cutoff, part in frame.groupby("cutoff")]
     found = []
     for cutoff, part, band in [*groups, (None, frame, bands)]:
-        smape, mase = part["smape"].mean(), part["scaled_error"].mean()
-        owa = 0.5 * (smape / part["naive2_smape"].mean() + mase / part["naive2_scaled_error"].mean())
-        row = {"cutoff": None if cutoff is None else int(cutoff), "smape": float(smape), "mase": float(mase),
-               "owa": float(owa), "n_series": int(part["series_id"].nunique())}
-        for level, at in band.groupby("level"):
-            columns = [at[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in ("actual", "lo", "hi", "scale")]
-            row[f"coverage_{level_name(level)}"] = _finite_or_none(coverage(*columns[:3]))
-            row[f"msis_{level_name(level)}"] = _finite_or_none(msis(*columns, level))
+        columns = [part[c].to_numpy(dtype=np.float64, na_value=np.nan)
+                   for c in ("smape", "scaled_error", "naive2_smape", "naive2_scaled_error")]
+        scores = subset_scores(*columns)
+        row = {"cutoff": None if cutoff is None else int(cutoff), "smape": scores["smape"], "mase": scores["mase"],
+               "owa": scores["owa"], "n_series": int(part["series_id"].nunique())}
+        for level in sorted(set(DEFAULT_LEVELS) | set(bands["level"])):
+            at = band[band["level"] == level]
+            found_scores = _interval_scores(at, level) if len(at) else (np.nan, np.nan)
+            row[f"coverage_{level_name(level)}"], row[f"msis_{level_name(level)}"] = map(or_none, found_scores)
         found.append(row)
+    return found
+
+
+def level_scores(rows: list[dict], intervals: list[dict]) -> list[dict]:
+    """The ``backtest_level_scores`` rows: coverage and MSIS at every level of ``intervals`` (:func:`add_intervals`)
+    per cutoff, then over all cutoffs (``cutoff`` None), over the forecasts that have an interval; a cutoff without
+    any (the oldest) has no row."""
+    bands = _bands(rows, intervals) if rows else pd.DataFrame(columns=["cutoff", "level", "lo", "hi"])
+    bands = bands[has_interval(bands["lo"].to_numpy(dtype=np.float64, na_value=np.nan),
+                               bands["hi"].to_numpy(dtype=np.float64, na_value=np.nan))]
+    found = []
+    for (cutoff, level), band in [*bands.groupby(["cutoff", "level"]),
+                                  *(((None, level), band) for level, band in bands.groupby("level"))]:
+        covered, score = _interval_scores(band, level)
+        found.append({"cutoff": None if cutoff is None else int(cutoff), "level": float(level),
+                      "coverage": or_none(covered), "msis": or_none(score), "n_forecasts": len(band)})
     return found
 
 

@@ -3,8 +3,9 @@
 On a dataset split with ``split='last-horizon'`` every series holds one validation and one test window, whose
 targets are its validation and its test part. A split is forecast from what is known before its part, as the M
 competitions do: the validation part from the training part, the test part from the training and validation parts
-(for M3, the competition's ``x``). The scores are ``seqcast.evaluation.scores``' sMAPE and MASE (scaled by the
-seasonal naive MAE of that same history), and Naive2's, on the same series, from which OWA follows.
+(for M3, the competition's ``x``). The scores are sMAPE (``seqcast.evaluation.point``) and MASE
+(``seqcast.evaluation.scaled``, scaled by the seasonal naive MAE of that same history), and Naive2's, on the same
+series, from which each split's OWA follows (``seqcast.evaluation.aggregate``).
 
 Inputs: the dataset's per-step values (column -> array: ``series_id``, ``step``, ``value``, ``part``, ``padded``)
 and each series' period. Padded steps are never history; a gap that ``missing='drop'`` left in the history is
@@ -13,13 +14,14 @@ skipped, and a series with a gap in a split's part is not scored on that split.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from seqcast.evaluation.scores import mase_scale, smape_steps
+from seqcast.evaluation.aggregate import or_none, per_series, per_step, subset_scores
+from seqcast.evaluation.point import smape_steps
+from seqcast.evaluation.scaled import mase_steps, seasonal_naive_scales
 from seqcast.models.stats import forecast_stats
 
 BEFORE = {"valid": ("train",), "test": ("train", "valid")}  # the parts known when a split is forecast
@@ -100,18 +102,9 @@ def window_forecasts(method: str, series: SplitSeries, window_ids: np.ndarray, h
 
 
 def mase_scales(series: SplitSeries) -> np.ndarray:
-    """Each series' MASE scale on its history; NaN where it has none (too short for its lag, or zero)."""
-    scales = np.full(len(series.series_ids), np.nan)
-    for i, (history, period) in enumerate(zip(series.history, series.period)):
-        try:
-            scales[i] = mase_scale([history], int(period))[0]
-        except ValueError:
-            continue
-    return scales
-
-
-def _none_for_nan(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
+    """Each series' MASE scale on its history, at its own period; NaN where it has none (too short for its lag, or
+    zero)."""
+    return seasonal_naive_scales(series.history, series.period)
 
 
 def scale_free_scores(split: str, series: SplitSeries, window_ids: np.ndarray, y_pred: np.ndarray
@@ -135,13 +128,26 @@ def scale_free_scores(split: str, series: SplitSeries, window_ids: np.ndarray, y
     series_rows, step_rows = [], []
     for predictor in PREDICTORS:
         smape = smape_steps(chosen.actual, forecasts[predictor])
-        mase = np.abs(chosen.actual - forecasts[predictor]) / scales[:, None]
-        series_rows += [{"predictor": predictor, "split": split, "series_id": sid,
-                         "smape": float(s), "mase": _none_for_nan(m)}
-                        for sid, s, m in zip(chosen.series_ids, smape.mean(axis=1), mase.mean(axis=1))]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a step whose series all lack a scale: NaN, then None
-            step_mase = np.nanmean(mase, axis=0)
-        step_rows += [{"predictor": predictor, "split": split, "step": step + 1, "smape": float(s),
-                       "mase": _none_for_nan(m)} for step, (s, m) in enumerate(zip(smape.mean(axis=0), step_mase))]
+        mase = mase_steps(chosen.actual, forecasts[predictor], scales)
+        series_rows += [{"predictor": predictor, "split": split, "series_id": sid, "smape": float(s),
+                         "mase": or_none(m)}
+                        for sid, s, m in zip(chosen.series_ids, per_series(smape), per_series(mase))]
+        step_rows += [{"predictor": predictor, "split": split, "step": step + 1, "smape": float(s), "mase": or_none(m)}
+                      for step, (s, m) in enumerate(zip(per_step(smape), per_step(mase)))]
     return series_rows, step_rows
+
+
+def split_scores(series_rows: list[dict]) -> list[dict]:
+    """Each split's ``split_scores`` row from its :func:`scale_free_scores` series rows: the model's and Naive2's
+    sMAPE and MASE over the split's series, OWA, and the number of series."""
+    found = []
+    for split in dict.fromkeys(row["split"] for row in series_rows):
+        of = {predictor: [row for row in series_rows if row["split"] == split and row["predictor"] == predictor]
+              for predictor in PREDICTORS}
+        column = {(predictor, name): np.array([np.nan if row[name] is None else row[name] for row in rows],
+                                              dtype=np.float64)
+                  for predictor, rows in of.items() for name in ("smape", "mase")}
+        scores = subset_scores(column["model", "smape"], column["model", "mase"], column["naive2", "smape"],
+                               column["naive2", "mase"])
+        found.append({"split": split, **scores, "n_series": len(of["model"])})
+    return found

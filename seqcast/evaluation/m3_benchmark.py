@@ -9,13 +9,14 @@ would weigh a yearly series more than twice as much as a monthly one), with OWA 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.config.params import ForecastParams
 from seqcast.data.m3 import INPUT_STEPS, SUBSETS
+from seqcast.evaluation.aggregate import subset_scores
 from seqcast.evaluation.backtest import MAX_WINDOWS
 from seqcast.models.registry import REGISTRY, get_variant
 
@@ -191,29 +192,23 @@ def leaderboard(runs: list[dict], scores: list[dict], series: list[dict],
                       "wall_s": run.get("wall_s"), "epochs": run.get("epochs"), "state": run["state"],
                       "anchor": notes.get((run["subset"], run["variant"]), ""), "run_id": run["run_id"]})
 
-    # overall: every series counts once, whichever subset it is in
+    # overall: every series counts once, whichever subset it is in; a series without a MASE scale is left out
     variant_of = {run["run_id"]: run["variant"] for run in runs}
-    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    columns: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for row in series:
         variant = variant_of.get(row["run_id"])
-        if variant is None or row["smape"] is None or row["mase"] is None:
-            continue
-        total = sums[(variant, row["predictor"])]
-        total[0] += row["smape"]
-        total[1] += row["mase"]
-        total[2] += 1
+        if variant is not None and row["smape"] is not None and row["mase"] is not None:
+            columns.setdefault((variant, row["predictor"]), []).append((row["smape"], row["mase"]))
     overall = []
     for variant in dict.fromkeys(run["variant"] for run in runs):
         own = [run for run in runs if run["variant"] == variant]
-        smape_sum, mase_sum, n = sums.get((variant, "model"), (0.0, 0.0, 0))
-        base_smape, base_mase, n_base = sums.get((variant, "naive2"), (0.0, 0.0, 0))
-        smape, mase = (smape_sum / n, mase_sum / n) if n else (None, None)
-        owa = (0.5 * (smape / (base_smape / n_base) + mase / (base_mase / n_base))
-               if n and n_base and base_smape and base_mase else None)
+        model, base = (np.array(columns.get((variant, p), []), dtype=np.float64).reshape(-1, 2)
+                       for p in ("model", "naive2"))
+        scores = subset_scores(model[:, 0], model[:, 1], base[:, 0], base[:, 1])
         states = {run["state"] for run in own}
         # the subsets' horizons differ, so coverage over all of them is not the mean of theirs: left out
-        overall.append({"subset": OVERALL, "variant": variant, "smape": smape, "mase": mase, "owa": owa,
-                        "n_series": n or None, **dict.fromkeys(INTERVAL_SCORES),
+        overall.append({"subset": OVERALL, "variant": variant, "smape": scores["smape"], "mase": scores["mase"],
+                        "owa": scores["owa"], "n_series": len(model) or None, **dict.fromkeys(INTERVAL_SCORES),
                         "wall_s": sum(run.get("wall_s") or 0.0 for run in own),
                         "epochs": None, "state": states.pop() if len(states) == 1 else "mixed",
                         "anchor": notes.get((OVERALL, variant), ""), "run_id": None})

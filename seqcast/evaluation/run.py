@@ -8,8 +8,9 @@ import numpy as np
 
 from seqcast.data.scaling import Scaler
 from seqcast.data.synthetic import split_windows
-from seqcast.evaluation.errors import forecast_errors, naive_forecast
-from seqcast.evaluation.holdout import SplitSeries, scale_free_scores, window_forecasts
+from seqcast.evaluation.baselines import naive_forecast
+from seqcast.evaluation.holdout import SplitSeries, scale_free_scores, split_scores, window_forecasts
+from seqcast.evaluation.point import forecast_errors
 from seqcast.models.ensemble import median_forecast
 from seqcast.models.registry import Variant
 from seqcast.training.fit import Diverged, forecast
@@ -20,13 +21,15 @@ EVAL_SPLITS = ("valid", "test")
 @dataclass
 class Evaluation:
     """Metric rows, test-split prediction rows, and the inputs of the forecast plot (three validation series);
-    on a last-horizon dataset also the scale-free scores per series and per step (``seqcast.evaluation.holdout``)."""
+    on a last-horizon dataset also the scale-free scores per series, per step and per split
+    (``seqcast.evaluation.holdout``)."""
 
     metrics: list[dict]
     predictions: list[dict]
     plot_inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     series_scores: list[dict] = field(default_factory=list)
     step_scores: list[dict] = field(default_factory=list)
+    split_scores: list[dict] = field(default_factory=list)
 
     def figure(self, split: str, predictor: str = "model", metric: str = "mse") -> float | None:
         """The whole-horizon figure, or None for a split that was not scored (e.g. an empty test split)."""
@@ -108,4 +111,4 @@ def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler
             predictions = prediction_rows(split, y_true, y_pred)
         else:
             plot_inputs = (x[:3, :, 0], y_true[:3], y_pred[:3])
-    return Evaluation(metrics, predictions, plot_inputs, series_rows, step_rows)
+    return Evaluation(metrics, predictions, plot_inputs, series_rows, step_rows, split_scores(series_rows))

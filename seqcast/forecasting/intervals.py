@@ -1,4 +1,4 @@
-"""Conformal prediction intervals from rolling-origin backtest residuals, and their scores (coverage, MSIS).
+"""Conformal prediction intervals from rolling-origin backtest residuals.
 
 Method: scale-free split conformal prediction per horizon step.
 
@@ -18,9 +18,7 @@ Method: scale-free split conformal prediction per horizon step.
 Inside a backtest the intervals of cutoff ``k`` are calibrated on the cutoffs before it in time only (``k + 1``
 and older), so no interval has seen the values it is scored on; the oldest cutoff has none.
 
-MSIS is the M4 competition's mean scaled interval score: with ``alpha = 1 - L / 100``,
-``(hi - lo + 2 / alpha * (lo - y) * [y < lo] + 2 / alpha * (y - hi) * [y > hi]) / scale``, averaged over
-series and steps.
+The intervals are scored by ``seqcast.evaluation.interval`` (coverage, MSIS).
 
 Arrays: ``(m,)`` are flat per forecast row; ``(n, h)`` per series and step.
 """
@@ -34,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from seqcast.evaluation.scores import mase_scale
+from seqcast.evaluation.scaled import seasonal_naive_scales
 
 DEFAULT_LEVELS = (80.0, 95.0)
 # per series and step: fewer own scores than this fall back to the step's pooled quantile, which more scores back
@@ -163,33 +161,10 @@ def backtest_bounds(cutoffs: np.ndarray, series_ids: np.ndarray, steps: np.ndarr
     return found
 
 
-def coverage(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    """The percentage (0-100, comparable with the level) of actual values inside [lo, hi], over the rows that
-    have an interval (NaN: none has)."""
-    actual, lo, hi = (np.asarray(a, dtype=np.float64) for a in (actual, lo, hi))
-    has = np.isfinite(lo) & np.isfinite(hi)
-    return float(100 * np.mean((actual[has] >= lo[has]) & (actual[has] <= hi[has]))) if has.any() else math.nan
-
-
-def msis(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, scales: np.ndarray, level: float) -> float:
-    """M4's mean scaled interval score at ``level`` percent over the rows that have an interval and a scale."""
-    actual, lo, hi, scales = (np.asarray(a, dtype=np.float64) for a in (actual, lo, hi, scales))
-    alpha = 1 - float(level) / 100
-    has = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(scales) & (scales > 0)
-    if not has.any():
-        return math.nan
-    y, lo, hi, scales = actual[has], lo[has], hi[has], scales[has]
-    score = hi - lo + 2 / alpha * (lo - y) * (y < lo) + 2 / alpha * (y - hi) * (y > hi)
-    return float(np.mean(score / scales))
-
-
 def history_scale(history: np.ndarray, period: int) -> float:
     """A series' MASE scale over its observed history (NaN values, gaps, left out); NaN where it has none."""
     history = np.asarray(history, dtype=np.float64)
-    try:
-        return float(mase_scale([history[np.isfinite(history)]], int(period))[0])
-    except ValueError:  # too short for its lag, or a history the seasonal naive fits exactly
-        return math.nan
+    return float(seasonal_naive_scales([history[np.isfinite(history)]], int(period))[0])
 
 
 def history_scales(values: dict[str, np.ndarray], periods: dict[str, int]) -> dict[str, float]:
@@ -199,6 +174,10 @@ def history_scales(values: dict[str, np.ndarray], periods: dict[str, int]) -> di
     frame = pd.DataFrame({"series_id": values["series_id"], "step": values["step"],
                           "value": np.asarray(values["value"], dtype=np.float64),
                           "padded": np.asarray(values["padded"], dtype=bool)})
-    frame = frame[~frame["padded"]].sort_values(["series_id", "step"])
-    return {str(sid): history_scale(part["value"].to_numpy(), periods[sid]) for sid, part in
-            frame.groupby("series_id", sort=False)}
+    frame = frame[~frame["padded"]]
+    found = dict.fromkeys(map(str, frame["series_id"].unique()), math.nan)  # a series with no value has no scale
+    frame = frame[np.isfinite(frame["value"])].sort_values(["series_id", "step"])
+    ids, starts = np.unique(frame["series_id"].to_numpy(), return_index=True)
+    histories = np.split(frame["value"].to_numpy(), starts[1:]) if len(ids) else []
+    scales = seasonal_naive_scales(histories, [int(periods[sid]) for sid in ids])
+    return found | {str(sid): float(scale) for sid, scale in zip(ids, scales)}

@@ -15,9 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from seqcast.config.params import plain_id
 from seqcast.data.ingest import IngestParams, MissingPolicy, Series
-from seqcast.forecasting.intervals import history_scale
+from seqcast.evaluation.aggregate import or_none
+from seqcast.evaluation.interval import has_interval, inside
+from seqcast.evaluation.scaled import scaled_errors
+from seqcast.forecasting.intervals import DEFAULT_LEVELS, history_scale, level_name
 
 MAX_LISTED = 10
+BANDS = ("lo_80", "hi_80", "lo_95", "hi_95")  # the interval columns of a stored forecast
 DEFAULT_THRESHOLD = 1.2
 
 
@@ -78,7 +82,7 @@ def score_forecasts(series: list[Series], periods: dict[str, int], forecasts: di
     for i, (run_id, sid) in enumerate(zip(forecasts["run_id"], forecasts["series_id"])):
         groups.setdefault((run_id, sid), []).append(i)
 
-    rows, scored_series, origins = [], set(), {}
+    rows, bands, scored_series, origins = [], [], set(), {}
     for (run_id, sid), index in groups.items():
         s = by_series[sid]
         stamps = s.timestamps.to_numpy(dtype="datetime64[us]")
@@ -97,12 +101,11 @@ def score_forecasts(series: list[Series], periods: dict[str, int], forecasts: di
                 "score_run_id": score_run_id, "run_id": run_id, "model_run_id": forecasts["model_run_id"][i],
                 "dataset_id": forecasts["dataset_id"][i], "series_id": sid, "timestamp": forecasts["timestamp"][i],
                 "step": forecasts["step"][i], "actual": actual, "forecast": forecast, "error": error,
-                "abs_error": abs(error), "scale": _finite_or_none(scale),
-                "scaled_error": abs(error) / scale if np.isfinite(scale) and scale > 0 else None,
-                "inside_80": _inside(actual, forecasts["lo_80"][i], forecasts["hi_80"][i]),
-                "inside_95": _inside(actual, forecasts["lo_95"][i], forecasts["hi_95"][i]),
-                "scored_at": scored_at, "source": source, "actuals_dataset_id": actuals_dataset_id})
+                "abs_error": abs(error), "scale": or_none(scale), "scored_at": scored_at, "source": source,
+                "actuals_dataset_id": actuals_dataset_id})
+            bands.append(i)
             scored_series.add(sid)
+    _add_scores(rows, [{name: forecasts[name][i] for name in BANDS} for i in bands])
     for sid in sorted(set(origins) - scored_series):
         first, run_id = min(origins[sid])
         last = by_series[sid].timestamps[-1]
@@ -120,12 +123,22 @@ def score_forecasts(series: list[Series], periods: dict[str, int], forecasts: di
     return rows, problems
 
 
-def _inside(actual: float, lo: float | None, hi: float | None) -> bool | None:
-    return None if lo is None or hi is None else bool(lo <= actual <= hi)
+def _column(rows: list[dict], name: str) -> np.ndarray:
+    return np.array([np.nan if row[name] is None else row[name] for row in rows], dtype=np.float64)
 
 
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+def _add_scores(rows: list[dict], bands: list[dict]) -> None:
+    """Give every scored row its scaled error and, per default level, whether its actual is inside the forecast's
+    interval (None where the forecast has none)."""
+    actual, forecast, scale = (_column(rows, name) for name in ("actual", "forecast", "scale"))
+    scaled = scaled_errors(actual, forecast, scale)
+    found = {}
+    for level in DEFAULT_LEVELS:
+        lo, hi = _column(bands, f"lo_{level_name(level)}"), _column(bands, f"hi_{level_name(level)}")
+        found[f"inside_{level_name(level)}"] = np.where(has_interval(lo, hi), inside(actual, lo, hi), None)
+    for k, row in enumerate(rows):
+        row["scaled_error"] = or_none(scaled[k])
+        row.update({name: None if flags[k] is None else bool(flags[k]) for name, flags in found.items()})
 
 
 class MonitorParams(BaseModel):

@@ -15,12 +15,11 @@ from seqcast.data.ingest import (
     IngestError,
     IngestParams,
     MissingPolicy,
+    Series,
     future_timestamps,
     interpolate_within_parts,
     latest_input,
     period_of,
-    read_long,
-    validate_series,
 )
 from seqcast.data.scaling import Scaler
 from seqcast.evaluation.holdout import SplitSeries, series_order
@@ -206,10 +205,9 @@ def series_latest(dataset_id: str, spec: dict, series: list[dict], model: Chosen
                          history)
 
 
-def file_latest(params: PredictParams, model: ChosenModel) -> LatestWindows:
-    """The latest window of every series of a new file, validated like an ingest (same messages)."""
-    reader = params.reader(model.n_steps, model.horizon)
-    series = validate_series(read_long(reader), reader, min_length=model.n_steps)
+def file_latest(series: list[Series], reader: IngestParams, model: ChosenModel) -> LatestWindows:
+    """The latest window of every series of a new file, read and validated like an ingest by ``reader`` (see
+    :meth:`PredictParams.reader`)."""
     ids, freqs, lasts, inputs, scales, histories, periods, problems = [], [], [], [], [], [], [], []
     for s in series:
         values = interpolate_within_parts(s.values, [(0, len(s.values))]) if reader.missing == "interpolate" \

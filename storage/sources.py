@@ -1,0 +1,129 @@
+"""A user's long-format file, read: CSV as text (so that every bad cell can be reported with its row) or Parquet
+with its column types checked first.
+
+The reader knows files, not datasets: it returns the rows as they are, under the columns ``series_id, timestamp,
+value, row`` (``row`` counts from 1, the header excluded); the core validates and windows them. A file it cannot read
+raises :class:`SourceError` with the problems found, each naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class SourceError(ValueError):
+    """A file that cannot be read as long-format series; ``problems`` names each thing wrong."""
+
+    def __init__(self, problems: list[str], listed: bool = False):
+        super().__init__("\n  ".join(problems))
+        self.problems = problems
+        self.listed = listed  # checks of every column, reported as a list rather than one message
+
+
+def is_csv(path: Path) -> bool:
+    return path.suffix.lower() == ".csv"
+
+
+def file_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV or Parquet file (its header or schema alone)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError([f"no file at {path}"])
+    if is_csv(path):
+        return [str(c) for c in _csv_text(path, header_only=True).columns]
+    return _parquet_schema(path).names
+
+
+def read_long(path: str | Path, id_column: str | None, time_column: str, value_column: str,
+              single_id: str) -> pd.DataFrame:
+    """The file's id, timestamp and value columns as ``series_id, timestamp, value, row`` (raw, unparsed);
+    ``single_id`` names the one series of a file without an id column."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError([f"no file at {path}"])
+    if is_csv(path):
+        frame = _csv_text(path)
+        columns = [str(c) for c in frame.columns]
+    else:
+        schema = _parquet_schema(path)
+        columns = schema.names
+    wanted = [c for c in (id_column, time_column, value_column) if c is not None]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        hint = " (a file of one series needs no id column: pass id_column=None)" if missing == [id_column] else ""
+        raise SourceError([f"{path.name}: column(s) {', '.join(map(repr, missing))} not found; the file has "
+                           f"columns {', '.join(map(repr, columns))}{hint}"])
+    if not is_csv(path):
+        frame = _parquet_columns(path, schema, id_column, time_column, value_column)
+    if len(frame) == 0:
+        raise SourceError([f"{path.name} has no data rows (a header or schema alone): nothing to ingest"])
+    ids = frame[id_column] if id_column else pd.Series(single_id, index=frame.index)
+    return pd.DataFrame({"series_id": ids, "timestamp": frame[time_column], "value": frame[value_column],
+                         "row": np.arange(1, len(frame) + 1)})
+
+
+def _csv_text(path: Path, header_only: bool = False) -> pd.DataFrame:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")  # not utf-8-sig: its error offsets would not count the byte order mark
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SourceError([f"{path.name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                           f"(line {line}) does not decode; save the file as UTF-8"]) from None
+    try:
+        return pd.read_csv(io.StringIO(text.removeprefix("\ufeff")), dtype=str, keep_default_na=False,
+                           nrows=0 if header_only else None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SourceError([f"{path.name} is not a readable CSV file: {exc}".rstrip()]) from None
+
+
+def _parquet_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError([f"{path.name} is not a readable Parquet file: {exc}"]) from None
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+# Parquet columns are typed: a column of the wrong type is refused as a whole rather than cell by cell
+COLUMN_TYPES = {
+    "series id": (lambda t: _is_text(t) or pa.types.is_integer(t) or pa.types.is_null(t), "not text or whole numbers"),
+    "timestamp": (lambda t: pa.types.is_timestamp(t) or pa.types.is_date(t) or _is_text(t) or pa.types.is_null(t),
+                  "neither timestamps nor text"),
+    "value": (lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+              or pa.types.is_null(t), "not numbers"),
+}
+
+
+def _parquet_columns(path: Path, schema: pa.Schema, id_column: str | None, time_column: str,
+                     value_column: str) -> pd.DataFrame:
+    """Read the id, timestamp and value columns after checking their types (and that each appears once)."""
+    problems = []
+    for role, column in (("series id", id_column), ("timestamp", time_column), ("value", value_column)):
+        if column is None:
+            continue
+        if schema.names.count(column) > 1:
+            problems.append(f"{path.name}: column {column!r} appears {schema.names.count(column)} times")
+            continue
+        kind = schema.field(column).type
+        if pa.types.is_dictionary(kind):  # categorical columns: their values carry the type
+            kind = kind.value_type
+        accepts, expected = COLUMN_TYPES[role]
+        if not accepts(kind):
+            problems.append(f"{path.name}: {role} column {column!r} holds {kind}, {expected}")
+    if problems:
+        raise SourceError(problems, listed=True)
+    wanted = list(dict.fromkeys(c for c in (id_column, time_column, value_column) if c))
+    try:
+        return pq.read_table(path, columns=wanted).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError([f"{path.name} is not a readable Parquet file: {exc}"]) from None
