@@ -24,7 +24,7 @@ from seqcast.storage.objects import ObjectStore
 from seqcast.storage.results import load_records, write_record
 from seqcast.storage.schemas import SCHEMAS, TABLES
 from seqcast.storage.table_queries import connect, query, read_only_query
-from seqcast.storage.tables import TABLES_FOLDER, Tables, delta_options
+from seqcast.storage.tables import Tables, delta_options
 from seqcast.storage.views import VIEW_NAMES
 from tests.conftest import REPO_ROOT
 
@@ -261,14 +261,16 @@ def test_compaction_merges_small_files_and_one_run_reads_few_files(location):
 
 
 def test_the_tables_are_read_without_seqcast(tmp_path):
-    """What docs/storage.md shows: DuckDB, pandas and Polars-style readers on the tables through ``deltalake``."""
+    """What docs/storage.md shows: DuckDB, pandas and Polars on the tables, with no seqcast code."""
+    import polars as pl
+
     home = tmp_path / "home"
     Tables(home).write("run-1", run_rows("run-1"))
-    runs = DeltaTable(str(home / TABLES_FOLDER / "runs")).to_pandas()
-    assert runs["run_id"].tolist() == ["run-1"]
     con = duckdb.connect()
-    con.register("predictions", DeltaTable(str(home / TABLES_FOLDER / "predictions")).to_pyarrow_dataset())
+    con.register("predictions", DeltaTable(f"{home}/tables/predictions").to_pyarrow_dataset())
     assert con.execute("SELECT count(*) FROM predictions WHERE run_id = 'run-1'").fetchall() == [(5,)]
+    assert DeltaTable(f"{home}/tables/runs").to_pandas()["run_id"].tolist() == ["run-1"]
+    assert pl.read_delta(f"{home}/tables/runs")["run_id"].to_list() == ["run-1"]
 
 
 def test_a_home_written_by_the_record_format_migrates_once_whatever_the_tries(tmp_path):
