@@ -27,6 +27,7 @@ from seqcast.storage.table_queries import connect, query, read_only_query
 from seqcast.storage.tables import Tables, delta_options
 from seqcast.storage.views import VIEW_NAMES
 from tests.conftest import REPO_ROOT
+from tests.s3_server import SECRET
 
 WRITER_TIMEOUT_S = 240
 
@@ -106,6 +107,10 @@ def test_a_run_is_one_commit_per_table_and_a_retry_replaces_only_its_rows(locati
     # time travel: the table's first version still reads as run-1's first write
     old = DeltaTable(tables.uri("predictions"), version=0, storage_options=location[1])
     assert old.to_pyarrow_table().column("y_pred").to_pylist() == [1.0] * 5
+    if location[0].startswith("s3://"):  # the credentials stay in the environment: no object of the store holds them
+        remote = ObjectStore(location[0])
+        keys = remote.list("tables")
+        assert keys and not [key for key in keys if SECRET.encode() in remote.get_bytes(key)]
 
 
 def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
