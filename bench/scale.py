@@ -182,8 +182,9 @@ def main() -> int:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     text = table(rows)
-    notes = [f"- {r['series']:,} series, stats_theta test sMAPE: seqcast {r['ours_smape']}, statsforecast "
-             f"{r['peer_smape']:.2f}" for r in rows if r["step"] == "stats_theta" and r.get("peer_smape")]
+    notes = [f"- {r['series']:,} series, stats_theta test sMAPE: seqcast {r['ours_smape']:.3f}, statsforecast "
+             f"{r['peer_smape']:.3f}" for r in rows if r["step"] == "stats_theta" and r.get("peer_smape")
+             and r.get("ours_smape") is not None]
     load = os.getloadavg()
     header = (f"# Scale: seqcast against its peers on panels built from M3 monthly\n\n"
               f"{datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
