@@ -18,7 +18,6 @@ the process, so no running server is needed::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -110,7 +109,7 @@ def run(variants: str | Iterable[str], *, jobs: int | None = None, address: str 
 
 def _as_source(data, folder: Path) -> str:
     """A path the ingest flow reads: ``data`` itself when it is a path, else the frame written to Parquet in
-    ``folder`` under a name from its content."""
+    ``folder``."""
     if isinstance(data, str | os.PathLike):
         return os.fspath(data)
     if isinstance(data, pa.Table):
@@ -122,11 +121,8 @@ def _as_source(data, folder: Path) -> str:
     else:
         raise ValueError(f"expected a pandas or Polars data frame, a pyarrow table or a path, got "
                          f"{type(data).__name__}")
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    content = sink.getvalue()
-    path = folder / f"frame-{hashlib.sha256(content).hexdigest()[:16]}.parquet"
-    path.write_bytes(content)
+    path = folder / "frame.parquet"  # the dataset's id comes from its content, not from this name
+    pq.write_table(table, path)
     return str(path)
 
 

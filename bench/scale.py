@@ -107,6 +107,7 @@ print("RESULT", json.dumps({"forecast_seconds": seconds, "smape": smape, "rows":
 
 
 def seqcast_env(work: Path, name: str) -> dict:
+    (work / name / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect creates its home, not its parents
     env = dict(os.environ, SEQCAST_HOME=str(work / name / "home"), PREFECT_HOME=str(work / name / "prefect"),
                DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2")
     return env
@@ -181,8 +182,9 @@ def main() -> int:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     text = table(rows)
-    notes = [f"- {r['series']:,} series, stats_theta test sMAPE: seqcast {r['ours_smape']}, statsforecast "
-             f"{r['peer_smape']:.2f}" for r in rows if r["step"] == "stats_theta" and r.get("peer_smape")]
+    notes = [f"- {r['series']:,} series, stats_theta test sMAPE: seqcast {r['ours_smape']:.3f}, statsforecast "
+             f"{r['peer_smape']:.3f}" for r in rows if r["step"] == "stats_theta" and r.get("peer_smape")
+             and r.get("ours_smape") is not None]
     load = os.getloadavg()
     header = (f"# Scale: seqcast against its peers on panels built from M3 monthly\n\n"
               f"{datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -5,6 +5,7 @@
     store.models.save(run_id, model, manifest)  # .keras + manifest, plots
     store.records.write(run_id, rows)        # the durable results record
     store.results.query(sql)                 # DuckDB, loaded from the records
+    store.tables.write(run_id, rows)         # the results as Delta tables (one commit per table per run)
 
 Rows and manifests name files by paths relative to the root, so a record written on one machine means the same
 on another. Every SQL statement of seqcast lives in this package.
@@ -19,6 +20,7 @@ from seqcast.storage.datasets import Datasets
 from seqcast.storage.models import Models
 from seqcast.storage.objects import ObjectStore
 from seqcast.storage.results import DEFAULT_LOCK_TIMEOUT_S, Records, Results
+from seqcast.storage.tables import Tables
 
 
 @dataclass(frozen=True)
@@ -54,3 +56,8 @@ class Store:
     @property
     def results(self) -> Results:
         return Results(self.root, self.lock_timeout_s, self.remote, self.db)
+
+    @property
+    def tables(self) -> Tables:
+        """The results as Delta tables under ``tables/`` of the location (the object store's, with one)."""
+        return Tables.of_store(self.root, self.remote)

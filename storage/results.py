@@ -48,6 +48,19 @@ from seqcast.storage.packs import (
     pack_key,
     unpack,
 )
+from seqcast.storage.schemas import (  # noqa: F401  (re-exported: the tables' schemas beside the record)
+    JSON_COLUMNS,
+    PRIMARY_KEYS,
+    RECORD_KEYS,
+    RUN_TABLES,
+    SCHEMAS,
+    SQL_TYPES,
+    TABLES,
+    TS,
+    as_table,
+    check_rows,
+)
+from seqcast.storage.views import READ_ONLY_STATEMENTS, VIEWS  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -61,255 +74,6 @@ SEEN = ".packs"
 MERGED = ".merged"
 COVERS = "covers.json"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
-TS = pa.timestamp("us", tz="UTC")
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "datasets": pa.schema([
-        ("dataset_id", pa.string()), ("kind", pa.string()), ("spec", pa.string()), ("n_series", pa.int64()),
-        ("n_steps", pa.int32()), ("horizon", pa.int32()), ("n_train", pa.int64()), ("n_valid", pa.int64()),
-        ("n_test", pa.int64()), ("path", pa.string()), ("content_hash", pa.string()), ("created_at", TS),
-    ]),
-    "runs": pa.schema([
-        ("run_id", pa.string()), ("flow_run_id", pa.string()), ("variant", pa.string()), ("family", pa.string()),
-        ("dataset_id", pa.string()), ("horizon", pa.int32()), ("params", pa.string()), ("model_path", pa.string()),
-        ("status", pa.string()), ("started_at", TS), ("finished_at", TS), ("duration_s", pa.float64()),
-        ("train_seconds", pa.float64()), ("epochs", pa.int32()), ("n_params", pa.int64()),
-        ("base_run_id", pa.string()), ("learning_curve_path", pa.string()), ("forecast_plot_path", pa.string()),
-        ("code_version", pa.string()), ("record_path", pa.string()), ("error", pa.string()),
-    ]),
-    "metrics": pa.schema([
-        ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("metric", pa.string()),
-        ("horizon_step", pa.int32()), ("value", pa.float64()),
-    ]),
-    "history": pa.schema([
-        ("run_id", pa.string()), ("epoch", pa.int32()), ("loss", pa.float64()), ("val_loss", pa.float64()),
-        ("last_time_step_mse", pa.float64()), ("val_last_time_step_mse", pa.float64()), ("seconds", pa.float64()),
-    ]),
-    "predictions": pa.schema([
-        ("run_id", pa.string()), ("split", pa.string()), ("series_index", pa.int64()), ("horizon_step", pa.int32()),
-        ("y_true", pa.float64()), ("y_pred", pa.float64()),
-    ]),
-    "series_scores": pa.schema([  # last-horizon datasets: the run ("model") and Naive2 on the same series
-        ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("series_id", pa.string()),
-        ("smape", pa.float64()), ("mase", pa.float64()),
-    ]),
-    "step_scores": pa.schema([
-        ("run_id", pa.string()), ("predictor", pa.string()), ("split", pa.string()), ("step", pa.int32()),
-        ("smape", pa.float64()), ("mase", pa.float64()),
-    ]),
-    "split_scores": pa.schema([  # one row per split of a last-horizon run: its series_scores' means and OWA
-        ("run_id", pa.string()), ("split", pa.string()), ("smape", pa.float64()), ("mase", pa.float64()),
-        ("naive2_smape", pa.float64()), ("naive2_mase", pa.float64()), ("owa", pa.float64()),
-        ("n_series", pa.int64()),
-    ]),
-    "backtests": pa.schema([  # one row per backtest flow run (flows/backtest.py)
-        ("run_id", pa.string()), ("flow_run_id", pa.string()), ("variant", pa.string()), ("family", pa.string()),
-        ("dataset_id", pa.string()), ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
-        ("refit", pa.bool_()), ("params", pa.string()), ("model_run_ids", pa.string()), ("status", pa.string()),
-        ("started_at", TS), ("finished_at", TS), ("duration_s", pa.float64()), ("n_series", pa.int64()),
-        ("left_out", pa.int64()), ("code_version", pa.string()), ("record_path", pa.string()),
-        ("error", pa.string()), ("levels", pa.string()),
-    ]),
-    "backtest_forecasts": pa.schema([  # every forecast of a backtest, scored (seqcast/evaluation/backtest.py)
-        ("run_id", pa.string()), ("cutoff", pa.int32()), ("steps_back", pa.int32()), ("series_id", pa.string()),
-        ("step", pa.int32()), ("timestamp", pa.timestamp("us")), ("actual", pa.float64()),
-        ("forecast", pa.float64()), ("naive2", pa.float64()), ("smape", pa.float64()),
-        ("naive2_smape", pa.float64()), ("scaled_error", pa.float64()), ("naive2_scaled_error", pa.float64()),
-        ("padded_steps", pa.int32()), ("scale", pa.float64()), ("lo_80", pa.float64()), ("hi_80", pa.float64()),
-        ("lo_95", pa.float64()), ("hi_95", pa.float64()),
-    ]),
-    "backtest_intervals": pa.schema([  # each level's conformal interval of every backtest forecast (seqcast/intervals)
-        ("run_id", pa.string()), ("cutoff", pa.int32()), ("series_id", pa.string()), ("step", pa.int32()),
-        ("level", pa.float64()), ("lo", pa.float64()), ("hi", pa.float64()),
-    ]),
-    # a backtest's scores per cutoff and over all of them (cutoff NULL), and per level (seqcast/evaluation/backtest.py)
-    "backtest_cutoff_scores": pa.schema([
-        ("run_id", pa.string()), ("cutoff", pa.int32()), ("smape", pa.float64()), ("mase", pa.float64()),
-        ("owa", pa.float64()), ("n_series", pa.int64()), ("coverage_80", pa.float64()), ("msis_80", pa.float64()),
-        ("coverage_95", pa.float64()), ("msis_95", pa.float64()),
-    ]),
-    "backtest_level_scores": pa.schema([
-        ("run_id", pa.string()), ("cutoff", pa.int32()), ("level", pa.float64()), ("coverage", pa.float64()),
-        ("msis", pa.float64()), ("n_forecasts", pa.int64()),
-    ]),
-    "forecasts": pa.schema([  # written by the predict flow (storage/forecasts.py)
-        ("run_id", pa.string()), ("model_run_id", pa.string()), ("dataset_id", pa.string()),
-        ("series_id", pa.string()), ("timestamp", pa.timestamp("us")), ("step", pa.int32()), ("value", pa.float64()),
-        ("lo_80", pa.float64()), ("hi_80", pa.float64()), ("lo_95", pa.float64()), ("hi_95", pa.float64()),
-        ("interval_run_id", pa.string()), ("variant", pa.string()), ("choice_id", pa.string()),
-    ]),
-    # one row per choice of a dataset's champion (seqcast/forecasting/champion.py); record: choice_id
-    "champions": pa.schema([
-        ("choice_id", pa.string()), ("dataset_id", pa.string()), ("run_id", pa.string()), ("variant", pa.string()),
-        ("backtest_run_id", pa.string()), ("chosen_at", TS), ("score", pa.float64()), ("smape", pa.float64()),
-        ("horizon", pa.int32()), ("windows", pa.int32()), ("cutoff_step", pa.int32()),
-        ("runner_up_run_id", pa.string()), ("runner_up_variant", pa.string()),
-        ("runner_up_backtest_run_id", pa.string()), ("runner_up_score", pa.float64()),
-        ("previous_run_id", pa.string()), ("previous_variant", pa.string()), ("previous_score", pa.float64()),
-        ("margin", pa.float64()), ("replaced", pa.bool_()), ("reason", pa.string()), ("n_candidates", pa.int32()),
-    ]),
-    # every stored forecast step whose actual a scoring found (seqcast/forecasting/live.py), one row per scoring of
-    # it: run_id is the forecast run, score_run_id the scoring run (`seqcast score`, or an ingest) whose record holds
-    # the row
-    "forecast_errors": pa.schema([
-        ("score_run_id", pa.string()), ("run_id", pa.string()), ("model_run_id", pa.string()),
-        ("dataset_id", pa.string()), ("series_id", pa.string()), ("timestamp", pa.timestamp("us")),
-        ("step", pa.int32()), ("actual", pa.float64()), ("forecast", pa.float64()), ("error", pa.float64()),
-        ("abs_error", pa.float64()), ("scale", pa.float64()), ("scaled_error", pa.float64()),
-        ("inside_80", pa.bool_()), ("inside_95", pa.bool_()), ("scored_at", TS), ("source", pa.string()),
-        ("actuals_dataset_id", pa.string()),
-    ]),
-}
-TABLES = tuple(SCHEMAS)
-_SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
-              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
-_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id", "champions": "choice_id"}
-# The column that names a table's rows after the record they come from (default run_id): a load replaces them.
-# A champion's row names the run it chose in run_id, so its record is its choice_id; a forecast error's row names
-# the forecast run it scores, so its record is its scoring run.
-_RECORD_KEYS = {"champions": "choice_id", "forecast_errors": "score_run_id"}
-# the tables whose rows a record owns, by its run id in their record key (datasets are shared by content)
-RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if _RECORD_KEYS.get(name, "run_id") in schema.names)
-_JSON_COLUMNS = {"spec", "params", "model_run_ids", "levels"}
-# Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
-_NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id"),
-                 "backtests": ("variant", "dataset_id"), "champions": ("variant", "dataset_id"),
-                 "forecast_errors": ("dataset_id", "actuals_dataset_id")}
-
-VIEWS = """
-CREATE OR REPLACE VIEW latest_runs AS
-SELECT * FROM runs WHERE status = 'completed'
-QUALIFY row_number() OVER (PARTITION BY variant, dataset_id ORDER BY finished_at DESC, run_id) = 1;
-
-CREATE OR REPLACE VIEW run_scores AS
-SELECT r.run_id, r.variant, r.family, r.dataset_id, r.horizon, r.epochs, r.n_params, r.train_seconds,
-       r.finished_at,
-       max(m.value) FILTER (WHERE m.predictor = 'model' AND m.split = 'valid') AS valid_mse,
-       max(m.value) FILTER (WHERE m.predictor = 'model' AND m.split = 'test') AS test_mse,
-       max(m.value) FILTER (WHERE m.predictor = 'naive' AND m.split = 'valid') AS naive_valid_mse,
-       max(m.value) FILTER (WHERE m.predictor = 'naive' AND m.split = 'test') AS naive_test_mse
-FROM runs r JOIN metrics m USING (run_id)
-WHERE r.status = 'completed' AND m.metric = 'mse' AND m.horizon_step IS NULL
-GROUP BY ALL;
-
-CREATE OR REPLACE VIEW leaderboard AS
-SELECT variant, dataset_id, horizon, run_id, valid_mse, test_mse, naive_valid_mse,
-       valid_mse / naive_valid_mse AS ratio_to_naive, epochs, n_params, train_seconds, finished_at
-FROM run_scores
-QUALIFY row_number() OVER (PARTITION BY variant, dataset_id ORDER BY valid_mse, finished_at DESC, run_id) = 1
-ORDER BY dataset_id, valid_mse;
-
-CREATE OR REPLACE VIEW horizon_errors AS
-SELECT r.variant, r.dataset_id, r.run_id, m.split, m.horizon_step,
-       max(m.value) FILTER (WHERE m.metric = 'mse') AS mse,
-       max(m.value) FILTER (WHERE m.metric = 'mae') AS mae,
-       max(m.value) FILTER (WHERE m.metric = 'rmse') AS rmse
-FROM runs r JOIN metrics m USING (run_id)
-WHERE r.status = 'completed' AND m.predictor = 'model' AND m.horizon_step IS NOT NULL
-GROUP BY ALL;
-
--- The scores are computed by seqcast.evaluation when a run is recorded and stored in the *_scores tables; the views
--- below select and join them (docs/results.md names each score's function).
-
--- one row per backtest and cutoff, and one over all its cutoffs (cutoff NULL); coverage and MSIS are over the
--- forecasts that have an interval: none at the oldest cutoff, whose intervals would have no earlier cutoff to be
--- calibrated on
-CREATE OR REPLACE VIEW backtest_scores AS
-SELECT b.dataset_id, b.variant, s.run_id, s.cutoff, s.smape, s.mase, s.owa, s.n_series, b.refit,
-       s.coverage_80, s.msis_80, s.coverage_95, s.msis_95
-FROM backtest_cutoff_scores s JOIN backtests b USING (run_id)
-WHERE b.status = 'completed';
-
--- the same coverage and MSIS at every level a backtest chose (--level), one row per backtest, cutoff and level
-CREATE OR REPLACE VIEW backtest_interval_scores AS
-SELECT b.dataset_id, b.variant, s.run_id, s.cutoff, s.level, s.coverage, s.msis, s.n_forecasts, b.refit
-FROM backtest_level_scores s JOIN backtests b USING (run_id)
-WHERE b.status = 'completed';
-
--- one row per run and split of a last-horizon dataset. On the test split, the conformal intervals of the run's
--- backtest are scored on the same test values: the cutoff 0 of the newest completed backtest whose cutoff 0 this run
--- forecast (a model run), or, for a variant without a model, of that variant on the dataset with the same horizon;
--- a refit backtest comes first, as a model trained once has seen the earlier cutoffs' values its intervals are
--- calibrated on. Its intervals at cutoff 0 are calibrated on the older cutoffs only; NULL without such a backtest.
-CREATE OR REPLACE VIEW benchmark_scores AS
-WITH interval_backtest AS (
-    SELECT r.run_id, b.run_id AS backtest_run_id
-    FROM runs r JOIN backtests b
-      ON b.status = 'completed' AND b.dataset_id = r.dataset_id
-     AND (b.model_run_ids ->> '$[0]' = r.run_id
-          OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
-    QUALIFY row_number() OVER (PARTITION BY r.run_id ORDER BY b.refit DESC, b.finished_at DESC, b.run_id) = 1
-)
-SELECT r.dataset_id, r.variant, s.run_id, s.split, s.smape, s.mase, s.owa, s.n_series, s.naive2_smape,
-       s.naive2_mase, i.backtest_run_id, t.coverage_80, t.msis_80, t.coverage_95, t.msis_95
-FROM split_scores s JOIN runs r USING (run_id)
-LEFT JOIN interval_backtest i ON i.run_id = s.run_id AND s.split = 'test'
-LEFT JOIN backtest_scores t ON t.run_id = i.backtest_run_id AND t.cutoff = 0
-WHERE r.status = 'completed';
-
--- the champion each dataset's forecasts come from now: its latest choice
-CREATE OR REPLACE VIEW current_champions AS
-SELECT * FROM champions
-QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY chosen_at DESC, choice_id DESC) = 1;
-
--- one row per forecast step whose actual has arrived: its latest scoring, so rescoring a forecast with a longer
--- (or corrected) file replaces the earlier score instead of counting it twice
-CREATE OR REPLACE VIEW live_errors AS
-SELECT * FROM forecast_errors
-QUALIFY row_number() OVER (PARTITION BY run_id, series_id, timestamp ORDER BY scored_at DESC, score_run_id DESC) = 1;
-
--- one row per forecast run: its live MASE (every scored step of every series weighs the same, as in
--- backtest_scores), MAE and interval coverage over the actuals that have arrived
-CREATE OR REPLACE VIEW live_scores AS
-SELECT run_id, model_run_id, dataset_id, count(*) AS n_errors, count(DISTINCT series_id) AS n_series,
-       avg(scaled_error) AS mase, avg(abs_error) AS mae,
-       100 * avg(inside_80::INTEGER) AS coverage_80, 100 * avg(inside_95::INTEGER) AS coverage_95,
-       min(timestamp) AS first_actual, max(timestamp) AS last_actual, max(scored_at) AS scored_at
-FROM live_errors
-GROUP BY run_id, model_run_id, dataset_id;
-
--- per dataset, the model serving it live beside its backtest: the current champion and its backtest MASE (the
--- champion's score); on a dataset without a champion, every model run whose forecasts were scored and the MASE of
--- its newest completed backtest over all cutoffs (the backtest that calibrates its intervals). live_mase is over
--- every scored step of that model run's forecasts of the dataset; retrain_dataset_id is the newest dataset an
--- ingest made of a file holding those actuals (else the dataset itself): the data a retraining learns from.
-CREATE OR REPLACE VIEW live_vs_backtest AS
-WITH live AS (
-    SELECT dataset_id, model_run_id, count(*) AS n_errors, count(DISTINCT series_id) AS n_series,
-           count(DISTINCT run_id) AS n_forecast_runs, avg(scaled_error) AS live_mase,
-           100 * avg(inside_80::INTEGER) AS coverage_80, 100 * avg(inside_95::INTEGER) AS coverage_95,
-           max(timestamp) AS last_actual, max(scored_at) AS scored_at,
-           coalesce(arg_max(actuals_dataset_id, scored_at) FILTER (WHERE actuals_dataset_id IS NOT NULL),
-                    dataset_id) AS retrain_dataset_id
-    FROM live_errors GROUP BY dataset_id, model_run_id
-),
-newest_backtest AS (
-    SELECT l.dataset_id, l.model_run_id, r.variant, b.run_id AS backtest_run_id
-    FROM live l JOIN runs r ON r.run_id = l.model_run_id
-    LEFT JOIN backtests b ON b.status = 'completed' AND b.dataset_id = r.dataset_id
-         AND (b.model_run_ids ->> '$[0]' = l.model_run_id
-              OR (b.model_run_ids ->> '$[0]' IS NULL AND b.variant = r.variant AND b.horizon = r.horizon))
-    WHERE l.dataset_id NOT IN (SELECT dataset_id FROM current_champions)
-    QUALIFY row_number() OVER (PARTITION BY l.dataset_id, l.model_run_id
-                               ORDER BY b.finished_at DESC NULLS LAST, b.run_id) = 1
-),
-served AS (
-    SELECT dataset_id, run_id AS model_run_id, variant, 'champion' AS basis, backtest_run_id, score AS backtest_mase
-    FROM current_champions
-    UNION ALL
-    SELECT n.dataset_id, n.model_run_id, n.variant, 'newest backtest', n.backtest_run_id, s.mase
-    FROM newest_backtest n LEFT JOIN backtest_scores s ON s.run_id = n.backtest_run_id AND s.cutoff IS NULL
-)
-SELECT s.dataset_id, s.model_run_id, s.variant, s.basis, s.backtest_run_id, s.backtest_mase, l.live_mase,
-       l.live_mase / nullif(s.backtest_mase, 0) AS mase_ratio, l.n_errors, l.n_series, l.n_forecast_runs,
-       l.coverage_80, l.coverage_95, l.last_actual, l.scored_at, l.retrain_dataset_id
-FROM served s JOIN live l USING (dataset_id, model_run_id);
-
-CREATE OR REPLACE VIEW series_predictions AS
-SELECT r.variant, r.dataset_id, p.run_id, p.split, p.series_index, p.horizon_step, p.y_true, p.y_pred,
-       p.y_pred - p.y_true AS error
-FROM predictions p JOIN runs r USING (run_id);
-"""
 
 
 @dataclass
@@ -331,24 +95,6 @@ class DatabaseLocked(RuntimeError):
 
 # ---- the durable record -------------------------------------------------------------------------------------------
 
-def _as_table(name: str, rows: list[dict] | pa.Table) -> pa.Table:
-    if isinstance(rows, pa.Table):
-        return rows.select(SCHEMAS[name].names).cast(SCHEMAS[name])
-    return pa.Table.from_pylist(rows, schema=SCHEMAS[name])
-
-
-def _check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
-    for name, table in tables.items():
-        key = _RECORD_KEYS.get(name, "run_id")
-        if key in table.column_names:
-            others = set(table.column(key).to_pylist()) - {run_id}
-            if others:  # rows of another run would escape this run's DELETE and duplicate on reload
-                raise ValueError(f"{name} rows of record {run_id} carry other {key}s: {sorted(map(str, others))[:3]}")
-        for column in _NAME_COLUMNS.get(name, ()):
-            for value in set(table.column(column).to_pylist()) - {None}:
-                check_name(f"{name}.{column}", value)
-
-
 def write_record(record_root: Path, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> Path:
     """Write one run's rows (table name -> row dicts or Arrow table) as its committed record; return its folder.
 
@@ -360,8 +106,8 @@ def write_record(record_root: Path, run_id: str, rows: dict[str, list[dict] | pa
     unknown = set(rows) - set(SCHEMAS)
     if unknown:
         raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
-    tables = {name: _as_table(name, rows.get(name, [])) for name in TABLES}
-    _check_rows(run_id, tables)
+    tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
+    check_rows(run_id, tables)
     # only the tables that hold rows: on an object store each file costs requests to write and to sync
     tables = {name: table for name, table in tables.items() if table.num_rows} or {"runs": tables["runs"]}
 
@@ -449,8 +195,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     for name, schema in SCHEMAS.items():
         cols = []
         for f in schema:
-            sql_type = "JSON" if f.name in _JSON_COLUMNS else _SQL_TYPES[str(f.type)]
-            key = " PRIMARY KEY" if _KEYS.get(name) == f.name else ""
+            sql_type = "JSON" if f.name in JSON_COLUMNS else SQL_TYPES[str(f.type)]
+            key = " PRIMARY KEY" if PRIMARY_KEYS.get(name) == f.name else ""
             cols.append((f.name, f"{sql_type}{key}"))
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(f'{c} {t}' for c, t in cols)})")
         have = {row[0] for row in con.execute("SELECT column_name FROM information_schema.columns WHERE "
@@ -522,7 +268,7 @@ def _load_many(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, Path, dict
     try:
         if reloaded:
             for name in RUN_TABLES:  # name and key: constants of this module, never input
-                con.execute(f"DELETE FROM {name} WHERE {_RECORD_KEYS.get(name, 'run_id')} IN (SELECT unnest(?))",
+                con.execute(f"DELETE FROM {name} WHERE {RECORD_KEYS.get(name, 'run_id')} IN (SELECT unnest(?))",
                             [reloaded])
         for name, paths in files.items():
             source = "read_parquet(?, union_by_name = true)"  # older records may lack newer columns: NULL
@@ -757,9 +503,6 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
         con.close()
 
 
-# What ``seqcast sql`` runs: queries (a PIVOT parses as several statements), never COPY, ATTACH, INSTALL or SET.
-READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.MULTI,
-                        duckdb.StatementType.PRAGMA, duckdb.StatementType.CALL}
 STORE_FOLDERS = ("datasets", "models", RECORDS)
 
 

@@ -16,6 +16,7 @@ from seqcast.config.names import TRAINING_LIMIT
 from seqcast.config.params import ForecastParams, normalized_params
 from seqcast.data.scaling import Scaler
 from seqcast.models.registry import get_variant
+from seqcast.storage.backups import TrainingBackup
 from seqcast.storage.datasets import DatasetRef
 from seqcast.storage.home import current_settings, current_store
 from seqcast.tasks.faults import training_fault
@@ -63,7 +64,7 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
         progress = create_progress_artifact(0.0, description=f"{params.variant}: share of max epochs trained")
         # the backup of an interrupted try: on an object store, from the store, so it resumes on any machine
         result = train(params, train_windows, valid_windows, logger,
-                       backup_dir=store.models.backup_folder(run_id),
+                       backup=TrainingBackup(store.models.backup_folder(run_id)),
                        callbacks=[epoch_progress(progress, params.epochs),
                                   stored_backup(store.models, run_id, current_settings().backup_interval),
                                   *(training_fault(fault, logger) if fault else [])])

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,3 +52,32 @@ def running_s3(bucket: str = "seqcast-tests") -> Iterator[S3Server]:
         yield s3
     finally:
         server.stop()
+
+
+@contextmanager
+def running_s3_process(bucket: str = "seqcast-tests") -> Iterator[S3Server]:
+    """Start moto's S3 server as its own process on a free loopback port with ``bucket`` created; stop it after.
+
+    For clients that may hold the GIL while they wait on the network (some of delta-rs's calls): a server thread in
+    the test's own process would then never answer them.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s3 = S3Server(f"http://127.0.0.1:{port}", bucket)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                s3.create_bucket(bucket)
+                break
+            except Exception:  # not listening yet
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield s3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

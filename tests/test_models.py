@@ -285,6 +285,7 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
     import keras
 
     from seqcast.config.params import ForecastParams
+    from seqcast.storage.backups import TrainingBackup
     from seqcast.training.fit import train
 
     params = ForecastParams(variant="deep_rnn_dense", n_series=300, n_train=200, n_valid=100, n_test=0, epochs=5,
@@ -322,7 +323,8 @@ def test_a_resumed_training_restores_the_best_weights_of_the_whole_run(tmp_path)
                 self.model.set_weights([np.ones_like(w) for w in self.model.get_weights()])
 
     def fit(model_dir, crash=False):
-        return train(params, windows[:200], windows[200:], logging.getLogger("test"), backup_dir=model_dir / "backup",
+        return train(params, windows[:200], windows[200:], logging.getLogger("test"),
+                     backup=TrainingBackup(model_dir / "backup"),
                      callbacks=[Steer({0, 1, 2}, fresh=3), CrashBeforeEpoch5()] if crash else [Steer({4})])
 
     def valid_mse(result):

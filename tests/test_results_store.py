@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 
 from seqcast.app.cli import main as cli
+from seqcast.storage.migrate import migrate
 from seqcast.storage.results import (
     TABLES,
     committed_records,
@@ -32,6 +33,9 @@ from seqcast.storage.results import (
     sync,
     write_record,
 )
+from seqcast.storage.table_queries import connect
+from seqcast.storage.tables import Tables
+from seqcast.storage.views import VIEW_NAMES
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration  # storage: real files, a real DuckDB, real processes
@@ -118,6 +122,20 @@ def test_concurrent_flow_runs_lose_and_duplicate_nothing(concurrent_runs):
     assert rows(db, "SELECT count(*) FROM datasets") == [(N_CONCURRENT,)]  # one seed, one dataset
     assert rows(db, "SELECT count(*) FROM leaderboard") == [(N_CONCURRENT,)]
     assert pending_records(home / "records", db) == []
+
+
+def test_the_runs_records_migrate_into_delta_tables_that_read_as_the_database(concurrent_runs, tmp_path):
+    """Real flow runs' records brought into the Delta tables: every table and view reads as in results.duckdb."""
+    home, _ = concurrent_runs
+    tables = Tables(tmp_path / "tables-home")
+    migrated, skipped = migrate(home / "records", tables)
+    assert sorted(migrated) == sorted(committed_records(home / "records")) and skipped == []
+    over_tables = connect(tables)
+    db = home / "results.duckdb"
+    for name in [*TABLES, *VIEW_NAMES]:
+        sql = f"SELECT * FROM {name} ORDER BY ALL"
+        assert over_tables.execute(sql).fetchall() == rows(db, sql), name
+    assert over_tables.execute("SELECT count(*) FROM leaderboard").fetchall() == [(N_CONCURRENT,)]
 
 
 def test_rebuild_reproduces_every_table(concurrent_runs):

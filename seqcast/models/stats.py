@@ -7,9 +7,11 @@ training parts (their lengths may differ) and returns forecasts of shape (n_seri
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from seqcast.evaluation.baselines import naive2
 
@@ -32,27 +34,41 @@ def seasonal_naive(train: Sequence[np.ndarray], period: int, h: int) -> np.ndarr
     return np.stack([np.resize(np.asarray(x, dtype=np.float64)[-lag:], h) for x in train]).reshape(len(train), h)
 
 
-def _statsforecast(make_model: Callable[[int], object], train: Sequence[np.ndarray], period: int,
-                   h: int) -> np.ndarray:
-    # one model object per series: statsforecast models keep fitted state on the instance
-    forecasts = np.empty((len(train), h))
-    for i, x in enumerate(train):
-        forecasts[i] = make_model(max(int(period), 1)).forecast(y=np.asarray(x, dtype=np.float64), h=h)["mean"]
-    return forecasts
+# Below this many series a process pool costs more to start than it saves.
+PARALLEL_MIN_SERIES = 500
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _statsforecast(model: object, train: Sequence[np.ndarray], h: int) -> np.ndarray:
+    """Forecast every training part with ``model`` through ``StatsForecast``: all parts in one long frame (integer
+    time steps), fitted in parallel on this process's cores when there are enough of them; (n_series, h)."""
+    from statsforecast import StatsForecast
+
+    lengths = np.array([len(x) for x in train])
+    frame = pd.DataFrame({"unique_id": np.repeat(np.arange(len(train)), lengths),
+                          "ds": np.concatenate([np.arange(n) for n in lengths]),
+                          "y": np.concatenate([np.asarray(x, dtype=np.float64) for x in train])})
+    n_jobs = _cores() if len(train) >= PARALLEL_MIN_SERIES else 1
+    found = StatsForecast(models=[model], freq=1, n_jobs=n_jobs).forecast(df=frame, h=h)
+    found = found.sort_values(["unique_id", "ds"], kind="stable")
+    return found[str(model)].to_numpy(dtype=np.float64).reshape(len(train), h)
 
 
 def theta(train: Sequence[np.ndarray], period: int, h: int) -> np.ndarray:
     """statsforecast's standard Theta method (multiplicative deseasonalisation when seasonal): (n_series, h)."""
     from statsforecast.models import Theta
 
-    return _statsforecast(lambda m: Theta(season_length=m), train, period, h)
+    return _statsforecast(Theta(season_length=max(int(period), 1)), train, h)
 
 
 def ets(train: Sequence[np.ndarray], period: int, h: int) -> np.ndarray:
     """statsforecast's AutoETS (model chosen by AICc among error, trend and season types): (n_series, h)."""
     from statsforecast.models import AutoETS
 
-    return _statsforecast(lambda m: AutoETS(season_length=m), train, period, h)
+    return _statsforecast(AutoETS(season_length=max(int(period), 1)), train, h)
 
 
 def ets_intervals(train: Sequence[np.ndarray], period: int, h: int, levels: Sequence[float]

@@ -1,7 +1,7 @@
 """Training and forecasting with Keras: plain functions that the Prefect tasks call.
 
-Training writes only to the local ``backup_dir`` its caller names (Keras's BackupAndRestore state and the epoch
-journal), so that a crashed try resumes; saving the model is the caller's.
+Training reads and writes no file itself: the backup its caller hands in keeps what lets a crashed try resume
+(Keras's BackupAndRestore writes into the backup's folder), and saving the model is the caller's.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ import math
 import os
 import platform
 import time
-import uuid
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,17 +71,6 @@ def divergence_guard(variant: str):
     return _Guard()
 
 
-def _replace(path: Path, write) -> None:
-    """Write a state file of the backup through a temporary name, so a crash never leaves it half written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -136,12 +123,13 @@ def fixed_length(model, n_steps: int):
 class EpochLogger:
     """Keras callback that logs one line per epoch, so long training shows progress in the Prefect UI.
 
-    With a ``journal`` file it also keeps every epoch's figures there: Keras's BackupAndRestore resumes the
-    weights and the epoch counter after a crash, but the History of a resumed fit starts at the resumed
-    epoch, so the epochs before the crash are known only from the journal.
+    With a ``backup`` (see :class:`seqcast.storage.backups.TrainingBackup`: anything with ``read_journal`` and
+    ``write_journal``) it also keeps every epoch's figures there: Keras's BackupAndRestore resumes the weights and the
+    epoch counter after a crash, but the History of a resumed fit starts at the resumed epoch, so the epochs before
+    the crash are known only from the journal.
     """
 
-    def __init__(self, logger: logging.Logger, variant: str, max_epochs: int, journal: Path | None = None):
+    def __init__(self, logger: logging.Logger, variant: str, max_epochs: int, backup=None):
         import keras
 
         class _Callback(keras.callbacks.Callback):
@@ -155,47 +143,44 @@ class EpochLogger:
                        **{k: float(v) for k, v in logs.items() if isinstance(v, (float, int))}}
                 # an epoch journaled just before a crash but not backed up is run again: keep the new figures
                 self.rows = [r for r in self.rows if r["epoch"] <= epoch] + [row]
-                if journal is not None:
-                    rows = json.dumps(self.rows)
-                    _replace(journal, lambda tmp: tmp.write_text(rows))
+                if backup is not None:
+                    backup.write_journal(self.rows)
                 figures = " ".join(f"{k}={v:.5f}" for k, v in logs.items() if isinstance(v, float))
                 logger.info("%s epoch %d/%d %s (%.1f s)", variant, epoch + 1, max_epochs, figures, seconds)
 
-        self.rows: list[dict] = json.loads(journal.read_text()) if journal is not None and journal.is_file() else []
+        self.rows: list[dict] = backup.read_journal() if backup is not None else []
         if self.rows:
             logger.info("%s resumes after epoch %d (backup of an interrupted try)", variant, self.rows[-1]["epoch"])
         self.callback = _Callback()
 
 
-def early_stopping(patience: int, state_dir: Path | None = None, journal: EpochLogger | None = None):
-    """Keras EarlyStopping (best weights restored at the end) whose state survives a crash when ``state_dir`` is set.
+def early_stopping(patience: int, backup=None, journal: EpochLogger | None = None):
+    """Keras EarlyStopping (best weights restored at the end) whose state survives a crash when ``backup`` is set.
 
     BackupAndRestore brings back the weights, optimizer and epoch counter, but EarlyStopping starts afresh on
     resume: its patience would count from the resumed epoch and the weights it restores would be the best since
-    the crash, not the best of the run. This one keeps its wait, best value and best weights in ``state_dir``
-    (BackupAndRestore's folder, removed with it), written after the backup each epoch. A crash between the two
-    writes leaves the state one epoch behind the backup; that epoch is then scored from ``journal`` against the
-    restored weights, which are that epoch's.
+    the crash, not the best of the run. This one keeps its wait, best value and best weights in ``backup`` (a
+    :class:`seqcast.storage.backups.TrainingBackup`: ``read_stopping``, ``write_stopping``), written after Keras's
+    backup each epoch. A crash between the two writes leaves the state one epoch behind the backup; that epoch is
+    then scored from ``journal`` against the restored weights, which are that epoch's.
     """
     import keras
 
-    if state_dir is None:
+    if backup is None:
         return keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
-    state_file = state_dir / "early_stopping.json"
 
     class _Resumable(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            self.saved = json.loads(state_file.read_text()) if state_file.is_file() else None
+            self.saved = backup.read_stopping()
 
         def on_epoch_begin(self, epoch, logs=None):
             saved, self.saved = self.saved, None
             if saved is None or epoch == 0:
                 return
-            self.wait, self.best, self.best_epoch = saved["wait"], saved["best"], saved["best_epoch"]
-            with np.load(state_dir / saved["weights"]) as weights:
-                self.best_weights = [weights[f"w{i}"] for i in range(len(weights.files))]
-            behind = [row for row in (journal.rows if journal else []) if saved["epochs"] < row["epoch"] <= epoch]
+            state, self.best_weights = saved
+            self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+            behind = [row for row in (journal.rows if journal else []) if state["epochs"] < row["epoch"] <= epoch]
             if len(behind) == 1 and behind[0]["epoch"] == epoch:  # the epoch backed up just before the crash
                 self.on_epoch_end(epoch - 1, {self.monitor: behind[0][self.monitor]})
 
@@ -203,35 +188,20 @@ def early_stopping(patience: int, state_dir: Path | None = None, journal: EpochL
             super().on_epoch_end(epoch, logs)
             if self.best_weights is None:
                 return
-            weights = f"best-{self.best_epoch + 1}.weights.npz"
-            if not (state_dir / weights).is_file():
-                arrays = {f"w{i}": w for i, w in enumerate(self.best_weights)}
-                _replace(state_dir / weights, lambda tmp: tmp.write_bytes(_npz(arrays)))
-            state = json.dumps({"epochs": epoch + 1, "wait": self.wait, "best": float(self.best),
-                                "best_epoch": self.best_epoch, "weights": weights})
-            _replace(state_file, lambda tmp: tmp.write_text(state))
-            for old in state_dir.glob("best-*.weights.npz"):
-                if old.name != weights:
-                    old.unlink()
+            backup.write_stopping({"epochs": epoch + 1, "wait": self.wait, "best": float(self.best),
+                                   "best_epoch": self.best_epoch}, self.best_epoch, self.best_weights)
 
     return _Resumable(patience=patience, restore_best_weights=True)
 
 
-def _npz(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
 def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.ndarray, logger: logging.Logger,
-          backup_dir: Path | None = None, callbacks: list | tuple = ()) -> TrainResult:
+          backup=None, callbacks: list | tuple = ()) -> TrainResult:
     """Fit the variant on the training windows (n, n_steps + horizon) with early stopping on the validation windows.
 
     Inputs and targets are fitted in the frame of ``params.window_norm``, the one :func:`forecast` maps back from.
-    ``backup_dir``: a local folder where an interrupted fit leaves what resumes it; ``callbacks``: extra Keras
-    callbacks, called after the backup of each epoch is written.
+    ``backup``: where an interrupted fit leaves what resumes it (a :class:`seqcast.storage.backups.TrainingBackup`,
+    whose ``folder`` Keras's BackupAndRestore writes to); ``callbacks``: extra Keras callbacks, called after the
+    backup of each epoch is written.
     """
     import keras
 
@@ -252,14 +222,13 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     fitted.compile(optimizer=keras.optimizers.Nadam(learning_rate=params.learning_rate), loss=params.loss,
                    metrics=[last_time_step_mse] if sequence else [], jit_compile=params.jit_compile,
                    steps_per_execution=params.steps_per_execution)
-    progress = EpochLogger(logger, variant.name, params.epochs,
-                           journal=backup_dir / "epochs.json" if backup_dir is not None else None)
+    progress = EpochLogger(logger, variant.name, params.epochs, backup)
     extra_callbacks = list(callbacks)
     # the guard first, so no non-finite epoch is journaled or backed up; then the journal, the backup, early stopping
     callbacks = [divergence_guard(variant.name), progress.callback]
-    if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True))
-    callbacks += [early_stopping(params.patience, backup_dir, progress), *extra_callbacks]
+    if backup is not None:
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup.folder), delete_checkpoint=True))
+    callbacks += [early_stopping(params.patience, backup, progress), *extra_callbacks]
     started = time.perf_counter()
     # validation in batches of 2048: the same mean loss, far fewer compiled calls per epoch than batches of 32
     fitted.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size,

@@ -1,0 +1,86 @@
+"""SQL over the Delta tables: an in-memory DuckDB connection with every table registered as an Arrow dataset.
+
+Each table of ``SCHEMAS`` is registered under its own name from ``DeltaTable.to_pyarrow_dataset()``, with the
+views of :mod:`seqcast.storage.views` over them, so seqcast's named queries (:mod:`seqcast.storage.queries`) and a
+user's ``seqcast sql`` read the tables as they read the DuckDB file. The datasets carry each file's statistics, so
+DuckDB's filters (``WHERE run_id = ?``) skip the files that cannot hold a match. A connection reads each table at
+the version it was opened at, and nothing through it can write a table: there is no database file to lock, so
+readers never wait for writers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from seqcast.storage.schemas import SCHEMAS
+from seqcast.storage.tables import Tables
+from seqcast.storage.views import READ_ONLY_STATEMENTS, VIEWS
+
+# the store's own folders a user's query may read files from (relative paths resolve against the store's root)
+STORE_FOLDERS = ("datasets", "models")
+
+
+def connect(tables: Tables) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with every table (an empty one for a table no run has written yet) and view."""
+    con = duckdb.connect()
+    for name, table in tables.open_all().items():
+        schema = SCHEMAS[name]
+        if table is None:
+            con.register(name, schema.empty_table())
+            continue
+        # the table's own schema, plus any column of today's schema that no write has added yet (NULL)
+        dataset = table.to_pyarrow_dataset()
+        missing = [field for field in schema if field.name not in dataset.schema.names]
+        if missing:
+            dataset = table.to_pyarrow_dataset(schema=_with(dataset.schema, missing))
+        con.register(name, dataset)
+    con.execute(VIEWS)
+    return con
+
+
+def _with(schema, fields):
+    for field in fields:
+        schema = schema.append(field)
+    return schema
+
+
+def query(tables: Tables, sql: str, params: list | None = None,
+          home: Path | None = None) -> tuple[list[str], list[tuple]]:
+    """Run one query over the tables and return (column names, rows); relative file paths resolve against
+    ``home``."""
+    con = connect(tables)
+    try:
+        if home is not None:
+            con.execute("SET file_search_path = ?", [str(home)])
+        cursor = con.execute(sql, params or [])
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall()
+    finally:
+        con.close()
+
+
+def read_only_query(tables: Tables, sql: str, home: Path) -> tuple[list[str], list[tuple]]:
+    """Run one statement of a user's SQL that writes nothing anywhere: not a table, not a file.
+
+    Only queries run (ValueError names a refused statement); they may read the store's own files (paths relative
+    to ``home`` resolve against it), and the connection's configuration is locked before the statement runs.
+    """
+    statements = duckdb.extract_statements(sql)
+    if len(statements) != 1:
+        raise ValueError(f"give one statement at a time, got {len(statements)}")
+    if statements[0].type not in READ_ONLY_STATEMENTS:
+        raise ValueError(f"{statements[0].type.name} statements are refused: seqcast sql only reads (SELECT, "
+                         f"PIVOT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)")
+    con = connect(tables)
+    try:
+        con.execute("SET file_search_path = ?", [str(home)])
+        con.execute("SET allowed_directories = ?", [[str(home), *(f"{folder}/" for folder in STORE_FOLDERS)]])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall()
+    finally:
+        con.close()
