@@ -29,6 +29,8 @@ from seqcast.storage.views import VIEW_NAMES
 from tests.conftest import REPO_ROOT
 from tests.s3_server import SECRET
 
+pytestmark = pytest.mark.integration  # storage: real Delta tables, processes and an S3 server
+
 WRITER_TIMEOUT_S = 240
 
 
