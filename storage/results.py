@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tenacity
 
-from seqcast.config.names import SAFE_NAME, check_name
+from seqcast.config.names import SAFE_NAME
 from seqcast.storage import queries
 from seqcast.storage.atomic import atomic_dir, atomic_file
 from seqcast.storage.objects import TRANSFER_THREADS, ObjectStore
@@ -59,8 +59,9 @@ from seqcast.storage.schemas import (  # noqa: F401  (re-exported: the tables' s
     TS,
     as_table,
     check_rows,
+    checked_tables,
 )
-from seqcast.storage.views import READ_ONLY_STATEMENTS, VIEWS  # noqa: F401
+from seqcast.storage.views import READ_ONLY_STATEMENTS, VIEWS, refuse_writes, run_locked_down  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,7 @@ def write_record(record_root: Path, run_id: str, rows: dict[str, list[dict] | pa
     under a new write id and switches the marker to them in one rename; the previous write stays the
     valid one until that rename, so a crash at any point leaves one complete write, never a mix.
     """
-    check_name("run id", run_id)
-    unknown = set(rows) - set(SCHEMAS)
-    if unknown:
-        raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
-    tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
-    check_rows(run_id, tables)
+    tables = checked_tables(run_id, rows)
     # only the tables that hold rows: on an object store each file costs requests to write and to sync
     tables = {name: table for name, table in tables.items() if table.num_rows} or {"runs": tables["runs"]}
 
@@ -512,24 +508,13 @@ def read_only_query(db_path: Path, sql: str, home: Path, timeout_s: float | None
     The connection is read-only, may read only the store's own files (paths relative to ``home`` resolve against
     it), and its configuration is locked before the statement runs. ValueError names a refused statement.
     """
-    statements = duckdb.extract_statements(sql)
-    if len(statements) != 1:
-        raise ValueError(f"give one statement at a time, got {len(statements)}")
-    if statements[0].type not in READ_ONLY_STATEMENTS:
-        raise ValueError(f"{statements[0].type.name} statements are refused: seqcast sql only reads (SELECT, "
-                         f"PIVOT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)")
+    refuse_writes(sql)
     if not db_path.exists():
         raise FileNotFoundError(f"no results database at {db_path}; run `seqcast run` first, or `seqcast results "
                                 f"sync` to load what other machines recorded")
     con = _connect(db_path, True, timeout_s, None)
     try:
-        con.execute("SET file_search_path = ?", [str(home)])
-        con.execute("SET allowed_directories = ?", [[str(home), *(f"{folder}/" for folder in STORE_FOLDERS)]])
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        cursor = con.execute(sql)
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        return columns, cursor.fetchall()
+        return run_locked_down(con, sql, home, STORE_FOLDERS)
     finally:
         con.close()
 

@@ -149,3 +149,15 @@ def check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
         for column in NAME_COLUMNS.get(name, ()):
             for value in set(table.column(column).to_pylist()) - {None}:
                 check_name(f"{name}.{column}", value)
+
+
+def checked_tables(run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[str, pa.Table]:
+    """Every table's rows of one run as Arrow tables of its schema; ValueError for a bad name or row, before
+    anything touches the disk."""
+    check_name("run id", run_id)
+    unknown = set(rows) - set(SCHEMAS)
+    if unknown:
+        raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
+    tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
+    check_rows(run_id, tables)
+    return tables

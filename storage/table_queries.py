@@ -16,7 +16,7 @@ import duckdb
 
 from seqcast.storage.schemas import SCHEMAS
 from seqcast.storage.tables import Tables
-from seqcast.storage.views import READ_ONLY_STATEMENTS, VIEWS
+from seqcast.storage.views import VIEWS, refuse_writes, run_locked_down
 
 # the store's own folders a user's query may read files from (relative paths resolve against the store's root)
 STORE_FOLDERS = ("datasets", "models")
@@ -67,20 +67,9 @@ def read_only_query(tables: Tables, sql: str, home: Path) -> tuple[list[str], li
     Only queries run (ValueError names a refused statement); they may read the store's own files (paths relative
     to ``home`` resolve against it), and the connection's configuration is locked before the statement runs.
     """
-    statements = duckdb.extract_statements(sql)
-    if len(statements) != 1:
-        raise ValueError(f"give one statement at a time, got {len(statements)}")
-    if statements[0].type not in READ_ONLY_STATEMENTS:
-        raise ValueError(f"{statements[0].type.name} statements are refused: seqcast sql only reads (SELECT, "
-                         f"PIVOT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)")
+    refuse_writes(sql)
     con = connect(tables)
     try:
-        con.execute("SET file_search_path = ?", [str(home)])
-        con.execute("SET allowed_directories = ?", [[str(home), *(f"{folder}/" for folder in STORE_FOLDERS)]])
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        cursor = con.execute(sql)
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        return columns, cursor.fetchall()
+        return run_locked_down(con, sql, home, STORE_FOLDERS)
     finally:
         con.close()

@@ -37,7 +37,7 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from seqcast.config.names import check_name
 from seqcast.storage.objects import ObjectStore
-from seqcast.storage.schemas import SCHEMAS, TABLES, as_table, check_rows, record_key
+from seqcast.storage.schemas import SCHEMAS, TABLES, checked_tables, record_key
 
 log = logging.getLogger(__name__)
 
@@ -243,13 +243,7 @@ class Tables:
 
 def _checked(run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[str, pa.Table]:
     """Every table's rows of one run as Arrow tables of its schema; ValueError for a bad name or row."""
-    check_name("run id", run_id)
-    unknown = set(rows) - set(SCHEMAS)
-    if unknown:
-        raise ValueError(f"unknown result tables {sorted(unknown)}; tables: {', '.join(TABLES)}")
-    tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
-    check_rows(run_id, tables)
-    return tables
+    return checked_tables(run_id, rows)
 
 
 def _may_hold(table: DeltaTable, name: str, run_ids: list[str]) -> set[str]:

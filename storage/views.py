@@ -148,3 +148,25 @@ FROM predictions p JOIN runs r USING (run_id);
 """
 
 VIEW_NAMES = tuple(re.findall(r"^CREATE OR REPLACE VIEW (\w+)", VIEWS, re.MULTILINE))
+
+
+def refuse_writes(sql: str) -> None:
+    """Refuse anything but one statement that only reads (ValueError naming what was refused)."""
+    statements = duckdb.extract_statements(sql)
+    if len(statements) != 1:
+        raise ValueError(f"give one statement at a time, got {len(statements)}")
+    if statements[0].type not in READ_ONLY_STATEMENTS:
+        raise ValueError(f"{statements[0].type.name} statements are refused: seqcast sql only reads (SELECT, "
+                         f"PIVOT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE)")
+
+
+def run_locked_down(con: duckdb.DuckDBPyConnection, sql: str, home, folders: tuple[str, ...]):
+    """Run a user's statement on ``con`` once it may read only the store's files (``home`` and its ``folders``;
+    relative paths resolve against ``home``) and its configuration is locked; return (column names, rows)."""
+    con.execute("SET file_search_path = ?", [str(home)])
+    con.execute("SET allowed_directories = ?", [[str(home), *(f"{folder}/" for folder in folders)]])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    cursor = con.execute(sql)
+    columns = [d[0] for d in cursor.description] if cursor.description else []
+    return columns, cursor.fetchall()
