@@ -29,7 +29,8 @@ from seqcast.storage.views import VIEW_NAMES
 from tests.conftest import REPO_ROOT
 from tests.s3_server import SECRET
 
-pytestmark = pytest.mark.integration  # storage: real Delta tables, processes and an S3 server
+# storage: real Delta tables, processes and an S3 server; the durability tests with many processes or rows are slow, as
+# the tables are not yet where the flows record
 
 WRITER_TIMEOUT_S = 240
 
@@ -89,6 +90,7 @@ def count(tables: Tables, sql: str, params=None) -> list[tuple]:
     return query(tables, sql, params)[1]
 
 
+@pytest.mark.integration
 def test_a_run_is_one_commit_per_table_and_a_retry_replaces_only_its_rows(location):
     tables = Tables(*location)
     first = tables.write("run-1", run_rows("run-1"))
@@ -115,6 +117,7 @@ def test_a_run_is_one_commit_per_table_and_a_retry_replaces_only_its_rows(locati
         assert keys and not [key for key in keys if SECRET.encode() in remote.get_bytes(key)]
 
 
+@pytest.mark.integration
 def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
     tables = Tables(tmp_path / "home")
     with pytest.raises(ValueError, match="run id"):
@@ -128,6 +131,7 @@ def test_bad_rows_are_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "home").exists()
 
 
+@pytest.mark.integration
 def test_the_views_over_the_tables_equal_those_of_the_duckdb_file(tmp_path):
     """The same runs through today's record and DuckDB file and through the tables: every table and view the same."""
     tables, records, db = Tables(tmp_path / "home"), tmp_path / "records", tmp_path / "results.duckdb"
@@ -145,6 +149,7 @@ def test_the_views_over_the_tables_equal_those_of_the_duckdb_file(tmp_path):
     assert over_tables.execute("SELECT count(*) FROM leaderboard").fetchall() == [(3,)]
 
 
+@pytest.mark.integration
 def test_a_column_a_table_lacks_reads_as_null_and_the_next_write_adds_it(tmp_path):
     tables = Tables(tmp_path / "home")
     older = SCHEMAS["runs"].remove(SCHEMAS["runs"].get_field_index("error"))  # a table made before the column
@@ -154,6 +159,7 @@ def test_a_column_a_table_lacks_reads_as_null_and_the_next_write_adds_it(tmp_pat
     assert count(tables, "SELECT run_id, error FROM runs ORDER BY 1") == [("new", "boom"), ("old", None)]
 
 
+@pytest.mark.integration
 def test_a_users_query_reads_and_writes_nothing(tmp_path):
     home = tmp_path / "home"
     tables = Tables(home)
@@ -184,6 +190,7 @@ def start_writer(location: tuple[str, dict | None], code: str, env: dict[str, st
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.slow
 def test_several_processes_writing_at_once_lose_and_duplicate_nothing(location):
     """Three writer processes, each committing four runs and then retrying each: every run once, in its last write."""
     writers, runs = 3, 4
@@ -207,6 +214,7 @@ def test_several_processes_writing_at_once_lose_and_duplicate_nothing(location):
     assert count(tables, "SELECT count(*) FROM leaderboard") == [(2,)]
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_commit_leaves_the_table_at_its_previous_version(tmp_path):
     tables = Tables(tmp_path / "home")
     tables.write("run-1", run_rows("run-1"))
@@ -247,6 +255,7 @@ def test_a_writer_killed_mid_commit_leaves_the_table_at_its_previous_version(tmp
         ("run-1", 5), ("run-2", 5)]
 
 
+@pytest.mark.slow
 def test_compaction_merges_small_files_and_one_run_reads_few_files(location):
     tables = Tables(*location)
     runs = [f"run-{n:02d}" for n in range(12)]
@@ -267,6 +276,7 @@ def test_compaction_merges_small_files_and_one_run_reads_few_files(location):
     assert count(tables, "SELECT count(*), count(DISTINCT run_id) FROM predictions") == [(11 * 50 + 1, 12)]
 
 
+@pytest.mark.integration
 def test_the_tables_are_read_without_seqcast(tmp_path):
     """What docs/storage.md shows: DuckDB, pandas and Polars on the tables, with no seqcast code."""
     import polars as pl
@@ -280,6 +290,7 @@ def test_the_tables_are_read_without_seqcast(tmp_path):
     assert pl.read_delta(f"{home}/tables/runs")["run_id"].to_list() == ["run-1"]
 
 
+@pytest.mark.integration
 def test_a_home_written_by_the_record_format_migrates_once_whatever_the_tries(tmp_path):
     """A home made by the record writer: committed records (one rewritten by a retry, a champion choice, a scoring
     run), a folder a killed writer left without its marker; migrated twice, it equals the DuckDB file it loaded."""
@@ -309,6 +320,7 @@ def test_a_home_written_by_the_record_format_migrates_once_whatever_the_tries(tm
     assert over_tables.execute("SELECT count(*) FROM runs").fetchall() == [(2,)]
 
 
+@pytest.mark.integration
 def test_a_record_older_than_a_column_migrates_with_the_column_null(tmp_path):
     folder = write_record(tmp_path / "records", "run-1", {"runs": [{"run_id": "run-1", "status": "completed",
                                                                        "error": "x"}]})
@@ -320,6 +332,7 @@ def test_a_record_older_than_a_column_migrates_with_the_column_null(tmp_path):
                                                                                       None)]
 
 
+@pytest.mark.integration
 def test_an_open_reader_holds_up_no_writer_and_reads_one_version(tmp_path):
     """What a held DuckDB lock was for the database file: a connection open over the tables while another process
     commits. The writer does not wait; the open connection keeps reading the versions it opened, a new one the new."""
@@ -339,6 +352,7 @@ def test_an_open_reader_holds_up_no_writer_and_reads_one_version(tmp_path):
         ("run-1", 1), ("run-2", 5)]
 
 
+@pytest.mark.slow
 def test_a_host_that_is_lost_costs_nothing_another_host_committed(location, tmp_path):
     """Two hosts on one store, one killed in the middle of its runs: every run the other committed is there, and a
     third host with nothing of its own reads all of it; the lost host's retry replaces what it left."""
