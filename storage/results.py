@@ -61,7 +61,7 @@ from seqcast.storage.schemas import (  # noqa: F401  (re-exported: the tables' s
     check_rows,
     checked_tables,
 )
-from seqcast.storage.views import READ_ONLY_STATEMENTS, VIEWS, refuse_writes, run_locked_down  # noqa: F401
+from seqcast.storage.views import READ_ONLY_STATEMENTS, VIEWS, fetch, refuse_writes, run_locked_down  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -490,11 +490,7 @@ def query(db_path: Path, sql: str, params: list | None = None, timeout_s: float 
         raise DatabaseLocked(f"{exc}. A process holds it read-write (a flow loading results, or an open "
                              f"DuckDB shell); query again once it is closed.") from None
     try:
-        if home is not None:
-            con.execute("SET file_search_path = ?", [str(home)])
-        cursor = con.execute(sql, params or [])
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        return columns, cursor.fetchall()
+        return fetch(con, sql, params, home)
     finally:
         con.close()
 

@@ -16,7 +16,7 @@ import duckdb
 
 from seqcast.storage.schemas import SCHEMAS
 from seqcast.storage.tables import Tables
-from seqcast.storage.views import VIEWS, refuse_writes, run_locked_down
+from seqcast.storage.views import VIEWS, fetch, refuse_writes, run_locked_down
 
 # the store's own folders a user's query may read files from (relative paths resolve against the store's root)
 STORE_FOLDERS = ("datasets", "models")
@@ -52,11 +52,7 @@ def query(tables: Tables, sql: str, params: list | None = None,
     ``home``."""
     con = connect(tables)
     try:
-        if home is not None:
-            con.execute("SET file_search_path = ?", [str(home)])
-        cursor = con.execute(sql, params or [])
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        return columns, cursor.fetchall()
+        return fetch(con, sql, params, home)
     finally:
         con.close()
 

@@ -167,6 +167,14 @@ def run_locked_down(con: duckdb.DuckDBPyConnection, sql: str, home, folders: tup
     con.execute("SET allowed_directories = ?", [[str(home), *(f"{folder}/" for folder in folders)]])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
-    cursor = con.execute(sql)
+    return fetch(con, sql)
+
+
+def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None, home=None):
+    """Run one statement on ``con`` (relative file paths resolving against ``home``, when given); return (column
+    names, rows)."""
+    if home is not None:
+        con.execute("SET file_search_path = ?", [str(home)])
+    cursor = con.execute(sql, params or [])
     columns = [d[0] for d in cursor.description] if cursor.description else []
     return columns, cursor.fetchall()
