@@ -13,15 +13,18 @@ import threading
 import time
 import types
 import typing
+from pathlib import Path
 
 from pydantic import ValidationError
 from tabulate import tabulate
 
 from seqcast.app import api
+from seqcast.config.names import is_url
 from seqcast.config.params import ForecastParams
 from seqcast.config.settings import SettingsError, load_settings
 from seqcast.models.registry import NEEDS_DATASET, ONE_STEP, REGISTRY
 from seqcast.storage import Store
+from seqcast.storage.tables import DEFAULT_RETENTION_HOURS
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:
@@ -124,8 +127,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_leaderboard(current_store(), summaries)
     elapsed = time.perf_counter() - started
     print(f"\n{len(summaries)} run(s) in {elapsed:.0f} s; query them with: seqcast sql \"SELECT * FROM leaderboard\"")
-    if not all(s["in_duckdb"] for s in summaries):
-        print("some results wait in the record (database locked): run `seqcast results sync`", file=sys.stderr)
     if failed:
         print(f"seqcast: {len(failed)} variant(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -142,7 +143,7 @@ def print_leaderboard(store: Store, summaries: list[dict]) -> None:
     datasets = sorted({s["dataset_id"] for s in summaries})
     try:
         columns, rows = store.results.leaderboard(variants, book, datasets)
-    except Exception as exc:  # the results are safe in the record; show what the runs returned instead
+    except Exception as exc:  # the results are committed; show what the runs returned instead
         print(f"(leaderboard unavailable: {exc})", file=sys.stderr)
         columns = ["variant", "valid_mse", "naive_valid_mse", "epochs", "run_id"]
         rows = [tuple(s[c] for c in columns) for s in summaries]
@@ -199,10 +200,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         levels = list(api.INTERVAL_LEVELS) if summary["intervals_from"] else []
         path = api.export(api.forecast_frame([(summary["variant"], summary["run_id"])], levels), args.export)
         print(f"forecasts written to {path} (unique_id, ds, {summary['variant']}, ...)", file=sys.stderr)
-    if summary["in_duckdb"]:
-        print(format_table(*store.results.forecasts(summary["run_id"], args.show)))
+    print(format_table(*store.results.forecasts(summary["run_id"], args.show)))
     if summary["intervals_from"] is None:
-        run = store.results.completed_run(summary["model_run_id"]) if summary["in_duckdb"] else None
+        run = store.results.completed_run(summary["model_run_id"])
         model_dataset = run["dataset_id"] if run else "<the run's dataset>"
         print(f"seqcast: no intervals (lo_80 .. hi_95 are NULL): run {summary['model_run_id']} has no completed "
               f"backtest; get them with `seqcast backtest --dataset-id {model_dataset} --variant "
@@ -220,7 +220,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         return fail(_validation_message(exc))
     from seqcast.flows.score import score
     from seqcast.storage.home import current_store
-    from seqcast.storage.results import DatabaseLocked
 
     try:
         store = current_store()
@@ -228,14 +227,9 @@ def cmd_score(args: argparse.Namespace) -> int:
             summary = score(**params.model_dump())
     except ValueError as exc:  # ScoreError and IngestError included: a bad file, or nothing to score
         return fail(str(exc))
-    except DatabaseLocked as exc:  # the stored forecasts cannot be read: nothing was scored or written
-        return fail(str(exc))
     shown = {**summary, "forecast_run_ids": ", ".join(summary["forecast_run_ids"])}
     print(format_table(list(shown), [tuple(shown.values())]))
-    if summary["in_duckdb"]:
-        print(format_table(*store.results.live_scores(summary["forecast_run_ids"])))
-    else:
-        print("the errors wait in the record (database locked): run `seqcast results sync`", file=sys.stderr)
+    print(format_table(*store.results.live_scores(summary["forecast_run_ids"])))
     print('\nevery scored step: seqcast sql "SELECT * FROM live_errors"; live against backtest MASE: '
           'live_vs_backtest')
     return 0
@@ -268,7 +262,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             summaries.append(backtest(**params.model_dump()))
     try:
         print(format_table(*store.results.backtest_scores([s["run_id"] for s in summaries])))
-    except Exception as exc:  # the results are safe in the record; show what the runs returned instead
+    except Exception as exc:  # the results are committed; show what the runs returned instead
         print(f"(backtest scores unavailable: {exc})", file=sys.stderr)
         columns = ["variant", "smape", "mase", "owa", "n_series", "run_id"]
         print(format_table(columns, [tuple(s[c] for c in columns) for s in summaries]))
@@ -329,27 +323,40 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    """Maintain the results tables: compact them, or migrate a home written by the record format into them."""
     from seqcast.storage.home import current_store
 
-    store = current_store()
-    results = store.results
+    try:
+        store = current_store()
+    except ValueError as exc:  # SettingsError
+        return fail(str(exc))
+    if args.action == "compact":
+        from seqcast.flows.maintenance import results_maintenance
+
+        done = results_maintenance(retention_hours=args.retention_hours)
+        print(format_table(list(done[0]), [tuple(r.values()) for r in done]) if done else
+              f"no results table in {store.results.location} yet: nothing to compact")
+        return 0
+    from seqcast.storage import migrate
+    from seqcast.storage.objects import ObjectStore
+    from seqcast.tasks.rows import with_stored_scores
+
+    source = args.source or store.location
+    try:
+        records = migrate.stored_records(ObjectStore(source)) if is_url(source) else \
+            migrate.local_records(Path(source).expanduser() / migrate.RECORDS)
+    except ValueError as exc:  # a URL seqcast cannot use
+        return fail(str(exc))
+    if not is_url(source) and not (Path(source).expanduser() / migrate.RECORDS).is_dir():
+        return fail(f"{source} holds no records/ folder: nothing to migrate")
     started = time.perf_counter()
-    report = results.sync() if args.action == "sync" else results.rebuild()
-    if store.remote is not None:
-        print(f"{args.action}: brought {report.fetched} new or rewritten record(s) from {store.location} "
-              f"({report.from_packs} of them in packs)", file=sys.stderr)
-    if report.lock_retries:
-        print(f"{results.path} was busy: {report.lock_retries} lock retries, {report.lock_wait_s:.1f} s waited",
-              file=sys.stderr)
-    if report.pending:
-        return fail(f"{results.path} is locked by another process; nothing was loaded, the results wait in "
-                    f"{results.records.root}. Close the other connection (e.g. a read-write DuckDB shell) and run "
-                    f"this again.")
-    print(f"{args.action}: loaded {len(report.loaded)} run(s) into {results.path} in "
-          f"{time.perf_counter() - started:.1f} s")
-    if report.failed:
-        return fail(f"{len(report.failed)} run(s) could not be loaded and stay in the record:\n"
-                    + "\n".join(f"  {run_id}: {error}" for run_id, error in sorted(report.failed.items())))
+    migrated, skipped = migrate.migrate(records, store.results.tables, with_stored_scores,
+                                        progress=lambda n: _say(f"migrated {n} run(s)"))
+    print(f"migrated {len(migrated)} run(s) from {source} into {store.results.location} in "
+          f"{time.perf_counter() - started:.1f} s"
+          + (f"; {len(skipped)} record(s) without a committed write left out" if skipped else ""))
+    print(f"the records under {source}/{migrate.RECORDS} (and any results.duckdb) are no longer read: delete them "
+          f"once the tables hold what you expect", file=sys.stderr)
     return 0
 
 
@@ -365,6 +372,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve every (or every named) variant's forecast deployment from this process until interrupted."""
     from seqcast.deployments.automations import HEARTBEAT_S
     from seqcast.deployments.forecast import deployment_specs, forecast_deployments, schedules_switched_off
+    from seqcast.deployments.maintenance import maintenance_deployment, maintenance_spec
     from seqcast.deployments.monitor import monitor_deployment, monitor_spec
     from seqcast.flows.execution import ensure_training_limit, share_cores, training_slots
     from seqcast.storage.home import current_store
@@ -372,7 +380,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:  # the settings, the variants and the slots are checked before Prefect is contacted
         store = current_store()
         specs = deployment_specs(args.variant)
-        monitors = [] if args.variant else [monitor_spec()]  # all variants: the monitor that watches them too
+        # all variants: the monitor that watches them and the maintenance of their results too
+        scheduled = [] if args.variant else [monitor_spec(), maintenance_spec()]
         slots = training_slots(args.training_slots, "--training-slots")
     except ValueError as exc:  # SettingsError included
         return fail(str(exc))
@@ -387,11 +396,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"at most {slots} training(s) at once (global concurrency limit seqcast-training), "
           f"{threads} TensorFlow thread(s) per run", file=sys.stderr)
     switched_off = set() if args.no_schedules else schedules_switched_off([spec.full_name
-                                                                             for spec in [*specs, *monitors]])
+                                                                             for spec in [*specs, *scheduled]])
     for name, cron, timezone in sorted(switched_off):
         print(f"seqcast: {name}: its schedule '{cron}' ({timezone}) was switched off; it stays off", file=sys.stderr)
     serve(*forecast_deployments(args.variant, schedules=not args.no_schedules, switched_off=switched_off),
-          *[monitor_deployment(schedules=not args.no_schedules, switched_off=switched_off) for _ in monitors],
+          *([monitor_deployment(schedules=not args.no_schedules, switched_off=switched_off),
+             maintenance_deployment(schedules=not args.no_schedules, switched_off=switched_off)] if scheduled else []),
           limit=args.limit)
     return 0
 
@@ -436,6 +446,16 @@ def _validation_message(exc: ValidationError) -> str:
     return api.validation_message(exc)
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of hours, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def fail(message: str) -> int:
     print(f"seqcast: error: {message}", file=sys.stderr)
     return 2
@@ -464,15 +484,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_param_options(run)
     run.set_defaults(func=cmd_run)
 
-    sql = sub.add_parser("sql", help="query the results database (read-only)")
+    sql = sub.add_parser("sql", help="query the results tables and views (read-only)")
     sql.add_argument("query", help='e.g. "SELECT * FROM leaderboard"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
                      help="how to print the rows; default: table")
     sql.set_defaults(func=cmd_sql)
 
-    results = sub.add_parser("results", help="maintain the results database")
-    results.add_argument("action", choices=["sync", "rebuild"],
-                         help="sync: load records not yet in DuckDB; rebuild: recreate DuckDB from the record")
+    results = sub.add_parser(
+        "results", help="maintain the results tables (compact; migrate from the record format)",
+        description="compact: merge every results table's small files and delete the files no version younger than "
+                    "--retention-hours reads (the results-maintenance flow; `seqcast serve` schedules it weekly). "
+                    "migrate: write the runs of a home made by a release that kept results as records "
+                    "(records/<run_id>/) into the tables; running it again replaces, never duplicates.")
+    results.add_argument("action", choices=["compact", "migrate"])
+    results.add_argument("source", nargs="?", default=None, metavar="FROM",
+                         help="migrate: the old home (a folder or s3:// URL holding records/); default: SEQCAST_HOME")
+    results.add_argument("--retention-hours", type=_non_negative_int, default=DEFAULT_RETENTION_HOURS,
+                         metavar="H", help="compact: keep the files that versions of the last H hours read (time "
+                                           f"travel reaches back that far); default {DEFAULT_RETENTION_HOURS}")
     results.set_defaults(func=cmd_results)
 
     ingest = sub.add_parser("ingest", help="turn your own long-format CSV/Parquet file, or a benchmark, into a "

@@ -79,15 +79,14 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
 
     rows, intervals = interval_forecasts(rows, params.levels, plan.forecast_params.effective_horizon)
     scores, by_level = score_backtest(rows, intervals)
-    report = record_results(run_id, backtest_rows(run_id, params, plan, model_runs, rows, datasets, started_at,
-                                                  time.perf_counter() - clock, intervals, scores, by_level))
+    record_results(run_id, backtest_rows(run_id, params, plan, model_runs, rows, datasets, started_at,
+                                         time.perf_counter() - clock, intervals, scores, by_level))
     publish_backtest(params.variant, params.dataset_id, run_id, scores)
     overall = scores[-1]
     get_run_logger().info("%s backtest over %d cutoffs: sMAPE %s, MASE %s, OWA %s", params.variant, params.windows,
                           *(f"{overall[k]:.3f}" if overall[k] is not None else "-" for k in ("smape", "mase", "owa")))
     return {"run_id": run_id, "variant": params.variant, "dataset_id": params.dataset_id, "windows": params.windows,
-            "refit": params.refit, **{k: overall[k] for k in ("smape", "mase", "owa", "n_series")},
-            "in_duckdb": run_id in report.loaded}
+            "refit": params.refit, **{k: overall[k] for k in ("smape", "mase", "owa", "n_series")}}
 
 
 def needs_model(params: ForecastParams) -> bool:

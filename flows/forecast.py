@@ -99,13 +99,13 @@ def forecast(
 
     rows = result_rows(run_id, params, dataset, trained, model_path, base_run, scored, started_at,
                        datetime.now(UTC), time.perf_counter() - clock)
-    report = record_results(run_id, rows)
+    record_results(run_id, rows)
     publish_artifacts(rows["runs"][0], rows["metrics"])
     evaluation = scored.evaluation
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,
             "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test"),
             "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,
-            "model_path": model_path, "in_duckdb": run_id in report.loaded}
+            "model_path": model_path}
 
 
 def base_model_run(params: ForecastParams) -> dict:

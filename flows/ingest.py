@@ -55,10 +55,10 @@ def ingest(
     errors = score_actuals(series, params, run_id, actuals_dataset_id=dataset.dataset_id, strict=False) \
         if params.source is not None else []
     # the dataset's row travels through the results record like a training run's, so a rebuild keeps it
-    report = record_results(run_id, {"datasets": [current_store().datasets.row(dataset, started_at)],
+    record_results(run_id, {"datasets": [current_store().datasets.row(dataset, started_at)],
                                      "forecast_errors": errors})
     shapes = dataset.manifest["shapes"]
     return {"dataset_id": dataset.dataset_id, "path": str(dataset.path), "n_series": prepared.spec["n_series"],
             "frequency": prepared.spec["frequency"], "n_steps": params.n_steps, "horizon": params.horizon,
             "n_train": shapes["train"][0], "n_valid": shapes["valid"][0], "n_test": shapes["test"][0],
-            "forecast_errors": len(errors), "in_duckdb": run_id in report.loaded}
+            "forecast_errors": len(errors)}

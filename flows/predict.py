@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 
 from seqcast.data.ingest import MissingPolicy
@@ -60,12 +60,11 @@ def predict(
     latest = latest_windows(params, model)
     target = None if params.source else (params.dataset_id or model.dataset_id)
     rows = forecast_series(forecast_run_id, model, target, latest, calibration, interval_run_id)
-    parquet, report = record_forecasts(forecast_run_id, rows, params.output)
-    get_run_logger().info("%d forecasts of %d series written to %s", len(rows), len(latest.series_ids), parquet)
+    record_forecasts(forecast_run_id, rows, params.output)
     summary = {"run_id": forecast_run_id, "model_run_id": model.run_id, "variant": model.variant,
                "dataset_id": target, "n_series": len(latest.series_ids), "n_rows": len(rows),
                "intervals_from": interval_run_id, "choice_id": model.choice_id,
-               "parquet": str(parquet), "in_duckdb": forecast_run_id in report.loaded}
+               "output": params.output}
     publish_forecasts(summary, model, latest, rows)
     return summary
 

@@ -38,9 +38,8 @@ def score(
     reader = params.reader()
     series = read_actuals(reader)
     rows = score_actuals(series, reader, run_id, params.forecast_run_id, params.dataset_id)
-    report = record_results(run_id, {"forecast_errors": rows})
+    record_results(run_id, {"forecast_errors": rows})
     forecast_runs = sorted({r["run_id"] for r in rows})
     get_run_logger().info("%d forecast step(s) of %d forecast run(s) scored", len(rows), len(forecast_runs))
     return {"run_id": run_id, "n_errors": len(rows), "n_series": len({r["series_id"] for r in rows}),
-            "forecast_run_ids": forecast_runs, "last_actual": max(r["timestamp"] for r in rows),
-            "in_duckdb": run_id in report.loaded}
+            "forecast_run_ids": forecast_runs, "last_actual": max(r["timestamp"] for r in rows)}

@@ -60,10 +60,8 @@ def wait_for_runs(flow_run_ids: list[str], timeout_s: float) -> dict[str, str]:
 
 @task(name="publish-leaderboard", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def publish_leaderboard(runs: dict[str, str], states: dict[str, str]) -> list[dict]:
-    """Read the runs' scores from DuckDB by flow run id; publish them, best first, under a stable artifact key."""
+    """Read the runs' scores by flow run id; publish them, best first, under a stable artifact key."""
     store = current_store()
-    if store.remote is not None:  # workers on other machines recorded the runs: load their records here first
-        store.results.sync()
     scored = {r["flow_run_id"]: r for r in store.results.sweep_scores(list(runs))}
     table = sorted(({"state": states[fr], **{k: v for k, v in scored[fr].items() if k != "flow_run_id"},
                      "book_valid_mse": REGISTRY[variant].book_valid_mse, "flow_run_id": fr}

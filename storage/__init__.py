@@ -1,11 +1,10 @@
-"""One interface over seqcast's state at one location: datasets, models, records and the results database.
+"""One interface over seqcast's state at one location: datasets, models and the results tables.
 
     store = Store(root)
     store.datasets.find(dataset_id)          # Parquet splits + manifest
     store.models.save(run_id, model, manifest)  # .keras + manifest, plots
-    store.records.write(run_id, rows)        # the durable results record
-    store.results.query(sql)                 # DuckDB, loaded from the records
-    store.tables.write(run_id, rows)         # the results as Delta tables (one commit per table per run)
+    store.results.record(run_id, rows)       # the run's rows: one Delta commit per table
+    store.results.query(sql)                 # DuckDB over the Delta tables
 
 Rows and manifests name files by paths relative to the root, so a record written on one machine means the same
 on another. Every SQL statement of seqcast lives in this package.
@@ -14,27 +13,25 @@ on another. Every SQL statement of seqcast lives in this package.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from seqcast.storage.datasets import Datasets
 from seqcast.storage.models import Models
 from seqcast.storage.objects import ObjectStore
-from seqcast.storage.results import DEFAULT_LOCK_TIMEOUT_S, Records, Results
-from seqcast.storage.tables import Tables
+from seqcast.storage.results import Results
 
 
 @dataclass(frozen=True)
 class Store:
-    """seqcast's state at SEQCAST_HOME, in four parts.
+    """seqcast's state at SEQCAST_HOME, in three parts.
 
     ``root`` is a local folder: the home itself, or with ``remote`` (an object store) this machine's scratch cache of
-    it. ``db``: the results database file, by default ``results.duckdb`` under ``root``.
+    it (datasets and models; the results tables are read and written in the object store itself).
     """
 
     root: Path
-    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     remote: ObjectStore | None = None
-    db: Path | None = None
 
     @property
     def location(self) -> str:
@@ -49,15 +46,7 @@ class Store:
     def models(self) -> Models:
         return Models(self.root, self.remote)
 
-    @property
-    def records(self) -> Records:
-        return Records(self.root, self.remote)
-
-    @property
+    @cached_property
     def results(self) -> Results:
-        return Results(self.root, self.lock_timeout_s, self.remote, self.db)
-
-    @property
-    def tables(self) -> Tables:
-        """The results as Delta tables under ``tables/`` of the location (the object store's, with one)."""
-        return Tables.of_store(self.root, self.remote)
+        """The results tables, kept open for the life of this store object."""
+        return Results(self.root, self.remote)

@@ -16,4 +16,4 @@ def current_store(settings: Settings | None = None) -> Store:
     """The store at SEQCAST_HOME (a local folder, or an object store with this machine's cache of it)."""
     settings = settings or load_settings()
     remote = ObjectStore(settings.home_url) if settings.home_url else None
-    return Store(settings.home_path, settings.db_lock_timeout, remote, settings.db_path)
+    return Store(settings.home_path, remote)

@@ -1,4 +1,4 @@
-"""seqcast's own queries on the results database, beside the schema they read (``storage/results.py``).
+"""seqcast's own queries on the results tables (``storage/schemas.py``) and views (``storage/views.py``).
 
 Values are always bound parameters (``?``); table and view names are constants.
 """
@@ -17,6 +17,12 @@ COMPLETED_RUN = """
 SELECT r.run_id, r.variant, r.dataset_id, r.model_path, r.params, s.valid_mse
 FROM runs r LEFT JOIN run_scores s USING (run_id)
 WHERE r.run_id = ? AND r.status = 'completed'
+"""
+
+TRAINED_RUNS = """
+SELECT * FROM runs
+WHERE variant = ? AND dataset_id = ? AND status = 'completed' AND model_path IS NOT NULL AND (? IS NULL OR run_id = ?)
+ORDER BY finished_at DESC, run_id
 """
 
 BEST_RUN = """

@@ -1,7 +1,8 @@
-"""The results tables: their Arrow schemas, the column that names each row's record, and the checks rows pass.
+"""The results tables: their Arrow schemas, the column that names the run (commit) each row belongs to, and the
+checks rows pass.
 
-Every store of results (the Delta tables of :mod:`seqcast.storage.tables`, the records and DuckDB file of
-:mod:`seqcast.storage.results`) writes exactly these tables; the views over them are in :mod:`seqcast.storage.views`.
+The Delta tables of :mod:`seqcast.storage.tables` hold exactly these tables; the views over them are in
+:mod:`seqcast.storage.views`.
 """
 
 from __future__ import annotations
@@ -113,9 +114,9 @@ TABLES = tuple(SCHEMAS)
 SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
               "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
 PRIMARY_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id", "champions": "choice_id"}
-# The column that names a table's rows after the record they come from (default run_id): a load replaces them.
-# A champion's row names the run it chose in run_id, so its record is its choice_id; a forecast error's row names
-# the forecast run it scores, so its record is its scoring run.
+# The column that names a table's rows after the run that wrote them (default run_id): a retry replaces them.
+# A champion's row names the run it chose in run_id, so its key is its choice_id; a forecast error's row names
+# the forecast run it scores, so its key is its scoring run.
 RECORD_KEYS = {"champions": "choice_id", "forecast_errors": "score_run_id"}
 # the tables whose rows a record owns, by its run id in their record key (datasets are shared by content)
 RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if RECORD_KEYS.get(name, "run_id") in schema.names)
@@ -127,7 +128,7 @@ NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "
 
 
 def record_key(table: str) -> str:
-    """The column that names a row of ``table`` after the run whose record (or commit) holds it."""
+    """The column that names a row of ``table`` after the run whose commit holds it."""
     return RECORD_KEYS.get(table, "run_id")
 
 
@@ -145,7 +146,7 @@ def check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
         if key in table.column_names:
             others = set(table.column(key).to_pylist()) - {run_id}
             if others:  # rows of another run would escape this run's DELETE and duplicate on reload
-                raise ValueError(f"{name} rows of record {run_id} carry other {key}s: {sorted(map(str, others))[:3]}")
+                raise ValueError(f"{name} rows of run {run_id} carry other {key}s: {sorted(map(str, others))[:3]}")
         for column in NAME_COLUMNS.get(name, ()):
             for value in set(table.column(column).to_pylist()) - {None}:
                 check_name(f"{name}.{column}", value)

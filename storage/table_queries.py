@@ -2,7 +2,7 @@
 
 Each table of ``SCHEMAS`` is registered under its own name from ``DeltaTable.to_pyarrow_dataset()``, with the
 views of :mod:`seqcast.storage.views` over them, so seqcast's named queries (:mod:`seqcast.storage.queries`) and a
-user's ``seqcast sql`` read the tables as they read the DuckDB file. The datasets carry each file's statistics, so
+user's ``seqcast sql`` read them by the tables' own names. The datasets carry each file's statistics, so
 DuckDB's filters (``WHERE run_id = ?``) skip the files that cannot hold a match. A connection reads each table at
 the version it was opened at, and nothing through it can write a table: there is no database file to lock, so
 readers never wait for writers.

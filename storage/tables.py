@@ -230,7 +230,10 @@ class Tables:
             if table is None:
                 continue
             key = record_key(name) if record_key(name) in SCHEMAS[name].names else None
-            optimized = table.optimize.z_order([key]) if key else table.optimize.compact()
+            if len(table.file_uris()) < 2:  # nothing to merge: rewriting one file would only cost a version
+                optimized = {}
+            else:
+                optimized = table.optimize.z_order([key]) if key else table.optimize.compact()
             removed = table.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
                                    full=True)
             table.create_checkpoint()

@@ -1,7 +1,7 @@
 """The views over the results tables: they select, join and aggregate the stored rows of :mod:`seqcast.storage.schemas`.
 
-The same statements run on the DuckDB file of :mod:`seqcast.storage.results` and on the connection over the Delta
-tables of :mod:`seqcast.storage.tables`.
+They run on the connection over the Delta tables of :mod:`seqcast.storage.tables`
+(:mod:`seqcast.storage.table_queries`).
 """
 
 import re

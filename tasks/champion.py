@@ -76,7 +76,7 @@ def _same(a, b) -> bool:
 
 @task(name="record-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def record_champion(choice: Choice) -> str:
-    """Commit the choice as its own record (``champions``) and load it into DuckDB; return its choice id.
+    """Commit the choice as its own rows of ``champions``; return its choice id.
 
     A choice that repeats the dataset's latest one (the same champion, backtest, scores, runner-up and margin) is
     not recorded again: the latest one stands, and its id is returned.
@@ -88,9 +88,5 @@ def record_champion(choice: Choice) -> str:
     if sitting is not None and all(_same(sitting[k], row[k]) for k in _SAME):
         logger.info("the choice is the latest one recorded, %s: nothing new to record", sitting["choice_id"])
         return sitting["choice_id"]
-    store.records.write(choice_id, {"champions": [row]})
-    report = store.results.load([choice_id])
-    if report.pending:
-        logger.warning("choice %s is safe in the record but not yet in DuckDB (database locked); run `seqcast "
-                       "results sync` once it is free", choice_id)
+    store.results.record(choice_id, {"champions": [row]})
     return choice_id

@@ -22,7 +22,6 @@ def publish_benchmark(runs: list[dict], anchors: list[Anchor]) -> list[dict]:
     ``runs``: one dict per forecast run (subset, variant, run_id, state, wall_s, epochs); return the table.
     """
     results = current_store().results
-    results.sync()  # a run whose database load met a lock left its rows in the record: load them first
     run_ids = [run["run_id"] for run in runs if run["run_id"]]
     table = leaderboard(runs, results.benchmark_scores(run_ids), results.series_scores(run_ids), anchors)
     create_table_artifact(table, key=BENCHMARK_KEY,

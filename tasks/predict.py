@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -27,7 +26,6 @@ from seqcast.forecasting.predict import (
 from seqcast.models.registry import NEEDS_DATASET
 from seqcast.storage.forecasts import write_forecasts
 from seqcast.storage.home import current_store
-from seqcast.storage.results import LoadReport
 from seqcast.tasks.evaluate import load_model
 from seqcast.tasks.ingest import read_validated
 
@@ -43,13 +41,13 @@ def choose_run(params: PredictParams, champion: tuple[Choice, str] | None = None
     if params.run_id is not None:
         run = results.completed_run(params.run_id)
         if run is None:
-            raise ValueError(f"no completed run {params.run_id!r} in {results.path}")
+            raise ValueError(f"no completed run {params.run_id!r} in {results.location}")
     else:
         run = results.best_run(params.dataset_id, params.family, params.variant, NEEDS_DATASET)
         if run is None:
             raise ValueError(f"no scored run on dataset {params.dataset_id!r}"
                              f"{f' of family {params.family!r}' if params.family else ''}"
-                             f"{f' of variant {params.variant!r}' if params.variant else ''} in {results.path}")
+                             f"{f' of variant {params.variant!r}' if params.variant else ''} in {results.location}")
     model = chosen_model(run, store.models.manifest(run["model_path"]) if run["model_path"] else None)
     get_run_logger().info("forecasting with %s run %s (valid MSE %s, n_steps %d, horizon %d)", model.variant,
                           model.run_id, model.valid_mse, model.n_steps, model.horizon)
@@ -63,13 +61,13 @@ def champion_model(choice: Choice, choice_id: str) -> ChosenModel:
     if c.run_id == c.backtest_run_id:
         backtest = store.results.completed_backtest(c.backtest_run_id)
         if backtest is None:
-            raise ValueError(f"no completed backtest {c.backtest_run_id!r} in {store.results.path}")
+            raise ValueError(f"no completed backtest {c.backtest_run_id!r} in {store.results.location}")
         model = backtest_model(backtest, choice_id)
     else:
         run = store.results.completed_run(c.run_id)
         if run is None:
             raise ValueError(f"the champion of {choice.dataset_id}, run {c.run_id!r}, is not a completed run in "
-                             f"{store.results.path}")
+                             f"{store.results.location}")
         model = replace(chosen_model(run, store.models.manifest(run["model_path"]) if run["model_path"] else None),
                         backtest_run_id=c.backtest_run_id, choice_id=choice_id)
     get_run_logger().info("forecasting with the champion of %s, %s run %s (backtest MASE %.4f over %d cutoffs; "
@@ -101,11 +99,9 @@ def calibrate_intervals(model: ChosenModel) -> tuple[str | None, Calibration | N
     quantiles of its scaled errors over all its cutoffs at the default levels; (None, None) when the run has no
     backtest."""
     results = current_store().results
-    try:  # a champion's intervals come from the backtest that made it champion
-        found = results.completed_backtest(model.backtest_run_id) if model.backtest_run_id else \
-            results.run_backtest(model.run_id, model.dataset_id, model.variant, model.horizon)
-    except duckdb.CatalogException:  # a database made before backtests existed holds none
-        found = None
+    # a champion's intervals come from the backtest that made it champion
+    found = results.completed_backtest(model.backtest_run_id) if model.backtest_run_id else \
+        results.run_backtest(model.run_id, model.dataset_id, model.variant, model.horizon)
     if found is None:
         get_run_logger().warning(
             "run %s has no completed backtest on %s, so its forecasts have no intervals (lo_80 .. hi_95 NULL); "
@@ -130,10 +126,10 @@ def forecast_series(run_id: str, model: ChosenModel, dataset_id: str | None, lat
 
 
 @task(name="record-forecasts", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
-def record_forecasts(run_id: str, rows: list[dict], output: str | None) -> tuple[Path, LoadReport]:
-    """Commit the forecasts as Parquet (and to ``output``), then load them into DuckDB ``forecasts``."""
-    parquet, report = write_forecasts(current_store().results, run_id, rows, Path(output) if output else None)
-    if report.pending:
-        get_run_logger().warning("forecasts of %s are safe in %s but not yet in DuckDB (database locked); "
-                                 "run `seqcast results sync` once it is free", run_id, parquet)
-    return parquet, report
+def record_forecasts(run_id: str, rows: list[dict], output: str | None) -> None:
+    """Commit the forecasts to the ``forecasts`` table, and write them to the Parquet file ``output`` if given."""
+    results = current_store().results
+    write_forecasts(results, run_id, rows, Path(output) if output else None)
+    get_run_logger().info("%d forecasts of %d series recorded in %s%s", len(rows),
+                          len({row["series_id"] for row in rows}), results.location,
+                          f" and written to {output}" if output else "")

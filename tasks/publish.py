@@ -22,7 +22,6 @@ from seqcast.reporting.report import (
     report_markdown,
 )
 from seqcast.storage.home import current_store
-from seqcast.storage.results import DatabaseLocked
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE, retries=2,
@@ -50,11 +49,8 @@ def publish_forecasts(summary: dict, model: ChosenModel, latest: LatestWindows, 
     """
     scores = None
     if summary["intervals_from"] is not None:
-        try:
-            columns, found = current_store().results.backtest_scores([summary["intervals_from"]])
-            scores = dict(zip(columns, found[0])) if found else None
-        except DatabaseLocked:  # the report goes out without the backtest's coverage rather than not at all
-            get_run_logger().warning("results database locked: the report leaves out the backtest's coverage")
+        columns, found = current_store().results.backtest_scores([summary["intervals_from"]])
+        scores = dict(zip(columns, found[0])) if found else None
     shown = latest.series_ids[:3]
     values, bands = forecast_bands(rows, shown, model.horizon)
     plot = plot_forecasts(latest.inputs[:3], None, values, f"{model.variant}: the next {model.horizon} steps",

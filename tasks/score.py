@@ -11,7 +11,6 @@ from prefect.cache_policies import NO_CACHE
 from seqcast.data.ingest import IngestParams, Series, period_of
 from seqcast.forecasting.live import ScoreError, scope_text, score_forecasts
 from seqcast.storage.home import current_store
-from seqcast.storage.results import DatabaseLocked
 from seqcast.tasks.ingest import read_validated
 
 
@@ -37,10 +36,10 @@ def score_actuals(series: list[Series], reader: IngestParams, score_run_id: str,
     logger, results = get_run_logger(), current_store().results
     scope = scope_text(forecast_run_id, dataset_id)
     if strict and (forecast_run_id or dataset_id) and not results.has_forecasts(forecast_run_id, dataset_id):
-        raise ScoreError(f"no stored forecast{scope} in {results.path}; `seqcast predict` writes them")
+        raise ScoreError(f"no stored forecast{scope} in {results.location}; `seqcast predict` writes them")
     try:
         forecasts = results.stored_forecasts([s.series_id for s in series], forecast_run_id, dataset_id)
-    except (DatabaseLocked, duckdb.Error) as exc:
+    except (OSError, duckdb.Error) as exc:
         if strict:
             raise
         # an ingest does not fail for the scoring it adds: its dataset is recorded, the file can be scored later
@@ -48,7 +47,7 @@ def score_actuals(series: list[Series], reader: IngestParams, score_run_id: str,
                        reader.origin)
         return []
     if strict and not forecasts["run_id"] and not results.has_forecasts():
-        raise ScoreError(f"no stored forecast in {results.path}: nothing to score; `seqcast predict` writes them")
+        raise ScoreError(f"no stored forecast in {results.location}: nothing to score; `seqcast predict` writes them")
     periods = {s.series_id: period_of(s.freq, reader) for s in series}
     rows, problems = score_forecasts(series, periods, forecasts, score_run_id, datetime.now(UTC), reader.origin,
                                      actuals_dataset_id, strict, scope)

@@ -116,16 +116,12 @@ def training_key(params: dict) -> dict:
 def find_trained_run(variant: str, dataset_id: str, params: ForecastParams, run_id: str | None = None) -> dict | None:
     """Return the newest completed run of ``variant`` on ``dataset_id`` trained with the same parameters.
 
-    With ``run_id``, only that run qualifies, whatever its parameters. Read from the records, so a run whose
-    results wait for a locked database counts too.
+    With ``run_id``, only that run qualifies, whatever its parameters.
     """
     wanted = training_key(params.model_dump())
-    best = None
-    for row in current_store().records.rows("runs"):
-        same = row["run_id"] == run_id if run_id else training_key(normalized_params(row["params"])) == wanted
-        if (row["variant"] == variant and row["dataset_id"] == dataset_id and row["status"] == "completed"
-                and row["model_path"] and same and (best is None or row["finished_at"] > best["finished_at"])):
-            best = row
+    candidates = current_store().results.trained_runs(variant, dataset_id, run_id)  # newest first
+    best = next((row for row in candidates
+                 if run_id or training_key(normalized_params(row["params"])) == wanted), None)
     if best is not None:
         get_run_logger().info("reusing trained %s run %s (%s)", variant, best["run_id"], best["model_path"])
     return best

@@ -71,14 +71,13 @@ def s3_server():
 
 @pytest.fixture
 def s3_home(s3_server, tmp_path, monkeypatch, request) -> str:
-    """A fresh SEQCAST_HOME under its own prefix of the S3 server's bucket, with this machine's cache and results
-    database in ``tmp_path``."""
+    """A fresh SEQCAST_HOME under its own prefix of the S3 server's bucket, with this machine's cache in
+    ``tmp_path``."""
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
     url = s3_server.url(re.sub(r"[^A-Za-z0-9_-]", "-", f"{request.node.name}-{tmp_path.name}"))
     monkeypatch.setenv("SEQCAST_HOME", url)
     monkeypatch.setenv("SEQCAST_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SEQCAST_DB", str(tmp_path / "results.duckdb"))
     return url
 
 

@@ -28,15 +28,12 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
-    home: str = Field("~/.seqcast", description="where datasets, models, plots and records live: a local folder or "
+    home: str = Field("~/.seqcast", description="where datasets, models, plots and the results tables live: a local folder or "
                       "s3://bucket/prefix (any S3-compatible store, reached through the AWS_* variables)")
     cache: Path | None = Field(None, description="this machine's scratch cache of an s3:// home; default "
                                "~/.cache/seqcast/<bucket>/<prefix>")
-    db: Path | None = Field(None, description="the results database file; default results.duckdb in a local home, "
-                            "else ~/.local/share/seqcast/<bucket>/<prefix>/results.duckdb")
     training_slots: PositiveInt | None = Field(
         None, description="models that may train at once; default: one per CPU core")
-    db_lock_timeout: float = Field(30.0, ge=0, description="seconds a writer waits for a locked results database")
     backup_interval: float = Field(30.0, ge=0, description="with an s3:// home: least seconds between two uploads "
                                    "of a training backup (after the first epoch's)")
     schedule_start: str = Field("01:00", description="time of day (HH:MM) of the first nightly forecast run")
@@ -84,15 +81,6 @@ class Settings(BaseSettings):
         if self.home_url is None:
             return Path(self.home).expanduser().resolve()
         return (self.cache or Path("~/.cache/seqcast") / _url_folder(self.home_url)).expanduser().resolve()
-
-    @property
-    def db_path(self) -> Path:
-        """The results database file (SEQCAST_DB), by default in a local home or under the user's own folder."""
-        if self.db is not None:
-            return self.db.expanduser().resolve()
-        if self.home_url is None:
-            return self.home_path / "results.duckdb"
-        return (Path("~/.local/share/seqcast") / _url_folder(self.home_url) / "results.duckdb").expanduser().resolve()
 
     @property
     def schedule_time(self) -> tuple[int, int]:
