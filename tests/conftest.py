@@ -119,3 +119,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(tier)
         if any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values()):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def results_db(home: Path):
+    """A DuckDB connection over a local home's results tables and views, as ``seqcast sql`` reads them."""
+    from seqcast.storage.results import Results
+    from seqcast.storage.table_queries import connect
+
+    return connect(Results(home).tables)
+
+
+def table_versions(home: Path) -> dict[str, int | None]:
+    """Each results table's version (None for one not written yet): unchanged when nothing was recorded."""
+    from seqcast.storage.tables import Tables
+
+    return {name: table.version() if table else None for name, table in Tables(home).open_all().items()}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +15,7 @@ from seqcast.evaluation.backtest import cut, min_history, refit_input, truncated
 from seqcast.flows.backtest import backtest
 from seqcast.flows.forecast import forecast
 from seqcast.storage import Store
+from tests.conftest import results_db, table_versions
 from tests.series_files import daily_series, write
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -23,7 +23,7 @@ COLUMNS = ("--id-column", "store", "--time-column", "day", "--value-column", "sa
 
 
 def rows(home, sql: str, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -215,22 +215,22 @@ def test_a_series_a_refit_left_out_is_scaled_by_its_own_history():
 def test_a_backtest_that_cannot_run_is_refused_before_any_work(home, tmp_path, capsys, argv, message):
     path = write(daily_series(n_series=2, days=60, seed=1), tmp_path / "daily.csv")
     dataset_id = ingested(capsys, str(path), *COLUMNS, "--n-steps", "14", "--horizon", "7", "--split", "last-horizon")
-    before = sorted(Store(home).records.committed())
+    before = table_versions(home)
     assert cli(["backtest", "--dataset-id", dataset_id, "--variant", "linear", *argv]) == 2
     assert message in capsys.readouterr().err
-    assert sorted(Store(home).records.committed()) == before  # nothing trained, nothing recorded
+    assert table_versions(home) == before  # nothing trained, nothing recorded
     assert not (home / "models").exists()
 
 
 def test_a_backtest_needs_a_last_horizon_dataset(home, tmp_path, capsys):
     path = write(daily_series(n_series=2, days=60, seed=1), tmp_path / "daily.csv")
     dataset_id = ingested(capsys, str(path), *COLUMNS, "--n-steps", "14", "--horizon", "7")
-    before = sorted(Store(home).records.committed())
+    before = table_versions(home)
     assert cli(["backtest", "--dataset-id", dataset_id, "--variant", "stats_naive"]) == 2
     assert "needs a dataset ingested with split='last-horizon'" in capsys.readouterr().err
     assert cli(["backtest", "--dataset-id", "ds-000000000000", "--variant", "stats_naive"]) == 2
     assert "ds-000000000000" in capsys.readouterr().err
-    assert sorted(Store(home).records.committed()) == before
+    assert table_versions(home) == before
 
 
 def test_backtest_all_skips_each_variant_that_cannot_run_and_refuses_when_none_can(home, tmp_path, capsys):
@@ -238,11 +238,11 @@ def test_backtest_all_skips_each_variant_that_cannot_run_and_refuses_when_none_c
 
     path = write(daily_series(n_series=2, days=60, seed=1), tmp_path / "daily.csv")
     dataset_id = ingested(capsys, str(path), *COLUMNS, "--n-steps", "14", "--horizon", "7", "--split", "last-horizon")
-    before = sorted(Store(home).records.committed())
+    before = table_versions(home)
     assert cli(["backtest", "--dataset-id", dataset_id, "--all", "--windows", "40"]) == 2
     err = capsys.readouterr().err.splitlines()
     skipped = {line.split()[2]: line for line in err if line.startswith("seqcast: skipping ")}
     assert sorted(skipped) == sorted(REGISTRY)  # --all names every variant, and each is skipped with its reason
     assert f"leaves no series of {dataset_id} with enough history to forecast from" in skipped["linear"]
     assert err[-1] == f"seqcast: error: no variant can be backtested on {dataset_id}"
-    assert sorted(Store(home).records.committed()) == before and not (home / "models").exists()
+    assert table_versions(home) == before and not (home / "models").exists()

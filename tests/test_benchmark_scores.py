@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +14,7 @@ from seqcast.flows.forecast import forecast
 from seqcast.flows.ingest import ingest
 from seqcast.models import stats
 from seqcast.storage import Store
+from tests.conftest import results_db
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -22,7 +22,7 @@ STATS_VARIANTS = ["stats_naive", "stats_seasonal_naive", "stats_naive2", "stats_
 
 
 def rows(home, sql: str, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +13,7 @@ from seqcast.flows.forecast import forecast
 from seqcast.flows.predict import predict
 from seqcast.forecasting.champion import Candidate, Sitting, choose
 from seqcast.models import stats
-from seqcast.storage import Store
+from tests.conftest import results_db, table_versions
 from tests.series_files import daily_series, write
 from tests.test_backtest import ingested, monthly_file  # noqa: F401 (a fixture, used by name)
 
@@ -72,7 +71,7 @@ def test_only_backtests_over_the_same_cutoffs_compare():
 
 
 def rows(home, sql: str, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -155,9 +154,9 @@ def test_the_champion_has_the_lowest_backtest_mase_and_serves_the_forecasts(home
     assert rows(home, "SELECT count(*) FROM champions") == [(3,)]
     assert rows(home, "SELECT count(DISTINCT run_id) FROM forecasts WHERE choice_id = ?", [choice_id]) == [(2,)]
 
-    # the choices are records of their own: a rebuild from the records alone keeps every one
+    # the choices are commits of their own: compacting the tables keeps every one
     before = rows(home, "SELECT * FROM champions ORDER BY chosen_at")
-    assert cli(["results", "rebuild"]) == 0
+    assert cli(["results", "compact"]) == 0
     assert rows(home, "SELECT * FROM champions ORDER BY chosen_at") == before
     assert rows(home, "SELECT count(DISTINCT choice_id) FROM forecasts") == [(2,)]  # and NULL: the named run
 
@@ -169,38 +168,34 @@ def test_a_dataset_without_backtests_has_no_champion_and_says_which_command_give
     last_horizon = ingested(capsys, str(path), *columns, "--n-steps", "14", "--horizon", "7", "--split",
                             "last-horizon")
     fractions = ingested(capsys, str(path), *columns, "--n-steps", "14", "--horizon", "7")
-    before = sorted(Store(home).records.committed())
+    before = table_versions(home)
     assert cli(["predict", "--dataset-id", last_horizon]) == 2
     assert f"`seqcast backtest --dataset-id {last_horizon} --variant" in capsys.readouterr().err
     assert cli(["champion", "--dataset-id", fractions]) == 2
     assert "needs a dataset ingested with --split last-horizon" in capsys.readouterr().err
     assert cli(["predict", "--dataset-id", last_horizon, "--variant", "naive", "--margin", "5"]) == 2
     assert "margin applies to the dataset's champion only" in capsys.readouterr().err
-    assert sorted(Store(home).records.committed()) == before  # no choice, no forecast recorded
+    assert table_versions(home) == before  # no choice, no forecast recorded
 
 
 @pytest.mark.integration
-def test_a_choice_is_a_record_of_its_own_that_loads_once(tmp_path):
+def test_a_choice_is_a_commit_of_its_own_that_is_written_once(tmp_path):
     from seqcast.storage.results import Results
 
     results = Results(tmp_path)
     row = {"choice_id": "choice-1", "dataset_id": "ds-1", "run_id": "run-7", "variant": "linear",
            "backtest_run_id": "bt-1", "chosen_at": T0, "score": 0.9, "margin": 2.0, "replaced": False}
-    for score in (0.9, 0.8):  # a second write of the same choice replaces the first, in the record and in DuckDB
-        results.records.write("choice-1", {"champions": [{**row, "score": score}]})
-        results.sync()
+    for score in (0.9, 0.8):  # a second write of the same choice replaces the first
+        results.record("choice-1", {"champions": [{**row, "score": score}]})
     assert rows(tmp_path, "SELECT choice_id, run_id, score FROM champions") == [("choice-1", "run-7", 0.8)]
-    for value in (1.0, 2.0):  # the chosen run's record, loaded and reloaded, leaves the choices alone
-        results.records.write("run-7", {"forecasts": [{"run_id": "run-7", "series_id": "a", "step": 1,
-                                                       "value": value}]})
-        results.sync()
+    for value in (1.0, 2.0):  # the chosen run's own rows, written and rewritten, leave the choices alone
+        results.record("run-7", {"forecasts": [{"run_id": "run-7", "series_id": "a", "step": 1, "value": value}]})
     assert rows(tmp_path, "SELECT value FROM forecasts") == [(2.0,)]
     assert rows(tmp_path, "SELECT count(*) FROM champions") == [(1,)]
-    with pytest.raises(ValueError, match="champions rows of record choice-2 carry other choice_ids"):
-        results.records.write("choice-2", {"champions": [row]})
+    with pytest.raises(ValueError, match="champions rows of run choice-2 carry other choice_ids"):
+        results.record("choice-2", {"champions": [row]})
     with pytest.raises(ValueError, match="champions.variant"):
-        results.records.write("choice-1", {"champions": [{**row, "variant": "x'; DROP TABLE runs"}]})
-    assert results.rebuild().loaded == ["choice-1", "run-7"]
+        results.record("choice-1", {"champions": [{**row, "variant": "x'; DROP TABLE runs"}]})
     assert rows(tmp_path, "SELECT choice_id, score FROM current_champions") == [("choice-1", 0.8)]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 
 import distributed
-import duckdb
 import pytest
 
 from seqcast.app.cli import main as cli
 from seqcast.storage import Store
+from tests.conftest import results_db
 from tests.test_forecast_flow import TINY_ARGS
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -31,7 +31,7 @@ def test_variants_run_on_an_existing_dask_cluster(home, capsys):
     assert "naive done in" in captured.err and "linear done in" in captured.err
     assert "naive" in captured.out and "linear" in captured.out  # the leaderboard
     assert any(ran_here.values())
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         runs = con.execute("SELECT variant, model_path FROM runs ORDER BY variant").fetchall()
     assert [variant for variant, _ in runs] == ["linear", "naive"]  # each recorded once
     assert Store(home).models.manifest(runs[0][1])["tensorflow_threads"] == "1"  # the worker's environment

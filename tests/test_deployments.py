@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 from hypothesis import assume, given, settings
@@ -25,7 +24,7 @@ from seqcast.flows.execution import available_cores
 from seqcast.flows.sweep import LEADERBOARD_KEY, sweep  # imports Prefect now, not first under a test's capsys
 from seqcast.models.registry import REGISTRY
 from seqcast.storage import Store
-from tests.conftest import REPO_ROOT, TINY
+from tests.conftest import REPO_ROOT, TINY, results_db
 from tests.prefect_server import prefect_api, task_run_states, wait_for_deployments
 from tests.test_fuzz_params import hostile
 
@@ -181,7 +180,7 @@ def run_deployment_and_wait(name: str, parameters: dict, timeout_s: float = 240)
 
 
 def rows(home: Path, sql: str, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -298,7 +297,7 @@ def test_bad_parameters_fail_the_run_at_once_and_write_nothing(served, bad, mess
     assert flow_run.state.name == "Failed" and flow_run.run_count == 1  # no retry for bad parameters
     assert message in flow_run.state.message
     assert task_run_states(flow_run.id, 0) == []
-    assert not (home / "records" / str(flow_run.id)).exists() and not (home / "models" / str(flow_run.id)).exists()
+    assert not recorded(home, str(flow_run.id)) and not (home / "models" / str(flow_run.id)).exists()
 
 
 @settings(max_examples=3)
@@ -319,7 +318,13 @@ def test_a_deployment_run_with_hostile_parameters_fails_cleanly(served, values):
         assert exc.response.status_code in (409, 422) and exc.response.text
         return
     assert flow_run.state.name == "Failed" and flow_run.run_count == 1 and flow_run.state.message
-    assert not (home / "records" / str(flow_run.id)).exists() and not (home / "models" / str(flow_run.id)).exists()
+    assert not recorded(home, str(flow_run.id)) and not (home / "models" / str(flow_run.id)).exists()
+
+
+def recorded(home, run_id: str) -> bool:
+    """Whether the results tables hold a run row of ``run_id``."""
+    with results_db(home) as con:
+        return con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0] > 0
 
 
 def test_sweep_triggers_deployments_and_publishes_leaderboard(served, monkeypatch):

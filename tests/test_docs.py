@@ -148,7 +148,7 @@ def test_every_option_shows_its_default():
     ("seqcast frobnicate --all", "unknown subcommand 'frobnicate'"),
     ("seqcast run --variant linear --no-such-flag 3", "run: unknown option --no-such-flag"),
     ("seqcast sql 'SELECT 1' --format=xml --limit 3", "sql: unknown option --limit"),
-    ("seqcast results resync", "results: 'resync' is not one of sync, rebuild"),
+    ("seqcast results resync", "results: 'resync' is not one of compact, migrate"),
     ("seqcast champion --dataset-id ds-1 [--margn 2]", "champion: unknown option --margn"),
 ])
 def test_a_wrong_command_is_found(line, problem):
@@ -251,18 +251,16 @@ def test_configuration_lists_every_setting():
 def test_the_documented_object_store_defaults_are_the_settings(monkeypatch):
     from seqcast.config.settings import load_settings
 
-    for name in ("SEQCAST_CACHE", "SEQCAST_DB"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SEQCAST_CACHE", raising=False)
     monkeypatch.setenv("SEQCAST_HOME", "s3://forecasts/team-a")
     settings = load_settings()
     defaults = documented_defaults()
 
     def documented(name: str) -> Path:
-        path = defaults[name].split("else ")[-1].strip("` ")  # SEQCAST_DB: "... in a local home, else `PATH`"
+        path = defaults[name].strip("` ")
         return Path(path.replace("<bucket>/<prefix>", "forecasts/team-a")).expanduser().resolve()
 
     assert documented("SEQCAST_CACHE") == settings.home_path
-    assert documented("SEQCAST_DB") == settings.db_path
 
 
 # the checkout's own folders: a path in inline code that starts with one of them names a file or folder there

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-import duckdb
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -16,6 +15,7 @@ from seqcast.data.synthetic import generate_time_series
 from seqcast.models.ensemble import member_params
 from seqcast.models.registry import MLP_LAYERS, REGISTRY, build_model, get_variant
 from seqcast.training.fit import train
+from tests.conftest import results_db
 from tests.series_files import COLUMNS, daily_series, write
 
 INGESTED = {"spec": {"kind": "ingested", "n_steps": 20, "horizon": 5},
@@ -110,7 +110,7 @@ def test_an_ensemble_run_is_the_median_of_its_member_runs_and_reuses_them(home, 
     summary = forecast(variant="ensemble_mix", dataset_id=dataset_id, epochs=1, jit_compile=False)
 
     def query(sql, params=()):
-        with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+        with results_db(home) as con:
             return con.execute(sql, list(params)).fetchall()
 
     manifest = json.loads((home / summary["model_path"]).read_text())

@@ -13,7 +13,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
@@ -31,14 +30,14 @@ from seqcast.flows.forecast import forecast
 from seqcast.models.registry import ONE_STEP, REGISTRY
 from seqcast.storage import Store
 from seqcast.storage.datasets import SPLITS, UNSYNCED, find_dataset, read_split, sync_dataset, write_dataset
-from tests.conftest import TINY, printed_table
+from tests.conftest import TINY, printed_table, results_db
 from tests.prefect_server import prefect_api, task_run_states
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def rows(home: Path, sql: str, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -204,8 +203,7 @@ def test_cli_rejects_bad_input_with_clear_message(home, capsys, monkeypatch):
 TINY_ARGS = ["--n-series", "240", "--n-train", "160", "--n-valid", "40", "--n-test", "40", "--epochs", "1"]
 
 
-def test_run_exits_1_naming_a_failed_variant_and_says_the_others_results_wait_in_the_record(home, capsys,
-                                                                                             monkeypatch):
+def test_run_exits_1_naming_a_failed_variant_and_keeps_the_others_results(home, capsys):
     from seqcast.data.synthetic import SyntheticSpec, generate_splits
 
     spec = SyntheticSpec(n_series=240, n_train=160, n_valid=40, n_test=40)
@@ -213,23 +211,11 @@ def test_run_exits_1_naming_a_failed_variant_and_says_the_others_results_wait_in
     sync_dataset(dataset.path)
     train_file = dataset.path / "train.parquet"
     train_file.write_bytes(train_file.read_bytes()[:100])  # deep_rnn_dense fails on it; naive never reads it
-    monkeypatch.setenv("SEQCAST_DB_LOCK_TIMEOUT", "1")
-    # a user's read-write DuckDB shell holds the results database until its stdin closes
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; con = duckdb.connect({str(home)!r} + "
-                               "'/results.duckdb'); print('held', flush=True); sys.stdin.read(); con.close()"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
-        assert cli(["run", "--variant", "deep_rnn_dense", "--variant", "naive", "--jobs", "2", *TINY_ARGS]) == 1
-    finally:
-        holder.communicate(input="", timeout=60)
+    assert cli(["run", "--variant", "deep_rnn_dense", "--variant", "naive", "--jobs", "2", *TINY_ARGS]) == 1
     captured = capsys.readouterr()
-    assert [row["variant"] for row in printed_table(captured.out)] == ["naive"]  # from what the runs returned
-    err = captured.err.splitlines()
-    assert err[-2:] == ["some results wait in the record (database locked): run `seqcast results sync`",
-                        "seqcast: 1 variant(s) failed: deep_rnn_dense"]
-    assert cli(["results", "sync"]) == 0
-    assert rows(home, "SELECT variant FROM runs") == [("naive",)]
+    assert [row["variant"] for row in printed_table(captured.out)] == ["naive"]
+    assert captured.err.splitlines()[-1] == "seqcast: 1 variant(s) failed: deep_rnn_dense"
+    assert rows(home, "SELECT variant, status FROM runs") == [("naive", "completed")]
 
 
 def test_cli_run_one_step_and_sql(home, capsys):
@@ -252,16 +238,16 @@ def test_cli_run_one_step_and_sql(home, capsys):
     assert "query failed" in capsys.readouterr().err
 
     # the store's own files are readable by their stored (relative) paths; CSV lines end in \n
-    assert cli(["sql", "SELECT files ->> '$.runs' AS runs FROM loaded_records ORDER BY run_id", "--format",
+    assert cli(["sql", "SELECT path FROM datasets", "--format", "csv"]) == 0
+    header, folder, end = capsys.readouterr().out.split("\n")
+    assert (header, end) == ("path", "") and folder.startswith("datasets/")
+    assert cli(["sql", f"SELECT count(*) > 0 AS read FROM read_parquet('{folder}/**/*.parquet')", "--format",
                 "csv"]) == 0
-    header, runs_file, *_, end = capsys.readouterr().out.split("\n")
-    assert (header, end) == ("runs", "") and runs_file.startswith("records/")
-    assert cli(["sql", f"SELECT count(*) AS n FROM read_parquet('{runs_file}')", "--format", "csv"]) == 0
-    assert capsys.readouterr().out == "n\n1\n"
+    assert capsys.readouterr().out == "read\ntrue\n"
     # read-only: nothing is written, to the database or to any file, and nothing outside the store is read
     outside = home.parent / "outside.csv"
     outside.write_text("secret\n")
-    for sql, problem in ((f"COPY (SELECT 42) TO '{home}/records/x.csv'", "COPY statements are refused"),
+    for sql, problem in ((f"COPY (SELECT 42) TO '{home}/datasets/x.csv'", "COPY statements are refused"),
                          ("COPY runs TO 'runs.parquet'", "COPY statements are refused"),
                          ("CREATE TABLE t (a INT)", "CREATE statements are refused"),
                          (f"ATTACH '{home.parent}/other.duckdb'", "ATTACH statements are refused"),
@@ -270,7 +256,7 @@ def test_cli_run_one_step_and_sql(home, capsys):
                          (f"SELECT * FROM read_csv('{outside}')", "Permission Error")):
         assert cli(["sql", sql]) == 2
         assert problem in capsys.readouterr().err, sql
-    assert not (home / "records" / "x.csv").exists() and not Path("runs.parquet").exists()
+    assert not (home / "datasets" / "x.csv").exists() and not Path("runs.parquet").exists()
     assert not (home.parent / "other.duckdb").exists()
 
 
@@ -418,7 +404,7 @@ def test_documented_queries_run_and_answer(home):
     for sql in blocks:
         assert rows(home, sql), f"docs/results.md query returned nothing:\n{sql}"
     pivot = [b for b in blocks if "PIVOT" in b][0]
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         cursor = con.execute(pivot)
         columns = [d[0] for d in cursor.description]
         growth = cursor.fetchall()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -15,7 +14,7 @@ from seqcast.data.ingest import IngestError, IngestParams, grid_steps
 from seqcast.flows.ingest import ingest
 from seqcast.storage.datasets import find_dataset, read_split
 from seqcast.tasks.ingest import prepare
-from tests.conftest import printed_table
+from tests.conftest import printed_table, results_db
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}
@@ -47,7 +46,7 @@ def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
     # windows hold original units: the first training window of s00 is its first 21 values
     assert np.allclose(train[0], frame["sales"][:21], atol=1e-5)
 
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         (row,) = con.execute("SELECT dataset_id, kind, spec, n_series, n_steps, horizon, n_train FROM datasets") \
             .fetchall()
     spec = json.loads(row[2])
@@ -59,7 +58,7 @@ def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
     # the same content as Parquet, elsewhere, is the same dataset: content-hashed, recorded once
     again = ingest(source=str(write(frame, tmp_path / "copy.parquet")), **COLUMNS, **WINDOW)
     assert again["dataset_id"] == result["dataset_id"]
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         assert con.execute("SELECT count(*) FROM datasets").fetchall() == [(1,)]
 
 

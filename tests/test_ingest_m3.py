@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -14,6 +13,7 @@ from seqcast.data import m3
 from seqcast.data.ingest import IngestParams, benchmark_frame, build_dataset, validate_series
 from seqcast.storage import Store
 from seqcast.storage.datasets import read_split, read_split_column
+from tests.conftest import results_db
 
 
 def test_benchmark_options_are_the_subsets_and_conflicts_are_refused():
@@ -65,7 +65,7 @@ def test_cli_ingests_m3_other_as_a_recorded_dataset_whose_test_targets_are_the_h
     assert cli(["ingest", "--benchmark", "m3-other"]) == 0
     assert "seqcast run --variant linear --dataset-id ds-" in capsys.readouterr().out
     store = Store(home)
-    with duckdb.connect(str(store.results.path), read_only=True) as con:
+    with results_db(store.root) as con:
         (row,) = con.execute("SELECT dataset_id, kind, spec, n_series, n_steps, horizon, n_valid, n_test "
                              "FROM datasets").fetchall()
     dataset_id, kind, spec = row[0], row[1], json.loads(row[2])
@@ -83,7 +83,7 @@ def test_cli_ingests_m3_other_as_a_recorded_dataset_whose_test_targets_are_the_h
 
     # the same subset again is the same dataset, recorded once
     assert cli(["ingest", "--benchmark", "m3-other", "--name", "m3-other-again"]) == 0
-    with duckdb.connect(str(store.results.path), read_only=True) as con:
+    with results_db(store.root) as con:
         assert con.execute("SELECT count(*), min(dataset_id) FROM datasets").fetchall() == [(1, dataset_id)]
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import math
 
-import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from seqcast.app.cli import main as cli
@@ -23,8 +23,7 @@ from seqcast.forecasting.intervals import (
 )
 from seqcast.reporting.plots import forecast_figure
 from seqcast.reporting.report import forecast_bands
-from seqcast.storage import Store
-from seqcast.storage.results import ensure_schema
+from tests.conftest import results_db, table_versions
 from tests.series_files import daily_series, write
 
 COLUMNS = ("--id-column", "store", "--time-column", "day", "--value-column", "sales")  # tests.series_files' names
@@ -131,22 +130,27 @@ def test_each_cutoff_is_calibrated_on_the_cutoffs_before_it_only():
             assert not np.array_equal(again[95.0][0][cutoffs == 0], found[95.0][0][cutoffs == 0])
 
 
-def test_an_older_database_gains_the_new_columns(tmp_path):
-    path = tmp_path / "results.duckdb"
-    with duckdb.connect(str(path)) as con:  # the forecasts table as it was before intervals
-        con.execute("CREATE TABLE forecasts (run_id VARCHAR, model_run_id VARCHAR, dataset_id VARCHAR, series_id "
-                    "VARCHAR, timestamp TIMESTAMP, step INTEGER, value DOUBLE)")
-        con.execute("INSERT INTO forecasts VALUES ('r1', 'm1', 'ds', 's', '2024-01-01', 1, 2.0)")
-        ensure_schema(con)
-        assert con.execute("SELECT value, lo_80, hi_95, interval_run_id FROM forecasts").fetchall() == \
-            [(2.0, None, None, None)]
-        assert con.execute("SELECT count(*) FROM backtest_scores WHERE coverage_80 IS NULL").fetchall() == [(0,)]
+def test_an_older_forecasts_table_reads_the_new_columns_as_null_and_gains_them(tmp_path):
+    from deltalake import write_deltalake
+
+    from seqcast.storage.results import Results
+    from seqcast.storage.schemas import SCHEMAS
+
+    results = Results(tmp_path)
+    names = ["run_id", "model_run_id", "dataset_id", "series_id", "timestamp", "step", "value"]
+    before_intervals = pa.schema([SCHEMAS["forecasts"].field(name) for name in names])
+    write_deltalake(results.tables.uri("forecasts"), pa.Table.from_pylist(
+        [{"run_id": "r1", "model_run_id": "m1", "dataset_id": "ds", "series_id": "s", "step": 1, "value": 2.0}],
+        before_intervals))
+    assert results.query("SELECT value, lo_80, hi_95, interval_run_id FROM forecasts")[1] == [(2.0, None, None, None)]
+    results.record("r2", {"forecasts": [{"run_id": "r2", "series_id": "s", "step": 1, "value": 3.0, "lo_80": 1.0}]})
+    assert results.query("SELECT run_id, lo_80 FROM forecasts ORDER BY 1")[1] == [("r1", None), ("r2", 1.0)]
 
 
 # ---- the whole path ---------------------------------------------------------------------------------------------
 
 def rows(home, sql: str, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -194,11 +198,11 @@ def test_backtest_intervals_are_stored_scored_and_reach_predict(home, tmp_path, 
     naive = forecast(variant="naive", dataset_id=dataset_id)
 
     # levels are checked before any work
-    before = sorted(Store(home).records.committed())
+    before = table_versions(home)
     for bad in ("0", "100"):
         assert cli(["backtest", "--dataset-id", dataset_id, "--variant", "stats_naive", "--level", bad]) == 2
         assert "levels: interval levels are percentages strictly between 0 and 100" in capsys.readouterr().err
-    assert sorted(Store(home).records.committed()) == before
+    assert table_versions(home) == before
 
     # without a backtest, predict says how to get intervals and leaves them NULL
     assert cli(["predict", "--run-id", naive["run_id"]]) == 0

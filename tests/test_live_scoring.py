@@ -7,7 +7,6 @@ import json
 import re
 from types import SimpleNamespace
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,7 +24,7 @@ from seqcast.forecasting.live import MonitorParams, flagged
 from seqcast.storage import Store
 from seqcast.storage.results import VIEWS
 from seqcast.tasks.monitor import MONITOR_KEY
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, results_db, table_versions
 
 HELD_BACK = 6  # the tail each series hides from the model: one horizon
 WINDOW = {"freq": "MS", "n_steps": 24, "horizon": HELD_BACK, "split": "last-horizon", "short_series": "pad"}
@@ -59,12 +58,12 @@ def live(prefect_harness, tmp_path_factory):
 
 
 def rows(home, sql, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 
 def frame(home, sql, params=None) -> pd.DataFrame:
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).df()
 
 
@@ -147,15 +146,14 @@ def test_a_held_back_tail_replayed_point_by_point_scores_every_forecast_once(liv
         else:
             assert rows(live.home, sql), sql
 
-    # the database is rebuilt from the records alone, to the same live errors
-    assert cli(["results", "rebuild"]) == 0
+    # compacted tables give the same live errors
+    assert cli(["results", "compact"]) == 0
     assert_matches(live_errors(live), expected)
-    # a rewritten forecast record (a retried predict run) reloads its forecasts, not the errors that score them:
-    # those belong to the scoring runs' records
+    # a rewritten forecast run (a retried predict run) replaces its forecasts, not the errors that score them:
+    # those belong to the scoring runs
     store = Store(live.home)
-    forecasts = store.records.rows("forecasts")
-    store.records.write(live.forecast_run_id, {"forecasts": forecasts})
-    assert live.forecast_run_id in store.results.sync().loaded
+    forecasts = store.results.frame("SELECT * FROM forecasts WHERE run_id = ?", [live.forecast_run_id])
+    store.results.record(live.forecast_run_id, {"forecasts": forecasts.to_dict("records")})
     assert_matches(live_errors(live), expected)
 
     # the honest tail is not flagged at the default threshold; its artifact lists no dataset
@@ -207,11 +205,10 @@ def test_drifting_actuals_are_flagged_and_retrained_and_honest_ones_clear_it(liv
     # a champion of the dataset (the champions table's contract) is judged against its own backtest score
     honest = health(live)
     store = Store(live.home)
-    store.records.write("choice-1", {"champions": [{
+    store.results.record("choice-1", {"champions": [{
         "choice_id": "choice-1", "dataset_id": live.dataset_id, "run_id": live.model_run_id, "variant": "linear",
         "backtest_run_id": live.backtest["run_id"], "chosen_at": pd.Timestamp.now(tz="UTC"),
         "score": honest["live_mase"] / 2}]})
-    assert "choice-1" in store.results.sync().loaded
     row = health(live)
     assert (row["basis"], row["model_run_id"]) == ("champion", live.model_run_id)
     assert row["backtest_mase"] == pytest.approx(honest["live_mase"] / 2)
@@ -222,8 +219,7 @@ def test_drifting_actuals_are_flagged_and_retrained_and_honest_ones_clear_it(liv
 
 def test_bad_score_input_is_refused_before_any_write(live, monkeypatch, capsys):
     monkeypatch.setenv("SEQCAST_HOME", str(live.home))
-    store = Store(live.home)
-    before = set(store.records.committed())
+    before = table_versions(live.home)
     whole = live.whole
 
     def refused(frame_or_args, message: str):
@@ -247,7 +243,7 @@ def test_bad_score_input_is_refused_before_any_write(live, monkeypatch, capsys):
     refused(["--source", str(live.files / "upto-1.csv"), "--dataset-id", "../x"], "dataset_id '../x' is not a plain id")
     refused(["--source", str(live.files / "missing.csv")], "no file at")
     refused(["--source", str(live.files / "notes.txt")], "neither a .csv nor a .parquet file")
-    assert set(store.records.committed()) == before
+    assert table_versions(live.home) == before
 
 
 @pytest.mark.usefixtures("prefect_harness")

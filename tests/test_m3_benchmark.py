@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -18,10 +17,11 @@ from seqcast.evaluation.m3_benchmark import (
     leaderboard,
 )
 from seqcast.models.registry import REGISTRY
+from tests.conftest import results_db
 
 
 def db_rows(home, sql: str, params: list) -> list[tuple]:
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params).fetchall()
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
 from seqcast.app.cli import main as cli
 from seqcast.flows.forecast import forecast
+from tests.conftest import results_db
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def metric_rows(home, run_id: str) -> list[tuple]:
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute("SELECT predictor, split, metric, horizon_step, value FROM metrics WHERE run_id = ? "
                            "ORDER BY ALL", [run_id]).fetchall()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -22,6 +21,7 @@ from seqcast.flows.predict import deployment, predict
 from seqcast.models.layers import CUSTOM_OBJECTS
 from seqcast.storage import Store
 from seqcast.storage.datasets import find_dataset, read_split
+from tests.conftest import results_db, table_versions
 from tests.series_files import COLUMNS, daily_series, write
 
 WINDOW = {"n_steps": 14, "horizon": 7}
@@ -43,7 +43,7 @@ def trained(prefect_harness, tmp_path_factory):
 
 
 def rows(home, sql, params=None):
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -116,7 +116,7 @@ def test_predict_a_new_file_by_run_id_from_the_cli(trained, tmp_path, monkeypatc
 
 
 def _forecast_state(home):
-    return sorted(p.name for p in (home / "records").iterdir()), rows(home, "SELECT count(*) FROM forecasts")
+    return table_versions(home), rows(home, "SELECT count(*) FROM forecasts")
 
 
 @pytest.mark.parametrize("case, error, message", [

@@ -21,7 +21,7 @@ def variables_in(text: str) -> set[str]:
 def test_a_bad_value_is_an_error_naming_the_variable(monkeypatch):
     for variable, value, problem in (("SEQCAST_TRAINING_SLOTS", "two", "valid integer"),
                                      ("SEQCAST_TRAINING_SLOTS", "0", "greater than 0"),
-                                     ("SEQCAST_DB_LOCK_TIMEOUT", "-1", "greater than or equal to 0"),
+                                     ("SEQCAST_BACKUP_INTERVAL", "-1", "greater than or equal to 0"),
                                      ("SEQCAST_SCHEDULE_START", "25:00", "time of day"),
                                      ("SEQCAST_SCHEDULE_TIMEZONE", "Mars/Base", "IANA time zone"),
                                      ("SEQCAST_SCHEDULE_PAUSED", "maybe", "valid boolean"),
@@ -43,10 +43,10 @@ def test_empty_means_unset_and_values_are_typed(monkeypatch, tmp_path):
 
 
 def test_every_command_refuses_a_bad_setting_before_any_work(home, monkeypatch, capsys):
-    monkeypatch.setenv("SEQCAST_DB_LOCK_TIMEOUT", "soon")
-    for argv in (["run", "--variant", "naive"], ["sql", "SELECT 1"], ["results", "sync"], ["serve"]):
+    monkeypatch.setenv("SEQCAST_BACKUP_INTERVAL", "soon")
+    for argv in (["run", "--variant", "naive"], ["sql", "SELECT 1"], ["results", "compact"], ["serve"]):
         assert cli(argv) == 2
-        assert "seqcast: error: SEQCAST_DB_LOCK_TIMEOUT='soon'" in capsys.readouterr().err
+        assert "seqcast: error: SEQCAST_BACKUP_INTERVAL='soon'" in capsys.readouterr().err
     assert not home.exists()  # nothing was written
 
 

@@ -94,9 +94,9 @@ class Cluster:
         return self.server.client_env(**self.store_env, **self.local("client"), PYTHONPATH=str(REPO_ROOT), **extra)
 
     def local(self, host: str) -> dict[str, str]:
-        """A host's own disk: its cache of the store and its results database."""
+        """A host's own disk: its cache of the store."""
         folder = self.client_folder.parent / host
-        return {"SEQCAST_CACHE": str(folder / "cache"), "SEQCAST_DB": str(folder / "results.duckdb")}
+        return {"SEQCAST_CACHE": str(folder / "cache")}
 
     def seqcast(self, *args: str, timeout: float = 600) -> str:
         done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", *args], cwd=self.client_folder, env=self.env(),
@@ -172,20 +172,17 @@ def flow_run_ids_of_sweep(cluster: Cluster) -> dict[str, str]:
 
 
 def store_runs(cluster: Cluster) -> list[dict]:
-    """The ``runs`` rows of every committed record in the store."""
+    """Every ``runs`` row in the store's tables."""
     from seqcast.storage.home import current_store
 
     with pytest.MonkeyPatch.context() as env:
         for name, value in {**cluster.store_env, **cluster.local("client")}.items():
             env.setenv(name, value)
-        records = current_store().records
-        records.mirror()  # what the workers wrote, into this client's cache
-        return records.rows("runs")
+        return current_store().results.frame("SELECT * FROM runs").to_dict("records")
 
 
 def database_rows(cluster: Cluster, sql: str) -> list[dict]:
-    """Bring this client's results database up to date with the store, then query it."""
-    cluster.seqcast("results", "sync")
+    """Query the store's results tables from this client, as a user does."""
     return json.loads(cluster.seqcast("sql", sql, "--format", "json"))
 
 
@@ -318,7 +315,6 @@ def places_holding(cluster: Cluster, text: str) -> set[str]:
     """Which of the outputs of this setup hold ``text``: the flow runs' parameters, their logs and artifacts in the
     Prefect API, the objects of the store (every value of its Parquet records), every host's cache and results
     database, the workers' own logs."""
-    import duckdb
     import pyarrow
     import pyarrow.parquet as pq
     from prefect.client.orchestration import get_client
@@ -355,19 +351,22 @@ def places_holding(cluster: Cluster, text: str) -> set[str]:
             env.setenv(name, value)
         store = ObjectStore(cluster.store_env["SEQCAST_HOME"])
         keys = list(store.list(""))
-        assert any(key.startswith("records/") for key in keys)  # the listing sees the store's objects
+        assert any(key.startswith("tables/") for key in keys)  # the listing sees the store's objects
         if any(text in readable(key, store.get_bytes(key)) for key in keys):
             found.add("store")
     hosts = [cluster.client_folder.parent / host for host in ("client", *cluster.workers)]
     if any(text in readable(path.name, path.read_bytes()) for host in hosts for path in (host / "cache").rglob("*")
            if path.is_file()):
         found.add("caches")
-    databases = [host / "results.duckdb" for host in hosts]
-    for database in (d for d in databases if d.exists()):
-        with duckdb.connect(str(database), read_only=True) as con:
-            tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-            if any(text in json.dumps(con.execute(f'SELECT * FROM "{t}"').fetchall(), default=str) for t in tables):
-                found.add("results database")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**cluster.store_env, **cluster.local("client")}.items():
+            env.setenv(name, value)
+        from seqcast.storage.home import current_store
+        from seqcast.storage.schemas import TABLES
+
+        results = current_store().results
+        if any(text in json.dumps(results.query(f"SELECT * FROM {t}")[1], default=str) for t in TABLES):
+            found.add("results tables")
     if any(text in (folder / "worker.log").read_text(errors="replace") for _, folder in cluster.workers.values()):
         found.add("worker logs")
     return found
@@ -381,6 +380,6 @@ def test_the_store_credentials_appear_in_no_output(cluster):
         runs = flow_run_ids_of_sweep(cluster)
     # the search finds what is there: a run's id is in its logs, the leaderboard artifact, its record and its row,
     # and a swept variant's name in the sweep's parameters
-    assert places_holding(cluster, runs["linear"]) >= {"logs", "artifacts", "store", "caches", "results database"}
+    assert places_holding(cluster, runs["linear"]) >= {"logs", "artifacts", "store", "caches", "results tables"}
     assert "parameters" in places_holding(cluster, "deep_rnn_dense")
     assert places_holding(cluster, STORE_SECRET) == set()
