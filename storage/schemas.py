@@ -111,16 +111,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 TABLES = tuple(SCHEMAS)
-SQL_TYPES = {"bool": "BOOLEAN", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE",
-              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "timestamp[us]": "TIMESTAMP"}
-PRIMARY_KEYS = {"datasets": "dataset_id", "runs": "run_id", "backtests": "run_id", "champions": "choice_id"}
 # The column that names a table's rows after the run that wrote them (default run_id): a retry replaces them.
 # A champion's row names the run it chose in run_id, so its key is its choice_id; a forecast error's row names
 # the forecast run it scores, so its key is its scoring run.
 RECORD_KEYS = {"champions": "choice_id", "forecast_errors": "score_run_id"}
-# the tables whose rows a record owns, by its run id in their record key (datasets are shared by content)
-RUN_TABLES = tuple(name for name, schema in SCHEMAS.items() if RECORD_KEYS.get(name, "run_id") in schema.names)
-JSON_COLUMNS = {"spec", "params", "model_run_ids", "levels"}
 # Columns that name things: they end up in folder names and in other tools' SQL, so they must be plain names.
 NAME_COLUMNS = {"datasets": ("dataset_id",), "runs": ("variant", "dataset_id", "base_run_id"),
                 "backtests": ("variant", "dataset_id"), "champions": ("variant", "dataset_id"),
@@ -145,7 +139,7 @@ def check_rows(run_id: str, tables: dict[str, pa.Table]) -> None:
         key = RECORD_KEYS.get(name, "run_id")
         if key in table.column_names:
             others = set(table.column(key).to_pylist()) - {run_id}
-            if others:  # rows of another run would escape this run's DELETE and duplicate on reload
+            if others:  # rows of another run would escape this run's replace-where and duplicate on a retry
                 raise ValueError(f"{name} rows of run {run_id} carry other {key}s: {sorted(map(str, others))[:3]}")
         for column in NAME_COLUMNS.get(name, ()):
             for value in set(table.column(column).to_pylist()) - {None}:
