@@ -243,7 +243,7 @@ def test_cli_run_one_step_and_sql(home, capsys):
     assert (header, end) == ("path", "") and folder.startswith("datasets/")
     assert cli(["sql", f"SELECT count(*) > 0 AS read FROM read_parquet('{folder}/**/*.parquet')", "--format",
                 "csv"]) == 0
-    assert capsys.readouterr().out == "read\ntrue\n"
+    assert capsys.readouterr().out == "read\nTrue\n"
     # read-only: nothing is written, to the database or to any file, and nothing outside the store is read
     outside = home.parent / "outside.csv"
     outside.write_text("secret\n")

@@ -22,7 +22,7 @@ from seqcast.flows.monitor import monitor
 from seqcast.flows.predict import predict
 from seqcast.forecasting.live import MonitorParams, flagged
 from seqcast.storage import Store
-from seqcast.storage.results import VIEWS
+from seqcast.storage.views import VIEWS
 from seqcast.tasks.monitor import MONITOR_KEY
 from tests.conftest import REPO_ROOT, results_db, table_versions
 
