@@ -78,18 +78,30 @@ def test_series_of_several_periods_are_fitted_per_period_in_one_pass_of_every_gr
     assert seen[-1] == (8, 8)
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_stats_theta_run_stores_statsforecasts_scores_series_by_series_and_a_progress_artifact(home, tmp_path):
+def progress_artifacts(flow_run_id: str) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return [a for a in artifacts if a.type == "progress"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_stats_theta_runs_and_backtests_store_statsforecasts_forecasts_and_progress_artifacts(home, tmp_path):
+    import pandas as pd
+    from statsforecast import StatsForecast
     from statsforecast.models import Theta
 
     from seqcast.evaluation.point import smape_steps
+    from seqcast.flows.backtest import backtest
     from seqcast.flows.forecast import forecast
     from seqcast.flows.ingest import ingest
 
     data = m3.load_subset("monthly")
-    chosen = list(range(0, len(data), 120))
+    # long series: every one has the history for each of three cutoffs 18 steps apart, as cross_validation needs
+    chosen = [i for i in range(0, len(data), 60) if len(data.full(i)) >= 100][:8]
     subset = m3.M3Subset("monthly", [data.series_ids[i] for i in chosen], [data.train[i] for i in chosen],
                          data.test[chosen], data.h, data.period, data.freq)
     path = tmp_path / "m3-part.parquet"
@@ -98,6 +110,7 @@ def test_a_stats_theta_run_stores_statsforecasts_scores_series_by_series_and_a_p
                         short_series="pad")["dataset_id"]
     summary = forecast(variant="stats_theta", dataset_id=dataset_id)
 
+    # the run: every series' sMAPE on each split is that of statsforecast's Theta fitted to what precedes it
     store = Store(home)
     values, periods = store.datasets.read_series_values(store.datasets.require(dataset_id))
     with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
@@ -112,10 +125,25 @@ def test_a_stats_theta_run_stores_statsforecasts_scores_series_by_series_and_a_p
             # StatsForecast's own fits differ in the last bits between processes, hence a tolerance
             assert stored[(split, sid)] == pytest.approx(float(smape_steps(actual[None], direct[None]).mean()),
                                                          rel=1e-9)
+    (fits,) = progress_artifacts(summary["run_id"])
+    assert fits.data == 100.0 and fits.key == "forecast-stats-theta-fits"
 
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[summary["run_id"]])))
-    progress = [a for a in artifacts if a.type == "progress"]
-    assert len(progress) == 1 and progress[0].data == 100.0
-    assert progress[0].key == "forecast-stats-theta-fits"
+    # the backtest: each cutoff's forecasts are statsforecast's cross_validation windows, the last window cutoff 0
+    result = backtest(variant="stats_theta", dataset_id=dataset_id, windows=3)
+    frame = pd.DataFrame({"unique_id": np.repeat(subset.series_ids, [len(subset.full(i)) for i in range(len(subset))]),
+                          "ds": np.concatenate([np.arange(len(subset.full(i))) for i in range(len(subset))]),
+                          "y": np.concatenate([subset.full(i) for i in range(len(subset))])})
+    cv = StatsForecast(models=[Theta(season_length=12)], freq=1).cross_validation(df=frame, h=18, n_windows=3,
+                                                                                    step_size=18)
+    cv["cutoff"] = cv.groupby("unique_id")["cutoff"].rank(method="dense", ascending=False).astype(int) - 1
+    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+        ours = con.execute("SELECT series_id AS unique_id, cutoff, step, forecast, actual FROM backtest_forecasts "
+                           "WHERE run_id = ? ORDER BY ALL", [result["run_id"]]).df()
+    cv = cv.sort_values(["unique_id", "cutoff", "ds"], ignore_index=True)
+    assert len(ours) == len(cv) == 3 * 18 * len(subset)
+    np.testing.assert_array_equal(ours["unique_id"], cv["unique_id"])
+    np.testing.assert_array_equal(ours["cutoff"], cv["cutoff"])
+    np.testing.assert_array_equal(ours["actual"], cv["y"])
+    np.testing.assert_allclose(ours["forecast"], cv["Theta"], rtol=1e-9)
+    (fits,) = progress_artifacts(result["run_id"])
+    assert fits.data == 100.0 and fits.key == "forecast-stats-theta-backtest-fits"
