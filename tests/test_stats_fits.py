@@ -30,6 +30,19 @@ def test_the_naive_family_equals_its_series_by_series_definition():
         stats.seasonal_naive(train, 6, 3)
 
 
+def test_naive2_of_many_series_equals_its_series_by_series_definition():
+    from seqcast.evaluation.baselines import naive2, naive2_one, seasonality_test
+
+    rng = np.random.default_rng(1)
+    seasonal = [rng.normal(10, 0.5, n) * (1 + 0.3 * np.sin(np.arange(n) * 2 * np.pi / 12))
+                for n in rng.integers(1, 90, 300)]
+    for train, period, h in [(m3.load_subset("monthly").train, 12, 18), (m3.load_subset("quarterly").train, 4, 8),
+                             (seasonal + [np.full(40, 3.0), np.arange(1.0, 50.0)], 12, 18)]:
+        expected = np.stack([naive2_one(x, period, h) for x in train])
+        np.testing.assert_allclose(naive2(train, period, h), expected, rtol=1e-12)
+        assert any(seasonality_test(np.asarray(x, float), period) for x in train)  # both branches are exercised
+
+
 def test_a_series_whose_fit_fails_is_forecast_by_the_fallback_and_the_others_by_their_model():
     from statsforecast.models import Theta
 
