@@ -244,6 +244,7 @@ def test_a_series_a_refit_left_out_is_scaled_by_its_own_history():
     (["--units", "8"], "does not use units"),
     (["--jobs", "0"], "--jobs must be at least 1, got 0"),
     (["--jobs", "2", "--address", "tcp://127.0.0.1:1"], "--jobs does not apply with --address"),
+    (["--address", "nonsense://h:8786"], "no Dask scheduler answers at 'nonsense://h:8786'"),
 ])
 def test_a_backtest_that_cannot_run_is_refused_before_any_work(home, tmp_path, capsys, argv, message):
     path = write(daily_series(n_series=2, days=60, seed=1), tmp_path / "daily.csv")
