@@ -160,3 +160,22 @@ def test_stats_theta_runs_and_backtests_store_statsforecasts_forecasts_and_progr
     np.testing.assert_allclose(ours["forecast"], cv["Theta"], rtol=1e-9)
     (fits,) = progress_artifacts(result["run_id"])
     assert fits.data == 100.0 and fits.key == "forecast-stats-theta-backtest-fits"
+
+
+def _fit_in_child(queue, train):
+    queue.put(stats.forecast_stats("theta", train, 12, 6))
+
+
+def test_a_daemonic_process_such_as_a_dask_workers_fits_in_itself_as_it_may_start_no_processes(monkeypatch):
+    import multiprocessing
+
+    train = m3.load_subset("monthly").train[:6]
+    monkeypatch.setattr(stats, "PARALLEL_MIN_SERIES", 2)  # a process pool for these few series, where allowed
+    expected = stats.forecast_stats("theta", train, 12, 6)
+    context = multiprocessing.get_context("fork")  # the child sees the lowered threshold
+    queue = context.Queue()
+    child = context.Process(target=_fit_in_child, args=(queue, train), daemon=True)
+    child.start()
+    found = queue.get(timeout=120)
+    child.join(timeout=30)
+    np.testing.assert_allclose(found, expected, rtol=1e-9)

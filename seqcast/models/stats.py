@@ -53,6 +53,12 @@ CHUNK_SERIES = 1000
 
 
 def _cores() -> int:
+    """The cores this process may fit on: its CPU affinity, or one in a daemonic process (a Dask worker's), which
+    may not start processes of its own."""
+    import multiprocessing
+
+    if multiprocessing.current_process().daemon:
+        return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
