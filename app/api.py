@@ -89,22 +89,46 @@ def run(variants: str | Iterable[str], *, jobs: int | None = None, address: str 
     parameters (``dataset_id``, ``epochs``, ...). Variants run one after another here, ``jobs`` at once in worker
     processes, or on the Dask cluster at ``address``. ValueError before any work for bad options."""
     from seqcast.flows.execution import training_slots
-    from seqcast.flows.run import dask_cluster, execute
+    from seqcast.flows.run import execute
     from seqcast.storage.home import current_store
 
+    check_execution(jobs, address)
+    store = current_store()  # the settings and every variant's parameters are checked before any work
+    planned = plan_runs(variant_list(variants, options.get("dataset_id")), store, **options)
+    jobs, runner = execution(jobs or training_slots(), address, len(planned))
+    say = progress or (lambda line: None)
+    say(f"running {len(planned)} variant(s) with SEQCAST_HOME={store.location}")
+    outcome = execute(planned, jobs, runner, say)
+    return RunResult(outcome.summaries, outcome.failed, store.location)
+
+
+def check_execution(jobs: int | None, address: str | None) -> None:
+    """ValueError for ``--jobs`` below 1, or given with ``--address``."""
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
     if jobs is not None and address is not None:
         raise ValueError("--jobs does not apply with --address: the Dask cluster's worker threads set how many "
                          "variants run at once")
-    store = current_store()  # the settings and every variant's parameters are checked before any work
-    planned = plan_runs(variant_list(variants, options.get("dataset_id")), store, **options)
-    jobs = min(jobs or training_slots(), len(planned))
-    runner = dask_cluster(address) if address is not None else None
-    say = progress or (lambda line: None)
-    say(f"running {len(planned)} variant(s) with SEQCAST_HOME={store.location}")
-    outcome = execute(planned, jobs, runner, say)
-    return RunResult(outcome.summaries, outcome.failed, store.location)
+
+
+def execution(jobs: int, address: str | None, n_planned: int) -> tuple[int, tuple | None]:
+    """How ``n_planned`` runs execute: the worker processes (at most one per run), and the Dask cluster's runner and
+    threads at ``address`` (None: this machine). ValueError when no Dask scheduler answers there."""
+    from seqcast.flows.run import dask_cluster
+
+    return min(jobs, max(n_planned, 1)), dask_cluster(address) if address is not None else None
+
+
+def backtests(planned: list, *, jobs: int | None = None, address: str | None = None,
+              progress: Callable[[str], None] | None = None):
+    """Run planned backtests (:func:`plan_backtests`): one after another here (``jobs`` 1, the default: a statistical
+    variant's fits already use every core), ``jobs`` at once in worker processes, or on the Dask cluster at
+    ``address``. Returns the :class:`seqcast.flows.run.Outcome`."""
+    from seqcast.flows.run import execute
+
+    check_execution(jobs, address)
+    jobs, runner = execution(jobs or 1, address, len(planned))
+    return execute(planned, jobs, runner, progress or (lambda line: None))
 
 
 def _as_source(data, folder: Path) -> str:

@@ -241,6 +241,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     parameters = _overrides(args, ForecastParams, skip=("variant", "dataset_id"))
     try:  # every variant is checked against the dataset before the first one trains
+        api.check_execution(args.jobs, args.address)
         store = current_store()
         planned, skipped = api.plan_backtests(chosen_variants(args), args.dataset_id, args.windows, args.step,
                                               args.refit, args.levels, parameters, skip_unfit=args.all)
@@ -251,15 +252,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"seqcast: skipping {reason}", file=sys.stderr)
     if not planned:
         return fail(f"no variant can be backtested on {args.dataset_id}")
-    from seqcast.flows.backtest import backtest
-
     print(f"seqcast: backtesting {len(planned)} variant(s) on {args.dataset_id} from {args.windows} cutoff(s) with "
           f"SEQCAST_HOME={store.location}", file=sys.stderr)
-    summaries = []
-    with refusals_without_traceback():
-        for i, params in enumerate(planned, 1):
-            print(f"seqcast: [{i}/{len(planned)}] {params.variant}", file=sys.stderr)
-            summaries.append(backtest(**params.model_dump()))
+    try:
+        with refusals_without_traceback():
+            outcome = api.backtests(planned, jobs=args.jobs, address=args.address, progress=_say)
+    except ValueError as exc:  # no Dask scheduler at --address, or a bad --jobs
+        return fail(str(exc))
+    summaries = outcome.summaries
     try:
         print(format_table(*store.results.backtest_scores([s["run_id"] for s in summaries])))
     except Exception as exc:  # the results are committed; show what the runs returned instead
@@ -273,6 +273,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"forecasts written to {path} (unique_id, ds, cutoff, y, <variant>, ...)", file=sys.stderr)
     print('\nper cutoff: seqcast sql "SELECT * FROM backtest_scores ORDER BY run_id, cutoff"; every forecast: '
           'backtest_forecasts')
+    if outcome.failed:
+        print(f"seqcast: {len(outcome.failed)} backtest(s) failed: {', '.join(outcome.failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -461,6 +464,17 @@ def fail(message: str) -> int:
     return 2
 
 
+def add_execution_options(parser: argparse.ArgumentParser, runs: str, default: str) -> None:
+    """``--jobs`` and ``--address``, as ``seqcast run`` has them, for a command that runs several flows."""
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help=f"{runs} run at once, in worker processes sharing this machine's cores (default: "
+                             f"{default})")
+    parser.add_argument("--address", default=None, metavar="URL",
+                        help=f"run the {runs} on the running Dask cluster whose scheduler is at URL (e.g. "
+                             f"tcp://host:8786), as many at once as its workers have threads; default: on this "
+                             f"machine")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from seqcast.data.ingest import IngestParams
     from seqcast.deployments.automations import HEARTBEAT_S, CrashPolicy
@@ -592,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--level", type=float, action="append", dest="levels", metavar="L",
                           help="level in percent (0 < L < 100) of the conformal intervals around every forecast, "
                                "calibrated on the earlier cutoffs (repeatable); default: 80 and 95")
+    add_execution_options(backtest, "backtests", "1: one after another here, a statistical variant's fits using "
+                                                 "every core")
     backtest.add_argument("--export", default=None, metavar="FILE",
                           help="also write every forecast to FILE (.parquet or .csv) in the layout of Nixtla's "
                                "cross-validation: unique_id, ds, cutoff, y, <variant>, <variant>-lo-<level>, ...; "

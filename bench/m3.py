@@ -9,7 +9,7 @@ With --windows K, every run is also backtested from K cutoffs (--refit: a model 
 variants), and the table gains the coverage and MSIS of its conformal intervals on the test values.
 
     .venv/bin/python bench/m3.py [--subset monthly ...] [--variant stats_theta ...] [--windows K [--refit]]
-                                 [--out FILE]
+                                 [--jobs N | --address tcp://host:8786] [--out FILE]
     make bench-m3 [SUBSET="monthly quarterly"] [VARIANTS="stats_theta,linear_10"] [OUT=FILE]
 """
 
@@ -175,19 +175,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="also backtest every run from K cutoffs (K >= 2), to score its intervals; default: none")
     parser.add_argument("--refit", action="store_true",
                         help="with --windows: train a model per cutoff for the trained variants")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="runs at once, in worker processes sharing this machine's cores; default: 1, one after "
+                             "another")
+    parser.add_argument("--address", default=None, metavar="URL",
+                        help="run on the running Dask cluster whose scheduler is at URL (e.g. tcp://host:8786)")
     parser.add_argument("--out", type=Path, default=RESULTS / "m3.md")
     args = parser.parse_args(argv)
 
-    from seqcast.flows.execution import ensure_training_limit, in_process_runs
+    from seqcast.flows.execution import ensure_training_limit, in_process_runs, shared_api
     from seqcast.flows.m3_benchmark import m3_benchmark
 
     anchors = load_anchors()
     command = "bench/m3.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    with in_process_runs():
+    # shared_api: worker processes or Dask workers record their runs where this process records the benchmark's
+    with in_process_runs(), shared_api():
         ensure_training_limit(resize=False)
         state = m3_benchmark(subsets=split_names(args.subset), variants=split_names(args.variant),
-                             anchors=anchors, backtest_windows=args.windows, refit=args.refit, return_state=True)
+                             anchors=anchors, backtest_windows=args.windows, refit=args.refit, jobs=args.jobs,
+                             address=args.address, return_state=True)
     result = state.result(raise_on_failure=False)
     if not isinstance(result, dict):  # refused before any run, or broken: nothing to write
         print(f"m3 benchmark: {state.name}: {state.message or result}", file=sys.stderr)

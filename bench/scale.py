@@ -12,11 +12,14 @@ runs in the same invocation:
   file, sorting it and writing it in 8 hash-partitioned shards;
 - stats_theta: ``seqcast run --variant stats_theta --dataset-id ID``, beside
   ``StatsForecast([Theta(season_length=12)], freq="MS", n_jobs=2).forecast(h=18)`` on each series' values before
-  its last 18.
+  its last 18;
+- backtest: ``seqcast backtest --variant stats_theta --windows 3 --dataset-id ID``, beside the same model's
+  ``cross_validation(h=18, n_windows=3, step_size=18)`` on every series whole.
 
-    .venv/bin/python bench/scale.py --copies 20 [--copies 70 ...] [--steps ingest,stats_theta] [--out FILE]
+    .venv/bin/python bench/scale.py --copies 20 [--copies 70 ...] [--steps ingest,stats_theta,backtest] [--out FILE]
 
-Writes the table to bench/results/scale.md (or --out) and prints it. Every step gets a fresh SEQCAST_HOME and
+Writes the table to bench/results/scale.md (or --out) and prints it; with --append, adds it below what the file
+holds. Every step gets a fresh SEQCAST_HOME and
 PREFECT_HOME under the work folder (``--work``, default a temporary folder).
 """
 
@@ -42,8 +45,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
-HORIZON, SEASON = 18, 12
-STEPS = ("ingest", "stats_theta")
+HORIZON, SEASON, WINDOWS = 18, 12, 3
+STEPS = ("ingest", "stats_theta", "backtest")
 
 
 def make_panel(copies: int, seed: int, path: Path) -> tuple[int, int]:
@@ -106,6 +109,30 @@ print("RESULT", json.dumps({"forecast_seconds": seconds, "smape": smape, "rows":
 """
 
 
+CROSS_VALIDATION = """
+import json, sys, time
+import numpy as np, pandas as pd
+from statsforecast import StatsForecast
+from statsforecast.models import Theta
+df = pd.read_parquet(sys.argv[1])
+h, windows = int(sys.argv[2]), int(sys.argv[3])
+started = time.perf_counter()
+cv = StatsForecast(models=[Theta(season_length=12)], freq="MS", n_jobs=2).cross_validation(
+    df=df, h=h, n_windows=windows, step_size=h)
+seconds = time.perf_counter() - started
+smape = 200 * np.mean(np.abs(cv["y"] - cv["Theta"]) / (np.abs(cv["y"]) + np.abs(cv["Theta"])))
+print("RESULT", json.dumps({"cv_seconds": seconds, "smape": smape, "rows": len(cv)}))
+"""
+
+
+def query_one(seqcast: list[str], env: dict, sql: str):
+    """The first column of the first row ``seqcast sql`` answers, or None."""
+    found = subprocess.run([*seqcast, "sql", sql, "--format", "json"], env=env, capture_output=True, text=True,
+                           cwd=ROOT)
+    rows = json.loads(found.stdout) if found.returncode == 0 and found.stdout.strip() else []
+    return next(iter(rows[0].values())) if rows else None
+
+
 def seqcast_env(work: Path, name: str) -> dict:
     (work / name / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect creates its home, not its parents
     env = dict(os.environ, SEQCAST_HOME=str(work / name / "home"), PREFECT_HOME=str(work / name / "prefect"),
@@ -122,7 +149,7 @@ def measure(copies: int, steps: list[str], work: Path, seed: int) -> list[dict]:
     rows, env = [], seqcast_env(work, f"run-{copies}")
     seqcast = [PYTHON, "-m", "seqcast.app.cli"]
     dataset_id = None
-    if "ingest" in steps or "stats_theta" in steps:
+    if set(steps) & {"ingest", "stats_theta", "backtest"}:
         ours = timed([*seqcast, "ingest", str(panel), "--split", "last-horizon", "--horizon", str(HORIZON),
                       "--short-series", "pad"], env, work / f"ingest-{copies}.log")
         found = re.findall(r"--dataset-id (\S+)", ours["log"])
@@ -135,16 +162,25 @@ def measure(copies: int, steps: list[str], work: Path, seed: int) -> list[dict]:
     if "stats_theta" in steps and dataset_id:
         ours = timed([*seqcast, "run", "--variant", "stats_theta", "--dataset-id", dataset_id], env,
                      work / f"theta-{copies}.log")
-        query = subprocess.run([*seqcast, "sql", "SELECT smape FROM benchmark_scores WHERE variant = 'stats_theta' "
-                                "AND split = 'test'", "--format", "json"], env=env, capture_output=True, text=True,
-                               cwd=ROOT)
-        smape = json.loads(query.stdout)[0]["smape"] if query.returncode == 0 and query.stdout.strip() else None
+        smape = query_one(seqcast, env, "SELECT smape FROM benchmark_scores WHERE variant = 'stats_theta' AND "
+                                        "split = 'test'")
         peer = timed([PYTHON, "-c", STATSFORECAST, str(panel), str(HORIZON)], env, work / f"sf-{copies}.log")
         result = re.findall(r"RESULT (.*)", peer["log"])
         rows.append({"series": n_series, "step": "stats_theta", "ours": ours, "peer": peer,
                      "peer_name": "StatsForecast Theta, n_jobs=2",
                      "peer_smape": json.loads(result[-1])["smape"] if result else None,
                      "ours_smape": smape})
+    if "backtest" in steps and dataset_id:
+        ours = timed([*seqcast, "backtest", "--variant", "stats_theta", "--windows", str(WINDOWS), "--dataset-id",
+                      dataset_id], env, work / f"backtest-{copies}.log")
+        smape = query_one(seqcast, env, "SELECT smape FROM backtest_scores WHERE variant = 'stats_theta' AND "
+                                        "cutoff IS NULL")
+        peer = timed([PYTHON, "-c", CROSS_VALIDATION, str(panel), str(HORIZON), str(WINDOWS)], env,
+                     work / f"cv-{copies}.log")
+        result = re.findall(r"RESULT (.*)", peer["log"])
+        rows.append({"series": n_series, "step": f"backtest stats_theta, {WINDOWS} windows", "ours": ours,
+                     "peer": peer, "peer_name": f"StatsForecast Theta cross_validation(n_windows={WINDOWS}), n_jobs=2",
+                     "peer_smape": json.loads(result[-1])["smape"] if result else None, "ours_smape": smape})
     panel.unlink()
     return rows
 
@@ -169,6 +205,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the copies' levels and noise; default: 0")
     parser.add_argument("--work", default=None, help="work folder; default: a temporary folder, removed after")
     parser.add_argument("--out", default=str(RESULTS / "scale.md"), help="markdown file for the table")
+    parser.add_argument("--append", action="store_true", help="add the table below the file's content instead of "
+                                                               "replacing it")
     args = parser.parse_args()
     steps = [s for s in args.steps.split(",") if s]
     unknown = sorted(set(steps) - set(STEPS))
@@ -182,8 +220,8 @@ def main() -> int:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     text = table(rows)
-    notes = [f"- {r['series']:,} series, stats_theta test sMAPE: seqcast {r['ours_smape']:.3f}, statsforecast "
-             f"{r['peer_smape']:.3f}" for r in rows if r["step"] == "stats_theta" and r.get("peer_smape")
+    notes = [f"- {r['series']:,} series, {r['step']} sMAPE: seqcast {r['ours_smape']:.3f}, statsforecast "
+             f"{r['peer_smape']:.3f}" for r in rows if r.get("peer_smape") is not None
              and r.get("ours_smape") is not None]
     load = os.getloadavg()
     header = (f"# Scale: seqcast against its peers on panels built from M3 monthly\n\n"
@@ -191,7 +229,9 @@ def main() -> int:
               f"load average {load[0]:.1f} at the end; `bench/scale.py --copies "
               f"{' --copies '.join(map(str, args.copies or [20]))} --steps {','.join(steps)}`\n")
     output = "\n".join([header, text, "", *notes, ""])
-    Path(args.out).write_text(output)
+    out = Path(args.out)
+    before = out.read_text().rstrip("\n") + "\n\n\n" if args.append and out.exists() else ""
+    out.write_text(before + (output.replace("# Scale:", "## Scale:", 1) if before else output))
     print(output)
     return 0
 

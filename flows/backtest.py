@@ -8,20 +8,24 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from seqcast.config.params import ForecastParams
 from seqcast.evaluation.backtest import BacktestParams
 from seqcast.flows.forecast import trained_run
 from seqcast.flows.validation import give_up_retries, validated
 from seqcast.models.registry import get_variant
+from seqcast.reporting.report import artifact_key
 from seqcast.tasks.backtest import (
     derive_dataset,
     forecast_cutoff,
+    forecast_stats_cutoffs,
     interval_forecasts,
     plan_backtest,
     publish_backtest,
     score_backtest,
 )
+from seqcast.tasks.progress import Progress
 from seqcast.tasks.record import record_results
 from seqcast.tasks.rows import backtest_rows
 from seqcast.training.fit import Diverged
@@ -60,27 +64,35 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
 
     model_runs, rows, datasets = [], [], [plan.dataset]
     try:
-        for cutoff in plan.cutoffs:
-            model_run, scaling = None, None
-            if needs_model(plan.forecast_params):
-                ref = derive_dataset(plan, cutoff.offset) if params.refit and cutoff.offset else plan.dataset
-                if ref is not plan.dataset:
-                    datasets.append(ref)
-                model_run = trained_run(plan.forecast_params.model_copy(update={"dataset_id": ref.dataset_id}))
-                scaling = ref.manifest.get("scaling")
-            model_runs.append(model_run["run_id"] if model_run else None)
-            rows += forecast_cutoff(plan.forecast_params, cutoff, model_run["model_path"] if model_run else None,
-                                    scaling)
+        if get_variant(params.variant).target == "stats":  # every cutoff's fits in one pass
+            rows = forecast_stats_cutoffs(plan.forecast_params, quote(plan.cutoffs))
+            model_runs = [None] * len(plan.cutoffs)
+        else:
+            progress = Progress(f"{params.variant} backtest", len(plan.cutoffs), unit="cutoffs",
+                                key=artifact_key(params.variant, "backtest-cutoffs"))
+            for done, cutoff in enumerate(plan.cutoffs, 1):
+                model_run, scaling = None, None
+                if needs_model(plan.forecast_params):
+                    ref = derive_dataset(plan, cutoff.offset) if params.refit and cutoff.offset else plan.dataset
+                    if ref is not plan.dataset:
+                        datasets.append(ref)
+                    model_run = trained_run(plan.forecast_params.model_copy(update={"dataset_id": ref.dataset_id}))
+                    scaling = ref.manifest.get("scaling")
+                model_runs.append(model_run["run_id"] if model_run else None)
+                rows += forecast_cutoff(plan.forecast_params, quote(cutoff),
+                                        model_run["model_path"] if model_run else None, scaling)
+                progress(done)
     except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
         give_up_retries()
         record_results(run_id, backtest_rows(run_id, params, plan, model_runs, [], datasets, started_at,
                                              time.perf_counter() - clock, error=str(exc)))
         raise
 
-    rows, intervals = interval_forecasts(rows, params.levels, plan.forecast_params.effective_horizon)
-    scores, by_level = score_backtest(rows, intervals)
-    record_results(run_id, backtest_rows(run_id, params, plan, model_runs, rows, datasets, started_at,
-                                         time.perf_counter() - clock, intervals, scores, by_level))
+    # quote(): the rows are plain values, so Prefect need not walk every one of them for futures before each task
+    rows, intervals = interval_forecasts(quote(rows), params.levels, plan.forecast_params.effective_horizon)
+    scores, by_level = score_backtest(quote(rows), quote(intervals))
+    record_results(run_id, quote(backtest_rows(run_id, params, plan, model_runs, rows, datasets, started_at,
+                                               time.perf_counter() - clock, intervals, scores, by_level)))
     publish_backtest(params.variant, params.dataset_id, run_id, scores)
     overall = scores[-1]
     get_run_logger().info("%s backtest over %d cutoffs: sMAPE %s, MASE %s, OWA %s", params.variant, params.windows,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from seqcast.config.names import FLOW_NAME
 from seqcast.config.params import ForecastParams, Loss
@@ -99,7 +100,7 @@ def forecast(
 
     rows = result_rows(run_id, params, dataset, trained, model_path, base_run, scored, started_at,
                        datetime.now(UTC), time.perf_counter() - clock)
-    record_results(run_id, rows)
+    record_results(run_id, quote(rows))  # plain values: Prefect need not walk every row for futures
     publish_artifacts(rows["runs"][0], rows["metrics"])
     evaluation = scored.evaluation
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,

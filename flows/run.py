@@ -1,5 +1,6 @@
 """The run flow: ``seqcast run``'s variants side by side, each variant's forecast flow inside a task on a task runner:
-Prefect's process pool on this machine, or prefect-dask's runner on an existing Dask cluster.
+Prefect's process pool on this machine, or prefect-dask's runner on an existing Dask cluster. ``seqcast backtest`` and
+the M3 benchmark run their backtest flows the same way.
 
 These small models keep about one core busy each, so runs side by side with one TensorFlow thread each finish sooner
 than one after another (bench/speed.py). An iterative variant's task waits for its base variant's, an ensemble's for
@@ -26,6 +27,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from seqcast.config.params import ForecastParams
+from seqcast.evaluation.backtest import BacktestParams
 from seqcast.flows.execution import share_cores
 from seqcast.models.registry import get_variant
 
@@ -34,10 +36,23 @@ STATUS_EVERY_S = 60.0  # how often the variants still running are listed
 STOP_GRACE_S = 30.0  # how long an interrupted worker process may take to record its runs as crashed
 
 
+PlannedParams = ForecastParams | BacktestParams  # a forecast flow's parameters, or a backtest flow's
+
+
 @task(name="run-variant", task_run_name="{params.variant}", cache_policy=NO_CACHE)
-def run_variant(params: ForecastParams) -> dict:
-    """Run one variant's forecast flow, as a subflow of this task in the worker that runs it; return its summary."""
-    # imported here: the task runner pickles this function by value, and the flow must come whole from its module
+def run_variant(params: PlannedParams) -> dict:
+    """Run one variant's forecast (or backtest) flow, as a subflow of this task in the worker that runs it; return its
+    summary."""
+    return run_flow(params)
+
+
+def run_flow(params: PlannedParams) -> dict:
+    """Run the flow ``params`` are for, here: a backtest's, else a variant's forecast flow; return its summary."""
+    # imported here: the task runner pickles run_variant by value, and a flow must come whole from its module
+    if isinstance(params, BacktestParams):
+        from seqcast.flows.backtest import backtest
+
+        return backtest(**params.model_dump())
     from seqcast.flows.forecast import forecast
 
     return forecast(**params.model_dump())
@@ -75,7 +90,7 @@ def dask_cluster(address: str, timeout_s: float = 20.0):
 class Planned:
     """One planned run: its parameters, the planned runs it reuses, and its task once submitted."""
 
-    params: ForecastParams
+    params: PlannedParams
     waits_for: list[Planned] = field(default_factory=list)
     future: PrefectFuture | None = None
     started: float | None = None
@@ -85,14 +100,17 @@ class Planned:
         return self.params.variant
 
 
-def plan(planned: list[ForecastParams]) -> list[Planned]:
-    """The planned runs, each with the planned runs it reuses (an iterative variant its base variant's, an ensemble
-    its members'), in the given order."""
+def plan(planned: list[PlannedParams]) -> list[Planned]:
+    """The planned runs, each with the planned forecast runs it reuses (an iterative variant its base variant's, an
+    ensemble its members'), in the given order. A backtest finds or trains the runs it reuses itself."""
     runs = [Planned(params) for params in planned]
     for run in runs:
+        if isinstance(run.params, BacktestParams):
+            continue
         kind = get_variant(run.variant)
         reused = {kind.base_variant} | {member.variant for member in kind.members}
-        run.waits_for = [other for other in runs if other.variant in reused]
+        run.waits_for = [other for other in runs if other.variant in reused and isinstance(other.params,
+                                                                                            ForecastParams)]
     return runs
 
 
@@ -111,13 +129,14 @@ def run_name() -> str:
 
 
 @flow(name="run", flow_run_name=run_name)
-def run_variants(planned: list[ForecastParams], report: Callable[[str], None] | None = None) -> list[dict] | State:
-    """Run every planned variant's forecast flow on this flow's task runner; say when each starts and ends.
+def run_variants(planned: list[PlannedParams], report: Callable[[str], None] | None = None) -> list[dict] | State:
+    """Run every planned variant's forecast (or backtest) flow on this flow's task runner; say when each starts and
+    ends.
 
-    The result: one outcome per planned variant, in plan order: ``{"variant", "summary"}`` (the forecast flow's
-    summary) when it completed, else ``{"variant", "error"}``. When a variant failed, this flow run ends Failed, with
-    the outcomes as its result all the same (call it with ``return_state=True`` to get them). ``report`` (default:
-    this flow's log) gets the progress lines.
+    The result: one outcome per planned variant, in plan order: ``{"variant", "summary", "seconds"}`` (the flow's
+    summary) when it completed, else ``{"variant", "error", "seconds"}``. When a variant failed, this flow run ends
+    Failed, with the outcomes as its result all the same (call it with ``return_state=True`` to get them).
+    ``report`` (default: this flow's log) gets the progress lines.
     """
     say = report or get_run_logger().info
     runs = plan(planned)
@@ -174,9 +193,16 @@ def outcome(run: Planned, seconds: float, say: Callable[[str], None]) -> dict:
         else:
             error = f"{type(exc).__name__}: {exc}"
             say(f"{run.variant} FAILED after {seconds:.0f} s: {error}")
-        return {"variant": run.variant, "error": error}
-    say(f"{run.variant} done in {seconds:.0f} s: valid MSE {summary['valid_mse']:.5f}")
-    return {"variant": run.variant, "summary": summary}
+        return {"variant": run.variant, "error": error, "seconds": seconds}
+    say(f"{run.variant} done in {seconds:.0f} s: {score_line(summary)}")
+    return {"variant": run.variant, "summary": summary, "seconds": seconds}
+
+
+def score_line(summary: dict) -> str:
+    """A finished run's headline score: a forecast run's valid MSE, a backtest's sMAPE over its cutoffs."""
+    if "valid_mse" in summary:
+        return f"valid MSE {summary['valid_mse']:.5f}"
+    return f"backtest sMAPE {summary['smape']:.3f}" if summary.get("smape") is not None else "backtest done"
 
 
 def stop_worker_processes() -> None:
@@ -202,29 +228,34 @@ def stop_worker_processes() -> None:
 
 @dataclass
 class Outcome:
-    """What a set of planned runs came to: the completed runs' summaries and the variants that failed."""
+    """What a set of planned runs came to: the completed runs' summaries, the variants that failed, and every run's
+    outcome in plan order (as :func:`run_variants` gives them; run one after another, only the completed ones)."""
 
     summaries: list[dict]
     failed: list[str]
+    outcomes: list[dict] = field(default_factory=list)
 
 
-def execute(planned: list[ForecastParams], jobs: int, runner_threads: tuple | None = None,
+def execute(planned: list[PlannedParams], jobs: int, runner_threads: tuple | None = None,
             say: Callable[[str], None] = lambda line: None) -> Outcome:
-    """Run the planned variants' forecast flows: one after another in this process (``jobs`` 1 and no cluster),
+    """Run the planned variants' forecast (or backtest) flows: one after another in this process (``jobs`` 1 and no
+    cluster),
     else side by side on a task runner: ``runner_threads`` (a Dask cluster's runner and its threads, from
     :func:`dask_cluster`) or a process pool of ``jobs`` workers. Every run shares this process's Prefect API and the
     training slots. ``say`` gets the progress lines."""
     from seqcast.flows.execution import ensure_training_limit, in_process_runs, shared_api
-    from seqcast.flows.forecast import forecast
 
-    summaries, failed = [], []
+    summaries, failed, outcomes = [], [], []
     with in_process_runs(), shared_api():
         ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
         if runner_threads is None and jobs == 1:
             for i, params in enumerate(planned, 1):
                 say(f"[{i}/{len(planned)}] {params.variant}")
-                summaries.append(forecast(**params.model_dump()))
-            return Outcome(summaries, failed)
+                clock = time.monotonic()
+                summaries.append(run_flow(params))
+                outcomes.append({"variant": params.variant, "summary": summaries[-1],
+                                 "seconds": time.monotonic() - clock})
+            return Outcome(summaries, failed, outcomes)
         if runner_threads is None:
             runner, threads = process_pool(jobs)
             say(f"{len(planned)} variant(s), {jobs} at once in worker processes with {threads} TensorFlow "
@@ -236,4 +267,5 @@ def execute(planned: list[ForecastParams], jobs: int, runner_threads: tuple | No
         outcomes = state.result(raise_on_failure=False)  # Failed when a variant failed, with every outcome
         if isinstance(outcomes, BaseException):  # the run flow itself broke, not one of its variants
             raise outcomes
-    return Outcome([o["summary"] for o in outcomes if "summary" in o], [o["variant"] for o in outcomes if "error" in o])
+    return Outcome([o["summary"] for o in outcomes if "summary" in o],
+                   [o["variant"] for o in outcomes if "error" in o], outcomes)

@@ -24,6 +24,7 @@ from seqcast.evaluation.backtest import (
     refit_input,
     summary,
 )
+from seqcast.evaluation.holdout import forecast_groups
 from seqcast.evaluation.run import forecast_inputs
 from seqcast.models.registry import get_variant
 from seqcast.reporting.report import artifact_key
@@ -31,6 +32,7 @@ from seqcast.storage.datasets import DatasetRef
 from seqcast.storage.home import current_store
 from seqcast.tasks.evaluate import load_model
 from seqcast.tasks.ingest import write_prepared
+from seqcast.tasks.progress import Progress
 
 
 @dataclass
@@ -107,13 +109,34 @@ def forecast_cutoff(params: ForecastParams, cutoff: Cutoff, model_path: str | No
     scaler = Scaler.from_dict(cutoff_scaling(scaling, cutoff))
     forecasts = forecast_inputs(get_variant(params.variant), load_model(model_path), scaler,
                                 cutoff.inputs, series.series_ids, params.effective_horizon, params.window_norm, series)
+    return forecast_rows(cutoff, finite(params.variant, cutoff, forecasts))
+
+
+@task(name="forecast-stats-cutoffs", cache_policy=NO_CACHE)
+def forecast_stats_cutoffs(params: ForecastParams, cutoffs: list[Cutoff]) -> list[dict]:
+    """Forecast every series of every cutoff with a statistical variant, in original units, and score each forecast
+    step: the fits of all cutoffs in one pass over one process pool (as statsforecast's ``cross_validation`` fits
+    each window), their progress reported as they finish."""
+    horizon = params.effective_horizon
+    progress = Progress(f"{params.variant} fits at {len(cutoffs)} cutoff(s)",
+                        sum(len(c.series.series_ids) for c in cutoffs), key=artifact_key(params.variant,
+                                                                                        "backtest-fits"))
+    found = forecast_groups(get_variant(params.variant).method, [c.series for c in cutoffs], horizon, progress)
+    rows = []
+    for cutoff, forecasts in zip(cutoffs, found):
+        rows += forecast_rows(cutoff, finite(params.variant, cutoff, forecasts))
+    return rows
+
+
+def finite(variant: str, cutoff: Cutoff, forecasts: np.ndarray) -> np.ndarray:
+    """The forecasts of a cutoff (n_series, h) as float64; Diverged when any is NaN or infinite."""
     bad = int((~np.isfinite(forecasts)).any(axis=1).sum())
     if bad:
         from seqcast.training.fit import Diverged
 
-        raise Diverged(f"{params.variant}: the forecasts of {bad} of {len(forecasts)} series at cutoff "
-                       f"{cutoff.index} are NaN or infinite, so the backtest has no meaningful score")
-    return forecast_rows(cutoff, np.asarray(forecasts, dtype=np.float64))
+        raise Diverged(f"{variant}: the forecasts of {bad} of {len(forecasts)} series at cutoff {cutoff.index} are "
+                       f"NaN or infinite, so the backtest has no meaningful score")
+    return np.asarray(forecasts, dtype=np.float64)
 
 
 @task(name="interval-forecasts", cache_policy=NO_CACHE)

@@ -15,9 +15,11 @@ from seqcast.evaluation.run import EVAL_SPLITS, Evaluation, evaluate
 from seqcast.models.ensemble import EnsembleMember, EnsembleModel
 from seqcast.models.registry import get_variant
 from seqcast.reporting.plots import plot_forecasts, plot_learning_curves
+from seqcast.reporting.report import artifact_key
 from seqcast.storage.datasets import DatasetRef
 from seqcast.storage.home import current_settings, current_store
 from seqcast.tasks.faults import fail_once
+from seqcast.tasks.progress import Progress
 
 
 @dataclass
@@ -39,9 +41,15 @@ def evaluate_model(params: ForecastParams, dataset: DatasetRef, model_path: str 
         fail_once(fault, "evaluate", logger)  # proves a retry after training keeps the trained model
     model = load_model(model_path)
     splits = {split: store.datasets.read_windows(dataset, split) for split in EVAL_SPLITS}
-    evaluation = evaluate(get_variant(params.variant), model, params.n_steps, params.effective_horizon,
-                          Scaler.from_dict(dataset.manifest.get("scaling")), splits, params.window_norm,
-                          series_by_split(dataset, params.effective_horizon))
+    variant, series = get_variant(params.variant), series_by_split(dataset, params.effective_horizon)
+    progress = None
+    if variant.target == "stats" and series is not None:
+        progress = Progress(f"{params.variant} fits (valid and test)",
+                            sum(len(series[split].series_ids) for split in EVAL_SPLITS),
+                            key=artifact_key(params.variant, "fits"))
+    evaluation = evaluate(variant, model, params.n_steps, params.effective_horizon,
+                          Scaler.from_dict(dataset.manifest.get("scaling")), splits, params.window_norm, series,
+                          progress)
     title = f"{params.variant} · {dataset.dataset_id}"
     forecast_plot = store.models.write_file(run_id, "forecast.png", plot_forecasts(*evaluation.plot_inputs, title)) \
         if evaluation.plot_inputs else None

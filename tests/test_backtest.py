@@ -139,6 +139,37 @@ def test_m3_series_from_ingest_to_backtest_scores(home, capsys, monthly_file):
     assert actual == first[len(first) - 36] and step == 1
 
 
+def test_backtests_side_by_side_with_jobs_score_as_one_after_another(home, capsys, monthly_file):
+    from prefect.client.orchestration import get_client
+
+    path, _ = monthly_file
+    dataset_id = ingested(capsys, str(path), "--freq", "MS", "--n-steps", "36", "--horizon", "18", "--split",
+                          "last-horizon", "--short-series", "pad")
+    argv = ["backtest", "--dataset-id", dataset_id, "--variant", "stats_naive", "--variant", "stats_theta",
+            "--windows", "2"]
+    assert cli([*argv, "--jobs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "2 variant(s), 2 at once in worker processes" in err
+    assert "stats_naive done in" in err and "stats_theta done in" in err and "backtest sMAPE" in err
+    assert cli(argv) == 0  # one after another, in this process
+
+    scores = rows(home, "SELECT variant, run_id, cutoff, smape, mase, owa, n_series FROM backtest_scores "
+                        "ORDER BY variant, cutoff, run_id")
+    runs = {}
+    for variant, run_id, *row in scores:
+        runs.setdefault((variant, run_id), []).append(row)
+    assert sorted(v for v, _ in runs) == ["stats_naive", "stats_naive", "stats_theta", "stats_theta"]
+    for variant in ("stats_naive", "stats_theta"):
+        side_by_side, in_line = [r for (v, _), r in runs.items() if v == variant]
+        assert [(c, n) for c, *_, n in side_by_side] == [(c, n) for c, *_, n in in_line] == [(0, 30), (1, 30),
+                                                                                              (None, 30)]
+        for one, other in zip(side_by_side, in_line):
+            assert one[1:4] == pytest.approx(other[1:4], rel=1e-9)
+    with get_client(sync_client=True) as client:  # two of the four backtests ran as tasks of one run flow
+        parents = [client.read_flow_run(run_id).parent_task_run_id for _, run_id in runs]
+    assert sum(parent is not None for parent in parents) == 2
+
+
 def test_a_refit_trains_each_cutoff_on_the_values_before_it(home, tmp_path):
     path = write(daily_series(n_series=3, days=80, seed=5), tmp_path / "daily.csv")
     from seqcast.flows.ingest import ingest
@@ -211,6 +242,9 @@ def test_a_series_a_refit_left_out_is_scaled_by_its_own_history():
     (["--windows", "40"], "leaves no series of"),
     (["--step", "0"], "step: Input should be greater than or equal to 1"),
     (["--units", "8"], "does not use units"),
+    (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+    (["--jobs", "2", "--address", "tcp://127.0.0.1:1"], "--jobs does not apply with --address"),
+    (["--address", "nonsense://h:8786"], "no Dask scheduler answers at 'nonsense://h:8786'"),
 ])
 def test_a_backtest_that_cannot_run_is_refused_before_any_work(home, tmp_path, capsys, argv, message):
     path = write(daily_series(n_series=2, days=60, seed=1), tmp_path / "daily.csv")

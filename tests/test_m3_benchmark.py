@@ -195,3 +195,32 @@ def test_the_report_shows_interval_scores_beside_the_reference_intervals():
     assert all(r["coverage_80"] is None for r in table if r["subset"] == OVERALL)
     assert "coverage" not in bench_m3.score_table([{**r, "coverage_80": None, "coverage_95": None}
                                                    for r in table])[0]  # no backtest, no interval columns
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_benchmark_runs_and_backtests_side_by_side_in_worker_processes_with_jobs(home):
+    from prefect.client.orchestration import get_client
+
+    from seqcast.flows.m3_benchmark import m3_benchmark
+
+    state = m3_benchmark(subsets=["other"], variants=["stats_naive", "stats_naive2"], backtest_windows=2, jobs=2,
+                         return_state=True)
+    assert state.is_completed(), state.message
+    runs = state.result()["runs"]
+    assert [(r["variant"], r["state"], r["backtest_state"]) for r in runs] == \
+        [("stats_naive", "Completed", "Completed"), ("stats_naive2", "Completed", "Completed")]
+    with get_client(sync_client=True) as client:  # each ran as a subflow of a run flow, not in line
+        for flow_run_id in [r["run_id"] for r in runs] + [r["backtest_run_id"] for r in runs]:
+            task_run = client.read_task_run(client.read_flow_run(flow_run_id).parent_task_run_id)
+            assert client.read_flow_run(task_run.flow_run_id).name == "run · 2 variant(s): stats_naive, stats_naive2"
+    backtested = dict(db_rows(home, "SELECT variant, count(DISTINCT cutoff) FROM backtest_forecasts JOIN backtests "
+                                    "USING (run_id) GROUP BY variant", []))
+    assert backtested == {"stats_naive": 2, "stats_naive2": 2}
+
+
+def test_jobs_and_an_address_together_are_refused_before_any_work(home):
+    from seqcast.flows.m3_benchmark import m3_benchmark
+
+    with pytest.raises(ValueError, match="jobs must be at least 1, and 1 with an address"):
+        m3_benchmark.fn(subsets=["other"], variants=["stats_naive"], jobs=2, address="tcp://127.0.0.1:1")
+    assert not (home / "datasets").exists()

@@ -28,8 +28,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
-    home: str = Field("~/.seqcast", description="where datasets, models, plots and the results tables live: a local folder or "
-                      "s3://bucket/prefix (any S3-compatible store, reached through the AWS_* variables)")
+    home: str = Field("~/.seqcast", description="where datasets, models, plots and the results tables live: a local "
+                      "folder or s3://bucket/prefix (any S3-compatible store, reached through the AWS_* variables)")
     cache: Path | None = Field(None, description="this machine's scratch cache of an s3:// home; default "
                                "~/.cache/seqcast/<bucket>/<prefix>")
     training_slots: PositiveInt | None = Field(

@@ -124,7 +124,9 @@ def cut(values: dict[str, np.ndarray], periods: dict[str, int], horizon: int, n_
         if len(known) < min_history(periods[sid]) or len(target) != horizon or np.isnan(target).any():
             left_out += 1
             continue
-        window = pd.Series(v[max(at - n_steps, 0):at]).ffill().bfill().to_numpy()
+        window = v[max(at - n_steps, 0):at]
+        if np.isnan(window).any():  # a gap: filled from the nearest earlier value, else the next
+            window = pd.Series(window).ffill().bfill().to_numpy()
         fill = n_steps - len(window)
         found.append(sid)
         history.append(known)

@@ -92,5 +92,59 @@ def naive2_one(x: np.ndarray, period: int, h: int) -> np.ndarray:
 
 
 def naive2(train: Sequence[np.ndarray], period: int, h: int) -> np.ndarray:
-    """Naive2 forecasts of every training part, shape (n_series, h)."""
-    return np.stack([naive2_one(x, period, h) for x in train]) if len(train) else np.empty((0, h))
+    """Naive2 forecasts of every training part, shape (n_series, h), as :func:`naive2_one` gives them: the parts of
+    one length at a time, as the rows of one array."""
+    n = len(train)
+    if n == 0:
+        return np.empty((0, h))
+    lengths = np.fromiter(map(len, train), dtype=np.int64, count=n)
+    values = np.concatenate([np.asarray(x, dtype=np.float64) for x in train])
+    starts = np.cumsum(lengths) - lengths
+    forecasts = np.empty((n, h))
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        forecasts[rows] = naive2_rows(values[starts[rows, None] + np.arange(length)], period, h)
+    return forecasts
+
+
+def naive2_rows(x: np.ndarray, period: int, h: int) -> np.ndarray:
+    """:func:`naive2_one` of every row of ``x`` (n_series, n), all of one length: (n_series, h)."""
+    m, n = x.shape
+    if n == 0:
+        raise ValueError("an empty training part has no last value: no Naive2 forecast")
+    forecasts = np.repeat(x[:, -1:], h, axis=1)
+    seasonal = seasonal_rows(x, period)
+    if seasonal.any():
+        xs = x[seasonal]
+        indices = seasonal_indices_rows(xs, period)
+        forecasts[seasonal] = (xs[:, -1] / indices[:, -1])[:, None] * indices[:, n - period:][:, np.arange(h) % period]
+    return forecasts
+
+
+def seasonal_rows(x: np.ndarray, period: int) -> np.ndarray:
+    """:func:`seasonality_test` of every row of ``x`` (n_series, n): (n_series,) bool."""
+    m, n = x.shape
+    if period <= 1 or n < 3 * period or period > min(math.floor(10 * math.log10(n)), n - 1):
+        return np.zeros(m, dtype=bool)
+    centred = x - x.mean(axis=1, keepdims=True)
+    denominator = np.einsum("ij,ij->i", centred, centred)
+    constant = denominator == 0  # autocorrelation undefined: never seasonal
+    safe = np.where(constant, 1.0, denominator)
+    r = np.stack([np.einsum("ij,ij->i", centred[:, k:], centred[:, :n - k]) for k in range(1, period + 1)],
+                 axis=1) / safe[:, None]  # (n_series, period): lags 1..period
+    limit = SEASONALITY_Z * np.sqrt((1 + 2 * np.sum(r[:, :period - 1] ** 2, axis=1)) / n)
+    return ~constant & (np.abs(r[:, period - 1]) > limit)
+
+
+def seasonal_indices_rows(x: np.ndarray, period: int) -> np.ndarray:
+    """:func:`seasonal_indices` of every row of ``x`` (n_series, n), each with two full periods: (n_series, n)."""
+    m, n = x.shape
+    weights = np.r_[0.5, np.ones(period - 1), 0.5] / period if period % 2 == 0 else np.ones(period) / period
+    half = len(weights) // 2
+    trend = np.full((m, n), np.nan)
+    trend[:, half: n - half] = np.lib.stride_tricks.sliding_window_view(x, len(weights), axis=1) @ weights
+    ratio = x / trend
+    padded = np.concatenate([ratio, np.full((m, -n % period), np.nan)], axis=1).reshape(m, -1, period)
+    figure = np.nanmean(padded, axis=1)  # (n_series, period)
+    figure = figure / figure.mean(axis=1, keepdims=True)
+    return figure[:, np.arange(n) % period]

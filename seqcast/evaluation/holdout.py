@@ -15,6 +15,7 @@ skipped, and a series with a gap in a split's part is not scored on that split.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from seqcast.evaluation.aggregate import or_none, per_series, per_step, subset_scores
 from seqcast.evaluation.point import smape_steps
 from seqcast.evaluation.scaled import mase_steps, seasonal_naive_scales
-from seqcast.models.stats import forecast_stats
+from seqcast.models.stats import Progress, forecast_stats_groups
 
 BEFORE = {"valid": ("train",), "test": ("train", "valid")}  # the parts known when a split is forecast
 PREDICTORS = ("model", "naive2")
@@ -76,12 +77,31 @@ def split_series(values: dict[str, np.ndarray], periods: dict[str, int], split: 
                        np.array([int(periods[sid]) for sid in found], dtype=np.int64))
 
 
-def forecast_by_period(method: str, series: SplitSeries, horizon: int) -> np.ndarray:
+def forecast_by_period(method: str, series: SplitSeries, horizon: int, progress: Progress | None = None
+                       ) -> np.ndarray:
     """``seqcast.models.stats`` method ``method`` on every series' history, each at its own period: (n_series, h)."""
-    forecasts = np.empty((len(series.series_ids), horizon))
-    for period in np.unique(series.period):
-        rows = np.flatnonzero(series.period == period)
-        forecasts[rows] = forecast_stats(method, [series.history[i] for i in rows], int(period), horizon)
+    return forecast_groups(method, [series], horizon, progress)[0]
+
+
+def forecast_groups(method: str, groups: Sequence[SplitSeries], horizon: int, progress: Progress | None = None
+                    ) -> list[np.ndarray]:
+    """:func:`forecast_by_period` of several groups of series (e.g. every split, or every cutoff) in one pass per
+    period, so that the statistical fits of all of them share one process pool: one (n_series, h) per group.
+
+    ``progress`` gets (series done, series in all groups) as the fits finish.
+    """
+    forecasts = [np.empty((len(group.series_ids), horizon)) for group in groups]
+    total = sum(len(group.series_ids) for group in groups)
+    periods = np.unique(np.concatenate([group.period for group in groups])) if groups else []
+    done = 0
+    for period in periods:
+        rows = [np.flatnonzero(group.period == period) for group in groups]
+        reported = (lambda n, _, before=done: progress(before + n, total)) if progress else None
+        found = forecast_stats_groups(method, [[group.history[i] for i in r] for group, r in zip(groups, rows)],
+                                      int(period), horizon, reported)
+        for target, r, values in zip(forecasts, rows, found):
+            target[r] = values
+        done += sum(map(len, rows))
     return forecasts
 
 
@@ -90,15 +110,30 @@ def window_forecasts(method: str, series: SplitSeries, window_ids: np.ndarray, h
 
     Raises ValueError naming a window's series that has no known part in this split.
     """
-    ids = [str(sid) for sid in window_ids]
-    missing = sorted(set(ids) - set(series.series_ids))
-    if missing:
-        raise ValueError(f"series {missing[:10]} have windows but no part of {horizon} known values in this split, "
-                         f"so nothing to forecast them from")
-    unique = sorted(set(ids))
-    forecasts = forecast_by_period(method, series.subset(unique), horizon)
-    where = {sid: i for i, sid in enumerate(unique)}
-    return forecasts[[where[sid] for sid in ids]].reshape(len(ids), horizon)
+    return split_window_forecasts(method, {"": series}, {"": window_ids}, horizon)[""]
+
+
+def split_window_forecasts(method: str, series: Mapping[str, SplitSeries], window_ids: Mapping[str, np.ndarray],
+                           horizon: int, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """:func:`window_forecasts` of several splits (split -> its series, and its windows' series ids), every split's
+    fits in one pass: split -> (n_windows, h).
+
+    Raises ValueError naming a window's series that has no known part in its split.
+    """
+    ids, unique = {}, {}
+    for split, asked in window_ids.items():
+        ids[split] = [str(sid) for sid in asked]
+        missing = sorted(set(ids[split]) - set(series[split].series_ids))
+        if missing:
+            raise ValueError(f"series {missing[:10]} have windows but no part of {horizon} known values in this "
+                             f"split, so nothing to forecast them from")
+        unique[split] = sorted(set(ids[split]))
+    found = forecast_groups(method, [series[split].subset(unique[split]) for split in window_ids], horizon, progress)
+    result = {}
+    for (split, forecasts) in zip(window_ids, found):
+        where = {sid: i for i, sid in enumerate(unique[split])}
+        result[split] = forecasts[[where[sid] for sid in ids[split]]].reshape(len(ids[split]), horizon)
+    return result
 
 
 def mase_scales(series: SplitSeries) -> np.ndarray:

@@ -9,10 +9,17 @@ import numpy as np
 from seqcast.data.scaling import Scaler
 from seqcast.data.synthetic import split_windows
 from seqcast.evaluation.baselines import naive_forecast
-from seqcast.evaluation.holdout import SplitSeries, scale_free_scores, split_scores, window_forecasts
+from seqcast.evaluation.holdout import (
+    SplitSeries,
+    scale_free_scores,
+    split_scores,
+    split_window_forecasts,
+    window_forecasts,
+)
 from seqcast.evaluation.point import forecast_errors
 from seqcast.models.ensemble import median_forecast
 from seqcast.models.registry import Variant
+from seqcast.models.stats import Progress
 from seqcast.training.fit import Diverged, forecast
 
 EVAL_SPLITS = ("valid", "test")
@@ -76,7 +83,7 @@ def forecast_inputs(variant: Variant, model, scaler: Scaler, inputs: np.ndarray,
 
 def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler,
              splits: dict[str, tuple[np.ndarray, np.ndarray | None]], window_norm: str = "none",
-             series: dict[str, SplitSeries] | None = None) -> Evaluation:
+             series: dict[str, SplitSeries] | None = None, progress: Progress | None = None) -> Evaluation:
     """Forecast the horizon after every window of each split and score model and naive, in original units.
 
     ``splits``: split name -> (windows (n, n_steps + horizon) in original units, series id per window or None);
@@ -84,19 +91,26 @@ def evaluate(variant: Variant, model, n_steps: int, horizon: int, scaler: Scaler
     (naive, stats).
 
     ``series``: split name -> its series' history and part, on a last-horizon dataset (else None). With it, each
-    split is also scored by sMAPE and MASE per series, beside Naive2; a statistical variant forecasts from it.
+    split is also scored by sMAPE and MASE per series, beside Naive2; a statistical variant forecasts from it, every
+    split's fits in one pass (``progress`` gets (series done, series in all) as they finish).
     """
     if variant.needs_dataset and series is None:
         raise ValueError(f"variant {variant.name!r} forecasts from each series' history: it needs a last-horizon "
                          f"dataset that stores its series' values")
     metrics, predictions, plot_inputs, series_rows, step_rows = [], [], None, [], []
+    fitted = {}
+    if variant.target == "stats":
+        scored = {split: splits[split][1] for split in EVAL_SPLITS if len(splits[split][0])}
+        fitted = split_window_forecasts(variant.method, {split: series[split] for split in scored}, scored, horizon,
+                                        progress)
     for split in EVAL_SPLITS:
         windows, series_ids = splits[split]
         if len(windows) == 0:
             continue
         x, y_true = split_windows(windows, n_steps)
-        y_pred = forecast_inputs(variant, model, scaler, x[:, :, 0], series_ids, horizon, window_norm,
-                                 series[split] if series is not None else None)
+        y_pred = fitted[split] if split in fitted else forecast_inputs(
+            variant, model, scaler, x[:, :, 0], series_ids, horizon, window_norm,
+            series[split] if series is not None else None)
         if not np.isfinite(y_pred).all():
             bad = int((~np.isfinite(y_pred)).any(axis=1).sum())
             raise Diverged(f"{variant.name}: the forecasts of {bad} of {len(y_pred)} {split} windows are NaN or "
