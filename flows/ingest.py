@@ -40,6 +40,7 @@ def ingest(
     test_fraction: float | None = None,
     short_series: ShortSeries | None = None,
     scaling: ScalingMode = "series",
+    shards: int | None = None,
 ) -> dict:
     """Turn a long-format CSV/Parquet file, or a benchmark's series, into a windowed dataset; record its spec in
     DuckDB ``datasets``, and score the stored forecasts whose actuals the file holds (``forecast_errors``). Options
@@ -49,7 +50,7 @@ def ingest(
     started_at = datetime.now(UTC)
     series = read_series(params)
     prepared = cut_windows(series, params)
-    dataset = persist_ingested(prepared)
+    dataset = persist_ingested(prepared, params.shards)
     run_id = str(flow_run.id or uuid.uuid4())
     # a newer file of forecast series holds their actuals: this run scores those forecasts as `seqcast score` does
     errors = score_actuals(series, params, run_id, actuals_dataset_id=dataset.dataset_id, strict=False) \

@@ -75,15 +75,16 @@ def cut_windows(series: list[Series], params: IngestParams) -> PreparedDataset:
 
 
 @task(name="persist-ingested-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
-def persist_ingested(prepared: PreparedDataset) -> DatasetRef:
-    """Write the windows, the per-series and per-step tables and the scaler atomically under the content-hashed id."""
-    ref = write_prepared(prepared)
+def persist_ingested(prepared: PreparedDataset, n_shards: int | None = None) -> DatasetRef:
+    """Write the series in shards, the per-series index and the scaler atomically under the content-hashed id."""
+    ref = write_prepared(prepared, n_shards)
     get_run_logger().info("persisted %s at %s", ref.dataset_id, ref.path)
     return ref
 
 
-def write_prepared(prepared: PreparedDataset) -> DatasetRef:
-    """Write a prepared dataset to the store: its windows, its ``series`` and ``values`` tables and its scaler."""
-    return current_store().datasets.write(prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
-                                          tables={"series": prepared.series, "values": prepared.values},
-                                          manifest_extra={"scaling": prepared.scaler.to_dict()})
+def write_prepared(prepared: PreparedDataset, n_shards: int | None = None) -> DatasetRef:
+    """Write a prepared dataset to the store: its series whole in ``n_shards`` shards (default: by its number of
+    series), the per-series index and the scaler; windows are cut from them when read."""
+    return current_store().datasets.write_sharded(prepared.dataset_id, prepared.spec, prepared.series,
+                                                  prepared.values, prepared.shapes, n_shards,
+                                                  manifest_extra={"scaling": prepared.scaler.to_dict()})

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from seqcast.data.ingest import IngestError, IngestParams, grid_steps
 from seqcast.flows.ingest import ingest
-from seqcast.storage.datasets import find_dataset, read_split
+from seqcast.storage.datasets import find_dataset, read_split, read_split_column
 from seqcast.tasks.ingest import prepare
 from tests.conftest import printed_table
 from tests.series_files import COLUMNS, daily_series, write
@@ -30,20 +30,22 @@ def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
     frame = daily_series()
     result = ingest(source=str(write(frame, tmp_path / "sales.csv")), name="shop-sales", **COLUMNS, **WINDOW)
     folder = home / "datasets" / result["dataset_id"]
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "dataset.json", "series.parquet", "test.parquet", "test.windows.parquet", "train.parquet",
-        "train.windows.parquet", "valid.parquet", "valid.windows.parquet", "values.parquet"]
+    # the series stored whole, once, in one shard; no window is stored
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "dataset.json", "series.parquet", "values.parquet", "values.parquet/shard-00000.parquet"]
     assert result["n_series"] == 3 and result["frequency"] == "D"
     manifest = json.loads((folder / "dataset.json").read_text())
-    assert manifest["tables"] == ["series", "values"]
+    assert manifest["tables"] == ["series", "values"] and manifest["n_shards"] == 1
     series = pq.read_table(folder / "series.parquet").to_pydict()
     assert series["period"] == [7, 7, 7]  # daily: a week
+    assert series["length"] == [120] * 3 and series["offset"] == [0, 120, 240] and series["shard"] == [0] * 3
+    assert pq.read_table(folder / "values.parquet").num_rows == 3 * 120
     assert manifest["scaling"]["mode"] == "series" and set(manifest["scaling"]["stats"]) == {"s00", "s01", "s02"}
     ref = find_dataset(home / "datasets", result["dataset_id"])
-    windows = pq.read_table(folder / "train.windows.parquet")
-    assert {"series_id", "window_start", "target_start", "window_end"} <= set(windows.column_names)
+    ids = read_split_column(ref, "train", "series_id")
     train = read_split(ref, "train")
-    assert len(train) == windows.num_rows == result["n_train"] and windows.column("series_id")[0].as_py() == "s00"
+    assert len(train) == len(ids) == result["n_train"] and ids[0] == "s00"
+    assert read_split_column(ref, "train", "window_start")[0] == np.datetime64("2024-01-01")
     # windows hold original units: the first training window of s00 is its first 21 values
     assert np.allclose(train[0], frame["sales"][:21], atol=1e-5)
 

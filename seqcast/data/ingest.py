@@ -11,6 +11,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +21,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from seqcast.config.names import SAFE_NAME
-from seqcast.data import m3
+from seqcast.data import m3, windows
 from seqcast.data.scaling import GLOBAL_KEY, Scaler, ScalingMode, fit_scaler
 from seqcast.data.synthetic import dataset_id_for
 
@@ -93,6 +94,8 @@ class IngestParams(BaseModel):
                                                                "fail, or pad it on the left with its first value; "
                                                                "default: fail (a benchmark: pad)")
     scaling: ScalingMode = Field("series", description="standardise per series, globally, or none")
+    shards: int | None = Field(None, ge=1, description="how many shards hold the series (whole series each, "
+                                                      "picked by a hash of the id); default: one per 20,000 series")
 
     @model_validator(mode="before")
     @classmethod
@@ -517,15 +520,57 @@ def latest_input(values: np.ndarray, n_steps: int) -> int | None:
 
 @dataclass
 class PreparedDataset:
-    """Everything ``write_dataset`` persists for an ingested file."""
+    """Everything a dataset store persists for an ingested file: every series' values once, and one row per series.
+
+    The windows are not stored: ``splits`` and ``extra`` cut them from ``values`` on demand
+    (:mod:`seqcast.data.windows`), as readers of a stored dataset do.
+    """
 
     dataset_id: str
     spec: dict
-    splits: dict[str, np.ndarray]  # part -> (n, n_steps + horizon) float32, original units
-    extra: dict[str, dict[str, np.ndarray]]  # part -> series_id, window_start, target_start, window_end
-    series: pa.Table  # one row per series
-    values: pa.Table  # one row per step of every series (VALUES_SCHEMA)
+    series: pa.Table  # one row per series, in series id order (SERIES_SCHEMA)
+    values: pa.Table  # one row per step of every series, series after series in id order (VALUES_SCHEMA)
     scaler: Scaler
+
+    @cached_property
+    def _cuts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Part -> (window starts in ``values``, each window's series row)."""
+        return part_cuts(self.values.column("value").to_numpy(), self.series, self.spec)
+
+    @property
+    def splits(self) -> dict[str, np.ndarray]:
+        """Part -> (n, n_steps + horizon) float32 windows, original units."""
+        values, width = self.values.column("value").to_numpy(), self.spec["n_steps"] + self.spec["horizon"]
+        return {p: windows.cut(values, starts, width) for p, (starts, _) in self._cuts.items()}
+
+    @property
+    def extra(self) -> dict[str, dict[str, np.ndarray]]:
+        """Part -> per-window ``series_id``, ``window_start``, ``target_start``, ``window_end``."""
+        ids = self.series.column("series_id").to_numpy(zero_copy_only=False)
+        stamps = self.values.column("timestamp").to_numpy()
+        return {p: window_columns(ids, stamps, starts, rows, self.spec["n_steps"], self.spec["horizon"])
+                for p, (starts, rows) in self._cuts.items()}
+
+    @property
+    def shapes(self) -> dict[str, list[int]]:
+        width = self.spec["n_steps"] + self.spec["horizon"]
+        return {p: [len(starts), width] for p, (starts, _) in self._cuts.items()}
+
+
+def part_cuts(values: np.ndarray, series: pa.Table, spec: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Part -> (window starts in ``values``, series rows) for series stored one after another in index order."""
+    lengths = series.column("length").to_numpy()
+    offsets = np.cumsum(lengths) - lengths
+    valid_start, test_start = series.column("valid_start").to_numpy(), series.column("test_start").to_numpy()
+    return {p: windows.window_starts(values, offsets, *windows.part_bounds(lengths, valid_start, test_start, p),
+                                     spec["n_steps"], spec["horizon"]) for p in PARTS}
+
+
+def window_columns(ids: np.ndarray, stamps: np.ndarray, starts: np.ndarray, rows: np.ndarray, n_steps: int,
+                   horizon: int) -> dict[str, np.ndarray]:
+    """The per-window columns of windows starting at ``starts`` in a values table whose timestamps are ``stamps``."""
+    return {"series_id": ids[rows].astype(object), "window_start": stamps[starts],
+            "target_start": stamps[starts + n_steps], "window_end": stamps[starts + n_steps + horizon - 1]}
 
 
 def data_hash(series: list[Series]) -> str:
@@ -568,9 +613,7 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
     Under ``short_series='pad'`` a series too short for a window in every part is first left-padded with its
     first observed value, as little as that needs; padded steps are inputs only, and stay out of the scaler.
     """
-    width, problems = params.window_length, []
-    windows = {p: [] for p in PARTS}
-    extra = {p: {"series_id": [], "window_start": [], "target_start": [], "window_end": []} for p in PARTS}
+    problems = []
     rows, training_values, padded = [], {}, {}
     steps = {k: [] for k in VALUES_SCHEMA.names}
     remedies = ["a longer series", "smaller windows", *(["larger fractions"] if params.split == "fractions" else []),
@@ -587,18 +630,14 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
         bounds = part_bounds(len(raw), params)
         values = interpolate_within_parts(raw, bounds) if params.missing == "interpolate" else raw
         for part, (start, stop) in zip(PARTS, bounds):
-            cut, starts = part_windows(values, start, stop, params.n_steps, params.horizon)
-            if len(cut) == 0 and part in needs_windows(params):
+            if part not in needs_windows(params):
+                continue
+            counts = windows.window_counts(values, [0], [start], [stop], params.n_steps, params.horizon)
+            if counts[0] == 0:
                 span = f"{timestamps[start]} .. {timestamps[stop - 1]}" if stop > start else "empty"
                 problems.append(f"series {s.series_id!r}: its {PART_NAMES[part]} part ({stop - start} steps, {span}) "
                                 f"holds the targets of no complete window (n_steps {params.n_steps} + horizon "
                                 f"{params.horizon}); {hint}")
-                continue
-            windows[part].append(cut)
-            extra[part]["series_id"] += [s.series_id] * len(cut)
-            extra[part]["window_start"].append(timestamps[starts])
-            extra[part]["target_start"].append(timestamps[starts + params.n_steps])
-            extra[part]["window_end"].append(timestamps[starts + width - 1])
         training_values[s.series_id] = values[pad:bounds[0][1]]  # observed values only
         steps["series_id"].append(np.full(len(values), s.series_id, dtype=object))
         steps["step"].append(np.arange(len(values)))
@@ -613,16 +652,12 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
                      "train_end": timestamps[bounds[0][1] - 1], "valid_end": timestamps[bounds[1][1] - 1],
                      "latest_end": timestamps[origin - 1] if origin else None,
                      "latest": values[origin - params.n_steps:origin].astype(np.float32).tolist() if origin
-                     else None})
+                     else None,
+                     "length": len(values), "valid_start": bounds[1][0], "test_start": bounds[2][0]})
     fail(problems)
 
     scaler = fit_scaler(params.scaling, training_values)
     fail(scaling_problems(series, scaler))
-    splits = {p: np.concatenate(windows[p]).astype(np.float32) if windows[p] else np.empty((0, width), np.float32)
-              for p in PARTS}
-    columns = {p: {"series_id": np.array(extra[p]["series_id"], dtype=object),
-                   **{k: np.concatenate(extra[p][k]) if extra[p][k] else np.array([], dtype="datetime64[ns]")
-                      for k in ("window_start", "target_start", "window_end")}} for p in PARTS}
     for row in rows:
         row["mean"], row["std"] = scaler.stats.get(row["series_id"], (None, None))
     table = pa.Table.from_pylist(rows, schema=SERIES_SCHEMA)
@@ -644,7 +679,7 @@ def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset
     # as before keeps the id it had.
     identity = {k: v for k, v in spec.items()
                 if k not in ("name", "source") and not (k in LATER_KEYS and v == LATER_KEYS[k])}
-    return PreparedDataset(dataset_id_for(identity), spec, splits, columns, table, values_table, scaler)
+    return PreparedDataset(dataset_id_for(identity), spec, table, values_table, scaler)
 
 
 # spec keys that datasets ingested before them lack, with the values those datasets had
@@ -658,6 +693,8 @@ SERIES_SCHEMA = pa.schema([
     ("train_end", pa.timestamp("us")),
     ("valid_end", pa.timestamp("us")), ("latest_end", pa.timestamp("us")), ("latest", pa.list_(pa.float32())),
     ("mean", pa.float64()), ("std", pa.float64()),
+    # where the series' parts start on its (padded) grid of ``length`` steps: the windows are cut from these
+    ("length", pa.int64()), ("valid_start", pa.int64()), ("test_start", pa.int64()),
 ])
 
 
