@@ -1,0 +1,115 @@
+"""Row checks of a long-format input: ids, timestamps and values that parse, fit float32, and appear once.
+
+Rows in messages count from 1, header excluded. Every problem found is reported at once (the first
+``MAX_REPORTED``, the rest counted), before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+MAX_REPORTED = 10
+# series are stored and windowed as float32: values must be finite there, and nonzero ones normal (not flushed
+# towards 0)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).smallest_normal)
+
+
+class IngestError(ValueError):
+    """Input that cannot become a dataset; the message names the series and the row."""
+
+
+def fail(problems: list[str]) -> None:
+    """Raise one IngestError listing the first problems found (the rest are counted)."""
+    if problems:
+        shown = problems[:MAX_REPORTED]
+        more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        raise IngestError("\n  ".join([f"{len(problems)} problem(s) in the input:", *shown]) + more)
+
+
+def _blank(column: pd.Series) -> pd.Series:
+    return column.isna() | (column.astype(str).str.strip().isin(["", "nan", "NaN", "NA", "null", "None"]))
+
+
+def _overflows(cell) -> bool:
+    """Whether a cell pandas cannot parse is a number beyond float64 (e.g. '1e309'), not text."""
+    try:
+        return math.isinf(float(str(cell).strip()))
+    except ValueError:
+        return False
+
+
+def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -> list[str]:
+    """Values the float32 windows cannot hold: infinite, beyond float32's range, or nonzero below its normal range.
+
+    NaN is a missing value (the missing policy handles it); these are refused whatever the policy, since
+    dropping or interpolating them would silently change the data.
+    """
+    problems = []
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        infinite, huge = np.isinf(values), (magnitude > FLOAT32_MAX) & np.isfinite(values)
+        tiny = (magnitude > 0) & (magnitude < FLOAT32_TINY)
+    for i in np.flatnonzero(infinite | huge | tiny):
+        where = f"series {ids.iat[i]!r}, row {rows[i]}: value {values[i]:g}"
+        if infinite[i]:
+            problems.append(f"{where} is not finite")
+        elif huge[i]:
+            problems.append(f"{where} does not fit float32 (largest magnitude {FLOAT32_MAX:g})")
+        else:
+            problems.append(f"{where} is too close to 0 for float32 (smallest normal magnitude {FLOAT32_TINY:g}); "
+                            f"rescale the series")
+    return problems
+
+
+def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parse ids, timestamps and values; reject missing ids, unparsable timestamps and values, duplicates."""
+    problems = []
+    bad_id = _blank(frame["series_id"])
+    problems += [f"row {r}: series id is missing" for r in frame.loc[bad_id, "row"]]
+    ids = frame["series_id"].astype(str)
+
+    timestamps = frame["timestamp"]
+    if not pd.api.types.is_datetime64_any_dtype(timestamps):
+        text = timestamps.astype(object)
+        try:
+            timestamps = pd.to_datetime(text, errors="coerce")
+        except ValueError:  # several UTC offsets (or offsets and none): compare them all in UTC
+            timestamps = pd.to_datetime(text, errors="coerce", utc=True)
+        # pandas infers one format from the first row; cells in another format get a second, per-cell chance
+        retry = timestamps.isna() & ~_blank(text)
+        if retry.any():
+            utc = timestamps.dt.tz is not None
+            timestamps = timestamps.astype("datetime64[us, UTC]" if utc else "datetime64[us]")
+            timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc) \
+                .astype(timestamps.dtype)  # pandas refuses to set values of another time unit
+    if timestamps.dt.tz is not None:
+        # one timeline for grids, windows and forecasts: UTC wall time, without the offset
+        timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    for i in np.flatnonzero(timestamps.isna().to_numpy()):
+        problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: timestamp "
+                        f"{frame['timestamp'].iat[i]!r} does not parse")
+
+    raw = frame["value"]
+    if pd.api.types.is_numeric_dtype(raw):
+        values = raw.astype("float64")
+    else:
+        values = pd.to_numeric(raw.astype(object), errors="coerce")
+    unparsable = values.isna() & ~_blank(raw)
+    for i in np.flatnonzero(unparsable.to_numpy()):
+        what = "is not finite" if _overflows(raw.iat[i]) else "is not a number"
+        problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: value {raw.iat[i]!r} {what}")
+    problems += value_range_problems(ids, values.to_numpy(dtype=np.float64), frame["row"].to_numpy())
+    fail(problems)
+
+    parsed = pd.DataFrame({"series_id": ids, "timestamp": timestamps, "value": values.astype("float64"),
+                           "row": frame["row"]})
+    duplicated = parsed[parsed.duplicated(["series_id", "timestamp"], keep=False)]
+    for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True):
+        problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
+                        f"{', '.join(map(str, group['row']))}")
+    fail(problems)
+    return parsed
