@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 BENCHMARKS: dict[str, str] = {f"m3-{subset}": subset for subset in m3.SUBSETS}  # benchmark -> M3 subset
 PARTS = windows.PARTS
 PART_NAMES = {"train": "training", "valid": "validation", "test": "test"}
+EARLIEST_NS = float(pd.Timestamp.min.value) + 86_400e9  # a day's margin above the earliest nanosecond timestamp
+EARLIEST_MONTH = np.datetime64("1677-11", "M")
 
 
 def part_starts(lengths: np.ndarray, params: IngestParams) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +175,26 @@ def window_columns(ids: np.ndarray, stamps: np.ndarray, starts: np.ndarray, rows
             "target_start": stamps[starts + n_steps], "window_end": stamps[starts + n_steps + horizon - 1]}
 
 
+@dataclass
+class Panel:
+    """Regular series one after another, in series id order: ``n`` series, ``total`` steps.
+
+    ``stamps`` (total,) datetime64[ns] and ``values`` (total,) float64 (NaN where ``missing='drop'`` left a gap, or
+    before interpolation) hold series ``i`` at ``offsets[i]`` to ``offsets[i] + lengths[i] - 1``, unpadded.
+    """
+
+    ids: np.ndarray  # (n,) str
+    freqs: np.ndarray  # (n,) str, pandas frequency alias per series
+    lengths: np.ndarray  # (n,) int64
+    stamps: np.ndarray  # (total,) datetime64[ns]
+    values: np.ndarray  # (total,) float64
+    data_hash: str
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.cumsum(self.lengths) - self.lengths
+
+
 def data_hash(series: list[Series]) -> str:
     digest = hashlib.sha256()
     for s in series:
@@ -182,104 +204,271 @@ def data_hash(series: list[Series]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def scaling_problems(series: list[Series], scaler: Scaler) -> list[str]:
+def panel_data_hash(ids, freqs, lengths: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> str:
+    """:func:`data_hash` of series held as a panel (timestamps in nanoseconds, as a regular grid's are)."""
+    digest, stop = hashlib.sha256(), 0
+    nanoseconds = np.ascontiguousarray(stamps.astype("datetime64[ns]").view(np.int64))
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    for sid, freq, length in zip(ids, freqs, lengths.tolist(), strict=True):
+        start, stop = stop, stop + length
+        digest.update(f"{sid}\0{freq}\0".encode())
+        digest.update(nanoseconds[start:stop].tobytes())
+        digest.update(values[start:stop].tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def panel_from_series(series: list[Series]) -> Panel:
+    """Validated series (in series id order) as one panel."""
+    lengths = np.array([len(s.values) for s in series], dtype=np.int64)
+    stamps = np.concatenate([s.timestamps.to_numpy(dtype="datetime64[ns]") for s in series]) if series \
+        else np.empty(0, dtype="datetime64[ns]")
+    values = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in series]) if series else np.empty(0)
+    return Panel(np.array([s.series_id for s in series], dtype=object), np.array([s.freq for s in series],
+                 dtype=object), lengths, stamps, values, data_hash(series))
+
+
+def segment_reduce(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray, stops: np.ndarray, empty: float
+                   ) -> np.ndarray:
+    """``ufunc.reduce`` of each segment ``x[starts[i]:stops[i]]``; ``empty`` for an empty segment."""
+    found = np.full(len(starts), empty, dtype=np.float64)
+    some = stops > starts
+    if some.any() and len(x):
+        # reduceat reduces from each index to the next: the segments' own starts and stops, interleaved
+        bounds = np.stack([starts[some], stops[some]], axis=1).reshape(-1)
+        padded = np.r_[x, empty]  # a stop at the very end indexes one past the data
+        found[some] = ufunc.reduceat(padded, bounds)[::2]
+    return found
+
+
+def segment_mean_std(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population std of each segment, NaN ignored; a std of 0 (or of no values) reads 1.0, as
+    :func:`seqcast.data.scaling.fit_scaler`'s."""
+    known = ~np.isnan(x)
+    count = segment_reduce(np.add, known.astype(np.float64), starts, stops, 0.0)
+    total = segment_reduce(np.add, np.where(known, x, 0.0), starts, stops, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        segment = np.repeat(np.arange(len(starts)), stops - starts)
+        positions = _ranges(starts, stops - starts)
+        deviation = np.zeros(len(x))
+        deviation[positions] = np.where(known[positions], (x[positions] - mean[segment]) ** 2, 0.0)
+        std = np.sqrt(segment_reduce(np.add, deviation, starts, stops, 0.0) / count)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] .. starts[i] + lengths[i] - 1``, one range after another."""
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()))
+
+
+def scaling_problems(ids: np.ndarray, low: np.ndarray, high: np.ndarray, scaler: Scaler) -> list[str]:
     """Series whose statistics, or whose stored (float32) values once scaled, are not finite numbers.
 
-    The scaling is monotonic, so a series' smallest and largest values bound every scaled value of its windows.
+    The scaling is monotonic, so a series' smallest and largest values (``low``, ``high``: (n,)) bound every
+    scaled value of its windows.
     """
-    if not series:
+    if not len(ids):
         return []
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        extremes = np.array([[np.nanmin(v), np.nanmax(v)] for v in (s.values.astype(np.float32) for s in series)])
-        scaled = scaler.transform(extremes, [s.series_id for s in series])  # one call for the whole panel
     fallback = scaler.stats.get(GLOBAL_KEY, (0.0, 1.0))
-    stats = np.array([scaler.stats.get(s.series_id, fallback) for s in series], dtype=np.float64)
+    stats = np.array([scaler.stats.get(sid, fallback) for sid in ids], dtype=np.float64).reshape(-1, 2)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        extremes = np.stack([low, high], axis=1).astype(np.float32).astype(np.float64)
+        scaled = extremes if scaler.is_identity else ((extremes - stats[:, :1]) / stats[:, 1:]).astype(np.float32)
     bad = ~(np.isfinite(scaled).all(axis=1) & np.isfinite(stats).all(axis=1) & (stats[:, 1] > 0))
-    return [f"series {series[i].series_id!r}: scaling its values ({scaler.mode}: mean {stats[i, 0]:g}, std "
+    return [f"series {ids[i]!r}: scaling its values ({scaler.mode}: mean {stats[i, 0]:g}, std "
             f"{stats[i, 1]:g} of the training part) gives numbers float32 cannot hold; rescale the series or choose "
             f"scaling='none'" for i in np.flatnonzero(bad)]
 
 
-def short_series_problem(s: Series, params: IngestParams) -> str:
-    return (f"series {s.series_id!r} has {len(s.values)} steps ({s.timestamps[0]} .. {s.timestamps[-1]}), too few "
+def short_series_problem(sid: str, length: int, first, last, params: IngestParams) -> str:
+    return (f"series {sid!r} has {length} steps ({first} .. {last}), too few "
             f"even with padding: padding fills at most n_steps ({params.n_steps}) input steps, never a target, "
             f"and that leaves some part without a complete window (n_steps {params.n_steps} + horizon "
             f"{params.horizon}); use a longer series or smaller windows")
 
 
-def build_dataset(series: list[Series], params: IngestParams) -> PreparedDataset:
-    """Cut every series into windows, part by part, and fit the scaler on the training parts only.
+def paddings(lengths: np.ndarray, params: IngestParams) -> np.ndarray:
+    """Each series' left padding (:func:`padding_for`), -1 where no padding suffices; 0 without ``pad``."""
+    if params.short_series != "pad":
+        return np.zeros(len(lengths), dtype=np.int64)
+    unique, inverse = np.unique(lengths, return_inverse=True)
+    found = [padding_for(int(length), params) for length in unique]
+    return np.array([-1 if pad is None else pad for pad in found], dtype=np.int64)[inverse.reshape(-1)]
+
+
+def padded_stamps(panel: Panel, pad: np.ndarray) -> np.ndarray:
+    """The timestamps of every series with ``pad`` earlier steps on its grid before its first: (total + pad.sum(),).
+
+    Steps of a fixed length and month starts are computed at once; any other frequency series by series.
+    """
+    offsets = panel.offsets
+    out_lengths = panel.lengths + pad
+    out_offsets = np.cumsum(out_lengths) - out_lengths
+    out = np.empty(int(out_lengths.sum()), dtype="datetime64[ns]")
+    out[_ranges(out_offsets + pad, panel.lengths)] = panel.stamps
+    padded = np.flatnonzero(pad > 0)
+    if not len(padded):
+        return out
+    first = panel.stamps[offsets[padded]]
+    freqs = panel.freqs[padded]
+    for freq in np.unique(freqs):
+        rows = np.flatnonzero(freqs == freq)
+        series, start = padded[rows], first[rows]
+        steps_back = np.repeat(pad[series], pad[series]) - (_ranges(np.zeros(len(series), np.int64), pad[series]))
+        offset = pd.tseries.frequencies.to_offset(freq)
+        stamps = None
+        # far from the earliest representable timestamp (1677-09-21), where pandas refuses to pad
+        if isinstance(offset, pd.offsets.Tick):
+            if (start.astype(np.float64) - pad[series] * float(offset.nanos) > EARLIEST_NS).all():
+                stamps = np.repeat(start, pad[series]) - steps_back * np.timedelta64(offset.nanos, "ns")
+        elif isinstance(offset, pd.offsets.MonthBegin) and (start == start.astype("datetime64[M]")).all():
+            months = start.astype("datetime64[M]")
+            if (months - pad[series] * offset.n > EARLIEST_MONTH).all():
+                stamps = (np.repeat(months, pad[series]) - steps_back * offset.n).astype("datetime64[ns]")
+        if stamps is None:
+            for i in series:  # any other calendar, or near the earliest representable timestamp: pandas decides
+                s = Series(str(panel.ids[i]), str(panel.freqs[i]), pd.DatetimeIndex(
+                    panel.stamps[offsets[i]:offsets[i] + panel.lengths[i]]), np.empty(0))
+                grid, _ = left_padded(s, int(pad[i]))
+                out[out_offsets[i]:out_offsets[i] + pad[i]] = grid[:pad[i]].to_numpy(dtype="datetime64[ns]")
+            continue
+        out[_ranges(out_offsets[series], pad[series])] = stamps
+    return out
+
+
+def stamp_of(stamps: np.ndarray, at: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """The timestamps at positions ``at`` as an Arrow microsecond column (null where ``mask``)."""
+    return pa.array(stamps[at].astype("datetime64[us]"), pa.timestamp("us"), mask=mask)
+
+
+def build_dataset(series: list[Series] | Panel, params: IngestParams) -> PreparedDataset:
+    """Split every series chronologically, pad the short ones, fit the scaler on the training parts only, and
+    index the series; refuse, naming each series, any that leaves a needed part without a complete window.
 
     Under ``short_series='pad'`` a series too short for a window in every part is first left-padded with its
     first observed value, as little as that needs; padded steps are inputs only, and stay out of the scaler.
+    Every step runs on the whole panel at once, except the few that cannot (interpolating a series with gaps, or
+    padding it on an irregular calendar).
     """
-    problems = []
-    rows, training_values, padded = [], {}, {}
-    steps = {k: [] for k in VALUES_SCHEMA.names}
+    panel = series if isinstance(series, Panel) else panel_from_series(series)
+    n, lengths, offsets = len(panel.ids), panel.lengths, panel.offsets
     remedies = ["a longer series", "smaller windows", *(["larger fractions"] if params.split == "fractions" else []),
                 *(["short_series='pad'"] if params.short_series == "fail" else [])]
     hint = f"use {', '.join(remedies[:-1])} or {remedies[-1]}"
-    for s in series:
-        pad = padding_for(len(s.values), params) if params.short_series == "pad" else 0
-        if pad is None:
-            problems.append(short_series_problem(s, params))
+    problems: list[tuple[int, int, str]] = []  # (series row, part, message): reported series by series
+
+    pad = paddings(lengths, params)
+    short = pad < 0
+    for i in np.flatnonzero(short):
+        first, last = (pd.Timestamp(panel.stamps[offsets[i] + k]) for k in (0, lengths[i] - 1))
+        problems.append((i, -1, short_series_problem(panel.ids[i], int(lengths[i]), first, last, params)))
+    pad = np.where(short, 0, pad)
+
+    out_lengths = lengths + pad
+    out_offsets = np.cumsum(out_lengths) - out_lengths
+    first_known = segment_reduce(np.fmin, np.where(np.isnan(panel.values), np.inf, np.arange(len(panel.values))),
+                                 offsets, offsets + lengths, np.inf)
+    first_value = panel.values[np.minimum(first_known, max(len(panel.values) - 1, 0)).astype(np.int64)] \
+        if len(panel.values) else np.empty(0)
+    values = np.empty(int(out_lengths.sum()))
+    values[_ranges(out_offsets + pad, lengths)] = panel.values
+    values[_ranges(out_offsets, pad)] = np.repeat(first_value, pad)
+    stamps = padded_stamps(panel, pad)
+    valid_start, test_start = part_starts(out_lengths, params)
+    if params.missing == "interpolate":
+        for i in np.flatnonzero(segment_reduce(np.add, np.isnan(values).astype(np.float64), out_offsets,
+                                               out_offsets + out_lengths, 0.0) > 0):
+            at = slice(out_offsets[i], out_offsets[i] + out_lengths[i])
+            values[at] = interpolate_within_parts(values[at], [(0, valid_start[i]), (valid_start[i], test_start[i]),
+                                                               (test_start[i], out_lengths[i])])
+
+    for k, part in enumerate(PARTS):
+        if part not in needs_windows(params):
             continue
-        if pad:
-            padded[s.series_id] = pad
-        timestamps, raw = left_padded(s, pad)
-        bounds = part_bounds(len(raw), params)
-        values = interpolate_within_parts(raw, bounds) if params.missing == "interpolate" else raw
-        for part, (start, stop) in zip(PARTS, bounds):
-            if part not in needs_windows(params):
-                continue
-            counts = windows.window_counts(values, [0], [start], [stop], params.n_steps, params.horizon)
-            if counts[0] == 0:
-                span = f"{timestamps[start]} .. {timestamps[stop - 1]}" if stop > start else "empty"
-                problems.append(f"series {s.series_id!r}: its {PART_NAMES[part]} part ({stop - start} steps, {span}) "
-                                f"holds the targets of no complete window (n_steps {params.n_steps} + horizon "
-                                f"{params.horizon}); {hint}")
-        training_values[s.series_id] = values[pad:bounds[0][1]]  # observed values only
-        steps["series_id"].append(np.full(len(values), s.series_id, dtype=object))
-        steps["step"].append(np.arange(len(values)))
-        steps["timestamp"].append(timestamps.to_numpy(dtype="datetime64[us]"))
-        steps["value"].append(values)
-        steps["part"].append(np.repeat(np.array(PARTS, dtype=object), [stop - start for start, stop in bounds]))
-        steps["padded"].append(np.arange(len(values)) < pad)
-        origin = latest_input(values, params.n_steps)
-        rows.append({"series_id": s.series_id, "frequency": s.freq, "period": period_of(s.freq, params),
-                     "first_timestamp": s.timestamps[0],
-                     "last_timestamp": s.timestamps[-1], "n_steps_total": len(s.values), "padded_steps": pad,
-                     "train_end": timestamps[bounds[0][1] - 1], "valid_end": timestamps[bounds[1][1] - 1],
-                     "latest_end": timestamps[origin - 1] if origin else None,
-                     "latest": values[origin - params.n_steps:origin].astype(np.float32).tolist() if origin
-                     else None,
-                     "length": len(values), "valid_start": bounds[1][0], "test_start": bounds[2][0]})
-    fail(problems)
+        start, stop = windows.part_bounds(out_lengths, valid_start, test_start, part)
+        counts = windows.window_counts(values, out_offsets, start, stop, params.n_steps, params.horizon)
+        for i in np.flatnonzero((counts == 0) & ~short):
+            a, b = int(start[i]), int(stop[i])
+            span = (f"{pd.Timestamp(stamps[out_offsets[i] + a])} .. {pd.Timestamp(stamps[out_offsets[i] + b - 1])}"
+                    if b > a else "empty")
+            problems.append((i, k, f"series {panel.ids[i]!r}: its {PART_NAMES[part]} part ({b - a} steps, {span}) "
+                                   f"holds the targets of no complete window (n_steps {params.n_steps} + horizon "
+                                   f"{params.horizon}); {hint}"))
+    fail([message for _, _, message in sorted(problems, key=lambda p: p[:2])])
 
-    scaler = fit_scaler(params.scaling, training_values)
-    fail(scaling_problems(series, scaler))
-    for row in rows:
-        row["mean"], row["std"] = scaler.stats.get(row["series_id"], (None, None))
-    table = pa.Table.from_pylist(rows, schema=SERIES_SCHEMA)
-    values_table = pa.table({k: np.concatenate(v) for k, v in steps.items()}, schema=VALUES_SCHEMA) if rows \
-        else VALUES_SCHEMA.empty_table()
+    ids = [str(sid) for sid in panel.ids]
+    observed = (out_offsets + pad, out_offsets + valid_start)  # the training part, padding left out
+    if params.scaling == "global":
+        scaler = fit_scaler("global", {"*": values[_ranges(observed[0], np.maximum(0, valid_start - pad))]})
+    elif params.scaling == "series":
+        mean, std = segment_mean_std(values, *observed)
+        scaler = Scaler("series", dict(zip(ids, zip(mean.tolist(), std.tolist(), strict=True), strict=True)))
+    else:
+        scaler = fit_scaler(params.scaling, {})
+    ends = (out_offsets, out_offsets + out_lengths)
+    fail(scaling_problems(panel.ids, segment_reduce(np.fmin, values, *ends, np.nan),
+                          segment_reduce(np.fmax, values, *ends, np.nan), scaler))
 
-    freqs = sorted({s.freq for s in series})
+    # the forecast origin: a series' end, when its last n_steps values are all known (latest_input)
+    missing = np.r_[0, np.cumsum(np.isnan(values), dtype=np.int64)]
+    last = out_offsets + out_lengths
+    has_latest = (out_lengths >= params.n_steps) & (missing[last] == missing[np.maximum(last - params.n_steps, 0)])
+    latest_rows = np.flatnonzero(has_latest)
+    latest = pa.ListArray.from_arrays(
+        pa.array(np.r_[0, np.cumsum(np.where(has_latest, params.n_steps, 0))].astype(np.int32)),
+        pa.array(values[_ranges(last[latest_rows] - params.n_steps, np.full(len(latest_rows), params.n_steps))]
+                 .astype(np.float32)),
+        mask=pa.array(~has_latest))
+    stats = np.array([scaler.stats.get(sid, (np.nan, np.nan)) for sid in ids] if scaler.mode == "series"
+                     else np.full((n, 2), np.nan), dtype=np.float64).reshape(n, 2)
+    freqs = [str(f) for f in panel.freqs]
+    periods = {f: period_of(f, params) for f in set(freqs)}
+    index = pa.table({
+        "series_id": pa.array(ids, pa.string()), "frequency": pa.array(freqs, pa.string()),
+        "period": pa.array([periods[f] for f in freqs], pa.int64()),
+        "first_timestamp": stamp_of(panel.stamps, offsets),
+        "last_timestamp": stamp_of(panel.stamps, offsets + lengths - 1),
+        "n_steps_total": pa.array(lengths, pa.int64()), "padded_steps": pa.array(pad, pa.int64()),
+        # a part boundary at 0 reads the series' last step, as indexing its grid at -1 does
+        "train_end": stamp_of(stamps, np.where(valid_start > 0, out_offsets + valid_start - 1, last - 1)),
+        "valid_end": stamp_of(stamps, np.where(test_start > 0, out_offsets + test_start - 1, last - 1)),
+        "latest_end": stamp_of(stamps, last - 1, mask=~has_latest),
+        "latest": latest,
+        "mean": pa.array(stats[:, 0], pa.float64(), mask=np.isnan(stats[:, 0])),
+        "std": pa.array(stats[:, 1], pa.float64(), mask=np.isnan(stats[:, 1])),
+        "length": pa.array(out_lengths, pa.int64()), "valid_start": pa.array(valid_start, pa.int64()),
+        "test_start": pa.array(test_start, pa.int64()),
+    }, schema=SERIES_SCHEMA)
+    row_of_step = np.repeat(np.arange(n), out_lengths)
+    step = np.arange(len(values)) - out_offsets[row_of_step]
+    part = (step >= valid_start[row_of_step]).astype(np.int8) + (step >= test_start[row_of_step])
+    values_table = pa.table({
+        "series_id": index.column("series_id").take(pa.array(row_of_step)),
+        "step": pa.array(step, pa.int64()), "timestamp": pa.array(stamps.astype("datetime64[us]")),
+        "value": pa.array(values, pa.float64()),
+        "part": pa.array(list(PARTS), pa.string()).take(pa.array(part)),
+        "padded": pa.array(step < pad[row_of_step]),
+    }, schema=VALUES_SCHEMA)
+
+    unique_freqs = sorted(set(freqs))
     spec = {
         "kind": "ingested", "name": params.name, "source": params.origin, "benchmark": params.benchmark,
         "columns": {"id": params.id_column, "time": params.time_column, "value": params.value_column},
-        "missing": params.missing, "frequency": freqs[0] if len(freqs) == 1 else {s.series_id: s.freq for s in series},
-        "declared_frequency": params.freq, "n_series": len(series), "n_steps": params.n_steps,
+        "missing": params.missing,
+        "frequency": unique_freqs[0] if len(unique_freqs) == 1 else dict(zip(ids, freqs, strict=True)),
+        "declared_frequency": params.freq, "n_series": n, "n_steps": params.n_steps,
         "horizon": params.horizon, "split": params.split, "valid_fraction": params.valid_fraction,
-        "test_fraction": params.test_fraction, "short_series": params.short_series, "padded_steps": padded,
-        "scaling": params.scaling, "data_hash": data_hash(series),
+        "test_fraction": params.test_fraction, "short_series": params.short_series,
+        "padded_steps": {ids[i]: int(pad[i]) for i in np.flatnonzero(pad)},
+        "scaling": params.scaling, "data_hash": panel.data_hash,
     }
     # content-addressed: the same data cut the same way gets the same id, wherever the file lives. The keys added
     # with the last-horizon split, padding and benchmarks count only away from their defaults, so a file ingested
     # as before keeps the id it had.
     identity = {k: v for k, v in spec.items()
                 if k not in ("name", "source") and not (k in LATER_KEYS and v == LATER_KEYS[k])}
-    return PreparedDataset(dataset_id_for(identity), spec, table, values_table, scaler)
+    return PreparedDataset(dataset_id_for(identity), spec, index, values_table, scaler)
 
 
 # spec keys that datasets ingested before them lack, with the values those datasets had
