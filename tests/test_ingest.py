@@ -370,3 +370,98 @@ def test_cli_ingests_a_yearly_series_since_1700(home, tmp_path, capsys):
     stored = pq.read_table(dataset / "values.parquet").column("timestamp").to_pandas()
     assert (pd.DatetimeIndex(stored) == grid).all()
     assert "seqcast run --variant linear --dataset-id " + dataset.name in capsys.readouterr().out
+
+
+def mixed_grids() -> pd.DataFrame:
+    """Series on many kinds of grid, in shuffled rows: month starts (monthly from several months, quarterly,
+    yearly), fixed steps (daily, weekly on a Wednesday, hourly, 90 minutes, 10 days), business days, month ends,
+    one daily series with a gap and one with a missing value."""
+    grids = {
+        "m1": pd.date_range("2001-01-01", periods=40, freq="MS"), "m2": pd.date_range("1999-07-01", periods=30,
+                                                                                       freq="MS"),
+        "q1": pd.date_range("2000-01-01", periods=30, freq="QS"), "q2": pd.date_range("2000-02-01", periods=30,
+                                                                                       freq="QS-FEB"),
+        "y1": pd.date_range("1960-01-01", periods=40, freq="YS"), "y2": pd.date_range("1960-07-01", periods=40,
+                                                                                       freq="YS-JUL"),
+        "d1": pd.date_range("2024-01-01", periods=50, freq="D"), "d2": pd.date_range("2024-01-01 06:00", periods=50,
+                                                                                      freq="D"),
+        "w1": pd.date_range("2024-01-03", periods=40, freq="W-WED"), "h1": pd.date_range("2024-01-01", periods=60,
+                                                                                          freq="h"),
+        "n90": pd.date_range("2024-01-01", periods=40, freq="90min"),
+        "d10": pd.date_range("2024-01-01", periods=40, freq="10D"),
+        "b1": pd.date_range("2024-01-01", periods=40, freq="B"), "e1": pd.date_range("2001-01-31", periods=40,
+                                                                                      freq="ME"),
+        "gap": pd.date_range("2024-01-01", periods=50, freq="D").delete(20),
+        "hole": pd.date_range("2024-01-01", periods=50, freq="D"),
+    }
+    rng = np.random.default_rng(3)
+    frame = pd.concat([pd.DataFrame({"store": sid, "day": stamps, "sales": rng.normal(10, 1, len(stamps))})
+                       for sid, stamps in grids.items()], ignore_index=True)
+    frame.loc[(frame["store"] == "hole") & (frame["day"] == "2024-01-30"), "sales"] = np.nan
+    return frame.sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("freq", [None, "D"])
+def test_the_panel_puts_every_series_on_the_grid_each_alone_would_get(tmp_path, monkeypatch, freq):
+    from seqcast.data import regular
+    from seqcast.data.regular import panel_from_series, regular_panel, validate_series
+
+    one_alone = regular.regular_series
+    from seqcast.tasks.ingest import long_frame, read_file, recognised_columns
+
+    reader = recognised_columns(params(write(mixed_grids(), tmp_path / "mixed.parquet"), missing="drop",
+                                       freq=freq, n_steps=5, horizon=2))
+    frame = long_frame(reader, read_file)
+    if freq == "D":  # one frequency declared for all: only the daily series keep to it
+        frame = frame[frame["series_id"].isin(["d1", "d2", "gap", "hole"])]
+    one_by_one = panel_from_series(validate_series(frame, reader, 7))
+    alone = []  # the series the panel leaves to regular_series, one by one
+    monkeypatch.setattr(regular, "regular_series", lambda sid, *args: alone.append(sid) or one_alone(sid, *args))
+    panel = regular_panel(frame, reader, 7)
+    assert list(panel.ids) == list(one_by_one.ids) and list(panel.freqs) == list(one_by_one.freqs)
+    # business days, month ends and series with gaps or missing values only
+    assert sorted(alone) == (["b1", "e1", "gap", "hole"] if freq is None else ["gap", "hole"])
+    if freq is None:
+        assert dict(zip(panel.ids, panel.freqs)) == {
+            "b1": "B", "d1": "D", "d10": "10D", "d2": "D", "e1": "ME", "gap": "D", "h1": "h", "hole": "D", "m1": "MS",
+            "m2": "MS", "n90": "90min", "q1": "QS-OCT", "q2": "QS-NOV", "w1": "W-WED", "y1": "YS-JAN", "y2": "YS-JUL"}
+    np.testing.assert_array_equal(panel.lengths, one_by_one.lengths)
+    np.testing.assert_array_equal(panel.stamps, one_by_one.stamps)
+    np.testing.assert_array_equal(panel.values, one_by_one.values)  # NaN where the gap is, in both
+    assert panel.data_hash == one_by_one.data_hash
+
+
+def test_shards_hold_whole_series_and_the_dataset_does_not_depend_on_their_number(tmp_path, monkeypatch):
+    from seqcast.storage import Store
+
+    frame = daily_series(n_series=9, days=60)
+    reader = params(write(frame, tmp_path / "nine.parquet"), n_steps=7, horizon=3)
+    prepared = prepare(reader)
+    from seqcast.tasks.ingest import write_prepared
+
+    refs = {}
+    for n_shards in (1, 4):
+        monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / f"home-{n_shards}"))
+        refs[n_shards] = write_prepared(prepared, n_shards)
+    one, four = refs[1], refs[4]
+    assert one.manifest["content_hash"] == four.manifest["content_hash"] and four.manifest["n_shards"] == 4
+    store = Store(tmp_path / "home-4")
+    shards = list(store.datasets.shards(four))
+    assert [s.number for s in shards] == [0, 1, 2, 3]
+    held = [sid for s in shards for sid in s.index.column("series_id").to_pylist()]
+    assert sorted(held) == [f"s{i:02d}" for i in range(9)] and len(set(held)) == 9  # each series whole, once
+    for shard in shards:
+        long = shard.long_frame()
+        assert list(long.columns) == ["unique_id", "ds", "y"]
+        assert set(long["unique_id"]) == set(shard.index.column("series_id").to_pylist())
+        for sid, group in long.groupby("unique_id"):
+            expected = frame.loc[frame["store"] == sid, "sales"].to_numpy()
+            np.testing.assert_allclose(group["y"].to_numpy(), expected)
+            assert group["ds"].is_monotonic_increasing
+    for split in ("train", "valid", "test"):
+        np.testing.assert_array_equal(read_split(one, split), read_split(four, split))
+        np.testing.assert_array_equal(read_split(four, split), prepared.splits[split])
+        np.testing.assert_array_equal(read_split_column(four, split, "series_id"), prepared.extra[split]["series_id"])
+    values = store.datasets.read_table(four, "values")
+    assert values.column("series_id").to_pylist() == sorted(values.column("series_id").to_pylist())
+    assert store.datasets.read_series_values(four)[0]["value"].tolist() == prepared.values.column("value").to_pylist()

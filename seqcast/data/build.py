@@ -6,7 +6,6 @@ The windows are not built here: a dataset stores each series' values once, and w
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ import pyarrow as pa
 
 from seqcast.data import m3, windows
 from seqcast.data.checks import IngestError, fail
-from seqcast.data.regular import Series
+from seqcast.data.regular import Panel, Series, data_hash, panel_data_hash, panel_from_series, ranges, segment_reduce  # noqa: F401
 from seqcast.data.scaling import GLOBAL_KEY, Scaler, fit_scaler
 from seqcast.data.synthetic import dataset_id_for
 
@@ -175,71 +174,6 @@ def window_columns(ids: np.ndarray, stamps: np.ndarray, starts: np.ndarray, rows
             "target_start": stamps[starts + n_steps], "window_end": stamps[starts + n_steps + horizon - 1]}
 
 
-@dataclass
-class Panel:
-    """Regular series one after another, in series id order: ``n`` series, ``total`` steps.
-
-    ``stamps`` (total,) datetime64[ns] and ``values`` (total,) float64 (NaN where ``missing='drop'`` left a gap, or
-    before interpolation) hold series ``i`` at ``offsets[i]`` to ``offsets[i] + lengths[i] - 1``, unpadded.
-    """
-
-    ids: np.ndarray  # (n,) str
-    freqs: np.ndarray  # (n,) str, pandas frequency alias per series
-    lengths: np.ndarray  # (n,) int64
-    stamps: np.ndarray  # (total,) datetime64[ns]
-    values: np.ndarray  # (total,) float64
-    data_hash: str
-
-    @property
-    def offsets(self) -> np.ndarray:
-        return np.cumsum(self.lengths) - self.lengths
-
-
-def data_hash(series: list[Series]) -> str:
-    digest = hashlib.sha256()
-    for s in series:
-        digest.update(f"{s.series_id}\0{s.freq}\0".encode())
-        digest.update(s.timestamps.asi8.tobytes())
-        digest.update(s.values.tobytes())
-    return "sha256:" + digest.hexdigest()
-
-
-def panel_data_hash(ids, freqs, lengths: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> str:
-    """:func:`data_hash` of series held as a panel (timestamps in nanoseconds, as a regular grid's are)."""
-    digest, stop = hashlib.sha256(), 0
-    nanoseconds = np.ascontiguousarray(stamps.astype("datetime64[ns]").view(np.int64))
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    for sid, freq, length in zip(ids, freqs, lengths.tolist(), strict=True):
-        start, stop = stop, stop + length
-        digest.update(f"{sid}\0{freq}\0".encode())
-        digest.update(nanoseconds[start:stop].tobytes())
-        digest.update(values[start:stop].tobytes())
-    return "sha256:" + digest.hexdigest()
-
-
-def panel_from_series(series: list[Series]) -> Panel:
-    """Validated series (in series id order) as one panel."""
-    lengths = np.array([len(s.values) for s in series], dtype=np.int64)
-    stamps = np.concatenate([s.timestamps.to_numpy(dtype="datetime64[ns]") for s in series]) if series \
-        else np.empty(0, dtype="datetime64[ns]")
-    values = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in series]) if series else np.empty(0)
-    return Panel(np.array([s.series_id for s in series], dtype=object), np.array([s.freq for s in series],
-                 dtype=object), lengths, stamps, values, data_hash(series))
-
-
-def segment_reduce(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray, stops: np.ndarray, empty: float
-                   ) -> np.ndarray:
-    """``ufunc.reduce`` of each segment ``x[starts[i]:stops[i]]``; ``empty`` for an empty segment."""
-    found = np.full(len(starts), empty, dtype=np.float64)
-    some = stops > starts
-    if some.any() and len(x):
-        # reduceat reduces from each index to the next: the segments' own starts and stops, interleaved
-        bounds = np.stack([starts[some], stops[some]], axis=1).reshape(-1)
-        padded = np.r_[x, empty]  # a stop at the very end indexes one past the data
-        found[some] = ufunc.reduceat(padded, bounds)[::2]
-    return found
-
-
 def segment_mean_std(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population std of each segment, NaN ignored; a std of 0 (or of no values) reads 1.0, as
     :func:`seqcast.data.scaling.fit_scaler`'s."""
@@ -249,17 +183,11 @@ def segment_mean_std(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tu
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         segment = np.repeat(np.arange(len(starts)), stops - starts)
-        positions = _ranges(starts, stops - starts)
+        positions = ranges(starts, stops - starts)
         deviation = np.zeros(len(x))
         deviation[positions] = np.where(known[positions], (x[positions] - mean[segment]) ** 2, 0.0)
         std = np.sqrt(segment_reduce(np.add, deviation, starts, stops, 0.0) / count)
     return mean, np.where(std > 0, std, 1.0)
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The positions ``starts[i] .. starts[i] + lengths[i] - 1``, one range after another."""
-    before = np.cumsum(lengths) - lengths
-    return np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()))
 
 
 def scaling_problems(ids: np.ndarray, low: np.ndarray, high: np.ndarray, scaler: Scaler) -> list[str]:
@@ -306,7 +234,7 @@ def padded_stamps(panel: Panel, pad: np.ndarray) -> np.ndarray:
     out_lengths = panel.lengths + pad
     out_offsets = np.cumsum(out_lengths) - out_lengths
     out = np.empty(int(out_lengths.sum()), dtype="datetime64[ns]")
-    out[_ranges(out_offsets + pad, panel.lengths)] = panel.stamps
+    out[ranges(out_offsets + pad, panel.lengths)] = panel.stamps
     padded = np.flatnonzero(pad > 0)
     if not len(padded):
         return out
@@ -315,7 +243,7 @@ def padded_stamps(panel: Panel, pad: np.ndarray) -> np.ndarray:
     for freq in np.unique(freqs):
         rows = np.flatnonzero(freqs == freq)
         series, start = padded[rows], first[rows]
-        steps_back = np.repeat(pad[series], pad[series]) - (_ranges(np.zeros(len(series), np.int64), pad[series]))
+        steps_back = np.repeat(pad[series], pad[series]) - (ranges(np.zeros(len(series), np.int64), pad[series]))
         offset = pd.tseries.frequencies.to_offset(freq)
         stamps = None
         # far from the earliest representable timestamp (1677-09-21), where pandas refuses to pad
@@ -333,7 +261,7 @@ def padded_stamps(panel: Panel, pad: np.ndarray) -> np.ndarray:
                 grid, _ = left_padded(s, int(pad[i]))
                 out[out_offsets[i]:out_offsets[i] + pad[i]] = grid[:pad[i]].to_numpy(dtype="datetime64[ns]")
             continue
-        out[_ranges(out_offsets[series], pad[series])] = stamps
+        out[ranges(out_offsets[series], pad[series])] = stamps
     return out
 
 
@@ -372,8 +300,8 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams) -> Prepare
     first_value = panel.values[np.minimum(first_known, max(len(panel.values) - 1, 0)).astype(np.int64)] \
         if len(panel.values) else np.empty(0)
     values = np.empty(int(out_lengths.sum()))
-    values[_ranges(out_offsets + pad, lengths)] = panel.values
-    values[_ranges(out_offsets, pad)] = np.repeat(first_value, pad)
+    values[ranges(out_offsets + pad, lengths)] = panel.values
+    values[ranges(out_offsets, pad)] = np.repeat(first_value, pad)
     stamps = padded_stamps(panel, pad)
     valid_start, test_start = part_starts(out_lengths, params)
     if params.missing == "interpolate":
@@ -400,7 +328,7 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams) -> Prepare
     ids = [str(sid) for sid in panel.ids]
     observed = (out_offsets + pad, out_offsets + valid_start)  # the training part, padding left out
     if params.scaling == "global":
-        scaler = fit_scaler("global", {"*": values[_ranges(observed[0], np.maximum(0, valid_start - pad))]})
+        scaler = fit_scaler("global", {"*": values[ranges(observed[0], np.maximum(0, valid_start - pad))]})
     elif params.scaling == "series":
         mean, std = segment_mean_std(values, *observed)
         scaler = Scaler("series", dict(zip(ids, zip(mean.tolist(), std.tolist(), strict=True), strict=True)))
@@ -417,7 +345,7 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams) -> Prepare
     latest_rows = np.flatnonzero(has_latest)
     latest = pa.ListArray.from_arrays(
         pa.array(np.r_[0, np.cumsum(np.where(has_latest, params.n_steps, 0))].astype(np.int32)),
-        pa.array(values[_ranges(last[latest_rows] - params.n_steps, np.full(len(latest_rows), params.n_steps))]
+        pa.array(values[ranges(last[latest_rows] - params.n_steps, np.full(len(latest_rows), params.n_steps))]
                  .astype(np.float32)),
         mask=pa.array(~has_latest))
     stats = np.array([scaler.stats.get(sid, (np.nan, np.nan)) for sid in ids] if scaler.mode == "series"

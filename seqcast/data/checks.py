@@ -66,11 +66,22 @@ def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -
 
 
 def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parse ids, timestamps and values; reject missing ids, unparsable timestamps and values, duplicates."""
+    """Parse ids, timestamps and values; reject missing ids, unparsable timestamps and values, duplicates.
+
+    Returns ``series_id, timestamp, value, row, code`` in the input's order; ``code`` numbers the series in id order.
+    """
     problems = []
-    bad_id = _blank(frame["series_id"])
-    problems += [f"row {r}: series id is missing" for r in frame.loc[bad_id, "row"]]
-    ids = frame["series_id"].astype(str)
+    # ids repeat once per step: each distinct id is checked and converted once
+    raw_ids = frame["series_id"]
+    first_codes, distinct = pd.factorize(raw_ids)
+    distinct = pd.Series(np.asarray(distinct, dtype=object), dtype=object)
+    no_id = first_codes < 0
+    bad_id = no_id | _blank(distinct).to_numpy()[first_codes]
+    problems += [f"row {r}: series id is missing" for r in frame["row"].to_numpy()[bad_id]]
+    distinct_text = distinct.astype(str).to_numpy(dtype=object)
+    text = distinct_text[first_codes]
+    text[no_id] = raw_ids[no_id].astype(str).to_numpy(dtype=object)
+    ids = pd.Series(text, index=frame.index, dtype=object)
 
     timestamps = frame["timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(timestamps):
@@ -98,16 +109,20 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
         values = raw.astype("float64")
     else:
         values = pd.to_numeric(raw.astype(object), errors="coerce")
-    unparsable = values.isna() & ~_blank(raw)
-    for i in np.flatnonzero(unparsable.to_numpy()):
+    unparsable = values.isna().to_numpy()
+    unparsable[unparsable] = ~_blank(raw[unparsable]).to_numpy(dtype=bool)  # blank cells are missing, not bad
+    for i in np.flatnonzero(unparsable):
         what = "is not finite" if _overflows(raw.iat[i]) else "is not a number"
         problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: value {raw.iat[i]!r} {what}")
     problems += value_range_problems(ids, values.to_numpy(dtype=np.float64), frame["row"].to_numpy())
     fail(problems)
 
+    # ``code``: each series id's rank in id order, for sorting by id and time without comparing strings again
+    code = pd.factorize(distinct_text, sort=True)[0][first_codes] if len(distinct_text) else first_codes
     parsed = pd.DataFrame({"series_id": ids, "timestamp": timestamps, "value": values.astype("float64"),
-                           "row": frame["row"]})
-    duplicated = parsed[parsed.duplicated(["series_id", "timestamp"], keep=False)]
+                           "row": frame["row"], "code": code})
+    duplicated = parsed[pd.DataFrame({"code": code, "at": timestamps.to_numpy().view(np.int64)})
+                        .duplicated(keep=False).to_numpy()]
     for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True):
         problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
                         f"{', '.join(map(str, group['row']))}")
