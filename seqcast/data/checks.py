@@ -68,7 +68,8 @@ def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -
 def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Parse ids, timestamps and values; reject missing ids, unparsable timestamps and values, duplicates.
 
-    Returns ``series_id, timestamp, value, row, code`` in the input's order; ``code`` numbers the series in id order.
+    Returns ``series_id, timestamp, value, row, code`` sorted by series id and time (stable: rows of equal keys
+    keep their order); ``code`` numbers the series in id order.
     """
     problems = []
     # ids repeat once per step: each distinct id is checked and converted once
@@ -119,10 +120,15 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
     # ``code``: each series id's rank in id order, for sorting by id and time without comparing strings again
     code = pd.factorize(distinct_text, sort=True)[0][first_codes] if len(distinct_text) else first_codes
-    parsed = pd.DataFrame({"series_id": ids, "timestamp": timestamps, "value": values.astype("float64"),
-                           "row": frame["row"], "code": code})
-    duplicated = parsed[pd.DataFrame({"code": code, "at": timestamps.to_numpy().view(np.int64)})
-                        .duplicated(keep=False).to_numpy()]
+    # sorted by series and time once, here: duplicates are then neighbours, and every later step reads in order
+    at = timestamps.to_numpy().view(np.int64)
+    order = np.lexsort((at, code))
+    code, at = code[order], at[order]
+    same = (code[1:] == code[:-1]) & (at[1:] == at[:-1])
+    parsed = pd.DataFrame({"series_id": ids.to_numpy()[order], "timestamp": timestamps.to_numpy()[order],
+                           "value": values.to_numpy(dtype=np.float64)[order], "row": frame["row"].to_numpy()[order],
+                           "code": code})
+    duplicated = parsed[np.r_[same, False] | np.r_[False, same]]
     for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True):
         problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
                         f"{', '.join(map(str, group['row']))}")

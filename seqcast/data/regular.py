@@ -220,19 +220,16 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) ->
     it on its grid; the problems are reported together, series by series.
     """
     parsed = parse_rows(frame)
-    code = parsed["code"].to_numpy()
+    code = parsed["code"].to_numpy()  # sorted by series and time
     stamps = parsed["timestamp"].to_numpy()
-    at = stamps.view(np.int64)
-    order = np.lexsort((at, code))
-    code, stamps, at = code[order], stamps[order], at[order]
-    values = parsed["value"].to_numpy(dtype=np.float64)[order]
-    ids_in_order = parsed["series_id"].to_numpy(dtype=object)[order]
+    values = parsed["value"].to_numpy(dtype=np.float64)
+    ids_in_order = parsed["series_id"].to_numpy(dtype=object)
     n_rows = len(code)
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n_rows else np.empty(0, dtype=np.int64)
     counts = np.diff(np.r_[starts, n_rows])
     ids = ids_in_order[starts]
 
-    fast = _on_grid(stamps, at, values, starts, counts, min_length)
+    fast = _on_grid(stamps, values, starts, counts, min_length)
     freqs = np.empty(len(starts), dtype=object)
     kinds = {}
     for i in np.flatnonzero(fast):
@@ -249,14 +246,11 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) ->
 
     found: dict[int, Series] = {}
     problems = []
-    if len(slow):
-        rows = parsed.iloc[order]
-        for i in slow:
-            try:
-                found[i] = regular_series(str(ids[i]), rows.iloc[starts[i]:starts[i] + counts[i]], params,
-                                          min_length)
-            except IngestError as exc:
-                problems.append(str(exc))
+    for i in slow:
+        try:
+            found[i] = regular_series(str(ids[i]), parsed.iloc[starts[i]:starts[i] + counts[i]], params, min_length)
+        except IngestError as exc:
+            problems.append(str(exc))
     fail(problems)
 
     lengths = counts.copy()
@@ -279,7 +273,7 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) ->
                  panel_data_hash(ids, freqs, lengths, out_stamps, out_values))
 
 
-def _on_grid(stamps: np.ndarray, at: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+def _on_grid(stamps: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
              min_length: int) -> np.ndarray:
     """Each series' kind of regular grid when it lies on one whole, without gaps and missing values; else None.
 
