@@ -65,6 +65,33 @@ def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -
     return problems
 
 
+def id_codes(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's series id as a code into the ids as text (``str`` of the cell), and whether it is missing.
+
+    The ids of present cells come first, in text order, so codes sort rows by id; a null cell's text (``'None'``,
+    ``'nan'``) follows them. Each distinct cell is converted and checked once, however many rows repeat it.
+    Returns (rows,) codes, (ids,) texts, (rows,) missing.
+    """
+    first, distinct = pd.factorize(raw)  # a null cell: -1
+    text = pd.Series(np.asarray(distinct, dtype=object), dtype=object).astype(str).to_numpy(dtype=object)
+    rank, names = pd.factorize(text, sort=True)
+    names = list(np.asarray(names, dtype=object))
+    missing = list(_blank(pd.Series(names, dtype=object)).to_numpy(dtype=bool))
+    present = first >= 0
+    codes = np.empty(len(raw), dtype=np.int64)
+    codes[present] = rank[first[present]]
+    if not present.all():
+        where = {name: i for i, name in enumerate(names)}
+        null_text = raw[~present].astype(str).to_numpy(dtype=object)
+        for name in dict.fromkeys(null_text):
+            if name not in where:
+                where[name] = len(names)
+                names.append(name)
+                missing.append(True)
+        codes[~present] = [where[name] for name in null_text]
+    return codes, np.array(names, dtype=object), ~present | np.array(missing, dtype=bool)[codes]
+
+
 def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Parse ids, timestamps and values; reject missing ids, unparsable timestamps and values, duplicates.
 
@@ -73,16 +100,9 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """
     problems = []
     # ids repeat once per step: each distinct id is checked and converted once
-    raw_ids = frame["series_id"]
-    first_codes, distinct = pd.factorize(raw_ids)
-    distinct = pd.Series(np.asarray(distinct, dtype=object), dtype=object)
-    no_id = first_codes < 0
-    bad_id = no_id | _blank(distinct).to_numpy()[first_codes]
+    code, names, bad_id = id_codes(frame["series_id"])
+    ids = pd.Series(pd.Categorical.from_codes(code, names), index=frame.index)  # each row's id as text
     problems += [f"row {r}: series id is missing" for r in frame["row"].to_numpy()[bad_id]]
-    distinct_text = distinct.astype(str).to_numpy(dtype=object)
-    text = distinct_text[first_codes]
-    text[no_id] = raw_ids[no_id].astype(str).to_numpy(dtype=object)
-    ids = pd.Series(text, index=frame.index, dtype=object)
 
     timestamps = frame["timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(timestamps):
@@ -118,18 +138,17 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     problems += value_range_problems(ids, values.to_numpy(dtype=np.float64), frame["row"].to_numpy())
     fail(problems)
 
-    # ``code``: each series id's rank in id order, for sorting by id and time without comparing strings again
-    code = pd.factorize(distinct_text, sort=True)[0][first_codes] if len(distinct_text) else first_codes
     # sorted by series and time once, here: duplicates are then neighbours, and every later step reads in order
     at = timestamps.to_numpy().view(np.int64)
     order = np.lexsort((at, code))
     code, at = code[order], at[order]
     same = (code[1:] == code[:-1]) & (at[1:] == at[:-1])
-    parsed = pd.DataFrame({"series_id": ids.to_numpy()[order], "timestamp": timestamps.to_numpy()[order],
+    parsed = pd.DataFrame({"series_id": pd.Categorical.from_codes(code, names),
+                           "timestamp": timestamps.to_numpy()[order],
                            "value": values.to_numpy(dtype=np.float64)[order], "row": frame["row"].to_numpy()[order],
                            "code": code})
     duplicated = parsed[np.r_[same, False] | np.r_[False, same]]
-    for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True):
+    for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True, observed=True):
         problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
                         f"{', '.join(map(str, group['row']))}")
     fail(problems)

@@ -131,7 +131,7 @@ def validate_series(frame: pd.DataFrame, params: IngestParams, min_length: int) 
     """Parse and validate every series of a long frame; raise one IngestError listing every bad series."""
     parsed = parse_rows(frame)
     found, problems = [], []
-    for sid, group in parsed.sort_values(["series_id", "timestamp"], kind="stable").groupby("series_id", sort=True):
+    for sid, group in parsed.groupby("series_id", sort=True, observed=True):  # sorted by id and time
         try:
             found.append(regular_series(str(sid), group, params, min_length))
         except IngestError as exc:
@@ -223,11 +223,11 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) ->
     code = parsed["code"].to_numpy()  # sorted by series and time
     stamps = parsed["timestamp"].to_numpy()
     values = parsed["value"].to_numpy(dtype=np.float64)
-    ids_in_order = parsed["series_id"].to_numpy(dtype=object)
+    names = parsed["series_id"].cat.categories.to_numpy(dtype=object)
     n_rows = len(code)
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if n_rows else np.empty(0, dtype=np.int64)
     counts = np.diff(np.r_[starts, n_rows])
-    ids = ids_in_order[starts]
+    ids = names[code[starts]]
 
     fast = _on_grid(stamps, values, starts, counts, min_length)
     freqs = np.empty(len(starts), dtype=object)
