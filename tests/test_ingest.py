@@ -465,3 +465,22 @@ def test_shards_hold_whole_series_and_the_dataset_does_not_depend_on_their_numbe
     values = store.datasets.read_table(four, "values")
     assert values.column("series_id").to_pylist() == sorted(values.column("series_id").to_pylist())
     assert store.datasets.read_series_values(four)[0]["value"].tolist() == prepared.values.column("value").to_pylist()
+
+
+def test_a_dataset_ingested_before_shards_reads_as_before(tmp_path):
+    from seqcast.storage import Store
+    from seqcast.storage.datasets import write_dataset
+
+    prepared = prepare(params(write(daily_series(n_series=2, days=60), tmp_path / "two.csv"), n_steps=7, horizon=3))
+    # the layout of before: every split's windows, a per-window table, and the values and series tables beside them
+    old = write_dataset(tmp_path / "home" / "datasets", "ds-old", prepared.spec, prepared.splits, prepared.extra,
+                        tables={"series": prepared.series, "values": prepared.values})
+    assert "layout" not in old.manifest and (old.path / "train.windows.parquet").is_file()
+    datasets = Store(tmp_path / "home").datasets
+    windows, ids = datasets.read_windows(old, "valid")
+    np.testing.assert_array_equal(windows, prepared.splits["valid"])
+    np.testing.assert_array_equal(ids, prepared.extra["valid"]["series_id"])
+    columns, periods = datasets.read_series_values(old)
+    assert periods == {"s00": 7, "s01": 7} and len(columns["value"]) == prepared.values.num_rows
+    with pytest.raises(ValueError, match="ds-old is not stored in shards"):
+        datasets.shards(old)
