@@ -289,7 +289,8 @@ def write_sharded_dataset(root: Path, dataset_id: str, spec: dict, index: pa.Tab
         manifest = {"dataset_id": dataset_id, "spec": spec, "layout": shards.LAYOUT, "n_shards": n_shards,
                     "shapes": shapes, "content_hash": digest, "tables": ["series", "values"],
                     **(manifest_extra or {})}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        # not indented: json encodes in C only without indent, and the scaler holds two numbers per series
+        (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
     return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
 
 

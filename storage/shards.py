@@ -16,6 +16,7 @@ digest per series in series id order, so it does not depend on the number of sha
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,12 +111,16 @@ def write_shards(folder: Path, index: pa.Table, values: pa.Table, n_shards: int)
     shards = shard_of(ids, n_shards)
     offsets = np.zeros(len(ids), dtype=np.int64)
     (folder / VALUES_DIR).mkdir()
-    for number in range(n_shards):
+
+    def write(number: int) -> None:
         rows = np.flatnonzero(shards == number)
         offsets[rows] = np.cumsum(lengths[rows]) - lengths[rows]
         part = values.take(_ranges(starts[rows], lengths[rows])) if len(rows) else values.schema.empty_table()
         pq.write_table(part, folder / VALUES_DIR / shard_file(number), row_group_size=ROW_GROUP_ROWS,
                        compression="zstd")
+
+    with ThreadPoolExecutor(2) as pool:  # pyarrow's take and write release the GIL; two shards in memory at most
+        list(pool.map(write, range(n_shards)))
     return index.append_column("shard", pa.array(shards)).append_column("offset", pa.array(offsets))
 
 

@@ -65,7 +65,7 @@ def read_long(path: str | Path, id_column: str | None, time_column: str, value_c
         raise SourceError([f"{path.name} has no data rows (a header or schema alone): nothing to ingest"])
     ids = frame[id_column] if id_column else pd.Series(single_id, index=frame.index)
     return pd.DataFrame({"series_id": ids, "timestamp": frame[time_column], "value": frame[value_column],
-                         "row": np.arange(1, len(frame) + 1)})
+                         "row": np.arange(1, len(frame) + 1)}, copy=False)
 
 
 def _csv_text(path: Path, header_only: bool = False) -> pd.DataFrame:

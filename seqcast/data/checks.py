@@ -146,7 +146,7 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     parsed = pd.DataFrame({"series_id": pd.Categorical.from_codes(code, names),
                            "timestamp": timestamps.to_numpy()[order],
                            "value": values.to_numpy(dtype=np.float64)[order], "row": frame["row"].to_numpy()[order],
-                           "code": code})
+                           "code": code}, copy=False)  # columns as they are: a copy would only consolidate them
     duplicated = parsed[np.r_[same, False] | np.r_[False, same]]
     for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True, observed=True):
         problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
