@@ -1,4 +1,9 @@
-"""Datasets as Parquet: one file per split holding its windows of ``n_steps + horizon`` float32 values.
+"""Datasets as Parquet: a synthetic dataset's windows, one file per split; an ingested dataset's series, in shards.
+
+An ingested dataset stores every series once, whole, in shards picked by a hash of its id, beside a per-series
+index (``storage/shards.py`` describes the layout); its windows are cut from the series when read, so
+:func:`read_split`, :func:`read_split_column` and :class:`Datasets` read both layouts alike. The rest of this
+docstring describes the windows layout of synthetic datasets, and of datasets ingested before shards.
 
 Layout under ``datasets/<dataset_id>/``: ``train.parquet``, ``valid.parquet``, ``test.parquet`` and ``dataset.json``
 (spec, shapes, content hash). Each split file has one non-null float32 column ``value``: the split's windows one after
@@ -6,7 +11,7 @@ another, ``width`` values each, uncompressed, in one row group of 1 MiB pages, s
 little more than copying the array (``bench/speed.py`` measures this against ``np.save`` + ``np.load``). Window ``i``
 is rows ``i * width`` to ``(i + 1) * width - 1``; in DuckDB:
 ``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
-Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
+Datasets ingested before shards add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
 timestamps), a ``series.parquet`` table (one row per series, with its period), a ``values.parquet`` table (every
 step of every series: ``series_id``, ``step``, ``timestamp``, ``value``, ``part``, ``padded``) and the scaler in
 ``dataset.json``, whose ``tables`` lists the tables beside the splits.
@@ -18,6 +23,7 @@ dataset, usually after the kernel has written the files back during training. A 
 ``.unsynced`` when it is looked up (its run failed, is still training, or the machine went down before the sync) is
 checked against its manifest's content hash first: the check reads it all, as training does, and a folder cut short
 by a crash is reported as a :class:`DamagedDataset` and rewritten by the next :func:`write_dataset` of the same id.
+A sharded dataset is published and checked the same way, against the hash of its series.
 """
 
 from __future__ import annotations
@@ -465,10 +471,15 @@ class Datasets:
 
     def read_windows(self, ref: DatasetRef, split: str) -> tuple[np.ndarray, np.ndarray | None]:
         """A split's (n, width) windows and, for an ingested dataset, each window's series id (else None)."""
-        windows = read_split(ref, split)
+        if is_sharded(ref):  # one read of the shards gives both
+            _check_split(split)
+            index, values, starts, rows = _cuts(ref, split, ["value"])
+            return (windows.cut(values.column("value").to_numpy(), starts, ref.manifest["shapes"][split][1]),
+                    index.column("series_id").to_numpy(zero_copy_only=False)[rows])
+        found = read_split(ref, split)
         if ref.manifest["spec"].get("kind") != "ingested":
-            return windows, None
-        return windows, read_split_column(ref, split, "series_id")
+            return found, None
+        return found, read_split_column(ref, split, "series_id")
 
     def read_table(self, ref: DatasetRef, name: str) -> pa.Table:
         """A table stored beside the splits (``series`` of an ingested dataset)."""

@@ -484,3 +484,21 @@ def test_a_dataset_ingested_before_shards_reads_as_before(tmp_path):
     assert periods == {"s00": 7, "s01": 7} and len(columns["value"]) == prepared.values.num_rows
     with pytest.raises(ValueError, match="ds-old is not stored in shards"):
         datasets.shards(old)
+
+
+def test_a_shard_cut_short_before_its_sync_is_found_by_the_content_hash(tmp_path, monkeypatch):
+    from seqcast.storage.datasets import UNSYNCED, DamagedDataset
+    from seqcast.tasks.ingest import write_prepared
+
+    monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / "home"))
+    prepared = prepare(params(write(daily_series(n_series=4, days=60), tmp_path / "four.csv"), n_steps=7, horizon=3))
+    ref = write_prepared(prepared, 2)
+    assert (ref.path / UNSYNCED).exists()  # published, not yet flushed
+    shard = ref.path / "values.parquet" / "shard-00001.parquet"
+    intact = shard.read_bytes()
+    shard.write_bytes(intact[: len(intact) // 2])  # a crash before the page cache reached the disk
+    with pytest.raises(DamagedDataset, match=rf"dataset {ref.dataset_id} at .* is damaged"):
+        find_dataset(tmp_path / "home" / "datasets", ref.dataset_id)
+    shard.write_bytes(intact)
+    found = find_dataset(tmp_path / "home" / "datasets", ref.dataset_id)  # checked against its hash, then synced
+    assert found.manifest["content_hash"] == ref.manifest["content_hash"] and not (ref.path / UNSYNCED).exists()
