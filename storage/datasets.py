@@ -455,6 +455,14 @@ class Datasets:
                              f"ingested before shards); ingest its file again")
         return shards.iter_shards(ref.path, ref.manifest["n_shards"], columns=columns)
 
+    def shard(self, ref: DatasetRef, number: int, columns: list[str] | None = None) -> shards.Shard:
+        """Shard ``number`` of a sharded dataset alone, for a task that is handed the dataset id and a shard number
+        (``ref.manifest["n_shards"]`` says how many there are)."""
+        if not is_sharded(ref):
+            raise ValueError(f"dataset {ref.dataset_id} is not stored in shards (a synthetic dataset, or one "
+                             f"ingested before shards); ingest its file again")
+        return shards.one_shard(ref.path, number, ref.manifest["n_shards"], columns)
+
     def discard(self, dataset_id: str) -> None:
         discard_dataset(self.root, dataset_id)
 

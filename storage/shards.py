@@ -145,6 +145,14 @@ def read_values(path: Path, n_shards: int, columns: list[str] | None = None, ind
     return pa.concat_tables(tables).take(_ranges(starts, index.column("length").to_numpy().astype(np.int64)))
 
 
+def one_shard(path: Path, number: int, n_shards: int, columns: list[str] | None = None) -> Shard:
+    """Shard ``number`` alone: its index rows and its values."""
+    if not 0 <= number < n_shards:
+        raise ValueError(f"no shard {number}: the dataset at {path} has shards 0 to {n_shards - 1}")
+    index = read_index(path)
+    return Shard(number, index.filter(pc.equal(index.column("shard"), number)), read_shard(path, number, columns))
+
+
 def iter_shards(path: Path, n_shards: int, index: pa.Table | None = None, columns: list[str] | None = None
                 ) -> Iterator[Shard]:
     """Every shard in turn, one in memory at a time."""

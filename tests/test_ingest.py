@@ -450,6 +450,10 @@ def test_shards_hold_whole_series_and_the_dataset_does_not_depend_on_their_numbe
     assert [s.number for s in shards] == [0, 1, 2, 3]
     held = [sid for s in shards for sid in s.index.column("series_id").to_pylist()]
     assert sorted(held) == [f"s{i:02d}" for i in range(9)] and len(set(held)) == 9  # each series whole, once
+    third = store.datasets.shard(four, 2, columns=["series_id", "value"])
+    assert third.index.equals(shards[2].index) and third.values.column_names == ["series_id", "value"]
+    with pytest.raises(ValueError, match="no shard 4: the dataset at .* has shards 0 to 3"):
+        store.datasets.shard(four, 4)
     for shard in shards:
         long = shard.long_frame()
         assert list(long.columns) == ["unique_id", "ds", "y"]
