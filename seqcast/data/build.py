@@ -256,8 +256,9 @@ def padded_stamps(panel: Panel, pad: np.ndarray) -> np.ndarray:
                 stamps = (np.repeat(months, pad[series]) - steps_back * offset.n).astype("datetime64[ns]")
         if stamps is None:
             for i in series:  # any other calendar, or near the earliest representable timestamp: pandas decides
-                s = Series(str(panel.ids[i]), str(panel.freqs[i]), pd.DatetimeIndex(
-                    panel.stamps[offsets[i]:offsets[i] + panel.lengths[i]]), np.empty(0))
+                at = slice(offsets[i], offsets[i] + panel.lengths[i])
+                s = Series(str(panel.ids[i]), str(panel.freqs[i]), pd.DatetimeIndex(panel.stamps[at]),
+                           panel.values[at])
                 grid, _ = left_padded(s, int(pad[i]))
                 out[out_offsets[i]:out_offsets[i] + pad[i]] = grid[:pad[i]].to_numpy(dtype="datetime64[ns]")
             continue
