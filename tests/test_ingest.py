@@ -506,3 +506,17 @@ def test_a_shard_cut_short_before_its_sync_is_found_by_the_content_hash(tmp_path
     shard.write_bytes(intact)
     found = find_dataset(tmp_path / "home" / "datasets", ref.dataset_id)  # checked against its hash, then synced
     assert found.manifest["content_hash"] == ref.manifest["content_hash"] and not (ref.path / UNSYNCED).exists()
+
+
+@pytest.mark.parametrize("freq", ["YS", "MS", "D"])
+def test_padding_extends_each_grid_backwards_with_the_first_value(tmp_path, freq):
+    stamps = pd.date_range("2001-01-01", periods=8, freq=freq)  # 2 short of a training window of 4 + 2
+    frame = pd.DataFrame({"store": "s00", "day": stamps, "sales": np.arange(10, 18, dtype=float)})
+    prepared = prepare(params(write(frame, tmp_path / "short.parquet"), split="last-horizon", n_steps=4, horizon=2,
+                              short_series="pad"))
+    values = prepared.values.to_pandas()
+    pad = int(values["padded"].sum())
+    assert pad == 2 and prepared.series.column("padded_steps").to_pylist() == [pad]
+    expected = pd.date_range(end=stamps[0], periods=pad + 1, freq=freq)[:-1].append(stamps)
+    assert list(values["timestamp"]) == list(expected)
+    assert list(values["value"]) == [10.0] * pad + list(range(10, 18))
