@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from seqcast.data.ingest import Benchmark, IngestParams, MissingPolicy, ShortSeries, Split
 from seqcast.data.scaling import ScalingMode
 from seqcast.storage.home import current_store
-from seqcast.tasks.ingest import cut_windows, persist_ingested, read_series, recognised_columns
+from seqcast.tasks.ingest import cut_windows, forecasts_stored, persist_ingested, read_series, recognised_columns
 from seqcast.tasks.record import record_results
 from seqcast.tasks.score import score_actuals
 
@@ -40,6 +40,7 @@ def ingest(
     test_fraction: float | None = None,
     short_series: ShortSeries | None = None,
     scaling: ScalingMode = "series",
+    shards: int | None = None,
 ) -> dict:
     """Turn a long-format CSV/Parquet file, or a benchmark's series, into a windowed dataset; record its spec in
     DuckDB ``datasets``, and score the stored forecasts whose actuals the file holds (``forecast_errors``). Options
@@ -47,13 +48,14 @@ def ingest(
     params = IngestParams(**locals())  # validated before any work
     params = recognised_columns(params)
     started_at = datetime.now(UTC)
-    series = read_series(params)
-    prepared = cut_windows(series, params)
-    dataset = persist_ingested(prepared)
+    panel = read_series(params)
+    prepared = cut_windows(panel, params)
+    dataset = persist_ingested(prepared, params.shards)
     run_id = str(flow_run.id or uuid.uuid4())
     # a newer file of forecast series holds their actuals: this run scores those forecasts as `seqcast score` does
-    errors = score_actuals(series, params, run_id, actuals_dataset_id=dataset.dataset_id, strict=False) \
-        if params.source is not None else []
+    # (with none stored, there is nothing to match, and the series need not be taken one by one)
+    errors = score_actuals(panel.series(), params, run_id, actuals_dataset_id=dataset.dataset_id, strict=False) \
+        if params.source is not None and forecasts_stored() else []
     # the dataset's row travels through the results record like a training run's, so a rebuild keeps it
     record_results(run_id, {"datasets": [current_store().datasets.row(dataset, started_at)],
                                      "forecast_errors": errors})

@@ -1,4 +1,9 @@
-"""Datasets as Parquet: one file per split holding its windows of ``n_steps + horizon`` float32 values.
+"""Datasets as Parquet: a synthetic dataset's windows, one file per split; an ingested dataset's series, in shards.
+
+An ingested dataset stores every series once, whole, in shards picked by a hash of its id, beside a per-series
+index (``storage/shards.py`` describes the layout); its windows are cut from the series when read, so
+:func:`read_split`, :func:`read_split_column` and :class:`Datasets` read both layouts alike. The rest of this
+docstring describes the windows layout of synthetic datasets, and of datasets ingested before shards.
 
 Layout under ``datasets/<dataset_id>/``: ``train.parquet``, ``valid.parquet``, ``test.parquet`` and ``dataset.json``
 (spec, shapes, content hash). Each split file has one non-null float32 column ``value``: the split's windows one after
@@ -6,7 +11,7 @@ another, ``width`` values each, uncompressed, in one row group of 1 MiB pages, s
 little more than copying the array (``bench/speed.py`` measures this against ``np.save`` + ``np.load``). Window ``i``
 is rows ``i * width`` to ``(i + 1) * width - 1``; in DuckDB:
 ``SELECT file_row_number // width AS window, value FROM read_parquet(path, file_row_number = true)``.
-Ingested datasets add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
+Datasets ingested before shards add ``<split>.windows.parquet`` with one row per window (``series_id`` and window
 timestamps), a ``series.parquet`` table (one row per series, with its period), a ``values.parquet`` table (every
 step of every series: ``series_id``, ``step``, ``timestamp``, ``value``, ``part``, ``padded``) and the scaler in
 ``dataset.json``, whose ``tables`` lists the tables beside the splits.
@@ -18,6 +23,7 @@ dataset, usually after the kernel has written the files back during training. A 
 ``.unsynced`` when it is looked up (its run failed, is still training, or the machine went down before the sync) is
 checked against its manifest's content hash first: the check reads it all, as training does, and a folder cut short
 by a crash is reported as a :class:`DamagedDataset` and rewritten by the next :func:`write_dataset` of the same id.
+A sharded dataset is published and checked the same way, against the hash of its series.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +42,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from seqcast.data import windows
+from seqcast.storage import shards
 from seqcast.storage.atomic import atomic_dir, fsync_dir, fsync_tree
 from seqcast.storage.objects import ObjectStore
 
@@ -142,9 +151,11 @@ def _checked(dataset_id: str, path: Path) -> DatasetRef:
 
     try:
         ref = DatasetRef(dataset_id, path, json.loads((path / MANIFEST).read_text()))
-        for file in sorted(path.glob("*.parquet")):
-            pq.read_metadata(file)
-        digest = content_hash({name: read_split(ref, name) for name in SPLITS})
+        for file in sorted(path.rglob("*.parquet")):
+            if file.is_file():
+                pq.read_metadata(file)
+        digest = stored_hash(ref) if is_sharded(ref) \
+            else content_hash({name: read_split(ref, name) for name in SPLITS})
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
         raise damaged(f"{type(exc).__name__}: {exc}") from exc
     if digest != ref.manifest["content_hash"]:
@@ -238,6 +249,73 @@ def _check_splits(splits: dict[str, np.ndarray], per_window: dict[str, pa.Table]
                              f"{len(splits[name])} windows")
 
 
+def is_sharded(ref: DatasetRef) -> bool:
+    """Whether the dataset stores its series whole in shards (``storage/shards.py``), not its windows."""
+    return ref.manifest.get("layout") == shards.LAYOUT
+
+
+def stored_hash(ref: DatasetRef) -> str:
+    """The content hash of a sharded dataset, computed from its files."""
+    index = shards.read_index(ref.path)
+    values = shards.read_values(ref.path, ref.manifest["n_shards"], ["value", "timestamp", "padded"], index)
+    return shards.content_hash(index.column("series_id").to_pylist(), *(
+        index.column(c).to_numpy() for c in ("length", "valid_start", "test_start")), values)
+
+
+def write_sharded_dataset(root: Path, dataset_id: str, spec: dict, index: pa.Table, values: pa.Table,
+                          shapes: dict[str, list[int]], n_shards: int | None = None,
+                          manifest_extra: dict | None = None) -> DatasetRef:
+    """Persist series stored whole (``storage/shards.py``) atomically; reuse an existing copy of the same id.
+
+    ``index``: one row per series in series id order, with ``length``, ``valid_start`` and ``test_start``;
+    ``values``: every step of every series (``series_id, step, timestamp, value, part, padded``), series after
+    series in the index's order; ``shapes``: split -> [windows, width]. ``n_shards`` defaults to
+    :func:`shards.default_shards`. Published unsynced, as :func:`write_dataset`.
+    """
+    try:
+        existing = find_dataset(root, dataset_id)
+    except DamagedDataset as exc:
+        logging.getLogger(__name__).warning("%s; writing it again", exc)
+        discard_dataset(root, dataset_id)
+        existing = None
+    if existing is not None:
+        return existing
+    lengths = index.column("length").to_numpy()
+    if int(lengths.sum()) != values.num_rows:
+        raise ValueError(f"the index of {dataset_id} counts {int(lengths.sum())} steps, its values hold "
+                         f"{values.num_rows}")
+    n_shards = shards.default_shards(index.num_rows) if n_shards is None else n_shards
+    target = dataset_path(root, dataset_id)
+    with atomic_dir(target) as tmp:
+        (tmp / UNSYNCED).touch()
+        digest = shards.content_hash(index.column("series_id").to_pylist(), lengths,
+                                     index.column("valid_start").to_numpy(), index.column("test_start").to_numpy(),
+                                     values)
+        pq.write_table(shards.write_shards(tmp, index, values, n_shards), tmp / shards.INDEX, compression="zstd")
+        manifest = {"dataset_id": dataset_id, "spec": spec, "layout": shards.LAYOUT, "n_shards": n_shards,
+                    "shapes": shapes, "content_hash": digest, "tables": ["series", "values"],
+                    **(manifest_extra or {})}
+        # not indented: json encodes in C only without indent, and the scaler holds two numbers per series
+        (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
+    return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
+
+
+def _cuts(ref: DatasetRef, split: str, columns: list[str]) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
+    """A sharded dataset's index, its values (shard after shard), and where ``split``'s windows start in them."""
+    index = shards.read_index(ref.path)
+    tables = [shards.read_shard(ref.path, n, columns) for n in range(ref.manifest["n_shards"])]
+    values = pa.concat_tables(tables)
+    sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
+    offsets = (np.cumsum(sizes) - sizes)[index.column("shard").to_numpy()] + index.column("offset").to_numpy()
+    lengths = index.column("length").to_numpy()
+    bounds = windows.part_bounds(lengths, index.column("valid_start").to_numpy(),
+                                 index.column("test_start").to_numpy(), split)
+    spec = ref.manifest["spec"]
+    starts, rows = windows.window_starts(values.column("value").to_numpy(), offsets, *bounds, spec["n_steps"],
+                                         spec["horizon"])
+    return index, values, starts, rows
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
@@ -246,12 +324,26 @@ def _check_split(split: str) -> None:
 def read_split(ref: DatasetRef, split: str) -> np.ndarray:
     """Read one split back as its (n, n_steps + horizon) float32 array."""
     _check_split(split)
+    if is_sharded(ref):
+        _, values, starts, _ = _cuts(ref, split, ["value"])
+        return windows.cut(values.column("value").to_numpy(), starts, tuple(ref.manifest["shapes"][split])[1])
     return read_values(ref.path / f"{split}.parquet", tuple(ref.manifest["shapes"][split]))
 
 
 def read_split_column(ref: DatasetRef, split: str, column: str) -> np.ndarray:
     """Read one per-window column of a split (e.g. ``series_id`` of an ingested dataset) as a numpy array."""
     _check_split(split)
+    if is_sharded(ref):
+        index, values, starts, rows = _cuts(ref, split, ["value", "timestamp"])
+        spec = ref.manifest["spec"]
+        stamps = values.column("timestamp").to_numpy()
+        found = {"series_id": lambda: index.column("series_id").to_numpy(zero_copy_only=False)[rows],
+                 "window_start": lambda: stamps[starts],
+                 "target_start": lambda: stamps[starts + spec["n_steps"]],
+                 "window_end": lambda: stamps[starts + spec["n_steps"] + spec["horizon"] - 1]}
+        if column not in found:
+            raise ValueError(f"no per-window column {column!r}; columns: {', '.join(found)}")
+        return found[column]()
     table = pq.read_table(ref.path / f"{split}.windows.parquet", columns=[column])
     return table.column(column).to_numpy(zero_copy_only=False)
 
@@ -309,14 +401,17 @@ class Datasets:
     def _download(self, dataset_id: str) -> DatasetRef:
         keys = self.remote.list(self._key(dataset_id))
         target = dataset_path(self.root, dataset_id)
+        prefix = self._key(dataset_id)
         with atomic_dir(target) as tmp:
-            self.remote.get_files((key, tmp / key.rsplit("/", 1)[1]) for key in keys)
+            for key in keys:  # a sharded dataset keeps its shards in a folder
+                (tmp / key[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+            self.remote.get_files((key, tmp / key[len(prefix):]) for key in keys)
         return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
 
     def _upload(self, ref: DatasetRef) -> None:
         """Upload a dataset's files, then its manifest: other machines see the dataset once it is complete."""
-        files = [p for p in sorted(ref.path.iterdir()) if p.is_file() and p.name not in (MANIFEST, UNSYNCED)]
-        self.remote.put_files((p, self._key(ref.dataset_id, p.name)) for p in files)
+        files = [p for p in sorted(ref.path.rglob("*")) if p.is_file() and p.name not in (MANIFEST, UNSYNCED)]
+        self.remote.put_files((p, self._key(ref.dataset_id, p.relative_to(ref.path).as_posix())) for p in files)
         self.remote.put_file(ref.path / MANIFEST, self._key(ref.dataset_id, MANIFEST))
 
     def require(self, dataset_id: str) -> DatasetRef:
@@ -336,6 +431,38 @@ class Datasets:
             self._upload(ref)
         return ref
 
+    def write_sharded(self, dataset_id: str, spec: dict, index: pa.Table, values: pa.Table,
+                      shapes: dict[str, list[int]], n_shards: int | None = None,
+                      manifest_extra: dict | None = None) -> DatasetRef:
+        """Persist series stored whole in shards (:func:`write_sharded_dataset`)."""
+        if self.remote is not None and (found := self.find(dataset_id)) is not None:
+            return found
+        ref = write_sharded_dataset(self.root, dataset_id, spec, index, values, shapes, n_shards, manifest_extra)
+        if self.remote is not None:
+            self._upload(ref)
+        return ref
+
+    def shards(self, ref: DatasetRef, columns: list[str] | None = None) -> Iterator[shards.Shard]:
+        """Every shard of a sharded dataset in turn (``Shard(number, index, values)``), one in memory at a time.
+
+        ``index``: the shard's rows of ``series.parquet`` in series id order; ``values``: its steps (``columns``,
+        default all of ``series_id, step, timestamp, value, part, padded``), series after series;
+        ``Shard.long_frame()`` gives them as ``unique_id, ds, y``. A dataset stored before shards existed (or a
+        synthetic one) has none: ValueError.
+        """
+        if not is_sharded(ref):
+            raise ValueError(f"dataset {ref.dataset_id} is not stored in shards (a synthetic dataset, or one "
+                             f"ingested before shards); ingest its file again")
+        return shards.iter_shards(ref.path, ref.manifest["n_shards"], columns=columns)
+
+    def shard(self, ref: DatasetRef, number: int, columns: list[str] | None = None) -> shards.Shard:
+        """Shard ``number`` of a sharded dataset alone, for a task that is handed the dataset id and a shard number
+        (``ref.manifest["n_shards"]`` says how many there are)."""
+        if not is_sharded(ref):
+            raise ValueError(f"dataset {ref.dataset_id} is not stored in shards (a synthetic dataset, or one "
+                             f"ingested before shards); ingest its file again")
+        return shards.one_shard(ref.path, number, ref.manifest["n_shards"], columns)
+
     def discard(self, dataset_id: str) -> None:
         discard_dataset(self.root, dataset_id)
 
@@ -352,14 +479,21 @@ class Datasets:
 
     def read_windows(self, ref: DatasetRef, split: str) -> tuple[np.ndarray, np.ndarray | None]:
         """A split's (n, width) windows and, for an ingested dataset, each window's series id (else None)."""
-        windows = read_split(ref, split)
+        if is_sharded(ref):  # one read of the shards gives both
+            _check_split(split)
+            index, values, starts, rows = _cuts(ref, split, ["value"])
+            return (windows.cut(values.column("value").to_numpy(), starts, ref.manifest["shapes"][split][1]),
+                    index.column("series_id").to_numpy(zero_copy_only=False)[rows])
+        found = read_split(ref, split)
         if ref.manifest["spec"].get("kind") != "ingested":
-            return windows, None
-        return windows, read_split_column(ref, split, "series_id")
+            return found, None
+        return found, read_split_column(ref, split, "series_id")
 
     def read_table(self, ref: DatasetRef, name: str) -> pa.Table:
         """A table stored beside the splits (``series`` of an ingested dataset)."""
         path = ref.path / f"{name}.parquet"
+        if is_sharded(ref) and name == "values":
+            return shards.read_values(ref.path, ref.manifest["n_shards"])
         if name in SPLITS or not path.is_file():
             raise ValueError(f"dataset {ref.dataset_id} has no {name!r} table")
         return pq.read_table(path)

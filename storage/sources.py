@@ -65,7 +65,7 @@ def read_long(path: str | Path, id_column: str | None, time_column: str, value_c
         raise SourceError([f"{path.name} has no data rows (a header or schema alone): nothing to ingest"])
     ids = frame[id_column] if id_column else pd.Series(single_id, index=frame.index)
     return pd.DataFrame({"series_id": ids, "timestamp": frame[time_column], "value": frame[value_column],
-                         "row": np.arange(1, len(frame) + 1)})
+                         "row": np.arange(1, len(frame) + 1)}, copy=False)
 
 
 def _csv_text(path: Path, header_only: bool = False) -> pd.DataFrame:
@@ -123,7 +123,9 @@ def _parquet_columns(path: Path, schema: pa.Schema, id_column: str | None, time_
     if problems:
         raise SourceError(problems, listed=True)
     wanted = list(dict.fromkeys(c for c in (id_column, time_column, value_column) if c))
+    # an id repeats once per step: read as a dictionary, each distinct id is one Python string, not one per row
+    dictionary = [id_column] if id_column and _is_text(schema.field(id_column).type) else []
     try:
-        return pq.read_table(path, columns=wanted).to_pandas()
+        return pq.read_table(path, columns=wanted, read_dictionary=dictionary).to_pandas()
     except (pa.ArrowException, OSError) as exc:
         raise SourceError([f"{path.name} is not a readable Parquet file: {exc}"]) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -15,12 +16,13 @@ from seqcast.data.ingest import (
     build_dataset,
     fail,
     long_frame,
-    validate_series,
     with_file_columns,
 )
+from seqcast.data.regular import Panel, regular_panel
 from seqcast.storage import sources
 from seqcast.storage.datasets import DatasetRef
 from seqcast.storage.home import current_store
+from seqcast.storage.results import DatabaseLocked
 
 
 def read_file(params: IngestParams) -> pd.DataFrame:
@@ -46,44 +48,58 @@ def recognised_columns(params: IngestParams) -> IngestParams:
         return params  # a file that cannot be read is refused with its own message when it is read
 
 
-def read_validated(params: IngestParams, min_length: int) -> list[Series]:
+def read_panel(params: IngestParams, min_length: int) -> Panel:
     """Read the file (or the benchmark) and validate every series (IngestError naming the series and row)."""
     params = recognised_columns(params)
-    return validate_series(long_frame(params, read_file), params, min_length)
+    return regular_panel(long_frame(params, read_file), params, min_length)
+
+
+def read_validated(params: IngestParams, min_length: int) -> list[Series]:
+    """Read the file (or the benchmark) and validate every series, one :class:`Series` each."""
+    return read_panel(params, min_length).series()
+
+
+def forecasts_stored() -> bool:
+    """Whether the results store may hold forecasts that a file's actuals could score (True when it cannot say)."""
+    try:
+        return current_store().results.has_forecasts()
+    except (DatabaseLocked, duckdb.Error):
+        return True  # score_actuals decides, and logs why it scored nothing
 
 
 def prepare(params: IngestParams) -> PreparedDataset:
-    """Read, validate and window a file (or a benchmark); raise IngestError before anything is written."""
-    return build_dataset(read_validated(params, params.min_length), params)
+    """Read, validate and index a file (or a benchmark); raise IngestError before anything is written."""
+    return build_dataset(read_panel(params, params.min_length), params)
 
 
 @task(name="read-series", cache_policy=NO_CACHE)
-def read_series(params: IngestParams) -> list[Series]:
+def read_series(params: IngestParams) -> Panel:
     """Read the file (or the benchmark) and validate every series; raise IngestError naming the series and row."""
-    series = read_validated(params, params.min_length)
-    get_run_logger().info("read %d series from %s", len(series), params.origin)
-    return series
+    panel = read_panel(params, params.min_length)
+    get_run_logger().info("read %d series from %s", len(panel.ids), params.origin)
+    return panel
 
 
 @task(name="cut-windows", cache_policy=NO_CACHE)
-def cut_windows(series: list[Series], params: IngestParams) -> PreparedDataset:
-    """Split each series chronologically and window every part; fit the scaler on the training parts."""
+def cut_windows(series: Panel, params: IngestParams) -> PreparedDataset:
+    """Split each series chronologically, pad the short ones and fit the scaler on the training parts."""
     prepared = build_dataset(series, params)
     get_run_logger().info("%s: %s windows (train/valid/test)", prepared.dataset_id,
-                          "/".join(str(len(prepared.splits[p])) for p in ("train", "valid", "test")))
+                          "/".join(str(prepared.shapes[p][0]) for p in ("train", "valid", "test")))
     return prepared
 
 
 @task(name="persist-ingested-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
-def persist_ingested(prepared: PreparedDataset) -> DatasetRef:
-    """Write the windows, the per-series and per-step tables and the scaler atomically under the content-hashed id."""
-    ref = write_prepared(prepared)
+def persist_ingested(prepared: PreparedDataset, n_shards: int | None = None) -> DatasetRef:
+    """Write the series in shards, the per-series index and the scaler atomically under the content-hashed id."""
+    ref = write_prepared(prepared, n_shards)
     get_run_logger().info("persisted %s at %s", ref.dataset_id, ref.path)
     return ref
 
 
-def write_prepared(prepared: PreparedDataset) -> DatasetRef:
-    """Write a prepared dataset to the store: its windows, its ``series`` and ``values`` tables and its scaler."""
-    return current_store().datasets.write(prepared.dataset_id, prepared.spec, prepared.splits, prepared.extra,
-                                          tables={"series": prepared.series, "values": prepared.values},
-                                          manifest_extra={"scaling": prepared.scaler.to_dict()})
+def write_prepared(prepared: PreparedDataset, n_shards: int | None = None) -> DatasetRef:
+    """Write a prepared dataset to the store: its series whole in ``n_shards`` shards (default: by its number of
+    series), the per-series index and the scaler; windows are cut from them when read."""
+    return current_store().datasets.write_sharded(prepared.dataset_id, prepared.spec, prepared.series,
+                                                  prepared.values, prepared.shapes, n_shards,
+                                                  manifest_extra={"scaling": prepared.scaler.to_dict()})

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from seqcast.data.ingest import IngestError, IngestParams, grid_steps
 from seqcast.flows.ingest import ingest
-from seqcast.storage.datasets import find_dataset, read_split
+from seqcast.storage.datasets import find_dataset, read_split, read_split_column
 from seqcast.tasks.ingest import prepare
 from tests.conftest import printed_table, results_db
 from tests.series_files import COLUMNS, daily_series, write
@@ -29,20 +29,22 @@ def test_ingest_flow_persists_windows_and_records_spec(home, tmp_path):
     frame = daily_series()
     result = ingest(source=str(write(frame, tmp_path / "sales.csv")), name="shop-sales", **COLUMNS, **WINDOW)
     folder = home / "datasets" / result["dataset_id"]
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "dataset.json", "series.parquet", "test.parquet", "test.windows.parquet", "train.parquet",
-        "train.windows.parquet", "valid.parquet", "valid.windows.parquet", "values.parquet"]
+    # the series stored whole, once, in one shard; no window is stored
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
+        "dataset.json", "series.parquet", "values.parquet", "values.parquet/shard-00000.parquet"]
     assert result["n_series"] == 3 and result["frequency"] == "D"
     manifest = json.loads((folder / "dataset.json").read_text())
-    assert manifest["tables"] == ["series", "values"]
+    assert manifest["tables"] == ["series", "values"] and manifest["n_shards"] == 1
     series = pq.read_table(folder / "series.parquet").to_pydict()
     assert series["period"] == [7, 7, 7]  # daily: a week
+    assert series["length"] == [120] * 3 and series["offset"] == [0, 120, 240] and series["shard"] == [0] * 3
+    assert pq.read_table(folder / "values.parquet").num_rows == 3 * 120
     assert manifest["scaling"]["mode"] == "series" and set(manifest["scaling"]["stats"]) == {"s00", "s01", "s02"}
     ref = find_dataset(home / "datasets", result["dataset_id"])
-    windows = pq.read_table(folder / "train.windows.parquet")
-    assert {"series_id", "window_start", "target_start", "window_end"} <= set(windows.column_names)
+    ids = read_split_column(ref, "train", "series_id")
     train = read_split(ref, "train")
-    assert len(train) == windows.num_rows == result["n_train"] and windows.column("series_id")[0].as_py() == "s00"
+    assert len(train) == len(ids) == result["n_train"] and ids[0] == "s00"
+    assert read_split_column(ref, "train", "window_start")[0] == np.datetime64("2024-01-01")
     # windows hold original units: the first training window of s00 is its first 21 values
     assert np.allclose(train[0], frame["sales"][:21], atol=1e-5)
 
@@ -367,3 +369,153 @@ def test_cli_ingests_a_yearly_series_since_1700(home, tmp_path, capsys):
     stored = pq.read_table(dataset / "values.parquet").column("timestamp").to_pandas()
     assert (pd.DatetimeIndex(stored) == grid).all()
     assert "seqcast run --variant linear --dataset-id " + dataset.name in capsys.readouterr().out
+
+
+def mixed_grids() -> pd.DataFrame:
+    """Series on many kinds of grid, in shuffled rows: month starts (monthly from several months, quarterly,
+    yearly), fixed steps (daily, weekly on a Wednesday, hourly, 90 minutes, 10 days), business days, month ends,
+    one daily series with a gap and one with a missing value."""
+    grids = {
+        "m1": pd.date_range("2001-01-01", periods=40, freq="MS"), "m2": pd.date_range("1999-07-01", periods=30,
+                                                                                       freq="MS"),
+        "q1": pd.date_range("2000-01-01", periods=30, freq="QS"), "q2": pd.date_range("2000-02-01", periods=30,
+                                                                                       freq="QS-FEB"),
+        "y1": pd.date_range("1960-01-01", periods=40, freq="YS"), "y2": pd.date_range("1960-07-01", periods=40,
+                                                                                       freq="YS-JUL"),
+        "d1": pd.date_range("2024-01-01", periods=50, freq="D"), "d2": pd.date_range("2024-01-01 06:00", periods=50,
+                                                                                      freq="D"),
+        "w1": pd.date_range("2024-01-03", periods=40, freq="W-WED"), "h1": pd.date_range("2024-01-01", periods=60,
+                                                                                          freq="h"),
+        "n90": pd.date_range("2024-01-01", periods=40, freq="90min"),
+        "d10": pd.date_range("2024-01-01", periods=40, freq="10D"),
+        "b1": pd.date_range("2024-01-01", periods=40, freq="B"), "e1": pd.date_range("2001-01-31", periods=40,
+                                                                                      freq="ME"),
+        "gap": pd.date_range("2024-01-01", periods=50, freq="D").delete(20),
+        "hole": pd.date_range("2024-01-01", periods=50, freq="D"),
+    }
+    rng = np.random.default_rng(3)
+    frame = pd.concat([pd.DataFrame({"store": sid, "day": stamps, "sales": rng.normal(10, 1, len(stamps))})
+                       for sid, stamps in grids.items()], ignore_index=True)
+    frame.loc[(frame["store"] == "hole") & (frame["day"] == "2024-01-30"), "sales"] = np.nan
+    return frame.sample(frac=1, random_state=0).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("freq", [None, "D"])
+def test_the_panel_puts_every_series_on_the_grid_each_alone_would_get(tmp_path, monkeypatch, freq):
+    from seqcast.data import regular
+    from seqcast.data.regular import panel_from_series, regular_panel, validate_series
+
+    one_alone = regular.regular_series
+    from seqcast.tasks.ingest import long_frame, read_file, recognised_columns
+
+    reader = recognised_columns(params(write(mixed_grids(), tmp_path / "mixed.parquet"), missing="drop",
+                                       freq=freq, n_steps=5, horizon=2))
+    frame = long_frame(reader, read_file)
+    if freq == "D":  # one frequency declared for all: only the daily series keep to it
+        frame = frame[frame["series_id"].isin(["d1", "d2", "gap", "hole"])]
+    one_by_one = panel_from_series(validate_series(frame, reader, 7))
+    alone = []  # the series the panel leaves to regular_series, one by one
+    monkeypatch.setattr(regular, "regular_series", lambda sid, *args: alone.append(sid) or one_alone(sid, *args))
+    panel = regular_panel(frame, reader, 7)
+    assert list(panel.ids) == list(one_by_one.ids) and list(panel.freqs) == list(one_by_one.freqs)
+    # business days, month ends and series with gaps or missing values only
+    assert sorted(alone) == (["b1", "e1", "gap", "hole"] if freq is None else ["gap", "hole"])
+    if freq is None:
+        assert dict(zip(panel.ids, panel.freqs)) == {
+            "b1": "B", "d1": "D", "d10": "10D", "d2": "D", "e1": "ME", "gap": "D", "h1": "h", "hole": "D", "m1": "MS",
+            "m2": "MS", "n90": "90min", "q1": "QS-OCT", "q2": "QS-NOV", "w1": "W-WED", "y1": "YS-JAN", "y2": "YS-JUL"}
+    np.testing.assert_array_equal(panel.lengths, one_by_one.lengths)
+    np.testing.assert_array_equal(panel.stamps, one_by_one.stamps)
+    np.testing.assert_array_equal(panel.values, one_by_one.values)  # NaN where the gap is, in both
+    assert panel.data_hash == one_by_one.data_hash
+
+
+def test_shards_hold_whole_series_and_the_dataset_does_not_depend_on_their_number(tmp_path, monkeypatch):
+    from seqcast.storage import Store
+
+    frame = daily_series(n_series=9, days=60)
+    reader = params(write(frame, tmp_path / "nine.parquet"), n_steps=7, horizon=3)
+    prepared = prepare(reader)
+    from seqcast.tasks.ingest import write_prepared
+
+    refs = {}
+    for n_shards in (1, 4):
+        monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / f"home-{n_shards}"))
+        refs[n_shards] = write_prepared(prepared, n_shards)
+    one, four = refs[1], refs[4]
+    assert one.manifest["content_hash"] == four.manifest["content_hash"] and four.manifest["n_shards"] == 4
+    store = Store(tmp_path / "home-4")
+    shards = list(store.datasets.shards(four))
+    assert [s.number for s in shards] == [0, 1, 2, 3]
+    held = [sid for s in shards for sid in s.index.column("series_id").to_pylist()]
+    assert sorted(held) == [f"s{i:02d}" for i in range(9)] and len(set(held)) == 9  # each series whole, once
+    third = store.datasets.shard(four, 2, columns=["series_id", "value"])
+    assert third.index.equals(shards[2].index) and third.values.column_names == ["series_id", "value"]
+    with pytest.raises(ValueError, match="no shard 4: the dataset at .* has shards 0 to 3"):
+        store.datasets.shard(four, 4)
+    for shard in shards:
+        long = shard.long_frame()
+        assert list(long.columns) == ["unique_id", "ds", "y"]
+        assert set(long["unique_id"]) == set(shard.index.column("series_id").to_pylist())
+        for sid, group in long.groupby("unique_id"):
+            expected = frame.loc[frame["store"] == sid, "sales"].to_numpy()
+            np.testing.assert_allclose(group["y"].to_numpy(), expected)
+            assert group["ds"].is_monotonic_increasing
+    for split in ("train", "valid", "test"):
+        np.testing.assert_array_equal(read_split(one, split), read_split(four, split))
+        np.testing.assert_array_equal(read_split(four, split), prepared.splits[split])
+        np.testing.assert_array_equal(read_split_column(four, split, "series_id"), prepared.extra[split]["series_id"])
+    values = store.datasets.read_table(four, "values")
+    assert values.column("series_id").to_pylist() == sorted(values.column("series_id").to_pylist())
+    assert store.datasets.read_series_values(four)[0]["value"].tolist() == prepared.values.column("value").to_pylist()
+
+
+def test_a_dataset_ingested_before_shards_reads_as_before(tmp_path):
+    from seqcast.storage import Store
+    from seqcast.storage.datasets import write_dataset
+
+    prepared = prepare(params(write(daily_series(n_series=2, days=60), tmp_path / "two.csv"), n_steps=7, horizon=3))
+    # the layout of before: every split's windows, a per-window table, and the values and series tables beside them
+    old = write_dataset(tmp_path / "home" / "datasets", "ds-old", prepared.spec, prepared.splits, prepared.extra,
+                        tables={"series": prepared.series, "values": prepared.values})
+    assert "layout" not in old.manifest and (old.path / "train.windows.parquet").is_file()
+    datasets = Store(tmp_path / "home").datasets
+    windows, ids = datasets.read_windows(old, "valid")
+    np.testing.assert_array_equal(windows, prepared.splits["valid"])
+    np.testing.assert_array_equal(ids, prepared.extra["valid"]["series_id"])
+    columns, periods = datasets.read_series_values(old)
+    assert periods == {"s00": 7, "s01": 7} and len(columns["value"]) == prepared.values.num_rows
+    with pytest.raises(ValueError, match="ds-old is not stored in shards"):
+        datasets.shards(old)
+
+
+def test_a_shard_cut_short_before_its_sync_is_found_by_the_content_hash(tmp_path, monkeypatch):
+    from seqcast.storage.datasets import UNSYNCED, DamagedDataset
+    from seqcast.tasks.ingest import write_prepared
+
+    monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / "home"))
+    prepared = prepare(params(write(daily_series(n_series=4, days=60), tmp_path / "four.csv"), n_steps=7, horizon=3))
+    ref = write_prepared(prepared, 2)
+    assert (ref.path / UNSYNCED).exists()  # published, not yet flushed
+    shard = ref.path / "values.parquet" / "shard-00001.parquet"
+    intact = shard.read_bytes()
+    shard.write_bytes(intact[: len(intact) // 2])  # a crash before the page cache reached the disk
+    with pytest.raises(DamagedDataset, match=rf"dataset {ref.dataset_id} at .* is damaged"):
+        find_dataset(tmp_path / "home" / "datasets", ref.dataset_id)
+    shard.write_bytes(intact)
+    found = find_dataset(tmp_path / "home" / "datasets", ref.dataset_id)  # checked against its hash, then synced
+    assert found.manifest["content_hash"] == ref.manifest["content_hash"] and not (ref.path / UNSYNCED).exists()
+
+
+@pytest.mark.parametrize("freq", ["YS", "MS", "D"])
+def test_padding_extends_each_grid_backwards_with_the_first_value(tmp_path, freq):
+    stamps = pd.date_range("2001-01-01", periods=8, freq=freq)  # 2 short of a training window of 4 + 2
+    frame = pd.DataFrame({"store": "s00", "day": stamps, "sales": np.arange(10, 18, dtype=float)})
+    prepared = prepare(params(write(frame, tmp_path / "short.parquet"), split="last-horizon", n_steps=4, horizon=2,
+                              short_series="pad"))
+    values = prepared.values.to_pandas()
+    pad = int(values["padded"].sum())
+    assert pad == 2 and prepared.series.column("padded_steps").to_pylist() == [pad]
+    expected = pd.date_range(end=stamps[0], periods=pad + 1, freq=freq)[:-1].append(stamps)
+    assert list(values["timestamp"]) == list(expected)
+    assert list(values["value"]) == [10.0] * pad + list(range(10, 18))
