@@ -116,6 +116,9 @@ class ForecastParams(BaseModel):
         None, ge=1, description="fit on the last INPUT_STEPS values of each input window only (the model still "
                                 "takes n_steps values, in the frame of the whole window); variants with a vector "
                                 "target; default: all n_steps")
+    steps_per_epoch: int = Field(
+        1000, ge=1, description="batches per epoch when training draws its windows from an ingested dataset's series "
+                                "(the book's synthetic windows are each fitted once per epoch)")
 
     @model_validator(mode="before")
     @classmethod
