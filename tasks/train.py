@@ -59,8 +59,8 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
         logger.info("%s was already trained in this flow run (%d epochs, %.1f s): reusing %s", params.variant,
                     trained.epochs, trained.train_seconds, trained.model_path)
         return trained
-    panel = training_panel(store.datasets, dataset, scaler)
-    if panel is None:  # the book's synthetic windows (each fitted once per epoch) or a panel with gaps
+    panel = training_panel(store.datasets, dataset, scaler) if params.steps_per_epoch else None
+    if panel is None:  # every stored window once per epoch: the book's synthetic windows, a panel with gaps, or asked
         train_windows = scaler.transform(*store.datasets.read_windows(dataset, "train"))
         valid_windows = scaler.transform(*store.datasets.read_windows(dataset, "valid"))
         fit = partial(train, params, train_windows, valid_windows)

@@ -222,5 +222,7 @@ def test_mlp_trains_on_sampled_windows_of_an_ingested_dataset_through_the_foreca
     assert [row["epoch"] for row in saved["history"]] == [1, 2]
     assert np.isfinite(result["valid_mse"]) and np.isfinite(result["test_mse"])
 
+    stored = forecast(variant="mlp", dataset_id=dataset_id, epochs=1, steps_per_epoch=0, units=8, jit_compile=False)
+    assert Store(home).models.saved_manifest(stored["run_id"])["training_windows"] == "stored"
     synthetic = forecast(variant="linear", n_series=240, n_train=160, n_valid=40, n_test=40, epochs=1)
     assert Store(home).models.saved_manifest(synthetic["run_id"])["training_windows"] == "stored"

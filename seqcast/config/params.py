@@ -117,8 +117,9 @@ class ForecastParams(BaseModel):
                                 "takes n_steps values, in the frame of the whole window); variants with a vector "
                                 "target; default: all n_steps")
     steps_per_epoch: int = Field(
-        1000, ge=1, description="batches per epoch when training draws its windows from an ingested dataset's series "
-                                "(the book's synthetic windows are each fitted once per epoch)")
+        1000, ge=0, description="batches per epoch when training draws its windows at random from an ingested "
+                                "dataset's series; 0: fit every stored training window once per epoch, all held in "
+                                "memory (as the book's synthetic windows always are)")
 
     @model_validator(mode="before")
     @classmethod
