@@ -133,6 +133,17 @@ def test_a_batch_allocates_memory_for_its_own_windows_only():
     assert peak < 64 * 1024, peak
 
 
+def test_a_run_recorded_before_sampling_trained_on_every_stored_window():
+    import json
+
+    from seqcast.config.params import normalized_params
+
+    today = ForecastParams(variant="mlp", dataset_id="ds-000000000000").model_dump()
+    assert today["steps_per_epoch"] > 0 and normalized_params(json.dumps(today)) == today
+    before = {k: v for k, v in today.items() if k != "steps_per_epoch"}
+    assert normalized_params(json.dumps(before))["steps_per_epoch"] == 0
+
+
 def test_a_panel_needs_each_series_steps_together():
     with pytest.raises(ValueError, match="steps of each series must lie together"):
         series_panel(np.zeros(4, np.float32), np.array([0, 1, 0, 1]), np.ones(4), np.zeros(4), np.zeros(2),

@@ -265,5 +265,6 @@ class ForecastParams(BaseModel):
 def normalized_params(params_json: str) -> dict:
     """A recorded run's parameters, validated and with every default filled in, as a dump of today's run is."""
     recorded = json.loads(params_json)
-    # a run recorded before the loss option existed trained on MSE, on an ingested dataset too
-    return ForecastParams(**{"loss": "mse", **recorded}).model_dump()
+    # a run recorded before the loss option existed trained on MSE, on an ingested dataset too; one recorded before
+    # steps_per_epoch existed fitted every stored training window once per epoch
+    return ForecastParams(**{"loss": "mse", "steps_per_epoch": 0, **recorded}).model_dump()
