@@ -65,8 +65,7 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
         valid_windows = scaler.transform(*store.datasets.read_windows(dataset, "valid"))
         fit = partial(train, params, train_windows, valid_windows)
     else:
-        logger.info("%s draws %d batches per epoch from %d series", params.variant, params.steps_per_epoch,
-                    panel.n_series)
+        logger.info("%s draws its training windows per batch from %d series", params.variant, panel.n_series)
         fit = partial(train_streaming, params, panel)
     fault = current_settings().test_fail_once
     # Holding a slot of the global limit only while fitting: an iterative_10 run holds none while its base

@@ -105,6 +105,8 @@ def test_the_panel_holds_exactly_the_stored_windows_and_fits_them_in_the_same_fr
     assert params.window_norm == "mean"
     batches, (x_valid, y_valid) = streaming_sampler(params, panel)
     eager = prepared.scaler.transform(prepared.splits["train"], prepared.extra["train"]["series_id"])
+    # the default 1000 batches of 16 would draw far more windows than the panel holds: one pass's worth instead
+    assert batches.steps_per_epoch == -(-len(eager) // 16) < params.steps_per_epoch
     x, y = batches.batch(2, 1)
     x_eager, y_eager = fitting_pairs(get_variant("mlp"), eager[batches.picks(2, 1)], N_STEPS, HORIZON, "mean")
     assert np.array_equal(x, x_eager) and np.array_equal(y, y_eager)

@@ -118,8 +118,9 @@ class ForecastParams(BaseModel):
                                 "target; default: all n_steps")
     steps_per_epoch: int = Field(
         1000, ge=0, description="batches per epoch when training draws its windows at random from an ingested "
-                                "dataset's series; 0: fit every stored training window once per epoch, all held in "
-                                "memory (as the book's synthetic windows always are)")
+                                "dataset's series, at most one pass's worth of its windows; 0: fit every stored "
+                                "training window once per epoch, all held in memory (as the book's synthetic windows "
+                                "always are)")
 
     @model_validator(mode="before")
     @classmethod

@@ -219,7 +219,8 @@ def streaming_sampler(params: ForecastParams, panel: Panel) -> tuple[WindowSampl
     ``params.window_norm``.
 
     Training windows end before each series' validation part; validation windows have their targets in it (their
-    inputs may reach back into the training part), as the stored splits' windows do.
+    inputs may reach back into the training part), as the stored splits' windows do. An epoch is
+    ``params.steps_per_epoch`` batches, or fewer when that many would draw more windows than the panel holds.
     """
     variant = get_variant(params.variant)
     n_steps, horizon = params.n_steps, params.effective_horizon
@@ -228,8 +229,11 @@ def streaming_sampler(params: ForecastParams, panel: Panel) -> tuple[WindowSampl
     def pairs(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return fitting_pairs(variant, windows, n_steps, horizon, params.window_norm)
 
-    sampler = WindowSampler(panel, window_ranges(panel.train_ends, n_steps, horizon), width, pairs,
-                            params.batch_size, params.steps_per_epoch, params.seed)
+    ranges = window_ranges(panel.train_ends, n_steps, horizon)
+    # a panel of few windows gets epochs of as many windows as it holds, so early stopping checks it as often as
+    # it would on every stored window
+    steps = max(1, min(params.steps_per_epoch, math.ceil(ranges.total / params.batch_size)))
+    sampler = WindowSampler(panel, ranges, width, pairs, params.batch_size, steps, params.seed)
     valid_ranges = window_ranges(panel.valid_ends, n_steps, horizon, first_target=panel.train_ends)
     if valid_ranges.total == 0:
         raise ValueError(f"no series holds a complete validation window of {width} steps")
@@ -240,10 +244,10 @@ def train_streaming(params: ForecastParams, panel: Panel, logger: logging.Logger
                     callbacks: list | tuple = ()) -> TrainResult:
     """Fit the variant on windows drawn per batch from the series of ``panel`` (see :mod:`seqcast.training.windows`).
 
-    Each epoch is ``params.steps_per_epoch`` batches drawn at random from every training window of every series,
-    and early stopping watches a validation sample drawn once, so an epoch costs the same memory and time whatever
-    the number of series. ``backup`` and ``callbacks`` as for :func:`train`; a resumed fit draws the batches the
-    interrupted one would have drawn.
+    Each epoch is at most ``params.steps_per_epoch`` batches drawn at random from every training window of every
+    series (see :func:`streaming_sampler`), and early stopping watches a validation sample drawn once, so an epoch
+    costs the same memory and time whatever the number of series. ``backup`` and ``callbacks`` as for
+    :func:`train`; a resumed fit draws the batches the interrupted one would have drawn.
     """
     import keras
 
