@@ -61,6 +61,7 @@ def forecast(
     window_norm: WindowNorm | None = None,
     loss: Loss | None = None,
     input_steps: int | None = None,
+    steps_per_epoch: int = 1000,
 ) -> dict:
     """Train and score one model variant on the chapter's series; record everything in DuckDB."""
     params = validated(ForecastParams, dict(locals()))  # before any work; no retry for bad parameters

@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
@@ -14,13 +18,14 @@ from prefect.concurrency.sync import concurrency
 
 from seqcast.config.names import TRAINING_LIMIT
 from seqcast.config.params import ForecastParams, normalized_params
-from seqcast.data.scaling import Scaler
+from seqcast.data.scaling import GLOBAL_KEY, Scaler
 from seqcast.models.registry import get_variant
 from seqcast.storage.backups import TrainingBackup
-from seqcast.storage.datasets import DatasetRef
+from seqcast.storage.datasets import DatasetRef, Datasets
 from seqcast.storage.home import current_settings, current_store
 from seqcast.tasks.faults import training_fault
-from seqcast.training.fit import model_manifest, same_training, train
+from seqcast.training.fit import model_manifest, same_training, train, train_streaming
+from seqcast.training.windows import Panel, series_panel
 
 
 @dataclass
@@ -54,8 +59,14 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
         logger.info("%s was already trained in this flow run (%d epochs, %.1f s): reusing %s", params.variant,
                     trained.epochs, trained.train_seconds, trained.model_path)
         return trained
-    train_windows = scaler.transform(*store.datasets.read_windows(dataset, "train"))
-    valid_windows = scaler.transform(*store.datasets.read_windows(dataset, "valid"))
+    panel = training_panel(store.datasets, dataset, scaler) if params.steps_per_epoch else None
+    if panel is None:  # every stored window once per epoch: the book's synthetic windows, a panel with gaps, or asked
+        train_windows = scaler.transform(*store.datasets.read_windows(dataset, "train"))
+        valid_windows = scaler.transform(*store.datasets.read_windows(dataset, "valid"))
+        fit = partial(train, params, train_windows, valid_windows)
+    else:
+        logger.info("%s draws its training windows per batch from %d series", params.variant, panel.n_series)
+        fit = partial(train_streaming, params, panel)
     fault = current_settings().test_fail_once
     # Holding a slot of the global limit only while fitting: an iterative_10 run holds none while its base
     # model trains in a subflow, so the limit cannot deadlock. Without the limit (not created) Prefect warns
@@ -63,17 +74,56 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
     with concurrency(TRAINING_LIMIT, occupy=1):
         progress = create_progress_artifact(0.0, description=f"{params.variant}: share of max epochs trained")
         # the backup of an interrupted try: on an object store, from the store, so it resumes on any machine
-        result = train(params, train_windows, valid_windows, logger,
-                       backup=TrainingBackup(store.models.backup_folder(run_id)),
-                       callbacks=[epoch_progress(progress, params.epochs),
-                                  stored_backup(store.models, run_id, current_settings().backup_interval),
-                                  *(training_fault(fault, logger) if fault else [])])
+        result = fit(logger, backup=TrainingBackup(store.models.backup_folder(run_id)),
+                     callbacks=[epoch_progress(progress, params.epochs),
+                                stored_backup(store.models, run_id, current_settings().backup_interval),
+                                *(training_fault(fault, logger) if fault else [])])
         store.models.store_backup(run_id)  # the finished fit removed its backup: so does the store
     update_progress_artifact(progress, 100.0)  # early stopping ends before max epochs: the training is done
-    saved = model_manifest(manifest, result, get_variant(params.variant))
+    # how the model saw its windows: drawn per batch from the series, or every stored window each epoch
+    saved = model_manifest({**manifest, "training_windows": "sampled" if panel is not None else "stored"}, result,
+                           get_variant(params.variant))
     model_path = store.models.save(run_id, result.model, saved)
     logger.info("%s saved to %s", params.variant, model_path)
     return TrainedModel.from_manifest(model_path, saved)
+
+
+def training_panel(datasets: Datasets, dataset: DatasetRef, scaler: Scaler) -> Panel | None:
+    """The dataset's series as a panel that training draws its windows from, in the order of its values table.
+
+    None for a dataset without stored series values (the book's synthetic windows, an older ingest), and for one
+    with gaps (missing='drop'): its stored windows leave out every window across a gap, which the sampler does not.
+    """
+    if "values" not in dataset.manifest.get("tables", []):
+        return None
+    return values_panel(datasets.read_table(dataset, "values"), scaler)
+
+
+def values_panel(table: pa.Table, scaler: Scaler) -> Panel | None:
+    """A panel from a dataset's values table (series_id, part, value per step, series after series); None when a
+    value is missing (a gap that missing='drop' left)."""
+    table = table.select(["series_id", "part", "value"])
+    values = table.column("value").to_numpy().astype(np.float32)
+    if np.isnan(values).any():
+        return None
+    ids = table.column("series_id").combine_chunks().dictionary_encode()
+    mean, std = series_scaling(scaler, ids.dictionary.to_pylist())
+    part = table.column("part")
+    return series_panel(values, ids.indices.to_numpy(), pc.equal(part, "train").to_numpy(zero_copy_only=False),
+                        pc.equal(part, "valid").to_numpy(zero_copy_only=False), mean, std)
+
+
+def series_scaling(scaler: Scaler, series_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each series' scaling mean and std, (n_series,) float64 each: what ``scaler.transform`` applies to it."""
+    n = len(series_ids)
+    if scaler.is_identity:
+        return np.zeros(n), np.ones(n)
+    keys = [GLOBAL_KEY] * n if scaler.mode == "global" else series_ids
+    missing = [key for key in keys if key not in scaler.stats]
+    if missing:
+        raise ValueError(f"no scaling statistics for series {', '.join(missing[:5])} of the dataset")
+    pairs = np.array([scaler.stats[key] for key in keys], dtype=np.float64).reshape(n, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def epoch_progress(artifact_id, max_epochs: int):

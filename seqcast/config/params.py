@@ -116,6 +116,11 @@ class ForecastParams(BaseModel):
         None, ge=1, description="fit on the last INPUT_STEPS values of each input window only (the model still "
                                 "takes n_steps values, in the frame of the whole window); variants with a vector "
                                 "target; default: all n_steps")
+    steps_per_epoch: int = Field(
+        1000, ge=0, description="batches per epoch when training draws its windows at random from an ingested "
+                                "dataset's series, at most one pass's worth of its windows; 0: fit every stored "
+                                "training window once per epoch, all held in memory (as the book's synthetic windows "
+                                "always are)")
 
     @model_validator(mode="before")
     @classmethod
@@ -261,5 +266,6 @@ class ForecastParams(BaseModel):
 def normalized_params(params_json: str) -> dict:
     """A recorded run's parameters, validated and with every default filled in, as a dump of today's run is."""
     recorded = json.loads(params_json)
-    # a run recorded before the loss option existed trained on MSE, on an ingested dataset too
-    return ForecastParams(**{"loss": "mse", **recorded}).model_dump()
+    # a run recorded before the loss option existed trained on MSE, on an ingested dataset too; one recorded before
+    # steps_per_epoch existed fitted every stored training window once per epoch
+    return ForecastParams(**{"loss": "mse", "steps_per_epoch": 0, **recorded}).model_dump()

@@ -23,6 +23,7 @@ from seqcast.data.normalise import denormalise, normalise, normalise_like
 from seqcast.data.synthetic import sequence_targets, split_windows
 from seqcast.evaluation.baselines import naive_forecast
 from seqcast.models.registry import CONV_KERNEL, CONV_STRIDES, Variant, build_model, get_variant, last_steps
+from seqcast.training.windows import Panel, WindowSampler, fixed_sample, keras_dataset, window_ranges
 
 PREDICT_BATCH_SIZE = 2048
 LIBRARIES = ("seqcast", "tensorflow-cpu", "keras", "numpy", "prefect", "pyarrow", "duckdb")
@@ -205,14 +206,66 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
     """
     import keras
 
-    from seqcast.models.layers import last_time_step_mse
-
     variant = get_variant(params.variant)
     n_steps, horizon = params.n_steps, params.effective_horizon
     keras.utils.set_random_seed(params.seed)
     x_train, y_train = fitting_pairs(variant, train_windows, n_steps, horizon, params.window_norm)
-    x_valid, y_valid = fitting_pairs(variant, valid_windows, n_steps, horizon, params.window_norm)
+    validation = fitting_pairs(variant, valid_windows, n_steps, horizon, params.window_norm)
+    return _fit(params, logger, backup, callbacks, validation, x=x_train, y=y_train, batch_size=params.batch_size)
 
+
+def streaming_sampler(params: ForecastParams, panel: Panel) -> tuple[WindowSampler, tuple[np.ndarray, np.ndarray]]:
+    """The sampler of training batches from ``panel`` and the fixed validation pairs, both in the frame of
+    ``params.window_norm``.
+
+    Training windows end before each series' validation part; validation windows have their targets in it (their
+    inputs may reach back into the training part), as the stored splits' windows do. An epoch is
+    ``params.steps_per_epoch`` batches, or fewer when that many would draw more windows than the panel holds.
+    """
+    variant = get_variant(params.variant)
+    n_steps, horizon = params.n_steps, params.effective_horizon
+    width = n_steps + horizon
+
+    def pairs(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return fitting_pairs(variant, windows, n_steps, horizon, params.window_norm)
+
+    ranges = window_ranges(panel.train_ends, n_steps, horizon)
+    # a panel of few windows gets epochs of as many windows as it holds, so early stopping checks it as often as
+    # it would on every stored window
+    steps = max(1, min(params.steps_per_epoch, math.ceil(ranges.total / params.batch_size)))
+    sampler = WindowSampler(panel, ranges, width, pairs, params.batch_size, steps, params.seed)
+    valid_ranges = window_ranges(panel.valid_ends, n_steps, horizon, first_target=panel.train_ends)
+    if valid_ranges.total == 0:
+        raise ValueError(f"no series holds a complete validation window of {width} steps")
+    return sampler, pairs(fixed_sample(panel, valid_ranges, width, params.seed))
+
+
+def train_streaming(params: ForecastParams, panel: Panel, logger: logging.Logger, backup=None,
+                    callbacks: list | tuple = ()) -> TrainResult:
+    """Fit the variant on windows drawn per batch from the series of ``panel`` (see :mod:`seqcast.training.windows`).
+
+    Each epoch is at most ``params.steps_per_epoch`` batches drawn at random from every training window of every
+    series (see :func:`streaming_sampler`), and early stopping watches a validation sample drawn once, so an epoch
+    costs the same memory and time whatever the number of series. ``backup`` and ``callbacks`` as for
+    :func:`train`; a resumed fit draws the batches the interrupted one would have drawn.
+    """
+    import keras
+
+    keras.utils.set_random_seed(params.seed)
+    sampler, validation = streaming_sampler(params, panel)
+    batches, epoch_callback = keras_dataset(sampler)
+    return _fit(params, logger, backup, callbacks, validation, epoch_callback=epoch_callback, x=batches)
+
+
+def _fit(params: ForecastParams, logger: logging.Logger, backup, callbacks: list | tuple,
+         validation: tuple[np.ndarray, np.ndarray], epoch_callback=None, **data) -> TrainResult:
+    """Build and compile the variant, fit it on ``data`` (``fit``'s x, y, batch_size) and return the result."""
+    import keras
+
+    from seqcast.models.layers import last_time_step_mse
+
+    variant = get_variant(params.variant)
+    n_steps, horizon = params.n_steps, params.effective_horizon
     input_steps = params.input_steps or n_steps
     model = build_model(variant.name, input_steps, horizon, **params.hyperparameters())
     if input_steps < n_steps:
@@ -224,16 +277,17 @@ def train(params: ForecastParams, train_windows: np.ndarray, valid_windows: np.n
                    steps_per_execution=params.steps_per_execution)
     progress = EpochLogger(logger, variant.name, params.epochs, backup)
     extra_callbacks = list(callbacks)
-    # the guard first, so no non-finite epoch is journaled or backed up; then the journal, the backup, early stopping
-    callbacks = [divergence_guard(variant.name), progress.callback]
+    # the sampler learns the epoch before its first batch; then the guard, so no non-finite epoch is journaled or
+    # backed up; then the journal, the backup, early stopping
+    callbacks = [*([epoch_callback] if epoch_callback is not None else []), divergence_guard(variant.name),
+                 progress.callback]
     if backup is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup.folder), delete_checkpoint=True))
     callbacks += [early_stopping(params.patience, backup, progress), *extra_callbacks]
     started = time.perf_counter()
     # validation in batches of 2048: the same mean loss, far fewer compiled calls per epoch than batches of 32
-    fitted.fit(x_train, y_train, epochs=params.epochs, batch_size=params.batch_size,
-               validation_data=(x_valid, y_valid), validation_batch_size=PREDICT_BATCH_SIZE, callbacks=callbacks,
-               verbose=0)
+    fitted.fit(**data, epochs=params.epochs, validation_data=validation, validation_batch_size=PREDICT_BATCH_SIZE,
+               callbacks=callbacks, verbose=0)
     train_seconds = time.perf_counter() - started
 
     history = [{
