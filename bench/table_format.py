@@ -14,6 +14,8 @@ and the tables alternate case by case, so both see the same load on a shared mac
   record format writes each record, then loads them all into ``results.duckdb`` (a sync), the tables take each run
   through ``Results.record`` (what a flow run's record step calls) and need only a connection over them; timed to
   the first answer of ``SELECT count(*) FROM leaderboard``.
+- the same locally for the tables alone, with ``seqcast results compact`` every ``--compact-every`` runs (its time
+  included): a table's per-run cost grows with the small files it holds, which compaction merges.
 - the same on moto's S3 server (its own process, on loopback): the record format uploads each record and a second
   machine syncs them (``Results.sync``: packs, fetches, load); ``Results.record`` commits to the bucket and a second
   ``Results`` (nothing cached) queries it.
@@ -145,6 +147,22 @@ def case_tables(home: Path, runs: int, s3: str | None) -> dict:
     return {"seconds": time.perf_counter() - started, "write_s": written, "answer": answer[0][0]}
 
 
+def case_tables_compacting(home: Path, runs: int, every: int) -> dict:
+    """``case_tables`` on a local folder with ``seqcast results compact`` every ``every`` runs, its time included."""
+    from seqcast.storage.results import Results
+
+    writer = Results(home / "writer")
+    started = time.perf_counter()
+    for n in range(runs):
+        writer.record(f"run-{n:06d}", run_rows(f"run-{n:06d}"))
+        progress("tables, compacting", n + 1, started)
+        if (n + 1) % every == 0:
+            writer.compact()
+    written = time.perf_counter() - started
+    answer = Results(home / "writer").query("SELECT count(*) FROM leaderboard")[1]
+    return {"seconds": time.perf_counter() - started, "write_s": written, "answer": answer[0][0]}
+
+
 def case_big_records(home: Path, rows: int) -> dict:
     from legacy_storage.results import Results
 
@@ -220,7 +238,8 @@ def case_one_tables(home: Path, run_id: str) -> dict:
     return {"seconds": time.perf_counter() - started, "answer": len(rows)}
 
 
-CASES = {"records": case_records, "tables": case_tables, "big-records": case_big_records,
+CASES = {"records": case_records, "tables": case_tables, "tables-compacting": case_tables_compacting,
+         "big-records": case_big_records,
          "big-tables": case_big_tables, "many-records": setup_many_records, "many-tables": setup_many_tables,
          "one-records": case_one_records, "one-tables": case_one_tables}
 
@@ -282,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1000, help="runs recorded one by one (default 1000)")
     parser.add_argument("--s3-runs", type=int, default=None, help="the same on S3 (default: --runs)")
     parser.add_argument("--big-rows", type=int, default=18_000_000, help="rows of the one big append (18M)")
+    parser.add_argument("--compact-every", type=int, default=100,
+                        help="also record --runs runs locally, compacting every N runs, tables only (0: not; "
+                             "default 100)")
     parser.add_argument("--many", type=int, default=100_000, help="runs the one-run query picks from (100k)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "table-format.md")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -330,14 +352,25 @@ def main(argv: list[str] | None = None) -> int:
                          f"{delta['peak_rss_mb']:.0f}", f"{today.get('answer')} / {delta.get('answer')}"])
             print(rows[-1], flush=True)
             report()
+            return today, delta
 
         # the longest case, S3, last: a run cut short still has the others
-        measure(f"record {args.runs} runs, local folder", "records", "tables",
-                [str(work / "rec-local"), args.runs, None], [str(work / "tab-local"), args.runs, None], local,
-                args.runs)
+        today_local, _ = measure(f"record {args.runs} runs, local folder", "records", "tables",
+                                 [str(work / "rec-local"), args.runs, None], [str(work / "tab-local"), args.runs, None],
+                                 local, args.runs)
         sizes.append([f"{args.runs} runs, local folder", f"{size_mb(work / 'rec-local' / 'writer'):.1f} records + "
                       f"{size_mb(work / 'rec-local') - size_mb(work / 'rec-local' / 'writer'):.1f} results.duckdb",
                       f"{size_mb(work / 'tab-local'):.1f}"])
+        if args.compact_every:
+            # the tables alone: what the per-run cost is when compaction keeps the small files few
+            delta = run_case("tables-compacting", str(work / "tab-compacting"), args.runs, args.compact_every,
+                             env=local)
+            rows.append([f"record {args.runs} runs, local, compacted every {args.compact_every}", "-",
+                         f"{delta['seconds']:.2f}", f"{delta['seconds'] / today_local['seconds']:.2f}x",
+                         f"- / {1000 * delta['write_s'] / args.runs:.0f}", "-", f"{delta['peak_rss_mb']:.0f}",
+                         f"- / {delta['answer']}"])
+            print(rows[-1], flush=True)
+            report()
         measure(f"append {args.big_rows:,} rows (one run)", "big-records", "big-tables",
                 [str(work / "rec-big"), args.big_rows], [str(work / "tab-big"), args.big_rows], local)
         sizes.append([f"{args.big_rows:,} rows", f"{size_mb(work / 'rec-big'):.1f}",
