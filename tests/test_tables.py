@@ -259,13 +259,13 @@ def test_compaction_merges_small_files_and_one_run_reads_few_files(location):
     assert count(tables, "SELECT count(*), count(DISTINCT run_id) FROM predictions") == [(11 * 50 + 1, 12)]
 
 
-def storage_doc_snippets() -> list[str]:
-    """The Python snippets of docs/storage.md's "Reading the tables from outside seqcast", in order, but those that
-    say they are not run by the tests (Spark, a bucket of yours)."""
+def storage_doc_snippets(bucket: bool = False) -> list[str]:
+    """The Python snippets of docs/storage.md's "Reading the tables from outside seqcast", in order: those for a
+    local home, or (``bucket``) the one for an ``s3://`` home; never those that say the tests do not run them."""
     page = (REPO_ROOT / "docs" / "storage.md").read_text()
-    section = page.split("### Reading the tables from outside seqcast", 1)[1].split("\n#", 1)[0]
+    section = re.split(r"\n##+ ", page.split("### Reading the tables from outside seqcast", 1)[1], maxsplit=1)[0]
     return [block for block in re.findall(r"```python\n(.*?)```", section, re.S)
-            if not block.startswith("# not run by the tests")]
+            if not block.startswith("# not run by the tests") and ("s3://" in block) == bucket]
 
 
 @pytest.mark.integration
@@ -294,6 +294,27 @@ def test_the_tables_are_read_without_seqcast(tmp_path, monkeypatch):
     assert found["versions"][-1] == (0, "WRITE") and len(found["versions"]) == 3
     assert found["first_runs"]["run_id"].tolist() == ["run-1"]
     assert found["first_runs"]["epochs"].tolist() == [1]  # the first write, before its retry replaced it
+
+
+@pytest.mark.integration
+def test_the_tables_in_a_bucket_are_read_as_documented(s3_process, tmp_path, monkeypatch):
+    """docs/storage.md's snippet for an ``s3://`` home, with its endpoint and bucket swapped for the S3 server's,
+    reads the runs that ``Results.record`` committed there; the credentials come from the AWS variables alone."""
+    import polars as pl
+    from deltalake import DeltaTable as documented_delta_table
+
+    for name, value in s3_process.env().items():
+        monkeypatch.setenv(name, value)
+    url = s3_process.url(f"docs-{tmp_path.name}")
+    results = Results(tmp_path / "cache", ObjectStore(url))
+    for run_id in ("run-1", "run-2"):
+        results.record(run_id, run_rows(run_id))
+    (snippet,) = storage_doc_snippets(bucket=True)
+    assert "http://minio.internal:9000" in snippet and "s3://forecasts/team-a" in snippet
+    snippet = snippet.replace("http://minio.internal:9000", s3_process.endpoint).replace("s3://forecasts/team-a", url)
+    found = {"DeltaTable": documented_delta_table, "pl": pl}  # imported by the snippets before it
+    exec(compile(snippet, "docs/storage.md", "exec"), found)
+    assert sorted(found["runs"]["run_id"]) == sorted(found["runs_pl"]["run_id"].to_list()) == ["run-1", "run-2"]
 
 
 @pytest.mark.integration
