@@ -49,9 +49,9 @@ def seqcast_command(variant: str, seed: int, epochs: int) -> list[str]:
 
 
 def seqcast_result(home: Path, variant: str) -> dict:
-    from seqcast.storage.results import query
+    from seqcast.storage.results import Results
 
-    _, rows = query(home / "results.duckdb", "SELECT valid_mse, epochs FROM leaderboard WHERE variant = ?", [variant])
+    _, rows = Results(home).query("SELECT valid_mse, epochs FROM leaderboard WHERE variant = ?", [variant])
     (valid_mse, epochs), = rows
     return {"valid_mse": valid_mse, "epochs": epochs}
 

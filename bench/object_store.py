@@ -1,13 +1,13 @@
 """The object store's cost: a ``linear`` run with SEQCAST_HOME on a local S3 server against the same run on a local
-folder, and ``seqcast results sync`` of records that other workers wrote.
+folder, and reading on a new machine the runs that other workers recorded in the bucket's results tables.
 
 The S3 server is moto's (``moto_server``), in its own process as a store would be on its own machine, on loopback.
 Runs alternate local / S3 so both see the same load on a shared machine; each is a ``seqcast run`` process against
 one real Prefect server, timed by its flow run's duration in Prefect (the run itself, not the process start-up).
-Then ``--records`` copies of that run's record are written to the bucket by ``--writers`` worker hosts (threads,
-each with its own cache, so each packs what it writes), and a machine with an empty cache and database times
-``seqcast results sync`` (a process, start-up included), then a second sync with nothing new; then a second new
-machine syncs, after the first one packed what it fetched one by one.
+Then ``--records`` copies of that run's rows are recorded in the bucket's tables by ``--writers`` worker hosts
+(threads, each with its own cache, each committing through ``Results.record`` as a flow run does), and a machine
+with an empty cache times ``seqcast sql`` counting every table's runs (a process, start-up included), then the same
+again.
 
     .venv/bin/python -m bench.object_store                    # 3 runs each way, 1,000 records; from the repo root
     .venv/bin/python -m bench.object_store --runs 5 --records 1000 --out bench/results/object-store.md
@@ -27,12 +27,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import duckdb
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 from tabulate import tabulate
 
-from seqcast.storage import Store
 from seqcast.storage.objects import ObjectStore
+from seqcast.storage.results import Results
+from seqcast.storage.schemas import SCHEMAS, record_key
 from tests.prefect_server import start_server, stop_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,16 @@ def start_s3() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto_server did not start")
 
 
-def run_linear(env: dict[str, str], db: Path, args: list[str]) -> tuple[str, float, float]:
+def sql(env: dict[str, str], query: str) -> list[str]:
+    """``seqcast sql QUERY --format csv`` in a process of its own: its data lines."""
+    done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "sql", query, "--format", "csv"], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"seqcast sql failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[1:]
+
+
+def run_linear(env: dict[str, str], args: list[str]) -> tuple[str, float, float]:
     """One ``seqcast run --variant linear``: its run id, the flow run's duration in Prefect, the process's wall."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "run", "--variant", "linear", *args], cwd=REPO_ROOT,
@@ -73,8 +82,7 @@ def run_linear(env: dict[str, str], db: Path, args: list[str]) -> tuple[str, flo
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"seqcast run failed:\n{done.stderr[-3000:]}")
-    with duckdb.connect(str(db), read_only=True) as con:
-        run_id = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+    (run_id,) = sql(env, "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1")
     return run_id, flow_seconds(env, run_id), wall
 
 
@@ -86,41 +94,52 @@ def flow_seconds(env: dict[str, str], run_id: str) -> float:
     return float(out.stdout.strip())
 
 
-def write_copies(store: Store, run_id: str, n: int, writers: int) -> float:
-    """Write ``n`` records with the tables of ``run_id``'s record under new run ids, from ``writers`` hosts side by
-    side (each thread a host with its own cache)."""
-    tables = {name: pq.read_table(path) for name, path in store.records.files(run_id).items()}
+def run_tables(results: Results, run_id: str) -> dict:
+    """The rows ``run_id`` committed, table by table (its dataset's row included)."""
+    found = {}
+    for name, table in results.tables.open_all().items():
+        if table is None or record_key(name) != "run_id" or "run_id" not in SCHEMAS[name].names:
+            continue
+        rows = table.to_pyarrow_dataset().to_table(filter=pc.field("run_id") == run_id)
+        if rows.num_rows:
+            found[name] = rows
+    dataset_id = found["runs"].column("dataset_id")[0].as_py()
+    found["datasets"] = results.tables.open("datasets").to_pyarrow_dataset().to_table(
+        filter=pc.field("dataset_id") == dataset_id)
+    return found
+
+
+def write_copies(root: Path, remote: ObjectStore, run_id: str, n: int, writers: int) -> tuple[float, int]:
+    """Record ``n`` runs with the rows of ``run_id`` under new run ids, from ``writers`` hosts side by side (each
+    thread a host with its own cache and its own ``Results``); return the seconds and the tables a run writes."""
+    tables = run_tables(Results(root, remote), run_id)
+    hosts = [Results(root.with_name(f"writer-{i}"), remote) for i in range(writers)]
 
     def write(i):
         new = str(uuid.uuid4())
-        rows = {}
-        for name, table in tables.items():
-            if "run_id" in table.column_names:
-                table = table.set_column(table.column_names.index("run_id"), "run_id",
-                                         [[new] * table.num_rows])
-            rows[name] = table
-        Store(store.root.with_name(f"writer-{i % writers}"), remote=store.remote).records.write(new, rows)
+        rows = {name: table if name == "datasets" else
+                table.set_column(table.column_names.index("run_id"), "run_id", [[new] * table.num_rows])
+                for name, table in tables.items()}
+        hosts[i % writers].record(new, rows)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(writers) as pool:
         list(pool.map(write, range(n)))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, len(tables)
 
 
-def timed_sync(env: dict[str, str]) -> tuple[float, str]:
+def timed_count(env: dict[str, str]) -> tuple[float, str]:
+    """``seqcast sql`` of every run on a machine (a process, start-up included): seconds, and what it counted."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "seqcast.app.cli", "results", "sync"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"seqcast results sync failed:\n{done.stderr[-3000:]}")
-    brought = [line for line in done.stderr.splitlines() if " brought " in line]
-    return time.perf_counter() - started, "; ".join([*brought[-1:], done.stdout.strip().splitlines()[-1]])
+    (counted,) = sql(env, "SELECT (SELECT count(*) FROM runs) || ' runs, ' || (SELECT count(*) FROM predictions) "
+                          "|| ' predictions'")
+    return time.perf_counter() - started, counted
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="linear runs on each store; default: 3")
-    parser.add_argument("--records", type=int, default=1000, help="records other workers write; default: 1000")
+    parser.add_argument("--records", type=int, default=1000, help="runs other workers record; default: 1000")
     parser.add_argument("--writers", type=int, default=8, help="worker hosts writing them; default: 8")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the linear runs; default: 20")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
@@ -132,15 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = server.client_env(**CREDENTIALS, AWS_ENDPOINT_URL=endpoint, TF_NUM_INTRAOP_THREADS="2")
         local = {**base, "SEQCAST_HOME": str(work / "local")}
-        remote = {**base, "SEQCAST_HOME": f"s3://{BUCKET}/bench", "SEQCAST_CACHE": str(work / "cache"),
-                  "SEQCAST_DB": str(work / "s3-results.duckdb")}
+        remote = {**base, "SEQCAST_HOME": f"s3://{BUCKET}/bench", "SEQCAST_CACHE": str(work / "cache")}
         run_args = [f"--epochs={args.epochs}"]
         times = {"local folder": [], "S3 (moto, loopback)": []}
         run_id = None
         for i in range(args.runs):
-            for name, env, db in (("local folder", local, work / "local" / "results.duckdb"),
-                                  ("S3 (moto, loopback)", remote, work / "s3-results.duckdb")):
-                rid, flow_s, wall_s = run_linear(env, db, run_args)
+            for name, env in (("local folder", local), ("S3 (moto, loopback)", remote)):
+                rid, flow_s, wall_s = run_linear(env, run_args)
                 times[name].append((flow_s, wall_s))
                 print(f"run {i + 1}/{args.runs} on {name}: flow run {flow_s:.1f} s, process {wall_s:.1f} s",
                       file=sys.stderr, flush=True)
@@ -153,24 +170,19 @@ def main(argv: list[str] | None = None) -> int:
                                             "flow run vs local"], tablefmt="github")
 
         os.environ.update({k: v for k, v in remote.items() if k.startswith("AWS_")})
-        writer = Store(work / "cache", remote=ObjectStore(remote["SEQCAST_HOME"]))
-        write_s = write_copies(writer, run_id, args.records, args.writers)
-        per_record = len(writer.records.files(run_id))
-        reader = {**remote, "SEQCAST_CACHE": str(work / "reader-cache"), "SEQCAST_DB": str(work / "reader.duckdb")}
-        first_s, first_out = timed_sync(reader)
-        again_s, again_out = timed_sync(reader)
-        second = {**remote, "SEQCAST_CACHE": str(work / "second-cache"), "SEQCAST_DB": str(work / "second.duckdb")}
-        second_s, second_out = timed_sync(second)
+        write_s, per_run = write_copies(work / "cache", ObjectStore(remote["SEQCAST_HOME"]), run_id, args.records,
+                                        args.writers)
+        reader = {**remote, "SEQCAST_CACHE": str(work / "reader-cache")}
+        first_s, first_out = timed_count(reader)
+        again_s, again_out = timed_count(reader)
         sync_table = tabulate([
-            [f"write {args.records} records ({per_record} files each) from {args.writers} hosts", f"{write_s:.1f}",
-             ""],
-            ["`seqcast results sync` on an empty machine", f"{first_s:.1f}", first_out],
-            ["`seqcast results sync` again, nothing new", f"{again_s:.1f}", again_out],
-            ["`seqcast results sync` on a second empty machine", f"{second_s:.1f}", second_out],
+            [f"record {args.records} runs ({per_run} tables each) from {args.writers} hosts", f"{write_s:.1f}", ""],
+            ["`seqcast sql` of every run on an empty machine", f"{first_s:.1f}", first_out],
+            ["`seqcast sql` again", f"{again_s:.1f}", again_out],
         ], headers=["step", "s", "output"], tablefmt="github")
         load = os.getloadavg()
         text = (f"linear runs ({args.epochs} epochs, the default synthetic dataset), alternating:\n\n{run_table}\n\n"
-                f"records of other workers:\n\n{sync_table}\n\nload average at the end: "
+                f"runs other workers recorded:\n\n{sync_table}\n\nload average at the end: "
                 f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
         print(text)
         if args.out:

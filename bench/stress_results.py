@@ -1,17 +1,17 @@
-"""Stress the results store: N concurrent forecast flow runs, each its own OS process, on one SEQCAST_HOME.
+"""Stress the results tables: N concurrent forecast flow runs, each its own OS process, on one SEQCAST_HOME.
 
-One real Prefect server, the ``naive`` variant on tiny data (no TensorFlow), a different seed per run.
-Optionally a process holds the database read-write (like a user's DuckDB shell) for part of the time.
-Prints a markdown table of what was expected and what the database holds, before and after a sync.
+One real Prefect server, the ``naive`` variant on tiny data (no TensorFlow), a different seed per run; every run
+commits its rows to the Delta tables as a flow run does (one commit per table). Optionally another process keeps a
+DuckDB connection open over the tables (like a user's shell) while the runs commit. Prints a markdown table of what
+was expected and what the tables hold: rows, duplicates, each table's version.
 
     .venv/bin/python -m bench.stress_results                       # 20 runs, from the repository root
-    .venv/bin/python -m bench.stress_results -n 8 --hold-lock 20 --lock-timeout 5
+    .venv/bin/python -m bench.stress_results -n 8 --hold-reader 20
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import tempfile
@@ -19,9 +19,7 @@ import textwrap
 import time
 from pathlib import Path
 
-import duckdb
-
-from seqcast.storage.results import pending_records, sync
+from seqcast.storage.results import Results
 from tests.prefect_server import start_server, stop_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +27,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = {"n_series": 240, "n_train": 160, "n_valid": 40, "n_test": 40}
 # A naive (one-step) run: (model, naive) x (valid, test) x (mse, mae, rmse); one prediction per test series.
 METRICS_PER_RUN, PREDICTIONS_PER_RUN = 12, TINY["n_test"]
-LOCK_RETRIES = re.compile(r"(\d+) lock retries")
 
 
 def start_run(env: dict[str, str], seed: int) -> subprocess.Popen:
@@ -39,82 +36,77 @@ def start_run(env: dict[str, str], seed: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def hold_lock(db: Path, seconds: float) -> subprocess.Popen:
-    """A process that keeps the database open read-write for ``seconds``."""
+def hold_reader(home: Path, seconds: float) -> subprocess.Popen:
+    """A process that keeps a DuckDB connection open over the tables for ``seconds``, querying now and then."""
     code = textwrap.dedent(f"""
-        import duckdb, time
-        while True:  # a run may be loading right now: take the lock as soon as it is free
-            try:
-                con = duckdb.connect({str(db)!r})
-                break
-            except duckdb.IOException:
-                time.sleep(0.01)
-        print("held", flush=True)
-        time.sleep({seconds})
+        import time
+        from pathlib import Path
+        from seqcast.storage.table_queries import connect
+        from seqcast.storage.tables import Tables
+        con = connect(Tables(Path({str(home)!r})))
+        print("open", flush=True)
+        end = time.monotonic() + {seconds}
+        while time.monotonic() < end:
+            con.execute("SELECT count(*) FROM leaderboard").fetchall()
+            time.sleep(0.5)
     """)
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    if process.stdout.readline().strip() != "held":
-        raise RuntimeError("the lock-holding process could not open the database")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    if process.stdout.readline().strip() != "open":
+        raise RuntimeError("the reading process could not open the tables")
     return process
 
 
-def counts(db: Path) -> dict[str, int]:
-    """Rows per table and duplicate keys; readers open read-only and close at once."""
-    empty = {"runs": 0, "metrics": 0, "predictions": 0, "duplicates": 0}
-    if not db.exists():
-        return empty
-    with duckdb.connect(str(db), read_only=True) as con:
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'").fetchone()[0]:
-            return empty  # a file that nothing has loaded into yet
-        found = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("runs", "metrics", "predictions")}
-        found["duplicates"] = sum(con.execute(sql).fetchone()[0] for sql in (
-            "SELECT count(*) - count(DISTINCT run_id) FROM runs",
-            "SELECT count(*) - count(DISTINCT (run_id, predictor, split, metric, horizon_step)) FROM metrics",
-            "SELECT count(*) - count(DISTINCT (run_id, split, series_index, horizon_step)) FROM predictions"))
+def counts(home: Path) -> dict[str, int]:
+    """Rows per table and duplicate keys, read from the tables as any process reads them."""
+    results = Results(home)
+    one = lambda sql: results.query(sql)[1][0][0]  # noqa: E731
+    found = {t: one(f"SELECT count(*) FROM {t}") for t in ("runs", "metrics", "predictions")}
+    found["duplicates"] = sum(one(sql) for sql in (
+        "SELECT count(*) - count(DISTINCT run_id) FROM runs",
+        "SELECT count(*) - count(DISTINCT (run_id, predictor, split, metric, horizon_step)) FROM metrics",
+        "SELECT count(*) - count(DISTINCT (run_id, split, series_index, horizon_step)) FROM predictions"))
     return found
+
+
+def versions(home: Path) -> dict[str, int]:
+    """Each table's version: its commits so far, less one."""
+    opened = Results(home).tables.open_all()
+    return {name: table.version() for name, table in opened.items() if table is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--runs", type=int, default=20, help="concurrent flow runs (default 20)")
-    parser.add_argument("--hold-lock", type=float, default=0.0, metavar="S",
-                        help="hold the database read-write for S seconds from the first committed record (default: no)")
-    parser.add_argument("--lock-timeout", type=float, default=None, metavar="S",
-                        help="SEQCAST_DB_LOCK_TIMEOUT for the runs (default: the library's 30 s)")
+    parser.add_argument("--hold-reader", type=float, default=0.0, metavar="S",
+                        help="keep a DuckDB connection open over the tables for S seconds from the first commit "
+                             "(default: no)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to keep state (default: a temp dir)")
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seqcast-stress-"))
     home = workdir / "seqcast-home"
-    db, records = home / "results.duckdb", home / "records"
     home.mkdir(parents=True, exist_ok=True)
     server = start_server(workdir / "prefect-server")
-    holder = None
+    reader = None
     try:
-        extra = {"SEQCAST_HOME": str(home)}
-        if args.lock_timeout is not None:
-            extra["SEQCAST_DB_LOCK_TIMEOUT"] = str(args.lock_timeout)
-        env = server.client_env(**extra)
+        env = server.client_env(SEQCAST_HOME=str(home))
         started = time.perf_counter()
         processes = [start_run(env, seed) for seed in range(args.runs)]
-        if args.hold_lock:
-            # Take the lock as the first run finishes, so that the hold overlaps the runs' loads.
-            while not (records.is_dir() and any(records.iterdir())) and any(p.poll() is None for p in processes):
+        if args.hold_reader:
+            # open the connection once the first run committed, so that it stays open over the others' commits
+            runs_log = home / "tables" / "runs" / "_delta_log"
+            while not (runs_log.is_dir() and any(runs_log.glob("*.json"))) and \
+                    any(p.poll() is None for p in processes):
                 time.sleep(0.05)
-            holder = hold_lock(db, args.hold_lock)
+            reader = hold_reader(home, args.hold_reader)
         outputs = [p.communicate()[0] for p in processes]
         wall_s = time.perf_counter() - started
-        if holder is not None:
-            holder.wait()
+        reader_ok = reader is None or reader.wait() == 0
         completed = sum(p.returncode == 0 for p in processes)
-        retries = [sum(int(n) for n in LOCK_RETRIES.findall(out)) for out in outputs]
-        left_waiting = sum("not yet in DuckDB" in out for out in outputs)
-        after_runs, pending_after_runs = counts(db), len(pending_records(records, db))
-        sync_report = sync(records, db)
-        after_sync, pending_after_sync = counts(db), len(pending_records(records, db))
+        found, committed = counts(home), versions(home)
     finally:
-        if holder is not None and holder.poll() is None:
-            holder.kill()
+        if reader is not None and reader.poll() is None:
+            reader.kill()
         stop_server(server)
 
     for process, output in zip(processes, outputs):
@@ -123,31 +115,30 @@ def main(argv: list[str] | None = None) -> int:
     expected = {"runs": args.runs, "metrics": args.runs * METRICS_PER_RUN,
                 "predictions": args.runs * PREDICTIONS_PER_RUN}
 
-    def found(c: dict[str, int]) -> str:
+    reader_state = "-" if not args.hold_reader else "held and queried throughout" if reader_ok else "failed"
+
+    def rows(c: dict[str, int]) -> str:
         return " / ".join(str(c[t]) for t in ("runs", "metrics", "predictions"))
 
     lines = [
-        (f"Stress run: {args.runs} concurrent naive flow runs, one Prefect server, one SEQCAST_HOME; "
-         + (f"another process held the database read-write for {args.hold_lock:g} s from the first committed "
-            f"record; " if args.hold_lock else "no other process held the database; ")
-         + f"SEQCAST_DB_LOCK_TIMEOUT={args.lock_timeout if args.lock_timeout is not None else '30 (default)'}"),
+        (f"Stress run: {args.runs} concurrent naive flow runs, one Prefect server, one SEQCAST_HOME (Delta tables); "
+         + (f"another process kept a DuckDB connection open over the tables for {args.hold_reader:g} s from the "
+            f"first commit" if args.hold_reader else "no other process read the tables meanwhile")),
         "",
         "| measure | value |",
         "|---|---|",
         f"| runs started | {args.runs} |",
         f"| runs completed | {completed} |",
-        f"| rows expected (runs / metrics / predictions) | {found(expected)} |",
-        f"| rows found after runs | {found(after_runs)} |",
-        f"| rows found after sync | {found(after_sync)} |",
-        f"| duplicate rows (after runs / after sync) | {after_runs['duplicates']} / {after_sync['duplicates']} |",
-        f"| lock retries seen (total, in how many runs) | {sum(retries)} in {sum(r > 0 for r in retries)} runs |",
-        f"| runs whose own load gave up (results left waiting in the record) | {left_waiting} |",
-        f"| records pending after runs | {pending_after_runs} |",
-        f"| records pending after sync | {pending_after_sync} (sync loaded {len(sync_report.loaded)}) |",
+        f"| rows expected (runs / metrics / predictions) | {rows(expected)} |",
+        f"| rows found after the runs | {rows(found)} |",
+        f"| duplicate rows | {found['duplicates']} |",
+        f"| table versions (runs / metrics / predictions / datasets) | "
+        f"{' / '.join(str(committed.get(t)) for t in ('runs', 'metrics', 'predictions', 'datasets'))} |",
+        f"| the reader's connection | {reader_state} |",
         f"| wall time of the runs | {wall_s:.0f} s |",
     ]
     print("\n".join(lines))
-    ok = completed == args.runs and after_sync == {**expected, "duplicates": 0} and pending_after_sync == 0
+    ok = completed == args.runs and found == {**expected, "duplicates": 0} and reader_ok
     return 0 if ok else 1
 
 

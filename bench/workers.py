@@ -43,10 +43,9 @@ def load() -> str:
 
 def sweep_pass(server, workdir: Path, workers: int, sweep_args: list[str]) -> dict:
     """One pass with ``workers`` workers: the sweep's seconds, and which worker ran each variant."""
-    import duckdb
-
     from seqcast.flows.execution import available_cores, ensure_training_limit
     from seqcast.models.registry import ONE_STEP
+    from seqcast.storage.results import Results
     from tests.prefect_server import prefect_api, start_worker, stop_process
 
     folder = workdir / f"pass-{workers}-{time.strftime('%H%M%S')}"
@@ -69,9 +68,8 @@ def sweep_pass(server, workdir: Path, workers: int, sweep_args: list[str]) -> di
     finally:
         for process in started:
             stop_process(process)
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
-        runs = con.execute("SELECT variant, flow_run_id, duration_s, train_seconds FROM runs "
-                           "WHERE status = 'completed'").fetchall()
+    runs = Results(home).query("SELECT variant, flow_run_id, duration_s, train_seconds FROM runs "
+                               "WHERE status = 'completed'")[1]
     ran_by = {}
     for name in names:  # every polling worker logs that it submits a run; all but the one that gets it, an abort
         log = (folder / name / "worker.log").read_text(errors="replace")

@@ -5,6 +5,7 @@ and queries of the DuckDB file over the tables, compaction and vacuum."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from seqcast.storage.migrate import local_records, migrate
 from seqcast.storage.objects import ObjectStore
+from seqcast.storage.results import Results
 from seqcast.storage.schemas import SCHEMAS
 from seqcast.storage.table_queries import connect, query, read_only_query
 from seqcast.storage.tables import Tables, delta_options
@@ -257,18 +259,62 @@ def test_compaction_merges_small_files_and_one_run_reads_few_files(location):
     assert count(tables, "SELECT count(*), count(DISTINCT run_id) FROM predictions") == [(11 * 50 + 1, 12)]
 
 
-@pytest.mark.integration
-def test_the_tables_are_read_without_seqcast(tmp_path):
-    """What docs/storage.md shows: DuckDB, pandas and Polars on the tables, with no seqcast code."""
-    import polars as pl
+def storage_doc_snippets(bucket: bool = False) -> list[str]:
+    """The Python snippets of docs/storage.md's "Reading the tables from outside seqcast", in order: those for a
+    local home, or (``bucket``) the one for an ``s3://`` home; never those that say the tests do not run them."""
+    page = (REPO_ROOT / "docs" / "storage.md").read_text()
+    section = re.split(r"\n##+ ", page.split("### Reading the tables from outside seqcast", 1)[1], maxsplit=1)[0]
+    return [block for block in re.findall(r"```python\n(.*?)```", section, re.S)
+            if not block.startswith("# not run by the tests") and ("s3://" in block) == bucket]
 
-    home = tmp_path / "home"
-    Tables(home).write("run-1", run_rows("run-1"))
-    con = duckdb.connect()
-    con.register("predictions", DeltaTable(f"{home}/tables/predictions").to_pyarrow_dataset())
-    assert con.execute("SELECT count(*) FROM predictions WHERE run_id = 'run-1'").fetchall() == [(5,)]
-    assert DeltaTable(f"{home}/tables/runs").to_pandas()["run_id"].tolist() == ["run-1"]
-    assert pl.read_delta(f"{home}/tables/runs")["run_id"].to_list() == ["run-1"]
+
+@pytest.mark.integration
+def test_the_tables_are_read_without_seqcast(tmp_path, monkeypatch):
+    """The snippets of docs/storage.md, as written, on a home that seqcast's ``Results.record`` wrote (two runs and a
+    retry of the first): DuckDB, pandas and Polars read what seqcast's own queries read, and version 0 of ``runs``
+    holds the first run only."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # the snippets start from Path.home() / ".seqcast"
+    results = Results(tmp_path / ".seqcast")
+    for run_id, tag in [("run-1", 1.0), ("run-2", 2.0), ("run-1", 3.0)]:
+        results.record(run_id, run_rows(run_id, tag, n_predictions=4 + int(tag)))
+    snippets = storage_doc_snippets()
+    assert len(snippets) >= 4, "the doc's snippets are no longer found"
+    found: dict = {}
+    for snippet in snippets:
+        exec(compile(snippet, "docs/storage.md", "exec"), found)
+
+    assert found["home"] == tmp_path / ".seqcast"
+    ours = results.query("SELECT run_id, variant, valid_mse FROM run_scores ORDER BY valid_mse")[1]
+    assert [tuple(row) for row in found["valid_mse"]] == ours == [("run-2", "linear", 2.0), ("run-1", "linear", 3.0)]
+    assert found["best_run"] == "run-2" and found["n_predictions"] == 6
+    assert sorted(found["runs"]["run_id"]) == sorted(found["runs_pl"]["run_id"].to_list()) == ["run-1", "run-2"]
+    assert list(found["runs"].columns) == ["run_id", "variant", "status", "finished_at"]
+    assert set(found["metrics"]["split"]) == {"valid"} and len(found["metrics"]) == 2 * 2  # (model, naive) x 2 runs
+    assert dict(found["valid_pl"].sort("predictor").iter_rows()) == {"model": 2.5, "naive": 5.0}
+    assert found["versions"][-1] == (0, "WRITE") and len(found["versions"]) == 3
+    assert found["first_runs"]["run_id"].tolist() == ["run-1"]
+    assert found["first_runs"]["epochs"].tolist() == [1]  # the first write, before its retry replaced it
+
+
+@pytest.mark.integration
+def test_the_tables_in_a_bucket_are_read_as_documented(s3_process, tmp_path, monkeypatch):
+    """docs/storage.md's snippet for an ``s3://`` home, with its endpoint and bucket swapped for the S3 server's,
+    reads the runs that ``Results.record`` committed there; the credentials come from the AWS variables alone."""
+    import polars as pl
+    from deltalake import DeltaTable as documented_delta_table
+
+    for name, value in s3_process.env().items():
+        monkeypatch.setenv(name, value)
+    url = s3_process.url(f"docs-{tmp_path.name}")
+    results = Results(tmp_path / "cache", ObjectStore(url))
+    for run_id in ("run-1", "run-2"):
+        results.record(run_id, run_rows(run_id))
+    (snippet,) = storage_doc_snippets(bucket=True)
+    assert "http://minio.internal:9000" in snippet and "s3://forecasts/team-a" in snippet
+    snippet = snippet.replace("http://minio.internal:9000", s3_process.endpoint).replace("s3://forecasts/team-a", url)
+    found = {"DeltaTable": documented_delta_table, "pl": pl}  # imported by the snippets before it
+    exec(compile(snippet, "docs/storage.md", "exec"), found)
+    assert sorted(found["runs"]["run_id"]) == sorted(found["runs_pl"]["run_id"].to_list()) == ["run-1", "run-2"]
 
 
 @pytest.mark.integration
