@@ -36,8 +36,6 @@ ORDER BY r.finished_at DESC
 def existing_run(params: ForecastParams) -> dict | None:
     """The newest completed run of exactly these parameters, if the results database has one."""
     results = current_store().results
-    if not results.path.exists():
-        return None
     columns, rows = results.query(RUN_SQL, [params.variant, params.dataset_spec().dataset_id])
     wanted = params.model_dump()
     for row in rows:

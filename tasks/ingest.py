@@ -22,7 +22,6 @@ from seqcast.data.regular import Panel, regular_panel
 from seqcast.storage import sources
 from seqcast.storage.datasets import DatasetRef
 from seqcast.storage.home import current_store
-from seqcast.storage.results import DatabaseLocked
 
 
 def read_file(params: IngestParams) -> pd.DataFrame:
@@ -63,7 +62,7 @@ def forecasts_stored() -> bool:
     """Whether the results store may hold forecasts that a file's actuals could score (True when it cannot say)."""
     try:
         return current_store().results.has_forecasts()
-    except (DatabaseLocked, duckdb.Error):
+    except (OSError, duckdb.Error):
         return True  # score_actuals decides, and logs why it scored nothing
 
 
