@@ -42,8 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from seqcast.data import windows
-from seqcast.storage import shards
+from seqcast.storage import shards, windows
 from seqcast.storage.atomic import atomic_dir, fsync_dir, fsync_tree
 from seqcast.storage.objects import ObjectStore
 
