@@ -17,12 +17,11 @@ from seqcast.evaluation.backtest import (
     BacktestParams,
     Cutoff,
     add_intervals,
+    backtest_scores,
     cut,
     cutoff_scaling,
     forecast_rows,
-    level_scores,
     refit_input,
-    summary,
 )
 from seqcast.evaluation.holdout import forecast_groups
 from seqcast.evaluation.run import forecast_inputs
@@ -152,7 +151,7 @@ def score_backtest(rows: list[dict], intervals: list[dict]) -> tuple[list[dict],
     """Score the backtest's forecasts and intervals: the ``backtest_cutoff_scores`` rows (sMAPE, MASE, OWA, and
     coverage and MSIS at the default levels, per cutoff and over all) and the ``backtest_level_scores`` rows
     (coverage and MSIS at every level)."""
-    return summary(rows, intervals), level_scores(rows, intervals)
+    return backtest_scores(rows, intervals)
 
 
 @task(name="publish-backtest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])

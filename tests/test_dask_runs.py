@@ -42,3 +42,34 @@ def test_a_cluster_without_workers_is_refused_before_any_work(home, capsys):
         assert cli(["run", "--variant", "naive", "--address", cluster.scheduler_address, *TINY_ARGS]) == 2
     assert f"the Dask cluster at {cluster.scheduler_address} has no workers" in capsys.readouterr().err
     assert not home.exists()
+
+
+@pytest.mark.slow
+def test_backtests_run_on_an_existing_dask_cluster(home, capsys, tmp_path):
+    """`seqcast backtest --address`: each variant's backtest flow in a Dask worker, recorded where this process
+    records."""
+    from seqcast.data import m3
+
+    data = m3.load_subset("monthly")
+    chosen = list(range(0, len(data), 200))
+    subset = m3.M3Subset("monthly", [data.series_ids[i] for i in chosen], [data.train[i] for i in chosen],
+                         data.test[chosen], data.h, data.period, data.freq)
+    path = tmp_path / "m3-part.parquet"
+    m3.long_frame(subset).to_parquet(path)
+    assert cli(["ingest", str(path), "--freq", "MS", "--n-steps", "36", "--horizon", "18", "--split", "last-horizon",
+                "--short-series", "pad"]) == 0
+    dataset_id = next(line.split("--dataset-id ")[1] for line in capsys.readouterr().out.splitlines()
+                      if "--dataset-id" in line).strip()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  env=ONE_THREAD) as cluster, distributed.Client(cluster) as client:
+        assert cli(["backtest", "--dataset-id", dataset_id, "--variant", "stats_naive", "--variant", "stats_theta",
+                    "--windows", "2", "--address", cluster.scheduler_address]) == 0
+        ran_here = client.run(lambda: "seqcast.flows.backtest" in sys.modules)  # which workers ran a backtest
+    err = capsys.readouterr().err
+    assert f"2 variant(s) on the Dask cluster at {cluster.scheduler_address}" in err
+    assert "stats_naive done in" in err and "stats_theta done in" in err
+    assert any(ran_here.values())
+    with results_db(home) as con:
+        scored = con.execute("SELECT variant, n_series FROM backtest_scores WHERE cutoff IS NULL ORDER BY variant"
+                             ).fetchall()
+    assert scored == [("stats_naive", len(subset)), ("stats_theta", len(subset))]

@@ -14,7 +14,7 @@ from utilsforecast import losses
 
 from seqcast.data import m3
 from seqcast.evaluation import aggregate, baselines, interval, point, scaled
-from seqcast.evaluation.backtest import level_scores, summary
+from seqcast.evaluation.backtest import backtest_scores, level_scores, summary
 from seqcast.evaluation.holdout import split_scores
 from seqcast.evaluation.m3_benchmark import OVERALL, leaderboard
 
@@ -268,6 +268,9 @@ def test_stored_backtest_scores_equal_what_the_views_computed():
     theirs = keyed(old_sql(OLD_BACKTEST_INTERVAL_SCORES, f=frame, i=pd.DataFrame(intervals)), "cutoff", "level")
     assert_rows_equal(ours, theirs, ("coverage", "msis", "n_forecasts"))
     assert {key[1] for key in ours} == {50.0, 80.0, 95.0} and (2, 80.0) not in ours
+    # both from one frame of the forecasts and one of the intervals, as the backtest flow scores them
+    assert backtest_scores(rows, intervals) == (summary(rows, intervals), level_scores(rows, intervals))
+    assert backtest_scores([], []) == ([], [])
 
 
 def test_stored_split_scores_equal_what_the_view_computed():

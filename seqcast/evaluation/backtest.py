@@ -202,9 +202,9 @@ def add_intervals(rows: list[dict], levels: tuple[float, ...], horizon: int) -> 
             for level, (lo, hi) in found.items() for i, row in enumerate(rows)]
 
 
-def _bands(rows: list[dict], intervals: list[dict] | None) -> pd.DataFrame:
-    """Each interval row (of :func:`add_intervals`) with the actual value and scale of its forecast."""
-    frame = pd.DataFrame(rows)
+def _bands(frame: pd.DataFrame, intervals: list[dict] | None) -> pd.DataFrame:
+    """Each interval row (of :func:`add_intervals`) with the actual value and scale of its forecast (a row of
+    ``frame``, the forecast rows')."""
     bands = pd.DataFrame(intervals or [], columns=["cutoff", "series_id", "step", "level", "lo", "hi"])
     return bands.merge(frame[["cutoff", "series_id", "step", "actual", "scale"]], on=["cutoff", "series_id", "step"])
 
@@ -224,9 +224,27 @@ def summary(rows: list[dict], intervals: list[dict] | None = None) -> list[dict]
     horizon.
     """
     frame = pd.DataFrame(rows)
+    return _summary(frame, _bands(frame, intervals)) if not frame.empty else []
+
+
+def level_scores(rows: list[dict], intervals: list[dict]) -> list[dict]:
+    """The ``backtest_level_scores`` rows: coverage and MSIS at every level of ``intervals`` (:func:`add_intervals`)
+    per cutoff, then over all cutoffs (``cutoff`` None), over the forecasts that have an interval; a cutoff without
+    any (the oldest) has no row."""
+    frame = pd.DataFrame(rows)
+    return _level_scores(_bands(frame, intervals) if not frame.empty else None)
+
+
+def backtest_scores(rows: list[dict], intervals: list[dict]) -> tuple[list[dict], list[dict]]:
+    """:func:`summary` and :func:`level_scores` of the same forecasts and intervals, which share one frame of each."""
+    frame = pd.DataFrame(rows)
     if frame.empty:
-        return []
-    bands = _bands(rows, intervals)
+        return [], _level_scores(None)
+    bands = _bands(frame, intervals)
+    return _summary(frame, bands), _level_scores(bands)
+
+
+def _summary(frame: pd.DataFrame, bands: pd.DataFrame) -> list[dict]:
     groups = [(cutoff, part, bands[bands["cutoff"] == cutoff]) for cutoff, part in frame.groupby("cutoff")]
     found = []
     for cutoff, part, band in [*groups, (None, frame, bands)]:
@@ -243,11 +261,9 @@ def summary(rows: list[dict], intervals: list[dict] | None = None) -> list[dict]
     return found
 
 
-def level_scores(rows: list[dict], intervals: list[dict]) -> list[dict]:
-    """The ``backtest_level_scores`` rows: coverage and MSIS at every level of ``intervals`` (:func:`add_intervals`)
-    per cutoff, then over all cutoffs (``cutoff`` None), over the forecasts that have an interval; a cutoff without
-    any (the oldest) has no row."""
-    bands = _bands(rows, intervals) if rows else pd.DataFrame(columns=["cutoff", "level", "lo", "hi"])
+def _level_scores(bands: pd.DataFrame | None) -> list[dict]:
+    if bands is None:
+        bands = pd.DataFrame(columns=["cutoff", "level", "lo", "hi"])
     bands = bands[has_interval(bands["lo"].to_numpy(dtype=np.float64, na_value=np.nan),
                                bands["hi"].to_numpy(dtype=np.float64, na_value=np.nan))]
     found = []
