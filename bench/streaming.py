@@ -181,8 +181,9 @@ def main() -> int:
     sections = [f"# Neural training on sampled windows: `{command}`\n",
                 f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
                 f"{os.cpu_count()} cores shared with other work (load average {os.getloadavg()[0]:.1f} at the start). "
-                f"Each row is one `seqcast run` process under `/usr/bin/time`: wall time and peak RSS of the whole "
-                f"command (ingest apart). `every stored window`: `--steps-per-epoch 0`; `sampled`: the default.\n"]
+                f"A row of the accuracy and scale tables is one `seqcast run` process under `/usr/bin/time`: wall "
+                f"time and peak RSS of the whole command (ingest apart). `every stored window`: "
+                f"`--steps-per-epoch 0`; `sampled`: the default.\n"]
     try:
         if "accuracy" in parts:
             sections += ["## M3 monthly (1,428 series), the M3 benchmark's training settings\n", *accuracy(work), ""]
