@@ -42,7 +42,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from seqcast.storage import shards, windows
+from seqcast.data.windows import cut, part_bounds, window_starts
+from seqcast.storage import shards
 from seqcast.storage.atomic import atomic_dir, fsync_dir, fsync_tree
 from seqcast.storage.objects import ObjectStore
 
@@ -307,10 +308,10 @@ def _cuts(ref: DatasetRef, split: str, columns: list[str]) -> tuple[pa.Table, pa
     sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
     offsets = (np.cumsum(sizes) - sizes)[index.column("shard").to_numpy()] + index.column("offset").to_numpy()
     lengths = index.column("length").to_numpy()
-    bounds = windows.part_bounds(lengths, index.column("valid_start").to_numpy(),
+    bounds = part_bounds(lengths, index.column("valid_start").to_numpy(),
                                  index.column("test_start").to_numpy(), split)
     spec = ref.manifest["spec"]
-    starts, rows = windows.window_starts(values.column("value").to_numpy(), offsets, *bounds, spec["n_steps"],
+    starts, rows = window_starts(values.column("value").to_numpy(), offsets, *bounds, spec["n_steps"],
                                          spec["horizon"])
     return index, values, starts, rows
 
@@ -325,7 +326,7 @@ def read_split(ref: DatasetRef, split: str) -> np.ndarray:
     _check_split(split)
     if is_sharded(ref):
         _, values, starts, _ = _cuts(ref, split, ["value"])
-        return windows.cut(values.column("value").to_numpy(), starts, tuple(ref.manifest["shapes"][split])[1])
+        return cut(values.column("value").to_numpy(), starts, tuple(ref.manifest["shapes"][split])[1])
     return read_values(ref.path / f"{split}.parquet", tuple(ref.manifest["shapes"][split]))
 
 
@@ -481,7 +482,7 @@ class Datasets:
         if is_sharded(ref):  # one read of the shards gives both
             _check_split(split)
             index, values, starts, rows = _cuts(ref, split, ["value"])
-            return (windows.cut(values.column("value").to_numpy(), starts, ref.manifest["shapes"][split][1]),
+            return (cut(values.column("value").to_numpy(), starts, ref.manifest["shapes"][split][1]),
                     index.column("series_id").to_numpy(zero_copy_only=False)[rows])
         found = read_split(ref, split)
         if ref.manifest["spec"].get("kind") != "ingested":

@@ -9,7 +9,7 @@ Layout under ``datasets/<dataset_id>/``:
   timestamp, value, part, padded``) sorted by (series id, step). The folder reads as one table in pyarrow
   (``pq.read_table``) and DuckDB (``read_parquet('values.parquet/*.parquet')``).
 
-Windows are not stored: readers cut them from the values (``seqcast.storage.windows``). The content hash combines one
+Windows are not stored: readers cut them from the values (``seqcast.data.windows``). The content hash combines one
 digest per series in series id order, so it does not depend on the number of shards.
 """
 

@@ -21,8 +21,9 @@ FORBIDDEN = {
     "flows": {"app", "deployments"},
     "deployments": {"app"},
 }
-# storage shares the core's naming rule and reads the settings that say where it lives, nothing else of it
-ALLOWED = {"storage": {"seqcast.config.names", "seqcast.config.settings"}}
+# storage shares the core's naming rule, reads the settings that say where it lives, and cuts a stored dataset's
+# windows with the core's own array code (plain numpy, so ingest and every reader cut them alike); nothing else of it
+ALLOWED = {"storage": {"seqcast.config.names", "seqcast.config.settings", "seqcast.data.windows"}}
 # the package's front door lends the library's calls from the entry layer, on first use (PEP 562)
 FRONT_DOOR = ("seqcast/__init__.py", "seqcast.app")
 

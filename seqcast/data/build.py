@@ -1,7 +1,7 @@
 """From regular series to a dataset: chronological parts, left padding, scaling statistics, the per-series index.
 
 The windows are not built here: a dataset stores each series' values once, and windows are cut from them on demand
-(:mod:`seqcast.storage.windows`).
+(:mod:`seqcast.data.windows`).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class PreparedDataset:
     """Everything a dataset store persists for an ingested file: every series' values once, and one row per series.
 
     The windows are not stored: ``splits`` and ``extra`` cut them from ``values`` on demand
-    (:mod:`seqcast.storage.windows`), as readers of a stored dataset do.
+    (:mod:`seqcast.data.windows`), as readers of a stored dataset do.
     """
 
     dataset_id: str

@@ -4,7 +4,7 @@ Long format: one row per (series id, timestamp, value). Rows in messages count f
 Every check runs before anything is written, so a rejected file leaves no trace in SEQCAST_HOME.
 
 The work is split by job: :mod:`seqcast.data.checks` (rows), :mod:`seqcast.data.regular` (each series on its
-grid), :mod:`seqcast.data.build` (parts, padding, scaling, the per-series index), :mod:`seqcast.storage.windows`
+grid), :mod:`seqcast.data.build` (parts, padding, scaling, the per-series index), :mod:`seqcast.data.windows`
 (windows cut from stored series). This module holds the options (:class:`IngestParams`) and the input, and keeps
 every name importable from here.
 """
