@@ -47,6 +47,9 @@ OWN_ROWS = ("backtests", "champions", "runs")
 # a conflicting commit is tried again on the newer version; writers finishing together spread their tries
 COMMIT_ATTEMPTS = 12
 DEFAULT_RETENTION_HOURS = 168
+# A commit reads every live file's statistics, so a run's write costs more with each small file earlier runs left:
+# a table that holds this many files has them merged right after a write (the weekly maintenance also orders them)
+COMPACT_AFTER_FILES = 64
 
 
 def delta_options(remote: ObjectStore | None) -> dict[str, str] | None:
@@ -136,7 +139,20 @@ class Tables:
         for name in OWN_ROWS:
             if name in todo:
                 versions.update(replace(name))
+        with ThreadPoolExecutor(len(TABLES)) as pool:
+            list(pool.map(self._compact_if_crowded, [*todo, *(["datasets"] if datasets.num_rows else [])]))
         return versions
+
+    def _compact_if_crowded(self, name: str) -> None:
+        """Merge the table's small files once it holds ``COMPACT_AFTER_FILES`` files. The run's rows are committed
+        already, so a compaction that loses a race to another writer's is left to the next write."""
+        table = self.open(name)
+        if table is None or len(table.file_uris()) < COMPACT_AFTER_FILES:
+            return
+        try:
+            table.optimize.compact()
+        except Exception as exc:  # delta-rs raises its own errors for a lost race or a store that refused
+            log.info("compaction of %s left to a later write: %s", name, exc)
 
     def write_many(self, runs: dict[str, dict[str, list[dict] | pa.Table]]) -> list[str]:
         """Commit many runs' rows with one commit per table for all the runs no table holds yet; return their ids.

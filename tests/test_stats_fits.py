@@ -3,7 +3,6 @@ the naive family without per-series loops, and the progress of the fits (log lin
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pytest
 
@@ -12,6 +11,7 @@ from seqcast.evaluation.holdout import forecast_groups, split_series
 from seqcast.models import stats
 from seqcast.storage import Store
 from seqcast.tasks.progress import Progress
+from tests.conftest import results_db
 
 
 def ragged(n: int = 9, seed: int = 0) -> list[np.ndarray]:
@@ -126,7 +126,7 @@ def test_stats_theta_runs_and_backtests_store_statsforecasts_forecasts_and_progr
     # the run: every series' sMAPE on each split is that of statsforecast's Theta fitted to what precedes it
     store = Store(home)
     values, periods = store.datasets.read_series_values(store.datasets.require(dataset_id))
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         stored = {(split, sid): smape for split, sid, smape in con.execute(
             "SELECT split, series_id, smape FROM series_scores WHERE run_id = ? AND predictor = 'model'",
             [summary["run_id"]]).fetchall()}
@@ -149,7 +149,7 @@ def test_stats_theta_runs_and_backtests_store_statsforecasts_forecasts_and_progr
     cv = StatsForecast(models=[Theta(season_length=12)], freq=1).cross_validation(df=frame, h=18, n_windows=3,
                                                                                     step_size=18)
     cv["cutoff"] = cv.groupby("unique_id")["cutoff"].rank(method="dense", ascending=False).astype(int) - 1
-    with duckdb.connect(str(home / "results.duckdb"), read_only=True) as con:
+    with results_db(home) as con:
         ours = con.execute("SELECT series_id AS unique_id, cutoff, step, forecast, actual FROM backtest_forecasts "
                            "WHERE run_id = ? ORDER BY ALL", [result["run_id"]]).df()
     cv = cv.sort_values(["unique_id", "cutoff", "ds"], ignore_index=True)

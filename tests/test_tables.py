@@ -259,6 +259,25 @@ def test_compaction_merges_small_files_and_one_run_reads_few_files(location):
     assert count(tables, "SELECT count(*), count(DISTINCT run_id) FROM predictions") == [(11 * 50 + 1, 12)]
 
 
+@pytest.mark.integration
+def test_a_table_crowded_with_small_files_is_compacted_by_the_next_write(tmp_path, monkeypatch):
+    """A write's cost grows with the table's files, so the write that brings a table to its limit merges them; the
+    rows stay those of every run, and a retry still replaces only its own."""
+    import seqcast.storage.tables as tables_module
+
+    monkeypatch.setattr(tables_module, "COMPACT_AFTER_FILES", 4)
+    tables = Tables(tmp_path / "home")
+    files = []
+    for n in range(9):
+        tables.write(f"run-{n}", run_rows(f"run-{n}", n_predictions=10))
+        files.append(len(tables.open("predictions").file_uris()))
+    assert files == [1, 2, 3, 1, 2, 3, 1, 2, 3]  # the fourth file of each round is merged with the other three
+    assert count(tables, "SELECT count(*), count(DISTINCT run_id) FROM predictions") == [(90, 9)]
+    tables.write("run-2", run_rows("run-2", 2.0, n_predictions=1))
+    assert count(tables, "SELECT count(*), count(DISTINCT run_id) FROM predictions") == [(81, 9)]
+    assert count(tables, "SELECT count(*) FROM runs") == [(9,)]
+
+
 def storage_doc_snippets(bucket: bool = False) -> list[str]:
     """The Python snippets of docs/storage.md's "Reading the tables from outside seqcast", in order: those for a
     local home, or (``bucket``) the one for an ``s3://`` home; never those that say the tests do not run them."""
