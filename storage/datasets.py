@@ -189,6 +189,17 @@ def discard_dataset(root: Path, dataset_id: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def _intact(root: Path, dataset_id: str) -> DatasetRef | None:
+    """The dataset already written under this id (the same content), or None; a damaged copy is discarded so that
+    it is written again."""
+    try:
+        return find_dataset(root, dataset_id)
+    except DamagedDataset as exc:
+        logging.getLogger(__name__).warning("%s; writing it again", exc)
+        discard_dataset(root, dataset_id)
+        return None
+
+
 def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.ndarray],
                   extra: dict[str, dict[str, np.ndarray]] | None = None, tables: dict[str, pa.Table] | None = None,
                   manifest_extra: dict | None = None) -> DatasetRef:
@@ -199,12 +210,7 @@ def write_dataset(root: Path, dataset_id: str, spec: dict, splits: dict[str, np.
     The folder is published unsynced (see the module's docstring): :func:`sync_dataset` makes it durable.
     A damaged copy of the same id is replaced.
     """
-    try:
-        existing = find_dataset(root, dataset_id)
-    except DamagedDataset as exc:
-        logging.getLogger(__name__).warning("%s; writing it again", exc)
-        discard_dataset(root, dataset_id)
-        existing = None
+    existing = _intact(root, dataset_id)
     if existing is not None:
         return existing
     per_window = {name: pa.table(columns) for name, columns in (extra or {}).items() if columns}
@@ -272,12 +278,7 @@ def write_sharded_dataset(root: Path, dataset_id: str, spec: dict, index: pa.Tab
     series in the index's order; ``shapes``: split -> [windows, width]. ``n_shards`` defaults to
     :func:`shards.default_shards`. Published unsynced, as :func:`write_dataset`.
     """
-    try:
-        existing = find_dataset(root, dataset_id)
-    except DamagedDataset as exc:
-        logging.getLogger(__name__).warning("%s; writing it again", exc)
-        discard_dataset(root, dataset_id)
-        existing = None
+    existing = _intact(root, dataset_id)
     if existing is not None:
         return existing
     lengths = index.column("length").to_numpy()
