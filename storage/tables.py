@@ -145,8 +145,9 @@ class Tables:
 
     def _compact_if_crowded(self, name: str) -> None:
         """Merge the table's small files once it holds ``COMPACT_AFTER_FILES`` files. The run's rows are committed
-        already, so a compaction that loses a race to another writer's is left to the next write."""
-        table = self.open(name)
+        already, so a compaction that loses a race to another writer's is left to the next write. The table object
+        is the one this write committed through, at its own commit's version: counting its files reads no log."""
+        table = self._open.get(name)
         if table is None or len(table.file_uris()) < COMPACT_AFTER_FILES:
             return
         try:
