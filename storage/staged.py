@@ -66,6 +66,11 @@ class Staged:
             raise
         return rows.num_rows
 
+    def read(self, run_id: str, table: str, shard: int) -> pa.Table:
+        """One shard's staged rows of ``table``, for a later stage of the run that completes them."""
+        return pq.read_table(f"{self._folder(run_id, table)}/{shard_file(shard)}", filesystem=self.fs,
+                             schema=SCHEMAS[table])
+
     def shards(self, run_id: str, table: str) -> set[int]:
         """The shards whose rows of ``table`` are staged for the run."""
         selector = pafs.FileSelector(self._folder(run_id, table), allow_not_found=True)
