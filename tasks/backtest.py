@@ -20,7 +20,7 @@ from seqcast.evaluation.backtest import (
     BacktestSums,
     Cutoff,
     backtest_sums,
-    cut,
+    cut_series,
     cutoff_scaling,
     eligible_counts,
     forecast_columns,
@@ -155,7 +155,7 @@ def forecast_shard(shard: int, run_id: str, params: ForecastParams, offsets: lis
     ref = store.datasets.require(params.dataset_id)
     spec = ref.manifest["spec"]
     values, periods = shard_values(ref, shard)
-    cutoffs = [cut(values, periods, spec["horizon"], spec["n_steps"], k, offset) for k, offset in enumerate(offsets)]
+    cutoffs = cut_series(values, periods, spec["horizon"], spec["n_steps"], offsets)
     del values
     variant, horizon = get_variant(params.variant), params.effective_horizon
     if variant.target == "stats":

@@ -139,3 +139,78 @@ def test_a_retried_flow_run_keeps_the_shards_it_staged(home, capsys, monkeypatch
     assert len(forecasts) == sum(row[4] for row in scores[:-1]) * 18  # one set of rows, none twice
     assert len({(row[0], row[2], row[3]) for row in forecasts}) == len(forecasts)
     assert len(intervals) == 2 * len(forecasts)
+
+
+def reference_cut(values, periods, horizon: int, n_steps: int, index: int, offset: int):
+    """:func:`seqcast.evaluation.backtest.cut` series by series, as its definition reads."""
+    import pandas as pd
+
+    from seqcast.evaluation.backtest import min_history
+    from seqcast.evaluation.holdout import series_order
+
+    order, runs = series_order(values)
+    ids, value = values["series_id"][order], np.asarray(values["value"], dtype=np.float64)[order]
+    part, padded = values["part"][order], np.asarray(values["padded"], dtype=bool)[order]
+    stamps = np.asarray(values["timestamp"]).astype("datetime64[us]")[order]
+    found = {"ids": [], "history": [], "actual": [], "inputs": [], "padded": [], "times": []}
+    for start, stop in runs:
+        v, p, pad = value[start:stop], part[start:stop], padded[start:stop]
+        test = np.flatnonzero(p == "test")
+        if len(test) != horizon:
+            continue
+        at, first = int(test[0]) - offset, int(np.argmax(~pad))
+        known = v[first:max(at, first)]
+        known = known[~np.isnan(known)]
+        target = v[at:at + horizon] if at >= first else np.array([])
+        if len(known) < min_history(periods[str(ids[start])]) or len(target) != horizon or np.isnan(target).any():
+            continue
+        window = v[max(at - n_steps, 0):at]
+        if np.isnan(window).any():
+            window = pd.Series(window).ffill().bfill().to_numpy()
+        found["ids"].append(str(ids[start]))
+        found["history"].append(known)
+        found["actual"].append(target)
+        found["inputs"].append(np.r_[np.full(n_steps - len(window), window[0]), window].astype(np.float32))
+        found["padded"].append(max(0, n_steps - (at - first)))
+        found["times"].append(stamps[start:stop][at:at + horizon])
+    return found
+
+
+def test_cutoffs_cut_from_all_series_at_once_hold_what_each_series_knew_there():
+    from seqcast.evaluation.backtest import cut_series
+
+    rng = np.random.default_rng(11)
+    horizon, n_steps, columns = 4, 9, {name: [] for name in ("series_id", "step", "timestamp", "value", "part",
+                                                             "padded")}
+    periods = {}
+    for i in range(60):
+        sid, n = f"s{i:02d}", int(rng.integers(6, 40))
+        pad = int(rng.integers(0, 6)) if i % 3 == 0 else 0
+        value = rng.normal(10, 2, n + pad)
+        value[:pad] = value[pad] if pad < len(value) else 0.0  # ingest pads with the first value
+        value[rng.random(n + pad) < 0.08] = np.nan  # gaps that missing='drop' left
+        n_test = horizon if i % 7 else horizon - 1  # a few series without a whole test part
+        part = np.array(["train"] * (n + pad - n_test) + ["test"] * n_test)
+        order = rng.permutation(n + pad)  # the rows in any order
+        columns["series_id"] += [sid] * (n + pad)
+        columns["step"] += list(order)
+        columns["timestamp"] += list(np.datetime64("2024-01-01") + order.astype("timedelta64[D]"))
+        columns["value"] += list(value[order])
+        columns["part"] += list(part[order])
+        columns["padded"] += list((np.arange(n + pad) < pad)[order])
+        periods[sid] = int(rng.choice([1, 4, 12]))
+    values = {name: np.array(column, dtype=object if name in ("series_id", "part") else None)
+              for name, column in columns.items()}
+    values["timestamp"] = values["timestamp"].astype("datetime64[us]")
+    offsets = [0, 2, 5, 11]
+    for k, cutoff in enumerate(cut_series(values, periods, horizon, n_steps, offsets)):
+        expected = reference_cut(values, periods, horizon, n_steps, k, offsets[k])
+        assert cutoff.index == k and cutoff.offset == offsets[k] and len(expected["ids"]) > 5
+        assert cutoff.series.series_ids == expected["ids"] and cutoff.left_out == 60 - len(expected["ids"])
+        for mine, theirs in zip(cutoff.series.history, expected["history"], strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_array_equal(cutoff.series.actual, np.array(expected["actual"]))
+        np.testing.assert_array_equal(cutoff.inputs, np.array(expected["inputs"]))
+        np.testing.assert_array_equal(cutoff.padded, expected["padded"])
+        np.testing.assert_array_equal(cutoff.timestamps, np.array(expected["times"]))
+        assert cutoff.series.period.tolist() == [periods[sid] for sid in expected["ids"]]

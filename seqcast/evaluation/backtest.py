@@ -103,43 +103,84 @@ def cut(values: dict[str, np.ndarray], periods: dict[str, int], horizon: int, n_
     they reach further; a gap that ``missing='drop'`` left among them is filled from the nearest earlier value,
     else the next. Series are in series id order.
     """
-    order, runs = series_order(values)
-    ids = values["series_id"][order]
+    return cut_series(values, periods, horizon, n_steps, [offset], first_index=index)[0]
+
+
+def cut_series(values: dict[str, np.ndarray], periods: dict[str, int], horizon: int, n_steps: int,
+               offsets: list[int], first_index: int = 0) -> list[Cutoff]:
+    """:func:`cut` at each of ``offsets`` (cutoff ``first_index + k`` at ``offsets[k]``), every series at once:
+    array operations over all series' steps, no loop over series."""
+    order, starts = _series_starts(values)
+    ids = np.asarray(values["series_id"])[order][starts]
     value = np.asarray(values["value"], dtype=np.float64)[order]
-    part, padded = values["part"][order], np.asarray(values["padded"], dtype=bool)[order]
+    is_test = np.asarray(values["part"])[order] == "test"
+    padded = np.asarray(values["padded"], dtype=bool)[order]
     stamps = np.asarray(values["timestamp"]).astype("datetime64[us]")[order]
-    found, history, actual, period, inputs, pads, times, left_out = [], [], [], [], [], [], [], 0
-    for start, stop in runs:
-        v, p, pad = value[start:stop], part[start:stop], padded[start:stop]
-        test = np.flatnonzero(p == "test")
-        if len(test) != horizon:  # no test part of the horizon's length: the series has no test cutoff
-            left_out += 1
-            continue
-        at = int(test[0]) - offset
-        first = int(np.argmax(~pad))
-        known = v[first:max(at, first)]
-        known = known[~np.isnan(known)]
-        sid = str(ids[start])
-        target = v[at:at + horizon] if at >= first else np.array([])
-        if len(known) < min_history(periods[sid]) or len(target) != horizon or np.isnan(target).any():
-            left_out += 1
-            continue
-        window = v[max(at - n_steps, 0):at]
-        if np.isnan(window).any():  # a gap: filled from the nearest earlier value, else the next
-            window = pd.Series(window).ffill().bfill().to_numpy()
-        fill = n_steps - len(window)
-        found.append(sid)
-        history.append(known)
-        actual.append(target)
-        period.append(int(periods[sid]))
-        inputs.append(np.r_[np.full(fill, window[0]), window])
-        pads.append(max(0, n_steps - (at - first)))
-        times.append(stamps[start:stop][at:at + horizon])
-    n = len(found)
-    return Cutoff(index, offset, SplitSeries(found, history, np.array(actual).reshape(n, horizon),
-                                             np.array(period, dtype=np.int64)),
-                  np.array(inputs, dtype=np.float32).reshape(n, n_steps), np.array(pads, dtype=np.int64),
-                  np.array(times, dtype="datetime64[us]").reshape(n, horizon), left_out)
+    n_series, total = len(starts), len(value)
+    length = np.diff(np.r_[starts, total]).astype(np.int64)
+    position = np.arange(total) - np.repeat(starts, length)  # each step's place in its series
+    if n_series:
+        n_test = np.add.reduceat(is_test.astype(np.int64), starts)
+        test_first = np.minimum.reduceat(np.where(is_test, position, total), starts)
+        # the first step ingest did not pad (0, as argmax gives, for a series padded throughout)
+        first = np.minimum.reduceat(np.where(~padded, position, total), starts)
+        first = np.where(first == total, 0, first)
+    else:
+        n_test = test_first = first = np.zeros(0, dtype=np.int64)
+    missing = np.r_[0, np.cumsum(np.isnan(value))]  # NaNs before each step
+    period = np.array([int(periods[str(sid)]) for sid in ids], dtype=np.int64)
+    need = np.maximum(MIN_HISTORY, period + 1)
+    found = []
+    for k, offset in enumerate(offsets):
+        at = test_first - offset
+        before = np.clip(starts + np.maximum(at, first), 0, total)  # a series without a test part: anywhere
+        known = np.where(at > first, at - first - (missing[before] - missing[starts + first]), 0)
+        target_gaps = missing[np.clip(starts + at + horizon, 0, total)] - missing[np.clip(starts + at, 0, total)]
+        keep = np.flatnonzero((n_test == horizon) & (at >= first) & (known >= need) & (target_gaps == 0))
+        s, a, f = starts[keep], at[keep], first[keep]
+        history = _histories(value, s + f, a - f)
+        steps = s[:, None] + a[:, None] + np.arange(horizon)  # (n, horizon)
+        # the inputs: the n_steps before the cutoff, the series' first step repeated where they reach before it
+        window = np.maximum(s[:, None] + a[:, None] - n_steps + np.arange(n_steps), s[:, None])
+        found.append(Cutoff(
+            first_index + k, int(offset),
+            SplitSeries([str(sid) for sid in ids[keep]], history, value[steps].reshape(len(keep), horizon),
+                        period[keep]),
+            _filled(value[window].reshape(len(keep), n_steps)).astype(np.float32),
+            np.maximum(0, n_steps - (a - f)).astype(np.int64),
+            stamps[steps].reshape(len(keep), horizon), n_series - len(keep)))
+    return found
+
+
+def _series_starts(values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts per-step values by series id, then step, and where each series starts in it."""
+    order = np.lexsort((values["step"], values["series_id"]))
+    ids = np.asarray(values["series_id"])[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    return order, starts.astype(np.int64)
+
+
+def _histories(value: np.ndarray, begin: np.ndarray, size: np.ndarray) -> list[np.ndarray]:
+    """The values ``begin[i] .. begin[i] + size[i] - 1`` of each series without their NaNs, one array each."""
+    size = np.maximum(size, 0)
+    ends = np.cumsum(size)
+    flat = value[np.repeat(begin - (ends - size), size) + np.arange(int(ends[-1]) if len(ends) else 0)]
+    known = ~np.isnan(flat)
+    counts = np.diff(np.r_[0, np.cumsum(known)][np.r_[0, ends]])  # known values per series
+    return np.split(flat[known], np.cumsum(counts)[:-1]) if len(size) else []
+
+
+def _filled(windows: np.ndarray) -> np.ndarray:
+    """(n, n_steps) windows with each NaN filled from the nearest earlier value of its row, else the next."""
+    gaps = np.isnan(windows)
+    if not gaps.any():
+        return windows
+    columns = np.arange(windows.shape[1])
+    earlier = np.maximum.accumulate(np.where(gaps, 0, columns), axis=1)
+    filled = np.take_along_axis(windows, earlier, axis=1)
+    gaps = np.isnan(filled)  # leading NaNs: from the next value
+    later = np.minimum.accumulate(np.where(gaps, windows.shape[1] - 1, columns)[:, ::-1], axis=1)[:, ::-1]
+    return np.where(gaps, np.take_along_axis(filled, later, axis=1), filled)
 
 
 def eligible_counts(length: np.ndarray, test_start: np.ndarray, padded: np.ndarray, period: np.ndarray,
