@@ -39,8 +39,10 @@ def run_name() -> str:
 
 
 def shard_task(task):
-    """A shard task as the backtest maps it: a failed shard runs again alone, the finished ones are kept."""
-    return task.with_options(retries=SHARD_RETRIES, retry_delay_seconds=SHARD_RETRY_DELAY_S)
+    """A shard task as the backtest maps it: a failed shard runs again alone, the finished ones are kept; forecasts
+    that diverged would diverge again, so that shard is not retried."""
+    return task.with_options(retries=SHARD_RETRIES, retry_delay_seconds=SHARD_RETRY_DELAY_S,
+                             retry_condition_fn=lambda _task, _run, state: not isinstance(state.data, Diverged))
 
 
 # retries: a failed backtest (e.g. a transient I/O error) runs again; the models it trained are found and reused,

@@ -216,19 +216,16 @@ def forecasts_table(run_id: str, columns: dict[str, np.ndarray],
     return pa.table(table).select(SCHEMAS[FORECASTS].names).cast(SCHEMAS[FORECASTS])
 
 
-def intervals_table(run_id: str, columns: dict[str, np.ndarray],
-                    bounds: dict[float, tuple[np.ndarray, np.ndarray]]) -> pa.Table:
-    """The ``backtest_intervals`` rows: each level's interval of every forecast row, level after level (NULL where
-    a forecast has none)."""
-    n, levels = len(columns["cutoff"]), list(bounds)
-    keys = pa.table({"cutoff": pa.array(columns["cutoff"], pa.int32()),
-                     "series_id": pa.array(columns["series_id"], pa.string()),
-                     "step": pa.array(columns["step"], pa.int32())})
+def intervals_table(run_id: str, keys: pa.Table, bounds: dict[float, tuple[np.ndarray, np.ndarray]]) -> pa.Table:
+    """The ``backtest_intervals`` rows: each level's interval of every forecast row (``keys``: their ``cutoff``,
+    ``series_id`` and ``step``), level after level, NULL where a forecast has none."""
+    levels = list(bounds)
+    keys = keys.select(["cutoff", "series_id", "step"])
     keys = pa.concat_tables([keys] * len(levels)) if levels else keys.slice(0, 0)
     return pa.table({
-        "run_id": pa.repeat(pa.scalar(run_id), n * len(levels)),
+        "run_id": pa.repeat(pa.scalar(run_id), keys.num_rows),
         **{name: keys.column(name) for name in keys.column_names},
-        "level": pa.array(np.repeat(np.asarray(levels, dtype=np.float64), n)),
+        "level": pa.array(np.repeat(np.asarray(levels, dtype=np.float64), keys.num_rows // max(len(levels), 1))),
         "lo": _floats(np.concatenate([bounds[level][0] for level in levels]) if levels else np.empty(0)),
         "hi": _floats(np.concatenate([bounds[level][1] for level in levels]) if levels else np.empty(0)),
     }).select(SCHEMAS[INTERVALS].names).cast(SCHEMAS[INTERVALS])
@@ -259,7 +256,7 @@ def interval_shard(shard: int, run_id: str, levels: tuple[float, ...], horizon: 
                ("cutoff", "step", "actual", "forecast", "scale", "scaled_error", *POINT_COLUMNS)}
     columns["series_id"] = table.column("series_id").to_numpy(zero_copy_only=False)
     bounds = interval_columns(columns, levels, horizon, pooled)
-    staged.write(run_id, INTERVALS, shard, intervals_table(run_id, columns, bounds))
+    staged.write(run_id, INTERVALS, shard, intervals_table(run_id, table, bounds))
     staged.write(run_id, FORECASTS, shard, with_bounds(table, bounds))
     return backtest_sums(columns, bounds, n_cutoffs, levels)
 

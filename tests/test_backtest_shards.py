@@ -214,3 +214,26 @@ def test_cutoffs_cut_from_all_series_at_once_hold_what_each_series_knew_there():
         np.testing.assert_array_equal(cutoff.padded, expected["padded"])
         np.testing.assert_array_equal(cutoff.timestamps, np.array(expected["times"]))
         assert cutoff.series.period.tolist() == [periods[sid] for sid in expected["ids"]]
+
+
+def test_a_backtest_whose_forecasts_diverge_fails_at_once_without_retrying_its_shard(home, capsys, monkeypatch,
+                                                                                     monthly_file):  # noqa: F811
+    import seqcast.tasks.backtest as tasks_backtest
+    from seqcast.training.fit import Diverged
+
+    path, _ = monthly_file
+    dataset_id = ingested(capsys, str(path), *M3_INGEST, "--shards", "2")
+    fits, fit = [], tasks_backtest.forecast_groups
+
+    def diverging(method, groups, horizon, progress=None):  # every forecast of the shard NaN, as a model blown up
+        fits.append(len(groups))
+        return [np.full_like(found, np.nan) for found in fit(method, groups, horizon, progress)]
+
+    monkeypatch.setattr(tasks_backtest, "forecast_groups", diverging)
+    with pytest.raises(Diverged, match="NaN or infinite"):
+        backtest.with_options(retry_delay_seconds=0)(variant="stats_theta", dataset_id=dataset_id, windows=2)
+    assert len(fits) == 2  # once per shard: neither a shard task nor the flow run tried again
+    with results_db(home) as con:
+        assert con.execute("SELECT status, n_series FROM backtests").fetchall() == [("failed", 0)]
+        assert con.execute("SELECT count(*) FROM backtest_forecasts").fetchone() == (0,)
+    assert not any((home / "staged").glob("*/*/*.parquet"))  # nothing staged is left behind

@@ -179,18 +179,25 @@ def backtest_bounds(cutoffs: np.ndarray, series_ids: np.ndarray, steps: np.ndarr
     only a cutoff in ``pooled`` gets intervals, and each series' own quantiles come from these rows.
     """
     levels = check_levels(levels)
-    cutoffs, series_ids = np.asarray(cutoffs, dtype=np.int64), np.asarray(series_ids).astype(str)
+    cutoffs, series_ids = np.asarray(cutoffs, dtype=np.int64), np.asarray(series_ids)
     steps, forecasts = np.asarray(steps, dtype=np.int64), np.asarray(forecasts, dtype=np.float64)
     scales, scores = np.asarray(scales, dtype=np.float64), np.asarray(scores, dtype=np.float64)
     found = {level: (np.full(len(cutoffs), np.nan), np.full(len(cutoffs), np.nan)) for level in levels}
-    for k in np.unique(cutoffs):
+    every = np.unique(cutoffs)
+    for k in every:
         earlier = cutoffs > k
         if (pooled is None and not earlier.any()) or (pooled is not None and int(k) not in pooled):
             continue
-        calibration = calibrate(series_ids[earlier], steps[earlier], scores[earlier], horizon, levels, min_series,
-                                None if pooled is None else pooled[int(k)])
         rows = np.flatnonzero(cutoffs == k)
-        width = _widths(row_quantiles(calibration, series_ids[rows], steps[rows]), scales[rows])
+        given = None if pooled is None else pooled[int(k)]
+        if (every > k).sum() < min_series:  # a series has one score per older cutoff and step: none has its own
+            q = step_quantiles(steps[earlier], scores[earlier], horizon, levels) if given is None else given
+            q = np.asarray(q, dtype=np.float64)[:, steps[rows] - 1]
+        else:
+            calibration = calibrate(series_ids[earlier].astype(str), steps[earlier], scores[earlier], horizon,
+                                    levels, min_series, given)
+            q = row_quantiles(calibration, series_ids[rows].astype(str), steps[rows])
+        width = _widths(q, scales[rows])
         for i, level in enumerate(levels):
             found[level][0][rows] = forecasts[rows] - width[i]
             found[level][1][rows] = forecasts[rows] + width[i]
