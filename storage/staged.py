@@ -12,6 +12,7 @@ memory. Once the run is recorded, its staged files are deleted.
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from seqcast.storage.schemas import SCHEMAS, as_table, check_rows
 from seqcast.storage.shards import shard_file
 
 STAGED_FOLDER = "staged"
+PARTS_FOLDER = "_parts"  # not a table name: tables are plain names without a leading underscore
 ROW_GROUP_ROWS = 1 << 20  # a committing reader streams one row group at a time
 
 
@@ -70,6 +72,36 @@ class Staged:
         """One shard's staged rows of ``table``, for a later stage of the run that completes them."""
         return pq.read_table(f"{self._folder(run_id, table)}/{shard_file(shard)}", filesystem=self.fs,
                              schema=SCHEMAS[table])
+
+    def write_part(self, run_id: str, shard: int, summary: dict) -> None:
+        """Stage what a shard task returns (JSON), after its rows: a shard whose part is staged is done."""
+        check_name("run id", run_id)
+        folder = f"{self.base}/{run_id}/{PARTS_FOLDER}"
+        self.fs.create_dir(folder, recursive=True)
+        target = f"{folder}/shard-{shard:05d}.json"
+        data = json.dumps(summary).encode()
+        if not self.local:
+            with self.fs.open_output_stream(target) as out:
+                out.write(data)
+            return
+        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.json"
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(data)
+            self.fs.move(tmp, target)
+        except BaseException:
+            if self.fs.get_file_info(tmp).type == pafs.FileType.File:
+                self.fs.delete_file(tmp)
+            raise
+
+    def part(self, run_id: str, shard: int) -> dict | None:
+        """What the shard's task staged with :meth:`write_part`, or None while it has not finished."""
+        check_name("run id", run_id)
+        try:
+            with self.fs.open_input_stream(f"{self.base}/{run_id}/{PARTS_FOLDER}/shard-{shard:05d}.json") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
 
     def shards(self, run_id: str, table: str) -> set[int]:
         """The shards whose rows of ``table`` are staged for the run."""

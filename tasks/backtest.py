@@ -160,7 +160,7 @@ def forecast_shard(shard: int, run_id: str, params: ForecastParams, offsets: lis
     variant, horizon = get_variant(params.variant), params.effective_horizon
     if variant.target == "stats":
         progress = Progress(f"{params.variant} fits of shard {shard} at {len(cutoffs)} cutoff(s)",
-                            sum(len(c.series.series_ids) for c in cutoffs))
+                            sum(len(c.series.series_ids) for c in cutoffs), artifact=False)
         found = forecast_groups(variant.method, [c.series for c in cutoffs], horizon, progress)
     else:
         models: dict[str | None, object] = {}

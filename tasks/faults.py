@@ -1,8 +1,8 @@
 """Test-only fault injection: lets tests prove that a failed flow run's retry resumes instead of starting over.
 
 Switched on by one explicit hook, the ``SEQCAST_TEST_FAIL_ONCE`` setting (it travels to flow runs in other
-processes): a marker file whose text is the stage to fail, ``train`` (at the start of the second epoch) or
-``evaluate`` (before any forecast). The marker is deleted as the fault fires, so the retry passes. Unset, the tasks
+processes): a marker file whose text is the stage to fail, ``train`` (at the start of the second epoch),
+``evaluate`` (before any forecast) or ``evaluate shard N`` (the scoring of shard N of a sharded dataset). The marker is deleted as the fault fires, so the retry passes. Unset, the tasks
 never call into this module.
 """
 
