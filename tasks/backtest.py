@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -132,9 +133,17 @@ def shard_values(ref: DatasetRef, shard: int) -> tuple[dict[str, np.ndarray], di
             raise ValueError(f"dataset {ref.dataset_id} is not stored in shards: it has shard 0 only")
         return datasets.read_series_values(ref)
     found = datasets.shard(ref, shard)
-    values = {name: found.values.column(name).to_numpy(zero_copy_only=False) for name in found.values.column_names}
+    values = {name: _unicode(column) if pa.types.is_string(column.type) else column.to_numpy(zero_copy_only=False)
+              for name, column in zip(found.values.column_names, found.values.columns)}
     periods = dict(zip(found.index.column("series_id").to_pylist(), found.index.column("period").to_pylist()))
     return values, periods
+
+
+def _unicode(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column as a numpy unicode array, made through its dictionary: a shard's series ids and parts repeat
+    on every step, and a Python string per step would hold several times the memory."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    return encoded.dictionary.to_numpy(zero_copy_only=False).astype(str)[encoded.indices.to_numpy()]
 
 
 @task(name="forecast-shard-cutoffs", cache_policy=NO_CACHE)
