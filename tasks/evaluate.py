@@ -24,7 +24,7 @@ from seqcast.reporting.report import artifact_key
 from seqcast.storage.datasets import DatasetRef, is_sharded
 from seqcast.storage.home import current_settings, current_store
 from seqcast.storage.schemas import with_run_id
-from seqcast.tasks.faults import fail_once
+from seqcast.tasks.faults import fail_once, kill_once
 from seqcast.tasks.progress import Progress
 from seqcast.training.fit import Diverged
 
@@ -80,6 +80,7 @@ def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_pa
     fault = current_settings().test_fail_once
     if fault:
         fail_once(fault, f"evaluate shard {shard}", get_run_logger())  # proves that a shard is retried alone
+        kill_once(fault, f"evaluate shard {shard}", get_run_logger())  # ... and that a lost worker's shard is
     ref = store.datasets.require(dataset_id)
     horizon, n_steps = params.effective_horizon, params.n_steps
     index = store.datasets.read_table(ref, "series")

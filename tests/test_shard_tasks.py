@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import distributed
 import numpy as np
@@ -140,10 +144,16 @@ def score_with(params: dict, model_path: str, dataset_id: str):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_runs_shards_spread_over_a_dask_cluster_and_record_what_they_record_here(m3_file, home, capsys):
-    """`seqcast run --address` on a sharded dataset: the run here, its shard tasks on the cluster's two workers."""
+def test_a_runs_shards_spread_over_a_dask_cluster_and_a_killed_workers_shard_runs_again(
+        m3_file, home, tmp_path, monkeypatch, capsys):
+    """`seqcast run --address` on a sharded dataset: the run here, its shard tasks on the cluster's two workers; the
+    worker scoring shard 2 is killed (SIGKILL) once, its shard alone runs again, and the run records what a run in
+    this process records, each row once."""
     dataset_id = ingested(m3_file, 4, capsys)
     assert cli(["run", "--variant", "stats_theta", "--dataset-id", dataset_id]) == 0
+    marker = tmp_path / "kill-once"
+    marker.write_text("kill evaluate shard 2")
+    monkeypatch.setenv("SEQCAST_TEST_FAIL_ONCE", str(marker))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
                                   ) as cluster, distributed.Client(cluster) as client:
         assert cli(["run", "--variant", "stats_theta", "--dataset-id", dataset_id, "--address",
@@ -151,10 +161,52 @@ def test_a_runs_shards_spread_over_a_dask_cluster_and_record_what_they_record_he
         scored_there = client.run(lambda: "seqcast.tasks.evaluate" in sys.modules)
     err = capsys.readouterr().err
     assert f"each run's shards on the Dask cluster at {cluster.scheduler_address}" in err
-    assert all(scored_there.values())  # both workers scored shards
+    assert not marker.exists()  # the worker was killed
+    assert any(scored_there.values())
     with results_db(home) as con:
         here, there = [row[0] for row in con.execute("SELECT run_id FROM runs ORDER BY finished_at").fetchall()]
     assert_same_rows(recorded(home, here), recorded(home, there))
+
+
+def _started(argv: list[str], cwd, log) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_whose_cluster_loses_every_worker_fails_in_bounded_time_saying_why(
+        m3_file, home, tmp_path, monkeypatch, capsys):
+    """One worker started with the `dask` CLI without a nanny, killed by the first shard it scores: nothing starts
+    it again, and the run fails after SEQCAST_DASK_WORKER_WAIT instead of waiting for ever."""
+    dataset_id = ingested(m3_file, 3, capsys)
+    marker = tmp_path / "kill-once"
+    marker.write_text("kill evaluate shard 0")
+    monkeypatch.setenv("SEQCAST_TEST_FAIL_ONCE", str(marker))
+    monkeypatch.setenv("SEQCAST_DASK_WORKER_WAIT", "5")
+    scheduler_file = tmp_path / "scheduler.json"
+    dask = str(Path(sys.executable).with_name("dask"))
+    processes = [_started([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                           "--scheduler-file", str(scheduler_file)], tmp_path, tmp_path / "scheduler.log")]
+    try:
+        processes.append(_started([dask, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                                   "--no-nanny", "--no-dashboard"], tmp_path, tmp_path / "worker.log"))
+        with distributed.Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+            address = client.scheduler.address
+        started = time.monotonic()
+        assert cli(["run", "--variant", "stats_seasonal_naive", "--dataset-id", dataset_id, "--address",
+                    address]) == 1
+        took = time.monotonic() - started
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    err = capsys.readouterr().err
+    assert not marker.exists() and processes[1].returncode == -signal.SIGKILL
+    assert f"the Dask cluster at {address} has had no workers for 5 s" in err
+    assert err.splitlines()[-1] == "seqcast: 1 variant(s) failed: stats_seasonal_naive"
+    assert took < 120  # the wait, the flow run's one retry (refused: no workers) and start-up; not for ever
 
 
 def test_the_parts_sums_give_the_figures_of_the_whole():
