@@ -490,14 +490,14 @@ class Datasets:
             return found, None
         return found, read_split_column(ref, split, "series_id")
 
-    def read_table(self, ref: DatasetRef, name: str) -> pa.Table:
-        """A table stored beside the splits (``series`` of an ingested dataset)."""
+    def read_table(self, ref: DatasetRef, name: str, columns: list[str] | None = None) -> pa.Table:
+        """A table stored beside the splits (``series`` of an ingested dataset): ``columns`` of it, default all."""
         path = ref.path / f"{name}.parquet"
         if is_sharded(ref) and name == "values":
-            return shards.read_values(ref.path, ref.manifest["n_shards"])
+            return shards.read_values(ref.path, ref.manifest["n_shards"], columns)
         if name in SPLITS or not path.is_file():
             raise ValueError(f"dataset {ref.dataset_id} has no {name!r} table")
-        return pq.read_table(path)
+        return pq.read_table(path, columns=columns)
 
     def read_series_values(self, ref: DatasetRef) -> tuple[dict[str, np.ndarray], dict[str, int]] | None:
         """Every step of every series (``values.parquet``, column -> array) and each series' period, or None for

@@ -83,7 +83,7 @@ def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_pa
         kill_once(fault, f"evaluate shard {shard}", get_run_logger())  # ... and that a lost worker's shard is
     ref = store.datasets.require(dataset_id)
     horizon, n_steps = params.effective_horizon, params.n_steps
-    index = store.datasets.read_table(ref, "series")
+    index = store.datasets.read_table(ref, "series", INDEX_COLUMNS)
     rows = np.flatnonzero(index.column("shard").to_numpy() == shard)
     mine = index.take(rows)
     values = store.datasets.shard(ref, shard, ["value", "part", "padded"]).values
@@ -121,6 +121,10 @@ def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_pa
                "plot": [a.tolist() for a in part.plot_inputs] if part.plot_inputs is not None else None}
     store.staged.write_part(run_id, shard, summary)  # last: the shard is done once this is there
     return summary
+
+
+# what a shard task reads of the whole dataset's index: where every series' windows fall, and its own series' scaling
+INDEX_COLUMNS = ["series_id", "period", "mean", "std", "length", "valid_start", "test_start", "shard", "offset"]
 
 
 def window_bases(index: pa.Table, split: str, n_steps: int, horizon: int) -> np.ndarray:
