@@ -149,7 +149,7 @@ def test_a_runs_shards_spread_over_a_dask_cluster_and_a_killed_workers_shard_run
         m3_file, home, tmp_path, monkeypatch, capsys):
     """`seqcast run --address` on a sharded dataset: the run here, its shard tasks on the cluster's two workers; the
     worker scoring shard 2 is killed (SIGKILL) once, its shard alone runs again, and the run records what a run in
-    this process records, each row once."""
+    this process records, each row once; so does a run in a process pool's worker (`--jobs`)."""
     dataset_id = ingested(m3_file, 4, capsys)
     assert cli(["run", "--variant", "stats_theta", "--dataset-id", dataset_id]) == 0
     marker = tmp_path / "kill-once"
@@ -164,9 +164,38 @@ def test_a_runs_shards_spread_over_a_dask_cluster_and_a_killed_workers_shard_run
     assert f"each run's shards on the Dask cluster at {cluster.scheduler_address}" in err
     assert not marker.exists()  # the worker was killed
     assert any(scored_there.values())
+    # and in a process pool's worker, beside another variant
+    assert cli(["run", "--variant", "stats_theta", "--variant", "stats_naive", "--dataset-id", dataset_id,
+                "--jobs", "2"]) == 0
     with results_db(home) as con:
-        here, there = [row[0] for row in con.execute("SELECT run_id FROM runs ORDER BY finished_at").fetchall()]
+        here, there, pooled = [row[0] for row in con.execute(
+            "SELECT run_id FROM runs WHERE variant = 'stats_theta' ORDER BY finished_at").fetchall()]
     assert_same_rows(recorded(home, here), recorded(home, there))
+    assert_same_rows(recorded(home, here), recorded(home, pooled))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_on_an_s3_home_stages_its_shards_in_the_bucket_and_records_what_a_local_home_records(
+        m3_file, s3_home, tmp_path, monkeypatch, capsys):
+    from seqcast.flows.forecast import forecast
+    from seqcast.storage.home import current_store
+
+    on_s3 = forecast(variant="stats_theta", dataset_id=ingested(m3_file, 3, capsys))
+    store = current_store()
+    assert not store.remote.list(f"staged/{on_s3['run_id']}")  # staged in the bucket, gone once committed
+    local = tmp_path / "local-home"
+    monkeypatch.setenv("SEQCAST_HOME", str(local))
+    here = forecast(variant="stats_theta", dataset_id=ingested(m3_file, 1, capsys))
+    found = {}
+    for name, home, run_id in (("s3", None, on_s3["run_id"]), ("local", local, here["run_id"])):
+        found[name] = {}
+        for table in SHARDED:
+            query = store.results if home is None else current_store().results
+            names, table_rows = query.query(f"SELECT * EXCLUDE (run_id) FROM {table} WHERE run_id = ? "
+                                            f"ORDER BY {ORDER[table]}", [run_id])
+            found[name][table] = table_rows
+    assert_same_rows(found["s3"], found["local"])
 
 
 def _started(argv: list[str], cwd, log, env) -> subprocess.Popen:
