@@ -68,6 +68,11 @@ class Staged:
             raise
         return rows.num_rows
 
+    def read(self, run_id: str, table: str, shard: int) -> pa.Table:
+        """One shard's staged rows of ``table``, for a later stage of the run that completes them."""
+        return pq.read_table(f"{self._folder(run_id, table)}/{shard_file(shard)}", filesystem=self.fs,
+                             schema=SCHEMAS[table])
+
     def write_part(self, run_id: str, shard: int, summary: dict) -> None:
         """Stage what a shard task returns (JSON), after its rows: a shard whose part is staged is done."""
         check_name("run id", run_id)

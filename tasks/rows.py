@@ -10,7 +10,7 @@ import pyarrow as pa
 from prefect.runtime import flow_run
 
 from seqcast.config.version import code_version
-from seqcast.evaluation.backtest import BacktestParams, level_scores, summary
+from seqcast.evaluation.backtest import BacktestParams, BacktestSums, level_scores, summary
 from seqcast.evaluation.holdout import split_scores
 from seqcast.models.registry import get_variant
 from seqcast.storage.home import current_store
@@ -52,15 +52,17 @@ def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_pat
     }
 
 
-def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model_runs: list, rows: list[dict],
-                  datasets: list, started_at, duration_s: float,
-                  intervals: list[dict] | None = None, scores: list[dict] | None = None,
-                  by_level: list[dict] | None = None, error: str | None = None) -> dict[str, list[dict]]:
+def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model_runs: list, datasets: list,
+                  started_at, duration_s: float, sums: BacktestSums | None = None, scores: list[dict] | None = None,
+                  by_level: list[dict] | None = None, staged: dict | None = None, error: str | None = None
+                  ) -> dict[str, list[dict] | object]:
     """The backtest's rows for every results table; a failed one (``error``) gets its backtests row only.
 
-    ``scores`` and ``by_level``: :func:`seqcast.tasks.backtest.score_backtest`'s, stored so that the views select
-    them instead of computing them."""
+    ``sums``: the shards' partial sums added up, and ``scores``, ``by_level`` the scores made of them
+    (``seqcast.evaluation.backtest.sums_scores``), stored so that the views select them instead of computing them;
+    ``staged``: the staged datasets of ``backtest_forecasts`` and ``backtest_intervals``, which the commit streams."""
     store = current_store()
+    found = int(sums.n_series.sum()) if sums is not None else 0
     row = {
         "run_id": run_id, "flow_run_id": str(flow_run.id) if flow_run.id else None, "variant": params.variant,
         "family": get_variant(params.variant).family, "dataset_id": params.dataset_id,
@@ -69,13 +71,14 @@ def backtest_rows(run_id: str, params: BacktestParams, plan: BacktestPlan, model
         "refit": params.refit, "params": json.dumps(plan.forecast_params.model_dump()),
         "model_run_ids": json.dumps(model_runs), "status": "failed" if error else "completed",
         "started_at": started_at, "finished_at": datetime.now(UTC), "duration_s": duration_s,
-        "n_series": len({r["series_id"] for r in rows}), "left_out": sum(c.left_out for c in plan.cutoffs),
+        "n_series": sums.n_series_all if sums is not None else 0,
+        # every series of the dataset is either forecast at a cutoff or left out there
+        "left_out": len(plan.offsets) * plan.n_series - found if sums is not None else 0,
         "code_version": code_version(), "record_path": None, "error": error,
         "levels": json.dumps(list(params.levels)),
     }
-    return {"datasets": [store.datasets.row(ref, started_at) for ref in datasets], "backtests": [row],
-            "backtest_forecasts": [{"run_id": run_id, **r} for r in rows] if not error else [],
-            "backtest_intervals": [{"run_id": run_id, **r} for r in intervals or []] if not error else [],
+    outputs = {"backtest_forecasts": [], "backtest_intervals": []} if error or not staged else staged
+    return {"datasets": [store.datasets.row(ref, started_at) for ref in datasets], "backtests": [row], **outputs,
             "backtest_cutoff_scores": [{"run_id": run_id, **r} for r in scores or []] if not error else [],
             "backtest_level_scores": [{"run_id": run_id, **r} for r in by_level or []] if not error else []}
 

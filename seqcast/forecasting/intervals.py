@@ -83,20 +83,22 @@ class Calibration:
 
 
 def calibrate(series_ids: np.ndarray, steps: np.ndarray, scores: np.ndarray, horizon: int,
-              levels: Iterable[float] = DEFAULT_LEVELS, min_series: int = MIN_SERIES_RESIDUALS) -> Calibration:
+              levels: Iterable[float] = DEFAULT_LEVELS, min_series: int = MIN_SERIES_RESIDUALS,
+              pooled: np.ndarray | None = None) -> Calibration:
     """Quantiles of the scaled errors ``scores`` (m,) of forecast rows of ``series_ids`` (m,) at ``steps`` (m,
-    1..horizon); a NaN score (a series without a scale) is left out."""
+    1..horizon); a NaN score (a series without a scale) is left out.
+
+    ``pooled`` (n_levels, horizon): the pooled quantiles when they come from more rows than these (every shard's,
+    :func:`pooled_quantiles`); a series' own quantiles need only its own rows, which one shard holds.
+    """
     levels = check_levels(levels)
     series_ids, steps = np.asarray(series_ids).astype(str), np.asarray(steps, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
     known = np.isfinite(scores)
     series_ids, steps, scores = series_ids[known], steps[known], scores[known]
-    pooled = np.full((len(levels), horizon), math.inf)
-    counts = np.zeros(horizon, dtype=np.int64)
-    for s in range(horizon):
-        at = scores[steps == s + 1]
-        counts[s] = len(at)
-        pooled[:, s] = [conformal_quantile(at, level) for level in levels]
+    counts = np.bincount(steps - 1, minlength=horizon)[:horizon].astype(np.int64)
+    if pooled is None:
+        pooled = step_quantiles(steps, scores, horizon, levels)
     own = {}
     names, which = np.unique(series_ids, return_inverse=True)
     cells = np.zeros((len(names), horizon + 1), dtype=np.int64)  # scores per series and step
@@ -107,7 +109,38 @@ def calibrate(series_ids: np.ndarray, steps: np.ndarray, scores: np.ndarray, hor
         for s in np.flatnonzero(cells[i, 1:] >= min_series):
             quantiles[:, s] = [conformal_quantile(scores[mine & (steps == s + 1)], level) for level in levels]
         own[str(names[i])] = quantiles
-    return Calibration(levels, pooled, own, counts)
+    return Calibration(levels, np.asarray(pooled, dtype=np.float64), own, counts)
+
+
+def step_quantiles(steps: np.ndarray, scores: np.ndarray, horizon: int, levels: tuple[float, ...]) -> np.ndarray:
+    """(n_levels, horizon): the conformal quantile of the finite ``scores`` (m,) at each step (``steps`` (m,),
+    1..horizon) and level; inf where a step has too few."""
+    steps, scores = np.asarray(steps, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+    known = np.isfinite(scores)
+    steps, scores = steps[known], scores[known]
+    order = np.lexsort((scores, steps))  # by step, then score: each step's scores sorted, one after another
+    sorted_scores = scores[order]
+    bounds = np.searchsorted(steps[order], np.arange(1, horizon + 2))
+    found = np.full((len(levels), horizon), math.inf)
+    for s in range(horizon):
+        at = sorted_scores[bounds[s]:bounds[s + 1]]
+        n = len(at)
+        for i, level in enumerate(levels):
+            rank = math.ceil((n + 1) * level / 100 - 1e-9)  # as conformal_quantile ranks them
+            if 0 < rank <= n:
+                found[i, s] = at[rank - 1]
+    return found
+
+
+def pooled_quantiles(cutoffs: np.ndarray, steps: np.ndarray, scores: np.ndarray, horizon: int,
+                     levels: Iterable[float] = DEFAULT_LEVELS) -> dict[int, np.ndarray]:
+    """Cutoff ``k`` -> (n_levels, horizon): the pooled quantiles that calibrate cutoff ``k``'s intervals, from the
+    scaled errors ``scores`` of the cutoffs older than ``k`` (``cutoffs``, ``steps``, ``scores``: (m,), every
+    series' rows); the oldest cutoff has none."""
+    levels = check_levels(levels)
+    cutoffs = np.asarray(cutoffs, dtype=np.int64)
+    return {int(k): step_quantiles(steps[cutoffs > k], scores[cutoffs > k], horizon, levels)
+            for k in np.unique(cutoffs) if (cutoffs > k).any()}
 
 
 def _widths(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -136,29 +169,55 @@ def bounds(calibration: Calibration, series_ids: list[str], forecasts: np.ndarra
 
 def backtest_bounds(cutoffs: np.ndarray, series_ids: np.ndarray, steps: np.ndarray, forecasts: np.ndarray,
                     scales: np.ndarray, scores: np.ndarray, horizon: int, levels: Iterable[float] = DEFAULT_LEVELS,
-                    min_series: int = MIN_SERIES_RESIDUALS) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+                    min_series: int = MIN_SERIES_RESIDUALS, pooled: dict[int, np.ndarray] | None = None
+                    ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
     """Level -> (lo, hi), each (m,), for backtest forecast rows (all arrays (m,)): the rows of cutoff ``k`` are
     calibrated on the scores of cutoffs ``k + 1`` and older only; NaN where there is no interval (the oldest cutoff,
-    a series without a scale, a step with too few scores)."""
+    a series without a scale, a step with too few scores).
+
+    ``pooled``: :func:`pooled_quantiles` of every series' rows, when these rows are some of them (one shard's): then
+    only a cutoff in ``pooled`` gets intervals, and each series' own quantiles come from these rows.
+    """
     levels = check_levels(levels)
-    cutoffs, series_ids = np.asarray(cutoffs, dtype=np.int64), np.asarray(series_ids).astype(str)
+    cutoffs, series_ids = np.asarray(cutoffs, dtype=np.int64), np.asarray(series_ids)
     steps, forecasts = np.asarray(steps, dtype=np.int64), np.asarray(forecasts, dtype=np.float64)
     scales, scores = np.asarray(scales, dtype=np.float64), np.asarray(scores, dtype=np.float64)
     found = {level: (np.full(len(cutoffs), np.nan), np.full(len(cutoffs), np.nan)) for level in levels}
-    for k in np.unique(cutoffs):
+    every = np.unique(cutoffs)
+    for k in every:
         earlier = cutoffs > k
-        if not earlier.any():
+        if (pooled is None and not earlier.any()) or (pooled is not None and int(k) not in pooled):
             continue
-        calibration = calibrate(series_ids[earlier], steps[earlier], scores[earlier], horizon, levels, min_series)
         rows = np.flatnonzero(cutoffs == k)
-        # one (1, h) forecast per row keeps any row order; the quantile picked is the row's own step's
-        q = np.stack([calibration.quantiles(sid) for sid in series_ids[rows]], axis=1)  # (n_levels, r, h)
-        q = q[:, np.arange(len(rows)), steps[rows] - 1]  # (n_levels, r)
+        given = None if pooled is None else pooled[int(k)]
+        if (every > k).sum() < min_series:  # a series has one score per older cutoff and step: none has its own
+            q = step_quantiles(steps[earlier], scores[earlier], horizon, levels) if given is None else given
+            q = np.asarray(q, dtype=np.float64)[:, steps[rows] - 1]
+        else:
+            calibration = calibrate(series_ids[earlier].astype(str), steps[earlier], scores[earlier], horizon,
+                                    levels, min_series, given)
+            q = row_quantiles(calibration, series_ids[rows].astype(str), steps[rows])
         width = _widths(q, scales[rows])
         for i, level in enumerate(levels):
             found[level][0][rows] = forecasts[rows] - width[i]
             found[level][1][rows] = forecasts[rows] + width[i]
     return found
+
+
+def row_quantiles(calibration: Calibration, series_ids: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(n_levels, m): the quantile of each row (``series_ids``, ``steps``: (m,)) at each level: its series' own at
+    its step where there is one, else the step's pooled one."""
+    steps = np.asarray(steps, dtype=np.int64)
+    q = calibration.pooled[:, steps - 1]
+    if calibration.own:
+        names = np.array(sorted(calibration.own))
+        own = np.stack([calibration.own[name] for name in names])  # (n_own, n_levels, horizon)
+        at = np.minimum(np.searchsorted(names, series_ids), len(names) - 1)
+        mine = np.flatnonzero(names[at] == series_ids)
+        if len(mine):
+            theirs = own[at[mine], :, steps[mine] - 1].T  # (n_levels, rows with an own series)
+            q[:, mine] = np.where(np.isnan(theirs), q[:, mine], theirs)
+    return q
 
 
 def history_scale(history: np.ndarray, period: int) -> float:
