@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from seqcast.data.checks import IngestError, fail, parse_rows
+from seqcast.data.checks import SERIES, IngestError, fail, parse_rows
 
 if TYPE_CHECKING:
     from seqcast.data.ingest import IngestParams
@@ -130,13 +130,14 @@ def regular_series(sid: str, group: pd.DataFrame, params: IngestParams, min_leng
 def validate_series(frame: pd.DataFrame, params: IngestParams, min_length: int) -> list[Series]:
     """Parse and validate every series of a long frame; raise one IngestError listing every bad series."""
     parsed = parse_rows(frame)
-    found, problems = [], []
+    found, problems, keys = [], [], []
     for sid, group in parsed.groupby("series_id", sort=True, observed=True):  # sorted by id and time
         try:
             found.append(regular_series(str(sid), group, params, min_length))
         except IngestError as exc:
             problems.append(str(exc))
-    fail(problems)
+            keys.append(str(sid))
+    fail(problems, keys, SERIES)
     return found
 
 
@@ -177,15 +178,22 @@ def data_hash(series: list[Series]) -> str:
 
 def panel_data_hash(ids, freqs, lengths: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> str:
     """:func:`data_hash` of series held as a panel (timestamps in nanoseconds, as a regular grid's are)."""
-    digest, stop = hashlib.sha256(), 0
+    digest = hashlib.sha256()
+    update_data_hash(digest, ids, freqs, lengths, stamps, values)
+    return "sha256:" + digest.hexdigest()
+
+
+def update_data_hash(digest, ids, freqs, lengths: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> None:
+    """Feed series held as a panel to a SHA-256 ``digest``, as :func:`data_hash` does: a panel hashed in
+    consecutive pieces (of whole series, in id order) hashes as the whole panel."""
+    stop = 0
     nanoseconds = np.ascontiguousarray(stamps.astype("datetime64[ns]").view(np.int64))
     values = np.ascontiguousarray(values, dtype=np.float64)
-    for sid, freq, length in zip(ids, freqs, lengths.tolist(), strict=True):
+    for sid, freq, length in zip(ids, freqs, np.asarray(lengths).tolist(), strict=True):
         start, stop = stop, stop + length
         digest.update(f"{sid}\0{freq}\0".encode())
         digest.update(nanoseconds[start:stop].tobytes())
         digest.update(values[start:stop].tobytes())
-    return "sha256:" + digest.hexdigest()
 
 
 def panel_from_series(series: list[Series]) -> Panel:
@@ -211,15 +219,16 @@ WEEK_NS = 7 * DAY_NS
 FIXED_STEP_BELOW_NS = 28 * DAY_NS
 
 
-def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) -> Panel:
+def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int, first_timestamp=None) -> Panel:
     """Parse and validate every series of a long frame, each on its grid (as :func:`validate_series`), as a panel.
 
     A series already on a regular grid without gaps or missing values (a fixed step shorter than four weeks, or
     month starts every ``m`` months) is taken as it is, for all such series at once: pandas infers the frequency of
     one series per kind of grid. Any other series goes through :func:`regular_series`, which refuses it or puts
-    it on its grid; the problems are reported together, series by series.
+    it on its grid; the problems are reported together, series by series. ``first_timestamp``: see
+    :func:`seqcast.data.checks.parse_rows`.
     """
-    parsed = parse_rows(frame)
+    parsed = parse_rows(frame, first_timestamp)
     code = parsed["code"].to_numpy()  # sorted by series and time
     stamps = parsed["timestamp"].to_numpy()
     values = parsed["value"].to_numpy(dtype=np.float64)
@@ -245,13 +254,14 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) ->
     slow = np.flatnonzero(fast == None)  # noqa: E711 (an object array: compare elementwise)
 
     found: dict[int, Series] = {}
-    problems = []
+    problems, keys = [], []
     for i in slow:
         try:
             found[i] = regular_series(str(ids[i]), parsed.iloc[starts[i]:starts[i] + counts[i]], params, min_length)
         except IngestError as exc:
             problems.append(str(exc))
-    fail(problems)
+            keys.append(str(ids[i]))
+    fail(problems, keys, SERIES)
 
     lengths = counts.copy()
     for i, s in found.items():
