@@ -214,8 +214,10 @@ def partition(batches: Iterable[pa.Table], folder: Path, n_shards: int) -> np.nd
             grouped = batch.take(order)
             for number in np.flatnonzero(np.diff(bounds)).tolist():
                 if number not in writers:
+                    # read back once, soon: fast to write beats small (ids repeat, the rest is numbers)
                     writers[number] = pq.ParquetWriter(folder / part_file(number), grouped.schema,
-                                                       compression="lz4")
+                                                       compression="none", use_dictionary=["series_id"],
+                                                       write_statistics=False)
                 writers[number].write_table(grouped.slice(bounds[number], bounds[number + 1] - bounds[number]))
             counts += np.diff(bounds)
     finally:
@@ -225,31 +227,32 @@ def partition(batches: Iterable[pa.Table], folder: Path, n_shards: int) -> np.nd
 
 
 class _InOrder:
-    """A Parquet file's rows read front to back, ``n`` at a time."""
+    """A Parquet file's columns read front to back as numpy arrays, ``n`` rows at a time."""
 
     def __init__(self, path: Path, columns: list[str], batch_rows: int):
         self.batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
-        self.held: list[pa.RecordBatch] = []
-        self.count = 0
+        self.columns = columns
+        self.held: dict[str, np.ndarray] | None = None
 
-    def take(self, n: int) -> pa.Table:
-        while self.count < n:
-            batch = next(self.batches)
-            self.held.append(batch)
-            self.count += batch.num_rows
-        table = pa.Table.from_batches(self.held)
-        taken, rest = table.slice(0, n), table.slice(n)
-        self.held, self.count = rest.to_batches(), rest.num_rows
+    def take(self, n: int) -> dict[str, np.ndarray]:
+        while self.held is None or len(self.held[self.columns[0]]) < n:
+            batch = {c: batch_column.to_numpy() for c, batch_column in zip(self.columns, next(self.batches).columns,
+                                                                            strict=True)}
+            self.held = batch if self.held is None else {c: np.concatenate([self.held[c], batch[c]])
+                                                         for c in self.columns}
+        taken = {c: a[:n] for c, a in self.held.items()}
+        self.held = {c: a[n:] for c, a in self.held.items()}
         return taken
 
 
-MERGED_SERIES = 1 << 16  # series merged into id order at a time: a piece of 64k series of M3's length is 8M rows
+MERGED_SERIES = 1 << 14  # series merged into id order at a time: 16k series of M3 monthly are 2M rows
 
 
 def in_id_order(files: dict[int, Path], shard: np.ndarray, lengths: np.ndarray, columns: list[str],
-                series_per_piece: int | None = None, batch_rows: int = 1 << 16
-                ) -> Iterator[tuple[int, int, pa.Table]]:
-    """Merge per-shard files into series id order: ``(first, stop, rows)`` for consecutive pieces of the series.
+                series_per_piece: int | None = None, batch_rows: int = 1 << 18
+                ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """Merge per-shard files into series id order: ``(first, stop, columns)`` for consecutive pieces of the series,
+    each column (numeric) as a numpy array of the piece's rows.
 
     Series ``i`` (in id order) lives in ``files[shard[i]]`` with ``lengths[i]`` rows, and each file holds its
     series in id order, so the series of a piece are a run of consecutive rows of each file: every file is read
@@ -266,6 +269,7 @@ def in_id_order(files: dict[int, Path], shard: np.ndarray, lengths: np.ndarray, 
             rows = np.flatnonzero(shards == number)
             block = readers[number].take(int(sizes[rows].sum()))
             starts[rows] = base + np.cumsum(sizes[rows]) - sizes[rows]
-            base += block.num_rows
+            base += len(block[columns[0]])
             blocks.append(block)
-        yield first, stop, pa.concat_tables(blocks).take(_ranges(starts, sizes))
+        order = _ranges(starts, sizes)
+        yield first, stop, {c: np.concatenate([b[c] for b in blocks])[order] for c in columns}

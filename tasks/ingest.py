@@ -232,7 +232,8 @@ def ingest_part(staged: dict, number: int, params: IngestParams) -> dict:
         .append_column("low", pa.array(low)).append_column("high", pa.array(high))
     pq.write_table(staged_index, work / STAGED_INDEX.format(number))
     pq.write_table(pa.table({"ns": panel.stamps.astype("datetime64[ns]").view(np.int64), "value": panel.values}),
-                   work / STAGED_PANEL.format(number), compression="lz4")
+                   work / STAGED_PANEL.format(number), compression="none", use_dictionary=False,
+                   write_statistics=False)
     training = pc.and_(pc.equal(values.column("part"), "train"), pc.invert(values.column("padded")))
     return {"number": number, "n_series": index.num_rows,
             "windows": {part: shape[0] for part, shape in prepared.shapes.items()},
@@ -272,7 +273,7 @@ def publish_parts(staged: dict, outcomes: list[dict], params: IngestParams) -> t
     for first, stop, rows in shards.in_id_order(files, index.column("shard").to_numpy(), panel_lengths,
                                                 ["ns", "value"]):
         update_data_hash(digest, ids[first:stop], freqs[first:stop], panel_lengths[first:stop],
-                         rows.column("ns").to_numpy().view("datetime64[ns]"), rows.column("value").to_numpy())
+                         rows["ns"].view("datetime64[ns]"), rows["value"])
     dataset_id, spec = dataset_spec(params, ids, freqs, index.column("padded_steps").to_numpy(),
                                     "sha256:" + digest.hexdigest())
     width = params.n_steps + params.horizon

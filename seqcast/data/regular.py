@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -154,7 +155,13 @@ class Panel:
     lengths: np.ndarray  # (n,) int64
     stamps: np.ndarray  # (total,) datetime64[ns]
     values: np.ndarray  # (total,) float64
-    data_hash: str
+    known_hash: str | None = None  # the data hash when the series it was made of had it already
+
+    @cached_property
+    def data_hash(self) -> str:
+        """:func:`data_hash` of the panel's series; computed when first asked for (a shard of a panel needs none:
+        the dataset's hash covers the whole panel)."""
+        return self.known_hash or panel_data_hash(self.ids, self.freqs, self.lengths, self.stamps, self.values)
 
     @property
     def offsets(self) -> np.ndarray:
@@ -279,8 +286,7 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int, fi
         out_values[offsets[i]:offsets[i] + lengths[i]] = s.values
         freqs[i] = s.freq
     ids = np.array([str(sid) for sid in ids], dtype=object)
-    return Panel(ids, freqs, lengths, out_stamps, out_values,
-                 panel_data_hash(ids, freqs, lengths, out_stamps, out_values))
+    return Panel(ids, freqs, lengths, out_stamps, out_values)
 
 
 def _on_grid(stamps: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
