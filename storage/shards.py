@@ -227,18 +227,21 @@ def partition(batches: Iterable[pa.Table], folder: Path, n_shards: int) -> np.nd
 
 
 class _InOrder:
-    """A Parquet file's columns read front to back as numpy arrays, ``n`` rows at a time."""
+    """A Parquet file's columns read front to back as numpy arrays, ``n`` rows at a time, one row group at a time
+    (``iter_batches`` would read the whole file ahead)."""
 
-    def __init__(self, path: Path, columns: list[str], batch_rows: int):
-        self.batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+    def __init__(self, path: Path, columns: list[str]):
+        self.file = pq.ParquetFile(path)
         self.columns = columns
+        self.group = 0
         self.held: dict[str, np.ndarray] | None = None
 
     def take(self, n: int) -> dict[str, np.ndarray]:
         while self.held is None or len(self.held[self.columns[0]]) < n:
-            batch = {c: batch_column.to_numpy() for c, batch_column in zip(self.columns, next(self.batches).columns,
-                                                                            strict=True)}
-            self.held = batch if self.held is None else {c: np.concatenate([self.held[c], batch[c]])
+            table = self.file.read_row_group(self.group, columns=self.columns)
+            self.group += 1
+            group = {c: table.column(c).to_numpy() for c in self.columns}
+            self.held = group if self.held is None else {c: np.concatenate([self.held[c], group[c]])
                                                          for c in self.columns}
         taken = {c: a[:n] for c, a in self.held.items()}
         self.held = {c: a[n:] for c, a in self.held.items()}
@@ -246,19 +249,19 @@ class _InOrder:
 
 
 MERGED_SERIES = 1 << 14  # series merged into id order at a time: 16k series of M3 monthly are 2M rows
+MERGED_ROWS = 1 << 16  # the row groups of files to be merged: what is in memory of each at a time
 
 
 def in_id_order(files: dict[int, Path], shard: np.ndarray, lengths: np.ndarray, columns: list[str],
-                series_per_piece: int | None = None, batch_rows: int = 1 << 18
-                ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+                series_per_piece: int | None = None) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
     """Merge per-shard files into series id order: ``(first, stop, columns)`` for consecutive pieces of the series,
     each column (numeric) as a numpy array of the piece's rows.
 
     Series ``i`` (in id order) lives in ``files[shard[i]]`` with ``lengths[i]`` rows, and each file holds its
     series in id order, so the series of a piece are a run of consecutive rows of each file: every file is read
-    once, front to back, and a piece of series (plus a batch per file) is in memory at a time.
+    once, front to back, and a piece of series (plus a row group of each file) is in memory at a time.
     """
-    readers = {number: _InOrder(path, columns, batch_rows) for number, path in files.items()}
+    readers = {number: _InOrder(path, columns) for number, path in files.items()}
     lengths = np.asarray(lengths, dtype=np.int64)
     series_per_piece = series_per_piece or MERGED_SERIES
     for first in range(0, len(shard), series_per_piece):

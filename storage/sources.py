@@ -229,10 +229,16 @@ def _csv_batches(path: Path, batch_rows: int) -> Iterator[pa.Table]:
 
 def _parquet_batches(path: Path, schema: pa.Schema, columns: list[str], id_column: str | None,
                      batch_rows: int) -> Iterator[pa.Table]:
+    """A Parquet file's columns a row group at a time (a large one in batches of ``batch_rows``): ``iter_batches``
+    over the whole file keeps what it read allocated until it ends, so memory grew with the file."""
     dictionary = [id_column] if id_column and _is_text(schema.field(id_column).type) else []
     try:
         with pq.ParquetFile(path, read_dictionary=dictionary) as file:
-            for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
-                yield pa.Table.from_batches([batch])
+            for group in range(file.metadata.num_row_groups):
+                if file.metadata.row_group(group).num_rows <= batch_rows:
+                    yield file.read_row_group(group, columns=columns)
+                    continue
+                for batch in file.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns):
+                    yield pa.Table.from_batches([batch])
     except (pa.ArrowException, OSError) as exc:
         raise SourceError([f"{path.name} is not a readable Parquet file: {exc}"]) from None

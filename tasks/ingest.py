@@ -94,31 +94,6 @@ def prepare(params: IngestParams) -> PreparedDataset:
     return build_dataset(read_panel(params, params.min_length), params)
 
 
-@task(name="read-series", cache_policy=NO_CACHE)
-def read_series(params: IngestParams) -> Panel:
-    """Read the file (or the benchmark) and validate every series; raise IngestError naming the series and row."""
-    panel = read_panel(params, params.min_length)
-    get_run_logger().info("read %d series from %s", len(panel.ids), params.origin)
-    return panel
-
-
-@task(name="cut-windows", cache_policy=NO_CACHE)
-def cut_windows(series: Panel, params: IngestParams) -> PreparedDataset:
-    """Split each series chronologically, pad the short ones and fit the scaler on the training parts."""
-    prepared = build_dataset(series, params)
-    get_run_logger().info("%s: %s windows (train/valid/test)", prepared.dataset_id,
-                          "/".join(str(prepared.shapes[p][0]) for p in ("train", "valid", "test")))
-    return prepared
-
-
-@task(name="persist-ingested-dataset", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
-def persist_ingested(prepared: PreparedDataset, n_shards: int | None = None) -> DatasetRef:
-    """Write the series in shards, the per-series index and the scaler atomically under the content-hashed id."""
-    ref = write_prepared(prepared, n_shards)
-    get_run_logger().info("persisted %s at %s", ref.dataset_id, ref.path)
-    return ref
-
-
 def write_prepared(prepared: PreparedDataset, n_shards: int | None = None) -> DatasetRef:
     """Write a prepared dataset to the store: its series whole in ``n_shards`` shards (default: by its number of
     series), the per-series index and the scaler; windows are cut from them when read."""
@@ -178,8 +153,7 @@ def _noting_first_timestamp(batches: Iterator[pa.Table], found: list) -> Iterato
 def partition_file(params: IngestParams, work: str) -> dict:
     """Stream the input into one temporary file per shard under ``work``, each series whole in the shard its id
     hashes to; return the number of shards, the rows of each, and the input's first text timestamp cell."""
-    n_series = count_series(params)
-    n_shards = params.shards or shards.default_shards(n_series or 1)
+    n_shards = params.shards or shards.default_shards(count_series(params) or 1)
     first: list = []
     rows = shards.partition(_noting_first_timestamp(input_batches(params), first), Path(work) / "parts", n_shards)
     return {"work": work, "n_shards": n_shards, "rows": rows.tolist(), "first_timestamp": first[0] if first else None}
@@ -231,9 +205,10 @@ def ingest_part(staged: dict, number: int, params: IngestParams) -> dict:
         .append_column("offset", pa.array(offsets)).append_column("digest", digests) \
         .append_column("low", pa.array(low)).append_column("high", pa.array(high))
     pq.write_table(staged_index, work / STAGED_INDEX.format(number))
+    # small row groups: the reduce reads every shard's file at once, a row group of each in memory
     pq.write_table(pa.table({"ns": panel.stamps.astype("datetime64[ns]").view(np.int64), "value": panel.values}),
-                   work / STAGED_PANEL.format(number), compression="none", use_dictionary=False,
-                   write_statistics=False)
+                   work / STAGED_PANEL.format(number), row_group_size=shards.MERGED_ROWS, compression="none",
+                   use_dictionary=False, write_statistics=False)
     training = pc.and_(pc.equal(values.column("part"), "train"), pc.invert(values.column("padded")))
     return {"number": number, "n_series": index.num_rows,
             "windows": {part: shape[0] for part, shape in prepared.shapes.items()},
