@@ -133,3 +133,18 @@ def test_a_refusal_names_the_first_offending_series_of_the_whole_file_and_counts
         ingest(source=str(path), **options)
     assert str(streamed.value) == str(whole.value)
     assert str(streamed.value) == "1 problem(s) in the input:\n  series 's30', row 980: value 'twelve' is not a number"
+
+
+@pytest.mark.parametrize("block", [1, 2, 5, 64, 1 << 24])
+def test_a_file_that_is_not_utf8_is_refused_at_the_same_byte_however_it_is_read(tmp_path, block):
+    """The streamed reader finds the first byte that does not decode block by block: a character split by a block's
+    end (é, two bytes) is no error, and the offset and line count the whole file."""
+    text = "store,day,sales\né1,2024-01-01,1\né1,2024-01-02,2\n".encode() + b"s\xe9,2024-01-03,3\n"
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(text)
+    with pytest.raises(sources.SourceError) as whole:
+        sources.read_long(path, "store", "day", "sales", "series")
+    assert sources._first_undecodable(path, block).problems == whole.value.problems
+    offset = text.index(b"s\xe9") + 1
+    assert whole.value.problems == [f"latin1.csv is not UTF-8 text: byte 0xe9 at offset {offset} (line 4) does not "
+                                    f"decode; save the file as UTF-8"]
