@@ -148,3 +148,19 @@ def test_a_file_that_is_not_utf8_is_refused_at_the_same_byte_however_it_is_read(
     offset = text.index(b"s\xe9") + 1
     assert whole.value.problems == [f"latin1.csv is not UTF-8 text: byte 0xe9 at offset {offset} (line 4) does not "
                                     f"decode; save the file as UTF-8"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_more_shards_than_series_leaves_some_empty_and_the_dataset_the_same(home, tmp_path, monkeypatch):
+    path = write(daily_series(n_series=5, days=40), tmp_path / "five.parquet")
+    options = {**COLUMNS, "n_steps": 7, "horizon": 3, "shards": 12}
+    result = ingest(source=str(path), **options)
+    monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / "whole"))
+    whole = write_prepared(prepare(IngestParams(source=str(path), **options)), 12)
+    streamed = home / "datasets" / result["dataset_id"]
+    assert result["dataset_id"] == whole.dataset_id
+    assert json.loads((streamed / "dataset.json").read_text())["content_hash"] == whole.manifest["content_hash"]
+    sizes = [pq.read_metadata(streamed / "values.parquet" / shards.shard_file(n)).num_rows for n in range(12)]
+    assert sizes == [pq.read_metadata(whole.path / "values.parquet" / shards.shard_file(n)).num_rows
+                     for n in range(12)]
+    assert sizes.count(0) >= 7 and sum(sizes) == 5 * 40
