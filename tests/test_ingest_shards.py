@@ -164,3 +164,21 @@ def test_more_shards_than_series_leaves_some_empty_and_the_dataset_the_same(home
     assert sizes == [pq.read_metadata(whole.path / "values.parquet" / shards.shard_file(n)).num_rows
                      for n in range(12)]
     assert sizes.count(0) >= 7 and sum(sizes) == 5 * 40
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_global_scaling_is_checked_with_the_whole_files_statistics(home, tmp_path):
+    """Under global scaling a shard's own statistics are not the file's: the reduce checks every series with the
+    statistics of all training parts, and refuses what the whole file is refused for."""
+    frame = daily_series(n_series=6, days=40)
+    frame["sales"] = 1.0 + 1e-6 * np.sin(np.arange(len(frame)))  # training parts of a tiny spread
+    frame.loc[frame.index[frame["store"] == "s04"][-1], "sales"] = 1e36  # a test value that overflows once scaled
+    path = write(frame, tmp_path / "spiky.csv")
+    options = {**COLUMNS, "n_steps": 7, "horizon": 3, "scaling": "global", "shards": 3}
+    with pytest.raises(IngestError) as whole:
+        prepare(IngestParams(source=str(path), **options))
+    with pytest.raises(IngestError) as streamed:
+        ingest(source=str(path), **options)
+    assert str(streamed.value) == str(whole.value)
+    assert str(streamed.value).startswith("1 problem(s) in the input:\n  series 's04': scaling its values (global")
+    assert not home.exists()
