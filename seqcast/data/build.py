@@ -15,8 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from seqcast.data import m3, windows
-from seqcast.data.checks import PARTS as PARTS_STAGE
-from seqcast.data.checks import SCALING, IngestError, fail
+from seqcast.data.checks import CHECK_PARTS, CHECK_SCALING, IngestError, fail
 from seqcast.data.regular import Panel, Series, data_hash, panel_data_hash, panel_from_series, ranges, segment_reduce  # noqa: F401
 from seqcast.data.scaling import GLOBAL_KEY, Scaler, fit_scaler
 from seqcast.data.synthetic import dataset_id_for
@@ -81,7 +80,7 @@ def left_padded(s: Series, pad: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
     except (OverflowError, pd.errors.OutOfBoundsDatetime):
         message = (f"series {s.series_id!r}: padding it by {pad} steps of {s.freq!r} would start before the "
                    f"earliest representable timestamp")
-        raise IngestError(message, [message], [(s.series_id, -2)], PARTS_STAGE) from None
+        raise IngestError(message, [message], [(s.series_id, -2)], CHECK_PARTS) from None
     first = s.values[np.flatnonzero(~np.isnan(s.values))[0]]  # under missing='drop' the first value may be NaN
     return before.append(s.timestamps), np.r_[np.full(pad, first), s.values]
 
@@ -328,7 +327,7 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams, check_scal
                                    f"holds the targets of no complete window (n_steps {params.n_steps} + horizon "
                                    f"{params.horizon}); {hint}"))
     problems.sort(key=lambda p: p[:2])
-    fail([message for _, _, message in problems], [(str(panel.ids[i]), k) for i, k, _ in problems], PARTS_STAGE)
+    fail([message for _, _, message in problems], [(str(panel.ids[i]), k) for i, k, _ in problems], CHECK_PARTS)
 
     ids = [str(sid) for sid in panel.ids]
     observed = (out_offsets + pad, out_offsets + valid_start)  # the training part, padding left out
@@ -391,7 +390,7 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams, check_scal
 
 def fail_scaling(problems: list[tuple[str, str]]) -> None:
     """Refuse the series of :func:`scaling_problems`, if any."""
-    fail([problem for _, problem in problems], [sid for sid, _ in problems], SCALING)
+    fail([problem for _, problem in problems], [sid for sid, _ in problems], CHECK_SCALING)
 
 
 def dataset_spec(params: IngestParams, ids: list[str], freqs: list[str], pad: np.ndarray, digest: str

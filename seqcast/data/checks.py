@@ -21,14 +21,14 @@ FLOAT32_TINY = float(np.finfo(np.float32).smallest_normal)
 # The checks run in stages, each only on input that passed the ones before: a refusal lists the problems of the
 # earliest stage that found any. A shard of the input is checked alone, so the stage and a sort key per problem
 # let the problems of several shards be reported as those of the whole input would be.
-ROWS, DUPLICATES, SERIES, PARTS, SCALING = range(1, 6)
+CHECK_ROWS, CHECK_DUPLICATES, CHECK_SERIES, CHECK_PARTS, CHECK_SCALING = range(1, 6)
 
 
 class IngestError(ValueError):
     """Input that cannot become a dataset; the message names the series and the row.
 
     ``problems`` lists every problem found (the message shows the first ``MAX_REPORTED``), ``keys`` sorts them
-    as the whole input's problems are sorted, and ``stage`` is the check that found them (``ROWS`` .. ``SCALING``).
+    as the whole input's problems are sorted, and ``stage`` is the check that found them (``CHECK_ROWS`` ..).
     """
 
     def __init__(self, message: str, problems: list[str] | None = None, keys: list | None = None, stage: int = 0):
@@ -179,7 +179,7 @@ def parse_rows(frame: pd.DataFrame, first_timestamp=None) -> pd.DataFrame:
     out_of_range = value_range_problems(ids, values.to_numpy(dtype=np.float64), frame["row"].to_numpy())
     problems += [problem for _, problem in out_of_range]
     keys += [(3, row) for row, _ in out_of_range]
-    fail(problems, keys, ROWS)
+    fail(problems, keys, CHECK_ROWS)
 
     # sorted by series and time once, here: duplicates are then neighbours, and every later step reads in order
     at = timestamps.to_numpy().view(np.int64)
@@ -195,7 +195,7 @@ def parse_rows(frame: pd.DataFrame, first_timestamp=None) -> pd.DataFrame:
         problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
                         f"{', '.join(map(str, group['row']))}")
         keys.append((str(sid), ts.value))
-    fail(problems, keys, DUPLICATES)
+    fail(problems, keys, CHECK_DUPLICATES)
     return parsed
 
 

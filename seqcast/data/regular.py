@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from seqcast.data.checks import SERIES, IngestError, fail, parse_rows
+from seqcast.data.checks import CHECK_SERIES, IngestError, fail, parse_rows
 
 if TYPE_CHECKING:
     from seqcast.data.ingest import IngestParams
@@ -138,7 +138,7 @@ def validate_series(frame: pd.DataFrame, params: IngestParams, min_length: int) 
         except IngestError as exc:
             problems.append(str(exc))
             keys.append(str(sid))
-    fail(problems, keys, SERIES)
+    fail(problems, keys, CHECK_SERIES)
     return found
 
 
@@ -268,7 +268,7 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int, fi
         except IngestError as exc:
             problems.append(str(exc))
             keys.append(str(ids[i]))
-    fail(problems, keys, SERIES)
+    fail(problems, keys, CHECK_SERIES)
 
     lengths = counts.copy()
     for i, s in found.items():
