@@ -154,7 +154,8 @@ def test_a_file_that_is_not_utf8_is_refused_at_the_same_byte_however_it_is_read(
 def test_more_shards_than_series_leaves_some_empty_and_the_dataset_the_same(home, tmp_path, monkeypatch):
     path = write(daily_series(n_series=5, days=40), tmp_path / "five.parquet")
     options = {**COLUMNS, "n_steps": 7, "horizon": 3, "shards": 12}
-    result = ingest(source=str(path), **options)
+    state = ingest(source=str(path), **options, return_state=True)
+    result = state.result()
     monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / "whole"))
     whole = write_prepared(prepare(IngestParams(source=str(path), **options)), 12)
     streamed = home / "datasets" / result["dataset_id"]
@@ -164,6 +165,16 @@ def test_more_shards_than_series_leaves_some_empty_and_the_dataset_the_same(home
     assert sizes == [pq.read_metadata(whole.path / "values.parquet" / shards.shard_file(n)).num_rows
                      for n in range(12)]
     assert sizes.count(0) >= 7 and sum(sizes) == 5 * 40
+
+    # the flow run shows its shards done in the UI: a progress artifact, at 100 % once every shard is done
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[state.state_details.flow_run_id])))
+    (progress,) = [a for a in found if a.type == "progress"]
+    assert progress.data == 100.0 and progress.description == "ingest: 12 shards"
 
 
 @pytest.mark.usefixtures("prefect_harness")
