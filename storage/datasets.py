@@ -28,8 +28,10 @@ A sharded dataset is published and checked the same way, against the hash of its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -301,6 +303,49 @@ def write_sharded_dataset(root: Path, dataset_id: str, spec: dict, index: pa.Tab
     return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
 
 
+@contextlib.contextmanager
+def staging_folder(root: Path) -> Iterator[Path]:
+    """A new temporary folder under ``root`` for an ingest's work (its shards, written before the dataset's id is
+    known), removed on leaving, whether the ingest published a dataset from it or failed.
+
+    Its ``dataset`` subfolder is the dataset being made (``values.parquet/`` first, carrying ``.unsynced``):
+    :func:`publish_staged` publishes it in one rename, so nothing half-written is ever seen under a dataset's id.
+    """
+    folder = root / f".tmp-{uuid.uuid4().hex}-ingest"
+    created = [parent for parent in folder.parents if not parent.exists()]  # nearest first
+    (folder / "dataset" / shards.VALUES_DIR).mkdir(parents=True)
+    (folder / "dataset" / UNSYNCED).touch()  # first, as write_dataset's
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        for parent in created:  # a refused input leaves no trace, not even the store's empty folders
+            try:
+                parent.rmdir()
+            except OSError:  # holds the published dataset, or something another process wrote
+                break
+
+
+def publish_staged(root: Path, dataset_id: str, staged: Path, index: pa.Table, manifest: dict) -> DatasetRef:
+    """Publish the dataset made in ``staged`` (its shards written under ``values.parquet/``) as ``dataset_id``: the
+    index (``series.parquet``) and the manifest are written beside the shards, then the folder is renamed into
+    place. An intact dataset of the same id (the same content) is kept, and ``staged`` left to its remover.
+    """
+    existing = _intact(root, dataset_id)
+    if existing is not None:
+        return existing
+    pq.write_table(index, staged / shards.INDEX, compression="zstd")
+    # not indented: json encodes in C only without indent, and the scaler holds two numbers per series
+    (staged / MANIFEST).write_text(json.dumps({"dataset_id": dataset_id, **manifest}, sort_keys=True))
+    target = dataset_path(root, dataset_id)
+    try:
+        os.rename(staged, target)
+    except OSError:
+        if not target.is_dir():  # another process published the same content first: theirs is kept
+            raise
+    return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
+
+
 def _cuts(ref: DatasetRef, split: str, columns: list[str]) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
     """A sharded dataset's index, its values (shard after shard), and where ``split``'s windows start in them."""
     index = shards.read_index(ref.path)
@@ -439,6 +484,19 @@ class Datasets:
         if self.remote is not None and (found := self.find(dataset_id)) is not None:
             return found
         ref = write_sharded_dataset(self.root, dataset_id, spec, index, values, shapes, n_shards, manifest_extra)
+        if self.remote is not None:
+            self._upload(ref)
+        return ref
+
+    def staging(self):
+        """A temporary folder for an ingest's work (:func:`staging_folder`), removed on leaving."""
+        return staging_folder(self.root)
+
+    def publish_staged(self, dataset_id: str, staged: Path, index: pa.Table, manifest: dict) -> DatasetRef:
+        """Publish a dataset made in a staging folder (:func:`publish_staged`), and upload it to the object store."""
+        if self.remote is not None and (found := self.find(dataset_id)) is not None:
+            return found
+        ref = publish_staged(self.root, dataset_id, staged, index, manifest)
         if self.remote is not None:
             self._upload(ref)
         return ref
