@@ -101,14 +101,14 @@ def training_panel(datasets: Datasets, dataset: DatasetRef) -> Panel | None:
         return None
     if not is_sharded(dataset):
         return values_panel(datasets.read_table(dataset, "values"), Scaler.from_dict(dataset.manifest.get("scaling")))
-    index = datasets.read_table(dataset, "series").select(["series_id", "shard", "length", "valid_start",
-                                                            "test_start", "mean", "std"])
+    index = datasets.read_table(dataset, "series", ["series_id", "shard", "length", "valid_start", "test_start",
+                                                     "mean", "std"])
     mean, std = index_scaling(dataset.manifest.get("scaling"), index)
     panel = empty_panel(*(index.column(name).to_numpy() for name in ("length", "valid_start", "test_start")),
                         mean, std)
     shard_of_series = index.column("shard").to_numpy()
     del index
-    for shard in datasets.shards(dataset, columns=["value"]):
+    for shard in datasets.shards(dataset, columns=["value"], index_columns=["shard"]):
         values = shard.values.column("value").to_numpy()
         if np.isnan(values).any():
             return None

@@ -144,10 +144,16 @@ def test_a_sharded_dataset_reads_shard_by_shard_into_the_panel_of_its_values_tab
         monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / f"home-{n_shards}"))
         ref = write_prepared(prepared, n_shards)
         assert ref.manifest["n_shards"] == n_shards
-        panel = training_panel(Store(tmp_path / f"home-{n_shards}").datasets, ref)
+        datasets = Store(tmp_path / f"home-{n_shards}").datasets
+        panel = training_panel(datasets, ref)
         for field in PANEL_FIELDS:
             assert np.array_equal(getattr(panel, field), getattr(whole, field)), (n_shards, field)
         assert panel.values.dtype == np.float32 and panel.n_series == 11
+        # what the panel reads: the index's columns it names, each shard's values alone
+        shards = list(datasets.shards(ref, columns=["value"], index_columns=["length"]))
+        assert [s.index.column_names for s in shards] == [["length", "shard"]] * n_shards
+        assert [s.values.column_names for s in shards] == [["value"]] * n_shards
+        assert datasets.read_table(ref, "series", ["mean"]).column_names == ["mean"]
 
 
 def test_a_sharded_dataset_with_gaps_or_without_scaling_statistics_gives_no_panel_or_names_the_series(
