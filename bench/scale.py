@@ -193,6 +193,14 @@ def query_one(seqcast: list[str], env: dict, sql: str):
     return next(iter(rows[0].values())) if rows else None
 
 
+def first_value(printed: str):
+    """The first column of the first row of what ``seqcast sql --format json`` printed, or None."""
+    try:
+        return next(iter(json.loads(printed)[0].values()))
+    except (ValueError, IndexError, KeyError, StopIteration):
+        return None
+
+
 def flow_seconds(log: str) -> float | None:
     """How long the flow run itself took, from its first to its last log line (the command also starts Python and
     a temporary Prefect server)."""
@@ -264,13 +272,13 @@ def measure(copies: int, steps: list[str], work: Path, seed: int) -> list[dict]:
         result = re.findall(r"RESULT (.*)", peer["log"])
         rows.append({"series": n_series, "step": f"{variant}, {EPOCHS} epochs", "ours": ours, "peer": peer,
                      "peer_name": "its training alone (panel read + fit)", "ours_smape": smape,
-                     "training": json.loads(result[-1]) if result else None})
+                     "training": json.loads(result[-1]) if result else None,
+                     "flow_seconds": flow_seconds(ours["log"])})
         if variant == "mlp" and "sql" in steps and run:
             sql = f"select count(*) from predictions where run_id = '{run}'"
             ours = timed([*seqcast, "sql", sql, "--format", "json"], env, work / f"sql-{copies}.log")
-            counted = re.findall(r'^\[\{"[^"]*":\s*(\d+)\}\]', ours["log"], re.MULTILINE)
             rows.append({"series": n_series, "step": "sql: count(*) of the mlp run's predictions", "ours": ours,
-                         "peer": None, "peer_name": "-", "count": int(counted[-1]) if counted else None})
+                         "peer": None, "peer_name": "-", "count": first_value(ours["log"].rsplit("TIME", 1)[0])})
     panel.unlink()
     return rows
 
@@ -293,9 +301,9 @@ def table(rows: list[dict]) -> str:
 
 def notes(rows: list[dict]) -> list[str]:
     """One line per fact a row's cells leave out: flow time, sMAPE, the training's own figures, the count."""
-    found = [f"- {r['series']:,} series, ingest: the flow run itself took {r['flow_seconds']:.1f} s of seqcast's "
+    found = [f"- {r['series']:,} series, {r['step']}: the flow run itself took {r['flow_seconds']:.1f} s of seqcast's "
              f"{r['ours']['seconds']:.1f} s (the rest starts Python and a temporary Prefect server)"
-             for r in rows if r["step"] == "ingest" and r.get("flow_seconds") is not None]
+             for r in rows if r.get("flow_seconds") is not None]
     found += [f"- {r['series']:,} series, {r['step']} sMAPE: seqcast {r['ours_smape']:.3f}, statsforecast "
               f"{r['peer_smape']:.3f}" for r in rows if r.get("peer_smape") is not None
               and r.get("ours_smape") is not None]
@@ -305,7 +313,7 @@ def notes(rows: list[dict]) -> list[str]:
             smape = f", test sMAPE of the run {r['ours_smape']:.2f}" if r.get("ours_smape") is not None else ""
             found.append(f"- {r['series']:,} series, {r['step']}: training alone read the panel in "
                          f"{t['panel_seconds']:.1f} s (peak RSS {t['panel_rss_gb']:.2f} GB after it) and fitted "
-                         f"{t['epochs']} epochs of {t['steps_per_epoch']} batches of {t['batch_size']} in "
+                         f"{t['epochs']} epochs of at most {t['steps_per_epoch']} batches of {t['batch_size']} in "
                          f"{t['train_seconds']:.1f} s ({t['epoch_seconds']:.1f} s per epoch after the first){smape}")
         if "count" in r:
             found.append(f"- {r['series']:,} series, {r['step']}: answered {r['count']:,} rows"
