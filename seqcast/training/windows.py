@@ -170,8 +170,9 @@ def empty_panel(lengths: np.ndarray, train_ends: np.ndarray, valid_ends: np.ndar
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     train_ends, valid_ends = np.asarray(train_ends, dtype=np.int64), np.asarray(valid_ends, dtype=np.int64)
-    if len(lengths) and not ((0 <= train_ends) & (train_ends <= valid_ends) & (valid_ends <= lengths)).all():
-        bad = int(np.flatnonzero(~((0 <= train_ends) & (train_ends <= valid_ends) & (valid_ends <= lengths)))[0])
+    misfits = np.flatnonzero(~((0 <= train_ends) & (train_ends <= valid_ends) & (valid_ends <= lengths)))
+    if len(misfits):
+        bad = int(misfits[0])
         raise ValueError(f"series {bad} of the panel has parts that do not fit its {lengths[bad]} steps "
                          f"(training ends at {train_ends[bad]}, validation at {valid_ends[bad]})")
     return Panel(np.empty(int(lengths.sum()), dtype=np.float32), np.cumsum(lengths) - lengths, lengths, train_ends,
