@@ -17,8 +17,9 @@ from seqcast.data.normalise import WindowNorm
 from seqcast.flows.validation import give_up_retries, validated
 from seqcast.models.ensemble import member_params
 from seqcast.models.registry import get_variant
+from seqcast.storage.home import current_store
 from seqcast.tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
-from seqcast.tasks.evaluate import evaluate_model
+from seqcast.tasks.evaluate import evaluate_run
 from seqcast.tasks.publish import publish_artifacts
 from seqcast.tasks.record import record_results
 from seqcast.tasks.rows import result_rows
@@ -92,7 +93,7 @@ def forecast(
             members = [trained_run(member_params(params, member)) if get_variant(member.variant).target != "stats"
                        else stats_member(member.variant) for member in kind.members]
             model_path = save_ensemble(params, dataset, run_id, members)
-        scored = evaluate_model(params, dataset, model_path, run_id, trained.history if trained else [])
+        scored = evaluate_run(params, dataset, model_path, run_id, trained.history if trained else [])
     except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
         give_up_retries()
         record_results(run_id, result_rows(run_id, params, dataset, trained, model_path, base_run, None, started_at,
@@ -102,6 +103,7 @@ def forecast(
     rows = result_rows(run_id, params, dataset, trained, model_path, base_run, scored, started_at,
                        datetime.now(UTC), time.perf_counter() - clock)
     record_results(run_id, quote(rows))  # plain values: Prefect need not walk every row for futures
+    current_store().staged.discard(run_id)  # committed: the shards' staged rows are in the tables now
     publish_artifacts(rows["runs"][0], rows["metrics"])
     evaluation = scored.evaluation
     return {"run_id": run_id, "variant": params.variant, "dataset_id": dataset.dataset_id,

@@ -10,6 +10,7 @@ not run. A failed variant does not stop the others, and ends the run flow Failed
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
@@ -236,6 +237,35 @@ class Outcome:
     outcomes: list[dict] = field(default_factory=list)
 
 
+def all_sharded(planned: list[PlannedParams]) -> bool:
+    """Whether every planned run is on a dataset stored in shards (an ingested one), whose shard tasks a cluster can
+    share out; the book's synthetic datasets have none, so their runs are what a cluster shares out."""
+    from seqcast.storage.datasets import is_sharded
+    from seqcast.storage.home import current_store
+
+    datasets = current_store().datasets
+    refs = [datasets.find(params.dataset_id) if params.dataset_id else None for params in planned]
+    return bool(planned) and all(ref is not None and is_sharded(ref) for ref in refs)
+
+
+@contextlib.contextmanager
+def shards_on(address: str | None):
+    """While inside, flow runs in this process send their shard tasks to the Dask cluster at ``address`` (None: no
+    change), through the setting ``SEQCAST_DASK_ADDRESS`` that :mod:`seqcast.flows.shards` reads."""
+    if address is None:
+        yield
+        return
+    before = os.environ.get("SEQCAST_DASK_ADDRESS")
+    os.environ["SEQCAST_DASK_ADDRESS"] = address
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SEQCAST_DASK_ADDRESS", None)
+        else:
+            os.environ["SEQCAST_DASK_ADDRESS"] = before
+
+
 def execute(planned: list[PlannedParams], jobs: int, runner_threads: tuple | None = None,
             say: Callable[[str], None] = lambda line: None) -> Outcome:
     """Run the planned variants' forecast (or backtest) flows: one after another in this process (``jobs`` 1 and no
@@ -248,13 +278,29 @@ def execute(planned: list[PlannedParams], jobs: int, runner_threads: tuple | Non
     summaries, failed, outcomes = [], [], []
     with in_process_runs(), shared_api():
         ensure_training_limit(resize=False)  # runs in this process share the training slots with any others
-        if runner_threads is None and jobs == 1:
-            for i, params in enumerate(planned, 1):
-                say(f"[{i}/{len(planned)}] {params.variant}")
-                clock = time.monotonic()
-                summaries.append(run_flow(params))
-                outcomes.append({"variant": params.variant, "summary": summaries[-1],
-                                 "seconds": time.monotonic() - clock})
+        spread = runner_threads is not None and all_sharded(planned)
+        if spread:  # the shards of each run spread over the cluster, so the runs go one after another
+            runner, threads = runner_threads
+            say(f"{len(planned)} variant(s) one after another, each run's shards on the Dask cluster at "
+                f"{runner.address} ({threads} worker thread(s))")
+        if (runner_threads is None and jobs == 1) or spread:
+            with shards_on(runner_threads[0].address if spread else None):
+                for i, params in enumerate(planned, 1):
+                    say(f"[{i}/{len(planned)}] {params.variant}")
+                    clock = time.monotonic()
+                    try:
+                        summaries.append(run_flow(params))
+                    except Exception as exc:  # on a cluster, as when it runs the variants: the others go on
+                        if not spread:
+                            raise
+                        seconds = time.monotonic() - clock
+                        say(f"{params.variant} FAILED after {seconds:.0f} s: {type(exc).__name__}: {exc}")
+                        failed.append(params.variant)
+                        outcomes.append({"variant": params.variant, "error": f"{type(exc).__name__}: {exc}",
+                                         "seconds": seconds})
+                        continue
+                    outcomes.append({"variant": params.variant, "summary": summaries[-1],
+                                     "seconds": time.monotonic() - clock})
             return Outcome(summaries, failed, outcomes)
         if runner_threads is None:
             runner, threads = process_pool(jobs)

@@ -3,6 +3,7 @@
     store = Store(root)
     store.datasets.find(dataset_id)          # Parquet splits + manifest
     store.models.save(run_id, model, manifest)  # .keras + manifest, plots
+    store.staged.write(run_id, table, shard, rows)  # a shard task's rows, until the run's commit
     store.results.record(run_id, rows)       # the run's rows: one Delta commit per table
     store.results.query(sql)                 # DuckDB over the Delta tables
 
@@ -20,6 +21,7 @@ from seqcast.storage.datasets import Datasets
 from seqcast.storage.models import Models
 from seqcast.storage.objects import ObjectStore
 from seqcast.storage.results import Results
+from seqcast.storage.staged import Staged
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Store:
     @property
     def models(self) -> Models:
         return Models(self.root, self.remote)
+
+    @property
+    def staged(self) -> Staged:
+        """Runs' per-shard rows of their large tables, waiting for the run's commit."""
+        return Staged(self.root, self.remote)
 
     @cached_property
     def results(self) -> Results:

@@ -494,7 +494,7 @@ class Datasets:
         return found, read_split_column(ref, split, "series_id")
 
     def read_table(self, ref: DatasetRef, name: str, columns: list[str] | None = None) -> pa.Table:
-        """A table stored beside the splits (``series`` of an ingested dataset); ``columns``: those only."""
+        """A table stored beside the splits (``series`` of an ingested dataset): ``columns`` of it, default all."""
         path = ref.path / f"{name}.parquet"
         if is_sharded(ref) and name == "values":
             return shards.read_values(ref.path, ref.manifest["n_shards"], columns)

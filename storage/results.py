@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
 from seqcast.storage import queries, table_queries
 from seqcast.storage.objects import ObjectStore
-from seqcast.storage.tables import DEFAULT_RETENTION_HOURS, Tables
+from seqcast.storage.tables import DEFAULT_RETENTION_HOURS, Rows, Tables
 
 
 class Results:
@@ -35,8 +34,9 @@ class Results:
         """Where the tables live, as users name it (a folder or an ``s3://`` URL)."""
         return f"{self.tables.location}/tables"
 
-    def record(self, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[str, int]:
-        """Commit one run's rows (table name -> row dicts or Arrow table), replacing any the run wrote before;
+    def record(self, run_id: str, rows: dict[str, Rows]) -> dict[str, int]:
+        """Commit one run's rows (table name -> row dicts, an Arrow table, or the run's staged dataset of the table:
+        ``Staged.dataset``), replacing any the run wrote before;
         return table -> version committed. ValueError names a bad name or row before anything is written."""
         return self.tables.write(run_id, rows)
 

@@ -7,7 +7,9 @@ The Delta tables of :mod:`seqcast.storage.tables` hold exactly these tables; the
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 from seqcast.config.names import check_name
 
@@ -156,3 +158,13 @@ def checked_tables(run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[
     tables = {name: as_table(name, rows.get(name, [])) for name in TABLES}
     check_rows(run_id, tables)
     return tables
+
+
+def with_run_id(run_id: str, rows: pa.Table | pads.Dataset | None) -> pa.Table | pads.Dataset | list:
+    """A run's rows of a large table: a table of one part gets the run id column; the shards' staged rows (a
+    dataset) carry it already; none is no rows."""
+    if rows is None:
+        return []
+    if isinstance(rows, pads.Dataset):
+        return rows
+    return rows.add_column(0, "run_id", pa.array(np.full(rows.num_rows, run_id, dtype=object), pa.string()))

@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import tenacity
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
@@ -38,6 +39,10 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from seqcast.config.names import check_name
 from seqcast.storage.objects import ObjectStore
 from seqcast.storage.schemas import SCHEMAS, TABLES, checked_tables, record_key
+
+# A table's rows of one run: row dicts, an Arrow table, or an Arrow dataset (a run's staged per-shard files,
+# seqcast.storage.staged) that its commit streams instead of holding in memory
+Rows = list[dict] | pa.Table | pads.Dataset
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ DEFAULT_RETENTION_HOURS = 168
 # A commit reads every live file's statistics, so a run's write costs more with each small file earlier runs left:
 # a table that holds this many files has them merged right after a write (the weekly maintenance also orders them)
 COMPACT_AFTER_FILES = 64
+STREAM_BATCH_ROWS = 1 << 18  # rows a streamed commit holds at a time
 
 
 def delta_options(remote: ObjectStore | None) -> dict[str, str] | None:
@@ -112,7 +118,7 @@ class Tables:
         with ThreadPoolExecutor(len(TABLES)) as pool:
             return dict(zip(TABLES, pool.map(self.open, TABLES)))
 
-    def write(self, run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[str, int]:
+    def write(self, run_id: str, rows: dict[str, Rows]) -> dict[str, int]:
         """Commit one run's rows (table name -> row dicts or Arrow table); return table -> version committed.
 
         Every name is checked before anything is written. A table the run wrote before and holds no rows for now
@@ -123,7 +129,7 @@ class Tables:
         datasets = tables.pop("datasets")
         opened = self.open_all()  # every log read side by side once; a commit that loses a race reads its own again
         # a table that does not exist holds no rows of this run: nothing to replace there
-        todo = [name for name in tables if tables[name].num_rows or opened[name] is not None]
+        todo = [name for name in tables if _count(tables[name]) or opened[name] is not None]
         versions: dict[str, int] = {}
         if datasets.num_rows:
             versions.update(self._retrying("datasets", lambda: self._add_datasets(datasets)))
@@ -183,10 +189,10 @@ class Tables:
     def _append(self, name: str, rows: pa.Table, table: DeltaTable | None = None) -> dict[str, int]:
         table = table or self.open(name)
         if table is None:  # the first rows create the table
-            write_deltalake(self.uri(name), rows, mode="append", storage_options=self.storage_options)
+            write_deltalake(self.uri(name), _stream(rows), mode="append", storage_options=self.storage_options)
             table = self.open(name)
         else:
-            write_deltalake(table, rows, mode="append", schema_mode=_schema_mode(table, rows))
+            write_deltalake(table, _stream(rows), mode="append", schema_mode=_schema_mode(table, rows))
         return {name: table.version()}
 
     def _retrying(self, name: str, commit: Callable[[], dict[str, int]]) -> dict[str, int]:
@@ -203,10 +209,10 @@ class Tables:
         table = table or self.open(name)
         written = table is not None and bool(_may_hold(table, name, [run_id]))
         if not written:
-            return self._append(name, rows, table) if rows.num_rows else {}
+            return self._append(name, rows, table) if _count(rows) else {}
         # run ids are plain names (check_name), so the literal cannot break out of the predicate
-        if rows.num_rows:
-            write_deltalake(table, rows, mode="overwrite", predicate=f"{record_key(name)} = '{run_id}'",
+        if _count(rows):
+            write_deltalake(table, _stream(rows), mode="overwrite", predicate=f"{record_key(name)} = '{run_id}'",
                             schema_mode=_schema_mode(table, rows))
         else:
             table.delete(f"{record_key(name)} = '{run_id}'")
@@ -261,9 +267,24 @@ class Tables:
         return done
 
 
-def _checked(run_id: str, rows: dict[str, list[dict] | pa.Table]) -> dict[str, pa.Table]:
-    """Every table's rows of one run as Arrow tables of its schema; ValueError for a bad name or row."""
-    return checked_tables(run_id, rows)
+def _checked(run_id: str, rows: dict[str, Rows]) -> dict[str, pa.Table | pads.Dataset]:
+    """Every table's rows of one run as Arrow tables of its schema, or the staged dataset given for it (checked
+    when it was staged: here only its schema); ValueError for a bad name or row."""
+    staged = {name: found for name, found in rows.items() if isinstance(found, pads.Dataset)}
+    tables = checked_tables(run_id, {name: found for name, found in rows.items() if name not in staged})
+    for name, dataset in staged.items():
+        if not dataset.schema.equals(SCHEMAS[name]):
+            raise ValueError(f"staged rows of {name} have the schema {dataset.schema}, not the table's")
+    return {**tables, **staged}
+
+
+def _count(rows: pa.Table | pads.Dataset) -> int:
+    return rows.num_rows if isinstance(rows, pa.Table) else rows.count_rows()
+
+
+def _stream(rows: pa.Table | pads.Dataset) -> pa.Table | pa.RecordBatchReader:
+    """What a commit writes: a table as it is, a staged dataset one batch at a time, read anew on every try."""
+    return rows if isinstance(rows, pa.Table) else rows.scanner(batch_size=STREAM_BATCH_ROWS).to_reader()
 
 
 def _may_hold(table: DeltaTable, name: str, run_ids: list[str]) -> set[str]:
@@ -291,7 +312,7 @@ def _may_hold(table: DeltaTable, name: str, run_ids: list[str]) -> set[str]:
 def _schema_mode(table: DeltaTable, rows: pa.Table) -> str | None:
     """``merge`` when the rows bring a column the table lacks (a table made by an older seqcast), else None."""
     have = {field.name for field in table.schema().fields}
-    return "merge" if set(rows.column_names) - have else None
+    return "merge" if set(rows.schema.names) - have else None
 
 
 def _lost_race(exc: BaseException) -> bool:

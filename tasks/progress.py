@@ -33,18 +33,19 @@ class Progress:
 
     Every EVERY_S seconds at most, and once when done reaches total, it logs ``what: done/total unit (percent),
     rate/s, time left`` and sets the flow run's progress artifact (key ``key``, percent done). Outside a flow or
-    task run it logs to the ``seqcast`` logger only. A failure to reach the Prefect API is logged, never raised:
-    progress must not fail the step it reports on.
+    task run, or with ``artifact=False`` (a part of a step whose whole has the artifact), it logs only. A failure
+    to reach the Prefect API is logged, never raised: progress must not fail the step it reports on.
     """
 
     def __init__(self, what: str, total: int, unit: str = "series", key: str | None = None,
-                 every_s: float = EVERY_S, say: Callable[[str], None] | None = None):
+                 every_s: float = EVERY_S, say: Callable[[str], None] | None = None, artifact: bool = True):
         self.what, self.total, self.unit, self.every_s = what, int(total), unit, every_s
         self.say = say or _logger().info
         self.started = self.last = time.monotonic()
         self.done = 0
         self.artifact: UUID | None = None
-        self._artifact(key)
+        if artifact:
+            self._artifact(key)
 
     def _artifact(self, key: str | None) -> None:
         from prefect.artifacts import create_progress_artifact

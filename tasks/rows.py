@@ -14,7 +14,7 @@ from seqcast.evaluation.backtest import BacktestParams, level_scores, summary
 from seqcast.evaluation.holdout import split_scores
 from seqcast.models.registry import get_variant
 from seqcast.storage.home import current_store
-from seqcast.storage.schemas import as_table
+from seqcast.storage.schemas import as_table, with_run_id
 from seqcast.tasks.backtest import BacktestPlan
 from seqcast.tasks.evaluate import ScoredRun
 from seqcast.tasks.train import TrainedModel
@@ -45,8 +45,8 @@ def result_rows(run_id, params, dataset, trained: TrainedModel | None, model_pat
         "runs": [run_row],
         "metrics": [{"run_id": run_id, **m} for m in evaluation.metrics] if evaluation else [],
         "history": [{"run_id": run_id, **h} for h in (trained.history if trained else [])],
-        "predictions": [{"run_id": run_id, **p} for p in evaluation.predictions] if evaluation else [],
-        "series_scores": [{"run_id": run_id, **r} for r in evaluation.series_scores] if evaluation else [],
+        "predictions": with_run_id(run_id, evaluation.predictions) if evaluation else [],
+        "series_scores": with_run_id(run_id, evaluation.series_scores) if evaluation else [],
         "step_scores": [{"run_id": run_id, **r} for r in evaluation.step_scores] if evaluation else [],
         "split_scores": [{"run_id": run_id, **r} for r in evaluation.split_scores] if evaluation else [],
     }

@@ -14,7 +14,6 @@ skipped, and a series with a gap in a split's part is not scored on that split.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -75,6 +74,32 @@ def split_series(values: dict[str, np.ndarray], periods: dict[str, int], split: 
         actual.append(target)
     return SplitSeries(found, history, np.array(actual, dtype=np.float64).reshape(len(found), horizon),
                        np.array([int(periods[sid]) for sid in found], dtype=np.int64))
+
+
+def split_series_of(series_ids: Sequence[str], lengths: np.ndarray, periods: np.ndarray, value: np.ndarray,
+                    parts: Mapping[str, np.ndarray], padded: np.ndarray, split: str, horizon: int) -> SplitSeries:
+    """:func:`split_series` of series stored one after another (a shard's values: ``lengths`` steps each, in
+    ``series_ids`` order), as whole arrays instead of series by series. ``parts``: part name -> whether each step
+    is in it (every part of ``BEFORE`` and ``split``)."""
+    if split not in BEFORE:
+        raise ValueError(f"unknown split {split!r}; scored splits: {', '.join(BEFORE)}")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
+    rows = np.repeat(np.arange(n), lengths)
+    value = np.asarray(value, dtype=np.float64)
+    missing = np.isnan(value)
+    in_part = np.asarray(parts[split], dtype=bool)
+    part_size = np.bincount(rows[in_part], minlength=n)
+    part_missing = np.bincount(rows[in_part & missing], minlength=n)
+    keep = (part_size == horizon) & (part_missing == 0)
+    actual = value[in_part & keep[rows]].reshape(-1, horizon)
+    before = np.logical_or.reduce([np.asarray(parts[name], dtype=bool) for name in BEFORE[split]])
+    known = before & ~np.asarray(padded, dtype=bool) & ~missing & keep[rows]
+    sizes = np.bincount(rows[known], minlength=n)[keep]
+    history = np.split(value[known], np.cumsum(sizes)[:-1]) if len(sizes) else []
+    chosen = np.flatnonzero(keep)
+    return SplitSeries([str(series_ids[i]) for i in chosen], history, actual,
+                       np.asarray(periods, dtype=np.int64)[chosen])
 
 
 def forecast_by_period(method: str, series: SplitSeries, horizon: int, progress: Progress | None = None
@@ -142,31 +167,56 @@ def mase_scales(series: SplitSeries) -> np.ndarray:
     return seasonal_naive_scales(series.history, series.period)
 
 
-def scale_free_scores(split: str, series: SplitSeries, window_ids: np.ndarray, y_pred: np.ndarray
-                      ) -> tuple[list[dict], list[dict]]:
-    """sMAPE and MASE of a split's forecasts (one window per series) and of Naive2 on the same series.
+@dataclass(frozen=True)
+class ScaleFree:
+    """A split's scale-free scores per (series, step): sMAPE and MASE of the forecast ("model") and of Naive2 on
+    the same series, which are those with exactly one window and a known part in the split."""
 
-    Returns rows of ``series_scores`` (predictor, split, series_id, smape, mase) and of ``step_scores`` (predictor,
-    split, step, smape, mase: means over series). A series seen in more than one window of the split, or without
-    a known part, is left out; MASE is None for a series without a scale.
-    """
-    ids = [str(sid) for sid in window_ids]
-    counts, known = Counter(ids), set(series.series_ids)
-    keep = [i for i, sid in enumerate(ids) if counts[sid] == 1 and sid in known]
-    if not keep:
-        return [], []
-    chosen = series.subset([ids[i] for i in keep])
+    split: str
+    series_ids: list[str]
+    steps: dict[tuple[str, str], np.ndarray]  # (predictor, "smape" | "mase") -> (n_series, h); NaN: no MASE scale
+
+    def per_series(self, predictor: str, metric: str) -> np.ndarray:
+        return per_series(self.steps[predictor, metric])
+
+
+def scale_free_steps(split: str, series: SplitSeries, window_ids: np.ndarray, y_pred: np.ndarray
+                     ) -> ScaleFree | None:
+    """sMAPE and MASE per (series, step) of a split's forecasts (one window per series) and of Naive2 on the same
+    series; None when no series qualifies. A series seen in more than one window of the split, or without a known
+    part, is left out."""
+    ids = np.asarray([str(sid) for sid in window_ids], dtype=object)
+    unique, counts = np.unique(ids, return_counts=True) if len(ids) else (ids, np.zeros(0, np.int64))
+    once = np.isin(ids, unique[counts == 1]) & np.isin(ids, np.asarray(series.series_ids, dtype=object))
+    keep = np.flatnonzero(once)
+    if not len(keep):
+        return None
+    chosen = series.subset(ids[keep].tolist())
     horizon = chosen.actual.shape[1]
     scales = mase_scales(chosen)
     forecasts = {"model": np.asarray(y_pred, dtype=np.float64)[keep],
                  "naive2": forecast_by_period("naive2", chosen, horizon)}
+    steps = {}
+    for predictor in PREDICTORS:
+        steps[predictor, "smape"] = smape_steps(chosen.actual, forecasts[predictor])
+        steps[predictor, "mase"] = mase_steps(chosen.actual, forecasts[predictor], scales)
+    return ScaleFree(split, chosen.series_ids, steps)
+
+
+def scale_free_scores(split: str, series: SplitSeries, window_ids: np.ndarray, y_pred: np.ndarray
+                      ) -> tuple[list[dict], list[dict]]:
+    """:func:`scale_free_steps` as rows of ``series_scores`` (predictor, split, series_id, smape, mase) and of
+    ``step_scores`` (predictor, split, step, smape, mase: means over series); MASE is None for a series without a
+    scale."""
+    found = scale_free_steps(split, series, window_ids, y_pred)
+    if found is None:
+        return [], []
     series_rows, step_rows = [], []
     for predictor in PREDICTORS:
-        smape = smape_steps(chosen.actual, forecasts[predictor])
-        mase = mase_steps(chosen.actual, forecasts[predictor], scales)
+        smape, mase = found.steps[predictor, "smape"], found.steps[predictor, "mase"]
         series_rows += [{"predictor": predictor, "split": split, "series_id": sid, "smape": float(s),
                          "mase": or_none(m)}
-                        for sid, s, m in zip(chosen.series_ids, per_series(smape), per_series(mase))]
+                        for sid, s, m in zip(found.series_ids, per_series(smape), per_series(mase))]
         step_rows += [{"predictor": predictor, "split": split, "step": step + 1, "smape": float(s), "mase": or_none(m)}
                       for step, (s, m) in enumerate(zip(per_step(smape), per_step(mase)))]
     return series_rows, step_rows
