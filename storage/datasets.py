@@ -501,18 +501,21 @@ class Datasets:
             self._upload(ref)
         return ref
 
-    def shards(self, ref: DatasetRef, columns: list[str] | None = None) -> Iterator[shards.Shard]:
+    def shards(self, ref: DatasetRef, columns: list[str] | None = None, index_columns: list[str] | None = None
+               ) -> Iterator[shards.Shard]:
         """Every shard of a sharded dataset in turn (``Shard(number, index, values)``), one in memory at a time.
 
-        ``index``: the shard's rows of ``series.parquet`` in series id order; ``values``: its steps (``columns``,
-        default all of ``series_id, step, timestamp, value, part, padded``), series after series;
-        ``Shard.long_frame()`` gives them as ``unique_id, ds, y``. A dataset stored before shards existed (or a
-        synthetic one) has none: ValueError.
+        ``index``: the shard's rows of ``series.parquet`` in series id order (``index_columns`` and ``shard``,
+        default all); ``values``: its steps (``columns``, default all of ``series_id, step, timestamp, value,
+        part, padded``), series after series; ``Shard.long_frame()`` gives them as ``unique_id, ds, y``. A dataset
+        stored before shards existed (or a synthetic one) has none: ValueError.
         """
         if not is_sharded(ref):
             raise ValueError(f"dataset {ref.dataset_id} is not stored in shards (a synthetic dataset, or one "
                              f"ingested before shards); ingest its file again")
-        return shards.iter_shards(ref.path, ref.manifest["n_shards"], columns=columns)
+        index = None if index_columns is None else shards.read_index(ref.path, [*dict.fromkeys([*index_columns,
+                                                                                                  "shard"])])
+        return shards.iter_shards(ref.path, ref.manifest["n_shards"], index=index, columns=columns)
 
     def shard(self, ref: DatasetRef, number: int, columns: list[str] | None = None) -> shards.Shard:
         """Shard ``number`` of a sharded dataset alone, for a task that is handed the dataset id and a shard number

@@ -139,8 +139,8 @@ def write_shards(folder: Path, index: pa.Table, values: pa.Table, n_shards: int)
     return index.append_column("shard", pa.array(shards)).append_column("offset", pa.array(offsets))
 
 
-def read_index(path: Path) -> pa.Table:
-    return pq.read_table(path / INDEX)
+def read_index(path: Path, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(path / INDEX, columns=columns)
 
 
 def read_shard(path: Path, number: int, columns: list[str] | None = None) -> pa.Table:
