@@ -3,8 +3,8 @@
 Switched on by one explicit hook, the ``SEQCAST_TEST_FAIL_ONCE`` setting (it travels to flow runs in other
 processes): a marker file whose text is the stage to fail, ``train`` (at the start of the second epoch),
 ``evaluate`` (before any forecast) or ``evaluate shard N`` (the scoring of shard N of a sharded dataset); ``kill
-evaluate shard N`` kills the process that scores shard N instead of raising. The marker is deleted as the fault fires, so the retry passes. Unset, the tasks
-never call into this module.
+evaluate shard N`` kills the process that scores shard N instead of raising. The marker is deleted as the fault
+fires, so the retry passes. Unset, the tasks never call into this module.
 """
 
 from __future__ import annotations
