@@ -84,7 +84,8 @@ def forecast(
     trained, model_path = None, None
     try:
         if kind.trainable:
-            trained = train_model(params, dataset, run_id)
+            # quote(): a dataset's manifest can hold a value per series, which Prefect need not walk for futures
+            trained = train_model(params, quote(dataset), run_id)
             model_path = trained.model_path
         elif kind.target == "iterative":
             base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
@@ -92,7 +93,7 @@ def forecast(
         elif kind.target == "ensemble":
             members = [trained_run(member_params(params, member)) if get_variant(member.variant).target != "stats"
                        else stats_member(member.variant) for member in kind.members]
-            model_path = save_ensemble(params, dataset, run_id, members)
+            model_path = save_ensemble(params, quote(dataset), run_id, members)
         scored = evaluate_run(params, dataset, model_path, run_id, trained.history if trained else [])
     except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
         give_up_retries()

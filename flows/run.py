@@ -301,6 +301,9 @@ def execute(planned: list[PlannedParams], jobs: int, runner_threads: tuple | Non
                         continue
                     outcomes.append({"variant": params.variant, "summary": summaries[-1],
                                      "seconds": time.monotonic() - clock})
+                    if spread:
+                        say(f"{params.variant} done in {outcomes[-1]['seconds']:.0f} s: "
+                            f"{score_line(summaries[-1])}")
             return Outcome(summaries, failed, outcomes)
         if runner_threads is None:
             runner, threads = process_pool(jobs)

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from seqcast.config.params import ForecastParams
 from seqcast.data.scaling import Scaler
@@ -44,12 +45,13 @@ def evaluate_run(params: ForecastParams, dataset: DatasetRef, model_path: str | 
     figures combine their partial sums), any other in one task. A retried flow run keeps the shards it staged: its
     training reuses the model they were scored with (``train_model``), so they hold what a new try would."""
     if not is_sharded(dataset):
-        return evaluate_model(params, dataset, model_path, run_id, history)
+        return evaluate_model(params, quote(dataset), model_path, run_id, history)
     n_shards = dataset.manifest["n_shards"]
     parts = map_shards(evaluate_shard, list(range(n_shards)), f"{params.variant} evaluation",
                        key=artifact_key(params.variant, "shards"), params=params, dataset_id=dataset.dataset_id,
                        model_path=model_path, run_id=run_id)
-    return combine_shards(params, dataset, run_id, history, parts)
+    # quote(): plain values, which Prefect need not walk for futures (a manifest can hold a value per series)
+    return combine_shards(params, quote(dataset), run_id, quote(history), quote(parts))
 
 
 def _no_retry_of(exception_types: tuple[type[BaseException], ...]):
