@@ -30,6 +30,22 @@ SHARD_RETRY_DELAY_S = [2, 10]
 WORKER_CHECK_S = 5.0  # how often a wait on a Dask cluster's shards checks that it still has workers
 
 
+def shard_task(task: Task, final: tuple[type[BaseException], ...] = ()) -> Task:
+    """``task`` as a stage maps it over shards: a failed shard runs again alone (the finished ones are kept), unless
+    it raised one of the ``final`` exceptions, which the same inputs would raise again."""
+    def worth_retrying(_task, _run, state) -> bool:
+        try:
+            state.result()
+        except final:
+            return False
+        except BaseException:  # noqa: BLE001 - any other failure (a lost worker, I/O) is worth another try
+            return True
+        return True
+
+    return task.with_options(retries=SHARD_RETRIES, retry_delay_seconds=SHARD_RETRY_DELAY_S,
+                             retry_condition_fn=worth_retrying)
+
+
 class NoWorkers(RuntimeError):
     """The Dask cluster lost every worker and got none back in time: nothing can run the shards left."""
 

@@ -129,8 +129,8 @@ def score_with(params: dict, model_path: str, dataset_id: str):
     from prefect import flow
 
     from seqcast.config.params import ForecastParams
+    from seqcast.flows.forecast import evaluate_run
     from seqcast.storage.home import current_store
-    from seqcast.tasks.evaluate import evaluate_run
 
     @flow
     def score():
