@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # A loaded 2-core machine can take longer than the default 20 s to start the ephemeral server.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: run test test-fast test-slow test-fuzz lint bench-reproduce bench-speed bench-m3 clean
+.PHONY: run test test-fast test-slow test-fuzz lint bench-reproduce bench-speed bench-m3 bench-scale clean
 
 # .venv holds exactly what uv.lock pins (with the test and s3 extras), seqcast itself editable. uv comes from PATH,
 # or else pip installs it into .uv/ once: a machine needs only Python and make. --locked refuses a uv.lock that
@@ -71,6 +71,14 @@ bench-m3: $(BIN)/.installed
 	$(BIN)/python bench/m3.py --out $(OUT) $(foreach s,$(subst $(comma), ,$(SUBSET)),--subset $(s)) \
 		$(foreach v,$(subst $(comma), ,$(VARIANTS)),--variant $(v)) \
 		$(if $(WINDOWS),--windows $(WINDOWS)) $(if $(REFIT),--refit)
+
+# make bench-scale [SIZES=30k,100k,300k,1M] [SCALE_STEPS=ingest,mlp]: every step of bench/scale.py on panels of
+# about that many series, each step its own process beside its peer; appends the table to bench/results/scale.md.
+SIZES ?= 30k,100k,300k
+SCALE_STEPS ?= ingest,stats_theta,backtest,mlp,nbeats_generic,sql
+
+bench-scale: $(BIN)/.installed
+	$(BIN)/python bench/scale.py --sizes $(SIZES) --steps $(SCALE_STEPS) --append
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

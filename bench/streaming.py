@@ -101,7 +101,7 @@ def trained_smape(home: Path, dataset_id: str, variant: str, seed: int, steps: i
     from seqcast.evaluation.point import smape_steps
     from seqcast.models.registry import get_variant
     from seqcast.storage import Store
-    from seqcast.tasks.train import values_panel
+    from seqcast.tasks.train import training_panel
     from seqcast.training.fit import forecast, train, train_streaming
 
     store, logger = Store(home), logging.getLogger("bench")
@@ -110,7 +110,7 @@ def trained_smape(home: Path, dataset_id: str, variant: str, seed: int, steps: i
     params = ForecastParams(variant=variant, dataset_id=dataset_id, seed=seed, steps_per_epoch=steps,
                             **training_settings(variant)).for_dataset(ref.manifest)
     if steps:
-        result = train_streaming(params, values_panel(store.datasets.read_table(ref, "values"), scaler), logger)
+        result = train_streaming(params, training_panel(store.datasets, ref), logger)
     else:
         splits = [scaler.transform(*store.datasets.read_windows(ref, part)) for part in ("train", "valid")]
         result = train(params, *splits, logger)

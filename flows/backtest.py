@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 from seqcast.config.params import ForecastParams
 from seqcast.evaluation.backtest import BacktestParams, sums_scores
 from seqcast.flows.forecast import trained_run
-from seqcast.flows.shards import SHARD_RETRIES, SHARD_RETRY_DELAY_S, map_shards
+from seqcast.flows.shards import map_shards, shard_task
 from seqcast.flows.validation import give_up_retries, validated
 from seqcast.models.registry import get_variant
 from seqcast.reporting.report import artifact_key
@@ -36,13 +36,6 @@ def run_name() -> str:
     parameters = flow_run.parameters or {}
     return (f"backtest · {parameters.get('variant', '?')} · {parameters.get('dataset_id', '?')} · "
             f"{parameters.get('windows', 3)} cutoffs{' refit' if parameters.get('refit') else ''}")
-
-
-def shard_task(task):
-    """A shard task as the backtest maps it: a failed shard runs again alone, the finished ones are kept; forecasts
-    that diverged would diverge again, so that shard is not retried."""
-    return task.with_options(retries=SHARD_RETRIES, retry_delay_seconds=SHARD_RETRY_DELAY_S,
-                             retry_condition_fn=lambda _task, _run, state: not isinstance(state.data, Diverged))
 
 
 # retries: a failed backtest (e.g. a transient I/O error) runs again; the models it trained are found and reused,
@@ -86,7 +79,7 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
             model_runs.append(model_run["run_id"] if model_run else None)
             model_paths.append(model_run["model_path"] if model_run else None)
             model_datasets.append(ref.dataset_id if ref else None)
-        map_shards(shard_task(forecast_shard), plan.shards, f"{params.variant} backtest forecasts",
+        map_shards(shard_task(forecast_shard, final=(Diverged,)), plan.shards, f"{params.variant} backtest forecasts",
                    key=artifact_key(params.variant, "backtest-shards"), run_id=run_id, params=forecast_params,
                    offsets=plan.offsets, model_paths=model_paths, model_datasets=model_datasets)
     except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
@@ -97,9 +90,10 @@ def backtest(variant: str, dataset_id: str, windows: int = 3, step: int | None =
         raise
 
     pooled = calibrate_backtest(run_id, params.levels, horizon)
-    parts = map_shards(shard_task(interval_shard), plan.shards, f"{params.variant} backtest intervals",
-                       key=artifact_key(params.variant, "backtest-intervals"), run_id=run_id, levels=params.levels,
-                       horizon=horizon, n_cutoffs=len(plan.offsets), pooled=pooled)
+    parts = map_shards(shard_task(interval_shard, final=(Diverged,)), plan.shards,
+                       f"{params.variant} backtest intervals", key=artifact_key(params.variant, "backtest-intervals"),
+                       run_id=run_id, levels=params.levels, horizon=horizon, n_cutoffs=len(plan.offsets),
+                       pooled=pooled)
     sums = sum(parts[1:], parts[0])
     scores, by_level = sums_scores(sums)
     logger = get_run_logger()

@@ -14,12 +14,15 @@ from prefect.utilities.annotations import quote
 from seqcast.config.names import FLOW_NAME
 from seqcast.config.params import ForecastParams, Loss
 from seqcast.data.normalise import WindowNorm
+from seqcast.flows.shards import map_shards, shard_task
 from seqcast.flows.validation import give_up_retries, validated
 from seqcast.models.ensemble import member_params
 from seqcast.models.registry import get_variant
+from seqcast.reporting.report import artifact_key
+from seqcast.storage.datasets import DatasetRef, is_sharded
 from seqcast.storage.home import current_store
 from seqcast.tasks.data import find_dataset, fit_to_dataset, generate_series, persist_dataset
-from seqcast.tasks.evaluate import evaluate_run
+from seqcast.tasks.evaluate import ScoredRun, combine_shards, evaluate_model, evaluate_shard
 from seqcast.tasks.publish import publish_artifacts
 from seqcast.tasks.record import record_results
 from seqcast.tasks.rows import result_rows
@@ -84,7 +87,8 @@ def forecast(
     trained, model_path = None, None
     try:
         if kind.trainable:
-            trained = train_model(params, dataset, run_id)
+            # quote(): a dataset's manifest can hold a value per series, which Prefect need not walk for futures
+            trained = train_model(params, quote(dataset), run_id)
             model_path = trained.model_path
         elif kind.target == "iterative":
             base_run = base_run or base_model_run(params)  # found before any work when base_run_id named it
@@ -92,7 +96,7 @@ def forecast(
         elif kind.target == "ensemble":
             members = [trained_run(member_params(params, member)) if get_variant(member.variant).target != "stats"
                        else stats_member(member.variant) for member in kind.members]
-            model_path = save_ensemble(params, dataset, run_id, members)
+            model_path = save_ensemble(params, quote(dataset), run_id, members)
         scored = evaluate_run(params, dataset, model_path, run_id, trained.history if trained else [])
     except Diverged as exc:  # the same data and parameters diverge again: record the failure, no retry
         give_up_retries()
@@ -110,6 +114,21 @@ def forecast(
             "valid_mse": evaluation.figure("valid"), "test_mse": evaluation.figure("test"),
             "naive_valid_mse": evaluation.figure("valid", "naive"), "epochs": trained.epochs if trained else None,
             "model_path": model_path}
+
+
+def evaluate_run(params: ForecastParams, dataset: DatasetRef, model_path: str | None, run_id: str,
+                 history: list[dict]) -> ScoredRun:
+    """Score the run: on a sharded dataset one task per shard (each stages its rows of the large tables, and the
+    figures combine their partial sums), on any other one task. A retried flow run keeps the shards it staged: its
+    training reuses the model they were scored with (``train_model``), so they hold what a new try would."""
+    if not is_sharded(dataset):
+        return evaluate_model(params, quote(dataset), model_path, run_id, history)
+    parts = map_shards(shard_task(evaluate_shard, final=(Diverged, ValueError)),
+                       list(range(dataset.manifest["n_shards"])), f"{params.variant} evaluation",
+                       key=artifact_key(params.variant, "shards"), params=params, dataset_id=dataset.dataset_id,
+                       model_path=model_path, run_id=run_id)
+    # quote(): plain values, which Prefect need not walk for futures (a manifest can hold a value per series)
+    return combine_shards(params, quote(dataset), run_id, quote(history), quote(parts))
 
 
 def base_model_run(params: ForecastParams) -> dict:

@@ -288,9 +288,22 @@ def execute(planned: list[PlannedParams], jobs: int, runner_threads: tuple | Non
                 for i, params in enumerate(planned, 1):
                     say(f"[{i}/{len(planned)}] {params.variant}")
                     clock = time.monotonic()
-                    summaries.append(run_flow(params))
+                    try:
+                        summaries.append(run_flow(params))
+                    except Exception as exc:  # on a cluster, as when it runs the variants: the others go on
+                        if not spread:
+                            raise
+                        seconds = time.monotonic() - clock
+                        say(f"{params.variant} FAILED after {seconds:.0f} s: {type(exc).__name__}: {exc}")
+                        failed.append(params.variant)
+                        outcomes.append({"variant": params.variant, "error": f"{type(exc).__name__}: {exc}",
+                                         "seconds": seconds})
+                        continue
                     outcomes.append({"variant": params.variant, "summary": summaries[-1],
                                      "seconds": time.monotonic() - clock})
+                    if spread:
+                        say(f"{params.variant} done in {outcomes[-1]['seconds']:.0f} s: "
+                            f"{score_line(summaries[-1])}")
             return Outcome(summaries, failed, outcomes)
         if runner_threads is None:
             runner, threads = process_pool(jobs)

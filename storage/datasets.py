@@ -28,8 +28,10 @@ A sharded dataset is published and checked the same way, against the hash of its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -301,6 +303,49 @@ def write_sharded_dataset(root: Path, dataset_id: str, spec: dict, index: pa.Tab
     return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
 
 
+@contextlib.contextmanager
+def staging_folder(root: Path) -> Iterator[Path]:
+    """A new temporary folder under ``root`` for an ingest's work (its shards, written before the dataset's id is
+    known), removed on leaving, whether the ingest published a dataset from it or failed.
+
+    Its ``dataset`` subfolder is the dataset being made (``values.parquet/`` first, carrying ``.unsynced``):
+    :func:`publish_staged` publishes it in one rename, so nothing half-written is ever seen under a dataset's id.
+    """
+    folder = root / f".tmp-{uuid.uuid4().hex}-ingest"
+    created = [parent for parent in folder.parents if not parent.exists()]  # nearest first
+    (folder / "dataset" / shards.VALUES_DIR).mkdir(parents=True)
+    (folder / "dataset" / UNSYNCED).touch()  # first, as write_dataset's
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        for parent in created:  # a refused input leaves no trace, not even the store's empty folders
+            try:
+                parent.rmdir()
+            except OSError:  # holds the published dataset, or something another process wrote
+                break
+
+
+def publish_staged(root: Path, dataset_id: str, staged: Path, index: pa.Table, manifest: dict) -> DatasetRef:
+    """Publish the dataset made in ``staged`` (its shards written under ``values.parquet/``) as ``dataset_id``: the
+    index (``series.parquet``) and the manifest are written beside the shards, then the folder is renamed into
+    place. An intact dataset of the same id (the same content) is kept, and ``staged`` left to its remover.
+    """
+    existing = _intact(root, dataset_id)
+    if existing is not None:
+        return existing
+    pq.write_table(index, staged / shards.INDEX, compression="zstd")
+    # not indented: json encodes in C only without indent, and the scaler holds two numbers per series
+    (staged / MANIFEST).write_text(json.dumps({"dataset_id": dataset_id, **manifest}, sort_keys=True))
+    target = dataset_path(root, dataset_id)
+    try:
+        os.rename(staged, target)
+    except OSError:
+        if not target.is_dir():  # another process published the same content first: theirs is kept
+            raise
+    return DatasetRef(dataset_id, target, json.loads((target / MANIFEST).read_text()))
+
+
 def _cuts(ref: DatasetRef, split: str, columns: list[str]) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray]:
     """A sharded dataset's index, its values (shard after shard), and where ``split``'s windows start in them."""
     index = shards.read_index(ref.path)
@@ -443,18 +488,34 @@ class Datasets:
             self._upload(ref)
         return ref
 
-    def shards(self, ref: DatasetRef, columns: list[str] | None = None) -> Iterator[shards.Shard]:
+    def staging(self):
+        """A temporary folder for an ingest's work (:func:`staging_folder`), removed on leaving."""
+        return staging_folder(self.root)
+
+    def publish_staged(self, dataset_id: str, staged: Path, index: pa.Table, manifest: dict) -> DatasetRef:
+        """Publish a dataset made in a staging folder (:func:`publish_staged`), and upload it to the object store."""
+        if self.remote is not None and (found := self.find(dataset_id)) is not None:
+            return found
+        ref = publish_staged(self.root, dataset_id, staged, index, manifest)
+        if self.remote is not None:
+            self._upload(ref)
+        return ref
+
+    def shards(self, ref: DatasetRef, columns: list[str] | None = None, index_columns: list[str] | None = None
+               ) -> Iterator[shards.Shard]:
         """Every shard of a sharded dataset in turn (``Shard(number, index, values)``), one in memory at a time.
 
-        ``index``: the shard's rows of ``series.parquet`` in series id order; ``values``: its steps (``columns``,
-        default all of ``series_id, step, timestamp, value, part, padded``), series after series;
-        ``Shard.long_frame()`` gives them as ``unique_id, ds, y``. A dataset stored before shards existed (or a
-        synthetic one) has none: ValueError.
+        ``index``: the shard's rows of ``series.parquet`` in series id order (``index_columns`` and ``shard``,
+        default all); ``values``: its steps (``columns``, default all of ``series_id, step, timestamp, value,
+        part, padded``), series after series; ``Shard.long_frame()`` gives them as ``unique_id, ds, y``. A dataset
+        stored before shards existed (or a synthetic one) has none: ValueError.
         """
         if not is_sharded(ref):
             raise ValueError(f"dataset {ref.dataset_id} is not stored in shards (a synthetic dataset, or one "
                              f"ingested before shards); ingest its file again")
-        return shards.iter_shards(ref.path, ref.manifest["n_shards"], columns=columns)
+        index = None if index_columns is None else shards.read_index(ref.path, [*dict.fromkeys([*index_columns,
+                                                                                                  "shard"])])
+        return shards.iter_shards(ref.path, ref.manifest["n_shards"], index=index, columns=columns)
 
     def shard(self, ref: DatasetRef, number: int, columns: list[str] | None = None) -> shards.Shard:
         """Shard ``number`` of a sharded dataset alone, for a task that is handed the dataset id and a shard number
@@ -490,14 +551,14 @@ class Datasets:
             return found, None
         return found, read_split_column(ref, split, "series_id")
 
-    def read_table(self, ref: DatasetRef, name: str) -> pa.Table:
-        """A table stored beside the splits (``series`` of an ingested dataset)."""
+    def read_table(self, ref: DatasetRef, name: str, columns: list[str] | None = None) -> pa.Table:
+        """A table stored beside the splits (``series`` of an ingested dataset): ``columns`` of it, default all."""
         path = ref.path / f"{name}.parquet"
         if is_sharded(ref) and name == "values":
-            return shards.read_values(ref.path, ref.manifest["n_shards"])
+            return shards.read_values(ref.path, ref.manifest["n_shards"], columns)
         if name in SPLITS or not path.is_file():
             raise ValueError(f"dataset {ref.dataset_id} has no {name!r} table")
-        return pq.read_table(path)
+        return pq.read_table(path, columns=columns)
 
     def read_series_values(self, ref: DatasetRef) -> tuple[dict[str, np.ndarray], dict[str, int]] | None:
         """Every step of every series (``values.parquet``, column -> array) and each series' period, or None for

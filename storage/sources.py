@@ -8,13 +8,17 @@ raises :class:`SourceError` with the problems found, each naming the file.
 
 from __future__ import annotations
 
+import codecs
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+BATCH_ROWS = 1 << 20  # rows read at a time when streaming: a batch's frames, not the file, bound the memory
 
 
 class SourceError(ValueError):
@@ -68,14 +72,37 @@ def read_long(path: str | Path, id_column: str | None, time_column: str, value_c
                          "row": np.arange(1, len(frame) + 1)}, copy=False)
 
 
+def _not_utf8(path: Path, byte: int, offset: int, line: int) -> SourceError:
+    return SourceError([f"{path.name} is not UTF-8 text: byte 0x{byte:02x} at offset {offset} (line {line}) does not "
+                        f"decode; save the file as UTF-8"])
+
+
+def _first_undecodable(path: Path, block: int = 1 << 24) -> SourceError | None:
+    """The refusal of a file that is not UTF-8, naming its first byte that does not decode; read block by block."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 0  # bytes passed to the decoder so far, and the newlines among them
+    with path.open("rb") as file:
+        while True:
+            data = file.read(block)
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                # the decoder tried the bytes it held back (part of one character, no newline) and then this block
+                held = len(exc.object) - len(data)
+                return _not_utf8(path, exc.object[exc.start], offset - held + exc.start,
+                                 lines + exc.object.count(b"\n", 0, exc.start) + 1)
+            if not data:
+                return None
+            offset += len(data)
+            lines += data.count(b"\n")
+
+
 def _csv_text(path: Path, header_only: bool = False) -> pd.DataFrame:
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")  # not utf-8-sig: its error offsets would not count the byte order mark
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise SourceError([f"{path.name} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
-                           f"(line {line}) does not decode; save the file as UTF-8"]) from None
+        raise _not_utf8(path, raw[exc.start], exc.start, raw.count(b"\n", 0, exc.start) + 1) from None
     try:
         return pd.read_csv(io.StringIO(text.removeprefix("\ufeff")), dtype=str, keep_default_na=False,
                            nrows=0 if header_only else None)
@@ -104,9 +131,9 @@ COLUMN_TYPES = {
 }
 
 
-def _parquet_columns(path: Path, schema: pa.Schema, id_column: str | None, time_column: str,
-                     value_column: str) -> pd.DataFrame:
-    """Read the id, timestamp and value columns after checking their types (and that each appears once)."""
+def _check_parquet_types(path: Path, schema: pa.Schema, id_column: str | None, time_column: str,
+                         value_column: str) -> None:
+    """Refuse columns of the wrong type (or that appear more than once), every one of them at once."""
     problems = []
     for role, column in (("series id", id_column), ("timestamp", time_column), ("value", value_column)):
         if column is None:
@@ -122,10 +149,96 @@ def _parquet_columns(path: Path, schema: pa.Schema, id_column: str | None, time_
             problems.append(f"{path.name}: {role} column {column!r} holds {kind}, {expected}")
     if problems:
         raise SourceError(problems, listed=True)
+
+
+def _parquet_columns(path: Path, schema: pa.Schema, id_column: str | None, time_column: str,
+                     value_column: str) -> pd.DataFrame:
+    """Read the id, timestamp and value columns after checking their types (and that each appears once)."""
+    _check_parquet_types(path, schema, id_column, time_column, value_column)
     wanted = list(dict.fromkeys(c for c in (id_column, time_column, value_column) if c))
     # an id repeats once per step: read as a dictionary, each distinct id is one Python string, not one per row
     dictionary = [id_column] if id_column and _is_text(schema.field(id_column).type) else []
     try:
         return pq.read_table(path, columns=wanted, read_dictionary=dictionary).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceError([f"{path.name} is not a readable Parquet file: {exc}"]) from None
+
+
+def read_long_batches(path: str | Path, id_column: str | None, time_column: str, value_column: str,
+                      single_id: str, batch_rows: int | None = None) -> Iterator[pa.Table]:
+    """The rows of :func:`read_long`, streamed: Arrow tables of at most ``batch_rows`` rows with the columns
+    ``series_id, timestamp, value, row``, in file order (``batch_rows`` default: ``BATCH_ROWS``); the file is
+    never held whole.
+
+    The cells are those :func:`read_long` gives once converted to pandas (a CSV's as text, a Parquet file's of
+    their checked types), and every refusal is the same; the checks of the columns run before the first batch.
+    """
+    path, batch_rows = Path(path), batch_rows or BATCH_ROWS
+    if not path.is_file():
+        raise SourceError([f"no file at {path}"])
+    wanted = [c for c in (id_column, time_column, value_column) if c is not None]
+    if is_csv(path):
+        columns = _csv_header(path)
+    else:
+        schema = _parquet_schema(path)
+        columns = schema.names
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        hint = " (a file of one series needs no id column: pass id_column=None)" if missing == [id_column] else ""
+        raise SourceError([f"{path.name}: column(s) {', '.join(map(repr, missing))} not found; the file has "
+                           f"columns {', '.join(map(repr, columns))}{hint}"])
+    if is_csv(path):
+        batches = _csv_batches(path, batch_rows)
+    else:
+        _check_parquet_types(path, schema, id_column, time_column, value_column)
+        batches = _parquet_batches(path, schema, list(dict.fromkeys(wanted)), id_column, batch_rows)
+    rows = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        ids = batch.column(id_column) if id_column else pa.array([single_id] * batch.num_rows, pa.string())
+        yield pa.table({"series_id": ids, "timestamp": batch.column(time_column),
+                        "value": batch.column(value_column),
+                        "row": pa.array(np.arange(rows + 1, rows + batch.num_rows + 1))})
+        rows += batch.num_rows
+    if rows == 0:
+        raise SourceError([f"{path.name} has no data rows (a header or schema alone): nothing to ingest"])
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        return [str(c) for c in pd.read_csv(path, dtype=str, keep_default_na=False, nrows=0).columns]
+    except UnicodeDecodeError:
+        raise _first_undecodable(path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SourceError([f"{path.name} is not a readable CSV file: {exc}".rstrip()]) from None
+
+
+def _csv_batches(path: Path, batch_rows: int) -> Iterator[pa.Table]:
+    """A CSV file's cells as text, ``batch_rows`` rows at a time (pandas drops a byte order mark itself)."""
+    try:
+        with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=batch_rows) as chunks:
+            for chunk in chunks:
+                yield pa.table({str(c): pa.array(chunk[c].to_numpy(dtype=object), pa.string())
+                                for c in chunk.columns})
+    except UnicodeDecodeError:
+        raise _first_undecodable(path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise SourceError([f"{path.name} is not a readable CSV file: {exc}".rstrip()]) from None
+
+
+def _parquet_batches(path: Path, schema: pa.Schema, columns: list[str], id_column: str | None,
+                     batch_rows: int) -> Iterator[pa.Table]:
+    """A Parquet file's columns a row group at a time (a large one in batches of ``batch_rows``): ``iter_batches``
+    over the whole file keeps what it read allocated until it ends, so memory grew with the file."""
+    dictionary = [id_column] if id_column and _is_text(schema.field(id_column).type) else []
+    try:
+        with pq.ParquetFile(path, read_dictionary=dictionary) as file:
+            for group in range(file.metadata.num_row_groups):
+                if file.metadata.row_group(group).num_rows <= batch_rows:
+                    yield file.read_row_group(group, columns=columns)
+                    continue
+                for batch in file.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns):
+                    yield pa.Table.from_batches([batch])
     except (pa.ArrowException, OSError) as exc:
         raise SourceError([f"{path.name} is not a readable Parquet file: {exc}"]) from None

@@ -16,17 +16,15 @@ from seqcast.data.scaling import Scaler
 from seqcast.data.windows import PARTS, cut, part_bounds, window_starts
 from seqcast.evaluation.holdout import SplitSeries, split_series, split_series_of
 from seqcast.evaluation.run import EVAL_SPLITS, Evaluation, Sums, evaluate, evaluation, score_part
-from seqcast.flows.shards import SHARD_RETRIES, SHARD_RETRY_DELAY_S, map_shards
 from seqcast.models.ensemble import EnsembleMember, EnsembleModel
 from seqcast.models.registry import get_variant
 from seqcast.reporting.plots import plot_forecasts, plot_learning_curves
 from seqcast.reporting.report import artifact_key
-from seqcast.storage.datasets import DatasetRef, is_sharded
+from seqcast.storage.datasets import DatasetRef
 from seqcast.storage.home import current_settings, current_store
 from seqcast.storage.schemas import with_run_id
-from seqcast.tasks.faults import fail_once
+from seqcast.tasks.faults import fail_once, kill_once
 from seqcast.tasks.progress import Progress
-from seqcast.training.fit import Diverged
 
 
 @dataclass
@@ -38,36 +36,7 @@ class ScoredRun:
     learning_curve: str | None
 
 
-def evaluate_run(params: ForecastParams, dataset: DatasetRef, model_path: str | None, run_id: str,
-                 history: list[dict]) -> ScoredRun:
-    """Score the run: a sharded dataset one task per shard (each stages its rows of the large tables, and the
-    figures combine their partial sums), any other in one task. A retried flow run keeps the shards it staged: its
-    training reuses the model they were scored with (``train_model``), so they hold what a new try would."""
-    if not is_sharded(dataset):
-        return evaluate_model(params, dataset, model_path, run_id, history)
-    n_shards = dataset.manifest["n_shards"]
-    parts = map_shards(evaluate_shard, list(range(n_shards)), f"{params.variant} evaluation",
-                       key=artifact_key(params.variant, "shards"), params=params, dataset_id=dataset.dataset_id,
-                       model_path=model_path, run_id=run_id)
-    return combine_shards(params, dataset, run_id, history, parts)
-
-
-def _no_retry_of(exception_types: tuple[type[BaseException], ...]):
-    """A task's retry condition: retry anything but these (a result that the same inputs would give again)."""
-    def retry(task, task_run, state) -> bool:
-        try:
-            state.result()
-        except exception_types:
-            return False
-        except BaseException:  # noqa: BLE001 - any other failure (a lost worker, I/O) is worth another try
-            return True
-        return True
-
-    return retry
-
-
-@task(name="evaluate-shard", task_run_name="evaluate shard {shard}", cache_policy=NO_CACHE, retries=SHARD_RETRIES,
-      retry_delay_seconds=SHARD_RETRY_DELAY_S, retry_condition_fn=_no_retry_of((Diverged, ValueError)))
+@task(name="evaluate-shard", task_run_name="evaluate shard {shard}", cache_policy=NO_CACHE)
 def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_path: str | None, run_id: str) -> dict:
     """Score one shard of the run's dataset: stage its ``predictions`` and ``series_scores`` rows, then its partial
     sums (``seqcast.evaluation.run.Sums``) and plot inputs, which it returns. A shard staged already (by an earlier
@@ -80,9 +49,10 @@ def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_pa
     fault = current_settings().test_fail_once
     if fault:
         fail_once(fault, f"evaluate shard {shard}", get_run_logger())  # proves that a shard is retried alone
+        kill_once(fault, f"evaluate shard {shard}", get_run_logger())  # ... and that a lost worker's shard is
     ref = store.datasets.require(dataset_id)
     horizon, n_steps = params.effective_horizon, params.n_steps
-    index = store.datasets.read_table(ref, "series")
+    index = store.datasets.read_table(ref, "series", INDEX_COLUMNS)
     rows = np.flatnonzero(index.column("shard").to_numpy() == shard)
     mine = index.take(rows)
     values = store.datasets.shard(ref, shard, ["value", "part", "padded"]).values
@@ -120,6 +90,10 @@ def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_pa
                "plot": [a.tolist() for a in part.plot_inputs] if part.plot_inputs is not None else None}
     store.staged.write_part(run_id, shard, summary)  # last: the shard is done once this is there
     return summary
+
+
+# what a shard task reads of the whole dataset's index: where every series' windows fall, and its own series' scaling
+INDEX_COLUMNS = ["series_id", "period", "mean", "std", "length", "valid_start", "test_start", "shard", "offset"]
 
 
 def window_bases(index: pa.Table, split: str, n_steps: int, horizon: int) -> np.ndarray:

@@ -21,11 +21,11 @@ from seqcast.config.params import ForecastParams, normalized_params
 from seqcast.data.scaling import GLOBAL_KEY, Scaler
 from seqcast.models.registry import get_variant
 from seqcast.storage.backups import TrainingBackup
-from seqcast.storage.datasets import DatasetRef, Datasets
+from seqcast.storage.datasets import DatasetRef, Datasets, is_sharded
 from seqcast.storage.home import current_settings, current_store
 from seqcast.tasks.faults import training_fault
 from seqcast.training.fit import model_manifest, same_training, train, train_streaming
-from seqcast.training.windows import Panel, series_panel
+from seqcast.training.windows import Panel, empty_panel, fill_series, series_panel
 
 
 @dataclass
@@ -48,19 +48,20 @@ class TrainedModel:
 def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> TrainedModel:
     """Fit the variant on the dataset's training split; save ``model.keras`` + manifest under the run's folder."""
     store, logger = current_store(), get_run_logger()
-    scaler = Scaler.from_dict(dataset.manifest.get("scaling"))
-    # the scaler travels with the model, so forecasts can be mapped back to original units anywhere
+    # the scaler travels with the model, so forecasts can be mapped back to original units anywhere; taken as the
+    # manifest holds it, since a Scaler of a million series' statistics would be one more copy of them
     manifest = {"run_id": run_id, "variant": params.variant, "params": params.model_dump(),
                 "dataset_id": dataset.dataset_id, "dataset_content_hash": dataset.manifest["content_hash"],
-                "scaling": scaler.to_dict()}
+                "scaling": dataset.manifest.get("scaling") or Scaler().to_dict()}
     saved = store.models.saved_manifest(run_id)
     if same_training(saved, manifest):  # a retry of a flow run whose training had finished: keep that model
         trained = TrainedModel.from_manifest(store.models.model_path(run_id), saved)
         logger.info("%s was already trained in this flow run (%d epochs, %.1f s): reusing %s", params.variant,
                     trained.epochs, trained.train_seconds, trained.model_path)
         return trained
-    panel = training_panel(store.datasets, dataset, scaler) if params.steps_per_epoch else None
+    panel = training_panel(store.datasets, dataset) if params.steps_per_epoch else None
     if panel is None:  # every stored window once per epoch: the book's synthetic windows, a panel with gaps, or asked
+        scaler = Scaler.from_dict(dataset.manifest.get("scaling"))
         train_windows = scaler.transform(*store.datasets.read_windows(dataset, "train"))
         valid_windows = scaler.transform(*store.datasets.read_windows(dataset, "valid"))
         fit = partial(train, params, train_windows, valid_windows)
@@ -88,15 +89,49 @@ def train_model(params: ForecastParams, dataset: DatasetRef, run_id: str) -> Tra
     return TrainedModel.from_manifest(model_path, saved)
 
 
-def training_panel(datasets: Datasets, dataset: DatasetRef, scaler: Scaler) -> Panel | None:
-    """The dataset's series as a panel that training draws its windows from, in the order of its values table.
+def training_panel(datasets: Datasets, dataset: DatasetRef) -> Panel | None:
+    """The dataset's series as a panel that training draws its windows from, in series id order.
 
-    None for a dataset without stored series values (the book's synthetic windows, an older ingest), and for one
-    with gaps (missing='drop'): its stored windows leave out every window across a gap, which the sampler does not.
+    A sharded dataset is read shard by shard, its values only (float32 once in the panel), its part boundaries and
+    scaling from its index. None for a dataset without stored series values (the book's synthetic windows, an older
+    ingest), and for one with gaps (missing='drop'): its stored windows leave out every window across a gap, which
+    the sampler does not.
     """
     if "values" not in dataset.manifest.get("tables", []):
         return None
-    return values_panel(datasets.read_table(dataset, "values"), scaler)
+    if not is_sharded(dataset):
+        return values_panel(datasets.read_table(dataset, "values"), Scaler.from_dict(dataset.manifest.get("scaling")))
+    index = datasets.read_table(dataset, "series", ["series_id", "shard", "length", "valid_start", "test_start",
+                                                     "mean", "std"])
+    mean, std = index_scaling(dataset.manifest.get("scaling"), index)
+    panel = empty_panel(*(index.column(name).to_numpy() for name in ("length", "valid_start", "test_start")),
+                        mean, std)
+    shard_of_series = index.column("shard").to_numpy()
+    del index
+    for shard in datasets.shards(dataset, columns=["value"], index_columns=["shard"]):
+        values = shard.values.column("value").to_numpy()
+        if np.isnan(values).any():
+            return None
+        # a shard holds its series in series id order, as the index lists them
+        fill_series(panel, np.flatnonzero(shard_of_series == shard.number), values)
+    return panel
+
+
+def index_scaling(scaling: dict | None, index: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Each series' scaling mean and std, (n_series,) float64 each, from a sharded dataset's index (``mean`` and
+    ``std`` per series) or its manifest's global statistics; what ``Scaler.transform`` applies to the series."""
+    n, mode = index.num_rows, (scaling or {}).get("mode", "none")
+    if mode == "none":
+        return np.zeros(n), np.ones(n)
+    if mode == "global":
+        mean, std = scaling["stats"][GLOBAL_KEY]
+        return np.full(n, float(mean)), np.full(n, float(std))
+    unscaled = pc.or_(pc.is_null(index.column("mean")), pc.is_null(index.column("std")))
+    if pc.any(unscaled).as_py():
+        ids = index.column("series_id").filter(unscaled)
+        raise ValueError(f"no scaling statistics for series {', '.join(ids.slice(0, 5).to_pylist())}"
+                         f"{f' and {len(ids) - 5} more' if len(ids) > 5 else ''} in the dataset's index")
+    return index.column("mean").to_numpy(), index.column("std").to_numpy()
 
 
 def values_panel(table: pa.Table, scaler: Scaler) -> Panel | None:

@@ -117,7 +117,7 @@ def test_a_backtest_scores_the_same_with_one_shard_and_with_several(home, tmp_pa
 
 
 def test_a_retried_flow_run_keeps_the_shards_it_staged(home, capsys, monkeypatch, monthly_file):  # noqa: F811
-    import seqcast.flows.backtest as flows_backtest
+    import seqcast.flows.shards as flows_shards
     import seqcast.tasks.backtest as tasks_backtest
 
     path, _ = monthly_file
@@ -131,7 +131,7 @@ def test_a_retried_flow_run_keeps_the_shards_it_staged(home, capsys, monkeypatch
         return read(ref, shard)
 
     monkeypatch.setattr(tasks_backtest, "shard_values", failing_once)
-    monkeypatch.setattr(flows_backtest, "SHARD_RETRIES", 0)  # the shard fails for good at once: the flow retries
+    monkeypatch.setattr(flows_shards, "SHARD_RETRIES", 0)  # the shard fails for good at once: the flow retries
     summary = backtest.with_options(retry_delay_seconds=0)(variant="stats_theta", dataset_id=dataset_id, windows=3)
 
     assert sorted(reads) == [0, 1, 1, 2]  # the retried flow run forecast shard 1 alone

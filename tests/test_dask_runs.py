@@ -46,8 +46,8 @@ def test_a_cluster_without_workers_is_refused_before_any_work(home, capsys):
 
 @pytest.mark.slow
 def test_backtests_run_on_an_existing_dask_cluster(home, capsys, tmp_path):
-    """`seqcast backtest --address`: each variant's backtest flow in a Dask worker, recorded where this process
-    records."""
+    """`seqcast backtest --address` on an ingested (sharded) dataset: each variant's backtest here, its shard tasks
+    on the Dask workers, recorded where this process records."""
     from seqcast.data import m3
 
     data = m3.load_subset("monthly")
@@ -64,9 +64,11 @@ def test_backtests_run_on_an_existing_dask_cluster(home, capsys, tmp_path):
                                   env=ONE_THREAD) as cluster, distributed.Client(cluster) as client:
         assert cli(["backtest", "--dataset-id", dataset_id, "--variant", "stats_naive", "--variant", "stats_theta",
                     "--windows", "2", "--address", cluster.scheduler_address]) == 0
-        ran_here = client.run(lambda: "seqcast.flows.backtest" in sys.modules)  # which workers ran a backtest
+        ran_here = client.run(lambda: "seqcast.tasks.backtest" in sys.modules)  # which workers ran its shards
     err = capsys.readouterr().err
-    assert f"2 variant(s) on the Dask cluster at {cluster.scheduler_address}" in err
+    # a sharded dataset: the backtests here one after another, each one's shards on the cluster
+    assert f"2 variant(s) one after another, each run's shards on the Dask cluster at {cluster.scheduler_address}" \
+        in err
     assert "stats_naive done in" in err and "stats_theta done in" in err
     assert any(ran_here.values())
     with results_db(home) as con:

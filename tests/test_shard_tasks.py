@@ -4,8 +4,13 @@ records must not depend on how many shards hold the series, nor on where the sha
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import distributed
 import numpy as np
@@ -124,8 +129,8 @@ def score_with(params: dict, model_path: str, dataset_id: str):
     from prefect import flow
 
     from seqcast.config.params import ForecastParams
+    from seqcast.flows.forecast import evaluate_run
     from seqcast.storage.home import current_store
-    from seqcast.tasks.evaluate import evaluate_run
 
     @flow
     def score():
@@ -140,10 +145,16 @@ def score_with(params: dict, model_path: str, dataset_id: str):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_runs_shards_spread_over_a_dask_cluster_and_record_what_they_record_here(m3_file, home, capsys):
-    """`seqcast run --address` on a sharded dataset: the run here, its shard tasks on the cluster's two workers."""
+def test_a_runs_shards_spread_over_a_dask_cluster_and_a_killed_workers_shard_runs_again(
+        m3_file, home, tmp_path, monkeypatch, capsys):
+    """`seqcast run --address` on a sharded dataset: the run here, its shard tasks on the cluster's two workers; the
+    worker scoring shard 2 is killed (SIGKILL) once, its shard alone runs again, and the run records what a run in
+    this process records, each row once; so does a run in a process pool's worker (`--jobs`)."""
     dataset_id = ingested(m3_file, 4, capsys)
     assert cli(["run", "--variant", "stats_theta", "--dataset-id", dataset_id]) == 0
+    marker = tmp_path / "kill-once"
+    marker.write_text("kill evaluate shard 2")
+    monkeypatch.setenv("SEQCAST_TEST_FAIL_ONCE", str(marker))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
                                   ) as cluster, distributed.Client(cluster) as client:
         assert cli(["run", "--variant", "stats_theta", "--dataset-id", dataset_id, "--address",
@@ -151,10 +162,85 @@ def test_a_runs_shards_spread_over_a_dask_cluster_and_record_what_they_record_he
         scored_there = client.run(lambda: "seqcast.tasks.evaluate" in sys.modules)
     err = capsys.readouterr().err
     assert f"each run's shards on the Dask cluster at {cluster.scheduler_address}" in err
-    assert all(scored_there.values())  # both workers scored shards
+    assert not marker.exists()  # the worker was killed
+    assert any(scored_there.values())
+    # and in a process pool's worker, beside another variant
+    assert cli(["run", "--variant", "stats_theta", "--variant", "stats_naive", "--dataset-id", dataset_id,
+                "--jobs", "2"]) == 0
     with results_db(home) as con:
-        here, there = [row[0] for row in con.execute("SELECT run_id FROM runs ORDER BY finished_at").fetchall()]
+        here, there, pooled = [row[0] for row in con.execute(
+            "SELECT run_id FROM runs WHERE variant = 'stats_theta' ORDER BY finished_at").fetchall()]
     assert_same_rows(recorded(home, here), recorded(home, there))
+    assert_same_rows(recorded(home, here), recorded(home, pooled))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_on_an_s3_home_stages_its_shards_in_the_bucket_and_records_what_a_local_home_records(
+        m3_file, s3_home, tmp_path, monkeypatch, capsys):
+    from seqcast.flows.forecast import forecast
+    from seqcast.storage.home import current_store
+
+    on_s3 = forecast(variant="stats_theta", dataset_id=ingested(m3_file, 3, capsys))
+    store = current_store()
+    assert not store.remote.list(f"staged/{on_s3['run_id']}")  # staged in the bucket, gone once committed
+    local = tmp_path / "local-home"
+    monkeypatch.setenv("SEQCAST_HOME", str(local))
+    here = forecast(variant="stats_theta", dataset_id=ingested(m3_file, 1, capsys))
+    found = {}
+    for name, home, run_id in (("s3", None, on_s3["run_id"]), ("local", local, here["run_id"])):
+        found[name] = {}
+        for table in SHARDED:
+            query = store.results if home is None else current_store().results
+            names, table_rows = query.query(f"SELECT * EXCLUDE (run_id) FROM {table} WHERE run_id = ? "
+                                            f"ORDER BY {ORDER[table]}", [run_id])
+            found[name][table] = table_rows
+    assert_same_rows(found["s3"], found["local"])
+
+
+def _started(argv: list[str], cwd, log, env) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+@pytest.mark.slow
+def test_a_run_whose_cluster_loses_every_worker_fails_in_bounded_time_saying_why(m3_file, home, tmp_path):
+    """As users run it: the `dask` CLI starts a scheduler and one worker without a nanny, and `seqcast` runs in its
+    own process; the worker is killed by the first shard it scores, nothing starts it again, and the run fails after
+    SEQCAST_DASK_WORKER_WAIT instead of waiting for ever."""
+    marker = tmp_path / "kill-once"
+    env = {**os.environ, "SEQCAST_HOME": str(home), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "SEQCAST_TEST_FAIL_ONCE": str(marker), "SEQCAST_DASK_WORKER_WAIT": "5"}
+    env.pop("PREFECT_API_URL", None)
+    seqcast, dask = (str(Path(sys.executable).with_name(name)) for name in ("seqcast", "dask"))
+    ingest = subprocess.run([seqcast, "ingest", str(m3_file), "--freq", "MS", "--n-steps", "36", "--horizon", "18",
+                             "--split", "last-horizon", "--short-series", "pad", "--shards", "3"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert ingest.returncode == 0, ingest.stderr
+    dataset_id = ingest.stdout.split("--dataset-id ")[1].split()[0]
+    marker.write_text("kill evaluate shard 0")
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = [_started([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                           "--scheduler-file", str(scheduler_file)], tmp_path, tmp_path / "scheduler.log", env)]
+    try:
+        processes.append(_started([dask, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                                   "--no-nanny", "--no-dashboard"], tmp_path, tmp_path / "worker.log", env))
+        with distributed.Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+            address = client.scheduler.address
+        started = time.monotonic()
+        run = subprocess.run([seqcast, "run", "--variant", "stats_seasonal_naive", "--dataset-id", dataset_id,
+                              "--address", address], env=env, capture_output=True, text=True, timeout=600)
+        took = time.monotonic() - started
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    assert run.returncode == 1, run.stderr
+    assert not marker.exists() and processes[1].returncode == -signal.SIGKILL
+    assert f"the Dask cluster at {address} has had no workers for 5 s" in run.stderr
+    assert "seqcast: 1 variant(s) failed: stats_seasonal_naive" in run.stderr
+    assert took < 180  # start-up, the wait, the flow run's one retry (refused: no workers); not for ever
 
 
 def test_the_parts_sums_give_the_figures_of_the_whole():

@@ -158,8 +158,9 @@ def test_stats_theta_runs_and_backtests_store_statsforecasts_forecasts_and_progr
     np.testing.assert_array_equal(ours["cutoff"], cv["cutoff"])
     np.testing.assert_array_equal(ours["actual"], cv["y"])
     np.testing.assert_allclose(ours["forecast"], cv["Theta"], rtol=1e-9)
-    (fits,) = progress_artifacts(result["run_id"])
-    assert fits.data == 100.0 and fits.key == "forecast-stats-theta-backtest-fits"
+    # the backtest's two passes over the shards: forecasts, then intervals
+    assert {artifact.key: artifact.data for artifact in progress_artifacts(result["run_id"])} == {
+        "forecast-stats-theta-backtest-shards": 100.0, "forecast-stats-theta-backtest-intervals": 100.0}
 
 
 def _fit_in_child(queue, train):

@@ -12,9 +12,17 @@ from seqcast.config.params import ForecastParams
 from seqcast.data.ingest import IngestParams
 from seqcast.models.registry import get_variant
 from seqcast.tasks.ingest import prepare
-from seqcast.tasks.train import values_panel
+from seqcast.tasks.train import training_panel, values_panel
 from seqcast.training.fit import fitting_pairs, streaming_sampler
-from seqcast.training.windows import Panel, WindowSampler, fixed_sample, series_panel, window_ranges
+from seqcast.training.windows import (
+    Panel,
+    WindowSampler,
+    empty_panel,
+    fill_series,
+    fixed_sample,
+    series_panel,
+    window_ranges,
+)
 from tests.series_files import COLUMNS, trending_series, write
 
 N_STEPS, HORIZON = 6, 3
@@ -113,6 +121,78 @@ def test_the_panel_holds_exactly_the_stored_windows_and_fits_them_in_the_same_fr
     valid = prepared.scaler.transform(prepared.splits["valid"], prepared.extra["valid"]["series_id"])
     x_eager, y_eager = fitting_pairs(get_variant("mlp"), valid, N_STEPS, HORIZON, "mean")
     assert np.array_equal(x_valid, x_eager) and np.array_equal(y_valid, y_eager)
+
+
+PANEL_FIELDS = ("values", "starts", "lengths", "train_ends", "valid_ends", "mean", "std")
+
+
+@pytest.mark.parametrize("scaling", ["series", "global", "none"])
+def test_a_sharded_dataset_reads_shard_by_shard_into_the_panel_of_its_values_table_for_any_number_of_shards(
+        tmp_path, monkeypatch, scaling):
+    """The panel read from the shards (values, parts and scaling from the index) is, array for array, the one built
+    from the whole values table, in series id order, with 1 shard or 4; the series' lengths differ."""
+    from seqcast.storage import Store
+    from seqcast.tasks.ingest import write_prepared
+
+    frame = trending_series(n_series=11, days=60)
+    frame = frame[frame.groupby("store").cumcount() >= frame["store"].str[1:].astype(int) * 3]
+    prepared = prepare(IngestParams(source=str(write(frame, tmp_path / "trend.csv")), n_steps=N_STEPS,
+                                    horizon=HORIZON, scaling=scaling, split="last-horizon", short_series="pad",
+                                    **COLUMNS))
+    whole = values_panel(prepared.values, prepared.scaler)
+    for n_shards in (1, 4):
+        monkeypatch.setenv("SEQCAST_HOME", str(tmp_path / f"home-{n_shards}"))
+        ref = write_prepared(prepared, n_shards)
+        assert ref.manifest["n_shards"] == n_shards
+        datasets = Store(tmp_path / f"home-{n_shards}").datasets
+        panel = training_panel(datasets, ref)
+        for field in PANEL_FIELDS:
+            assert np.array_equal(getattr(panel, field), getattr(whole, field)), (n_shards, field)
+        assert panel.values.dtype == np.float32 and panel.n_series == 11
+        # what the panel reads: the index's columns it names, each shard's values alone
+        shards = list(datasets.shards(ref, columns=["value"], index_columns=["length"]))
+        assert [s.index.column_names for s in shards] == [["length", "shard"]] * n_shards
+        assert [s.values.column_names for s in shards] == [["value"]] * n_shards
+        assert datasets.read_table(ref, "series", ["mean"]).column_names == ["mean"]
+
+
+def test_a_sharded_dataset_with_gaps_or_without_scaling_statistics_gives_no_panel_or_names_the_series(
+        tmp_path, home):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from seqcast.storage import Store
+    from seqcast.tasks.ingest import write_prepared
+
+    frame = trending_series(n_series=4, days=60)
+    gaps = frame.drop(index=[30, 31, 95])  # missing days of s00 and s01
+    prepared = prepare(IngestParams(source=str(write(gaps, tmp_path / "gaps.csv")), n_steps=N_STEPS,
+                                    horizon=HORIZON, missing="drop", **COLUMNS))
+    datasets = Store(home).datasets
+    assert training_panel(datasets, write_prepared(prepared, 2)) is None  # the sampler would cross the gaps
+
+    prepared = prepare(IngestParams(source=str(write(frame, tmp_path / "whole.csv")), n_steps=N_STEPS,
+                                    horizon=HORIZON, **COLUMNS))
+    ref = write_prepared(prepared, 2)
+    index = datasets.read_table(ref, "series")
+    unscaled = pc.equal(index.column("series_id"), "s02")
+    index = index.set_column(index.schema.get_field_index("std"), "std",
+                             pc.if_else(unscaled, pa.scalar(None, pa.float64()), index.column("std")))
+    pq.write_table(index, ref.path / "series.parquet")  # an index written without the statistics
+    with pytest.raises(ValueError, match="no scaling statistics for series s02 in the dataset's index"):
+        training_panel(datasets, ref)
+
+
+def test_a_panel_fills_series_in_any_order_and_refuses_values_that_do_not_fit():
+    panel = empty_panel(np.array([3, 2, 4]), np.array([1, 1, 2]), np.array([2, 1, 3]), np.zeros(3), np.ones(3))
+    fill_series(panel, np.array([2, 0]), np.array([20, 21, 22, 23, 0, 1, 2], dtype=np.float32))
+    fill_series(panel, np.array([1]), np.array([10, 11], dtype=np.float32))
+    assert panel.values.tolist() == [0, 1, 2, 10, 11, 20, 21, 22, 23] and panel.starts.tolist() == [0, 3, 5]
+    with pytest.raises(ValueError, match="3 values for 1 series of 2 steps in all"):
+        fill_series(panel, np.array([1]), np.zeros(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="series 1 of the panel has parts that do not fit its 2 steps"):
+        empty_panel(np.array([3, 2]), np.array([1, 2]), np.array([2, 3]), np.zeros(2), np.ones(2))
 
 
 def test_a_batch_allocates_memory_for_its_own_windows_only():

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(
         None, description="a Dask scheduler (tcp://host:port) whose workers run the shard tasks of flow runs; "
                           "default: a flow run's shards run one after another in its own process")
+    dask_worker_wait: float = Field(
+        120.0, gt=0, description="seconds a flow run waits for a Dask cluster that has lost every worker before it "
+                                 "fails, naming the shards left")
     schedule_start: str = Field("01:00", description="time of day (HH:MM) of the first nightly forecast run")
     schedule_stagger_min: int = Field(10, ge=0, description="minutes between the nightly runs of two variants")
     schedule_timezone: str = Field("UTC", description="IANA time zone of the schedules")

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from seqcast.data import m3, windows
-from seqcast.data.checks import IngestError, fail
+from seqcast.data.checks import CHECK_PARTS, CHECK_SCALING, IngestError, fail
 from seqcast.data.regular import Panel, Series, data_hash, panel_data_hash, panel_from_series, ranges, segment_reduce  # noqa: F401
 from seqcast.data.scaling import GLOBAL_KEY, Scaler, fit_scaler
 from seqcast.data.synthetic import dataset_id_for
@@ -78,8 +78,9 @@ def left_padded(s: Series, pad: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
     try:
         before = pd.date_range(end=s.timestamps[0], periods=pad + 1, freq=s.freq)[:-1]
     except (OverflowError, pd.errors.OutOfBoundsDatetime):
-        raise IngestError(f"series {s.series_id!r}: padding it by {pad} steps of {s.freq!r} would start before "
-                          f"the earliest representable timestamp") from None
+        message = (f"series {s.series_id!r}: padding it by {pad} steps of {s.freq!r} would start before the "
+                   f"earliest representable timestamp")
+        raise IngestError(message, [message], [(s.series_id, -2)], CHECK_PARTS) from None
     first = s.values[np.flatnonzero(~np.isnan(s.values))[0]]  # under missing='drop' the first value may be NaN
     return before.append(s.timestamps), np.r_[np.full(pad, first), s.values]
 
@@ -190,11 +191,11 @@ def segment_mean_std(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tu
     return mean, np.where(std > 0, std, 1.0)
 
 
-def scaling_problems(ids: np.ndarray, low: np.ndarray, high: np.ndarray, scaler: Scaler) -> list[str]:
+def scaling_problems(ids: np.ndarray, low: np.ndarray, high: np.ndarray, scaler: Scaler) -> list[tuple[str, str]]:
     """Series whose statistics, or whose stored (float32) values once scaled, are not finite numbers.
 
     The scaling is monotonic, so a series' smallest and largest values (``low``, ``high``: (n,)) bound every
-    scaled value of its windows.
+    scaled value of its windows. Returns (series id, problem) each.
     """
     if not len(ids):
         return []
@@ -204,9 +205,9 @@ def scaling_problems(ids: np.ndarray, low: np.ndarray, high: np.ndarray, scaler:
         extremes = np.stack([low, high], axis=1).astype(np.float32).astype(np.float64)
         scaled = extremes if scaler.is_identity else ((extremes - stats[:, :1]) / stats[:, 1:]).astype(np.float32)
     bad = ~(np.isfinite(scaled).all(axis=1) & np.isfinite(stats).all(axis=1) & (stats[:, 1] > 0))
-    return [f"series {ids[i]!r}: scaling its values ({scaler.mode}: mean {stats[i, 0]:g}, std "
+    return [(str(ids[i]), f"series {ids[i]!r}: scaling its values ({scaler.mode}: mean {stats[i, 0]:g}, std "
             f"{stats[i, 1]:g} of the training part) gives numbers float32 cannot hold; rescale the series or choose "
-            f"scaling='none'" for i in np.flatnonzero(bad)]
+            f"scaling='none'") for i in np.flatnonzero(bad)]
 
 
 def short_series_problem(sid: str, length: int, first, last, params: IngestParams) -> str:
@@ -271,14 +272,15 @@ def stamp_of(stamps: np.ndarray, at: np.ndarray, mask: np.ndarray | None = None)
     return pa.array(stamps[at].astype("datetime64[us]"), pa.timestamp("us"), mask=mask)
 
 
-def build_dataset(series: list[Series] | Panel, params: IngestParams) -> PreparedDataset:
+def build_dataset(series: list[Series] | Panel, params: IngestParams, check_scaling: bool = True) -> PreparedDataset:
     """Split every series chronologically, pad the short ones, fit the scaler on the training parts only, and
     index the series; refuse, naming each series, any that leaves a needed part without a complete window.
 
     Under ``short_series='pad'`` a series too short for a window in every part is first left-padded with its
     first observed value, as little as that needs; padded steps are inputs only, and stay out of the scaler.
     Every step runs on the whole panel at once, except the few that cannot (interpolating a series with gaps, or
-    padding it on an irregular calendar).
+    padding it on an irregular calendar). ``check_scaling=False`` leaves the scaling check to the caller: a shard's
+    global statistics are not the whole panel's.
     """
     panel = series if isinstance(series, Panel) else panel_from_series(series)
     n, lengths, offsets = len(panel.ids), panel.lengths, panel.offsets
@@ -324,7 +326,8 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams) -> Prepare
             problems.append((i, k, f"series {panel.ids[i]!r}: its {PART_NAMES[part]} part ({b - a} steps, {span}) "
                                    f"holds the targets of no complete window (n_steps {params.n_steps} + horizon "
                                    f"{params.horizon}); {hint}"))
-    fail([message for _, _, message in sorted(problems, key=lambda p: p[:2])])
+    problems.sort(key=lambda p: p[:2])
+    fail([message for _, _, message in problems], [(str(panel.ids[i]), k) for i, k, _ in problems], CHECK_PARTS)
 
     ids = [str(sid) for sid in panel.ids]
     observed = (out_offsets + pad, out_offsets + valid_start)  # the training part, padding left out
@@ -335,9 +338,10 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams) -> Prepare
         scaler = Scaler("series", dict(zip(ids, zip(mean.tolist(), std.tolist(), strict=True), strict=True)))
     else:
         scaler = fit_scaler(params.scaling, {})
-    ends = (out_offsets, out_offsets + out_lengths)
-    fail(scaling_problems(panel.ids, segment_reduce(np.fmin, values, *ends, np.nan),
-                          segment_reduce(np.fmax, values, *ends, np.nan), scaler))
+    if check_scaling:
+        ends = (out_offsets, out_offsets + out_lengths)
+        fail_scaling(scaling_problems(panel.ids, segment_reduce(np.fmin, values, *ends, np.nan),
+                                      segment_reduce(np.fmax, values, *ends, np.nan), scaler))
 
     # the forecast origin: a series' end, when its last n_steps values are all known (latest_input)
     missing = np.r_[0, np.cumsum(np.isnan(values), dtype=np.int64)]
@@ -380,24 +384,37 @@ def build_dataset(series: list[Series] | Panel, params: IngestParams) -> Prepare
         "padded": pa.array(step < pad[row_of_step]),
     }, schema=VALUES_SCHEMA)
 
+    dataset_id, spec = dataset_spec(params, ids, freqs, pad, panel.data_hash)
+    return PreparedDataset(dataset_id, spec, index, values_table, scaler)
+
+
+def fail_scaling(problems: list[tuple[str, str]]) -> None:
+    """Refuse the series of :func:`scaling_problems`, if any."""
+    fail([problem for _, problem in problems], [sid for sid, _ in problems], CHECK_SCALING)
+
+
+def dataset_spec(params: IngestParams, ids: list[str], freqs: list[str], pad: np.ndarray, digest: str
+                 ) -> tuple[str, dict]:
+    """The dataset id and spec of series ``ids`` (in id order) on frequencies ``freqs``, left-padded by ``pad``
+    steps, whose data hash is ``digest``."""
     unique_freqs = sorted(set(freqs))
     spec = {
         "kind": "ingested", "name": params.name, "source": params.origin, "benchmark": params.benchmark,
         "columns": {"id": params.id_column, "time": params.time_column, "value": params.value_column},
         "missing": params.missing,
         "frequency": unique_freqs[0] if len(unique_freqs) == 1 else dict(zip(ids, freqs, strict=True)),
-        "declared_frequency": params.freq, "n_series": n, "n_steps": params.n_steps,
+        "declared_frequency": params.freq, "n_series": len(ids), "n_steps": params.n_steps,
         "horizon": params.horizon, "split": params.split, "valid_fraction": params.valid_fraction,
         "test_fraction": params.test_fraction, "short_series": params.short_series,
         "padded_steps": {ids[i]: int(pad[i]) for i in np.flatnonzero(pad)},
-        "scaling": params.scaling, "data_hash": panel.data_hash,
+        "scaling": params.scaling, "data_hash": digest,
     }
     # content-addressed: the same data cut the same way gets the same id, wherever the file lives. The keys added
     # with the last-horizon split, padding and benchmarks count only away from their defaults, so a file ingested
     # as before keeps the id it had.
     identity = {k: v for k, v in spec.items()
                 if k not in ("name", "source") and not (k in LATER_KEYS and v == LATER_KEYS[k])}
-    return PreparedDataset(dataset_id_for(identity), spec, index, values_table, scaler)
+    return dataset_id_for(identity), spec
 
 
 # spec keys that datasets ingested before them lack, with the values those datasets had

@@ -18,16 +18,46 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_TINY = float(np.finfo(np.float32).smallest_normal)
 
 
+# The checks run in stages, each only on input that passed the ones before: a refusal lists the problems of the
+# earliest stage that found any. A shard of the input is checked alone, so the stage and a sort key per problem
+# let the problems of several shards be reported as those of the whole input would be.
+CHECK_ROWS, CHECK_DUPLICATES, CHECK_SERIES, CHECK_PARTS, CHECK_SCALING = range(1, 6)
+
+
 class IngestError(ValueError):
-    """Input that cannot become a dataset; the message names the series and the row."""
+    """Input that cannot become a dataset; the message names the series and the row.
+
+    ``problems`` lists every problem found (the message shows the first ``MAX_REPORTED``), ``keys`` sorts them
+    as the whole input's problems are sorted, and ``stage`` is the check that found them (``CHECK_ROWS`` ..).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None, keys: list | None = None, stage: int = 0):
+        super().__init__(message)
+        self.problems = [message] if problems is None else problems
+        self.keys = keys
+        self.stage = stage
 
 
-def fail(problems: list[str]) -> None:
-    """Raise one IngestError listing the first problems found (the rest are counted)."""
+def fail(problems: list[str], keys: list | None = None, stage: int = 0) -> None:
+    """Raise one IngestError listing the first problems found (the rest are counted); ``keys`` (one per problem)
+    and ``stage`` say where they stand among the problems of other shards of the same input."""
     if problems:
         shown = problems[:MAX_REPORTED]
         more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
-        raise IngestError("\n  ".join([f"{len(problems)} problem(s) in the input:", *shown]) + more)
+        raise IngestError("\n  ".join([f"{len(problems)} problem(s) in the input:", *shown]) + more, problems,
+                          keys, stage)
+
+
+def fail_together(errors: list[IngestError]) -> None:
+    """Raise the refusal the whole input gets when its shards, checked alone, raised ``errors``: the problems of
+    the earliest stage any shard stopped at, from every shard that stopped there, in the whole input's order."""
+    if not errors:
+        return
+    stage = min(e.stage for e in errors)
+    found = [(key, problem) for e in errors if e.stage == stage
+             for key, problem in zip(e.keys or [()] * len(e.problems), e.problems, strict=True)]
+    found.sort(key=lambda pair: pair[0])
+    fail([problem for _, problem in found], [key for key, _ in found], stage)
 
 
 def _blank(column: pd.Series) -> pd.Series:
@@ -42,8 +72,9 @@ def _overflows(cell) -> bool:
         return False
 
 
-def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -> list[str]:
-    """Values the float32 windows cannot hold: infinite, beyond float32's range, or nonzero below its normal range.
+def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -> list[tuple[int, str]]:
+    """Values the float32 windows cannot hold: infinite, beyond float32's range, or nonzero below its normal range;
+    (row, problem) each.
 
     NaN is a missing value (the missing policy handles it); these are refused whatever the policy, since
     dropping or interpolating them would silently change the data.
@@ -56,12 +87,13 @@ def value_range_problems(ids: pd.Series, values: np.ndarray, rows: np.ndarray) -
     for i in np.flatnonzero(infinite | huge | tiny):
         where = f"series {ids.iat[i]!r}, row {rows[i]}: value {values[i]:g}"
         if infinite[i]:
-            problems.append(f"{where} is not finite")
+            problem = f"{where} is not finite"
         elif huge[i]:
-            problems.append(f"{where} does not fit float32 (largest magnitude {FLOAT32_MAX:g})")
+            problem = f"{where} does not fit float32 (largest magnitude {FLOAT32_MAX:g})"
         else:
-            problems.append(f"{where} is too close to 0 for float32 (smallest normal magnitude {FLOAT32_TINY:g}); "
-                            f"rescale the series")
+            problem = (f"{where} is too close to 0 for float32 (smallest normal magnitude {FLOAT32_TINY:g}); "
+                       f"rescale the series")
+        problems.append((int(rows[i]), problem))
     return problems
 
 
@@ -92,21 +124,26 @@ def id_codes(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return codes, np.array(names, dtype=object), ~present | np.array(missing, dtype=bool)[codes]
 
 
-def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def parse_rows(frame: pd.DataFrame, first_timestamp=None) -> pd.DataFrame:
     """Parse ids, timestamps and values; reject missing ids, unparsable timestamps and values, duplicates.
 
     Returns ``series_id, timestamp, value, row, code`` sorted by series id and time (stable: rows of equal keys
-    keep their order); ``code`` numbers the series in id order.
+    keep their order); ``code`` numbers the series in id order. ``first_timestamp``: the first timestamp cell of
+    the whole input when ``frame`` is a part of it, so that text timestamps parse in the format inferred from it,
+    as they do in the whole input.
     """
-    problems = []
+    problems, keys = [], []
     # ids repeat once per step: each distinct id is checked and converted once
     code, names, bad_id = id_codes(frame["series_id"])
     ids = pd.Series(pd.Categorical.from_codes(code, names), index=frame.index)  # each row's id as text
     problems += [f"row {r}: series id is missing" for r in frame["row"].to_numpy()[bad_id]]
+    keys += [(0, int(r)) for r in frame["row"].to_numpy()[bad_id]]
 
     timestamps = frame["timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(timestamps):
         text = timestamps.astype(object)
+        if first_timestamp is not None:  # pandas infers the format from the first cell it can parse
+            text = pd.concat([pd.Series([first_timestamp], dtype=object), text], ignore_index=True)
         try:
             timestamps = pd.to_datetime(text, errors="coerce")
         except ValueError:  # several UTC offsets (or offsets and none): compare them all in UTC
@@ -118,12 +155,15 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
             timestamps = timestamps.astype("datetime64[us, UTC]" if utc else "datetime64[us]")
             timestamps[retry] = pd.to_datetime(text[retry], format="mixed", errors="coerce", utc=utc) \
                 .astype(timestamps.dtype)  # pandas refuses to set values of another time unit
+        if first_timestamp is not None:
+            timestamps = timestamps.iloc[1:].set_axis(frame.index)
     if timestamps.dt.tz is not None:
         # one timeline for grids, windows and forecasts: UTC wall time, without the offset
         timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
     for i in np.flatnonzero(timestamps.isna().to_numpy()):
         problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: timestamp "
                         f"{frame['timestamp'].iat[i]!r} does not parse")
+        keys.append((1, int(frame["row"].iat[i])))
 
     raw = frame["value"]
     if pd.api.types.is_numeric_dtype(raw):
@@ -135,8 +175,11 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     for i in np.flatnonzero(unparsable):
         what = "is not finite" if _overflows(raw.iat[i]) else "is not a number"
         problems.append(f"series {ids.iat[i]!r}, row {frame['row'].iat[i]}: value {raw.iat[i]!r} {what}")
-    problems += value_range_problems(ids, values.to_numpy(dtype=np.float64), frame["row"].to_numpy())
-    fail(problems)
+        keys.append((2, int(frame["row"].iat[i])))
+    out_of_range = value_range_problems(ids, values.to_numpy(dtype=np.float64), frame["row"].to_numpy())
+    problems += [problem for _, problem in out_of_range]
+    keys += [(3, row) for row, _ in out_of_range]
+    fail(problems, keys, CHECK_ROWS)
 
     # sorted by series and time once, here: duplicates are then neighbours, and every later step reads in order
     at = timestamps.to_numpy().view(np.int64)
@@ -151,5 +194,16 @@ def parse_rows(frame: pd.DataFrame) -> pd.DataFrame:
     for (sid, ts), group in duplicated.groupby(["series_id", "timestamp"], sort=True, observed=True):
         problems.append(f"series {sid!r}: timestamp {ts} appears more than once, in rows "
                         f"{', '.join(map(str, group['row']))}")
-    fail(problems)
+        keys.append((str(sid), ts.value))
+    fail(problems, keys, CHECK_DUPLICATES)
     return parsed
+
+
+def first_timestamp_cell(cells):
+    """The cell pandas infers the format of text timestamps from: the first that is neither missing nor blank nor
+    a word for "no time" (``NaT``, ``now``, ...); None when there is none."""
+    from pandas._libs.tslib import first_non_null  # the very rule pandas' format inference applies
+
+    array = np.asarray(cells, dtype=object)
+    found = first_non_null(array) if len(array) else -1
+    return None if found < 0 else array[found]

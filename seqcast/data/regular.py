@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from seqcast.data.checks import IngestError, fail, parse_rows
+from seqcast.data.checks import CHECK_SERIES, IngestError, fail, parse_rows
 
 if TYPE_CHECKING:
     from seqcast.data.ingest import IngestParams
@@ -130,13 +131,14 @@ def regular_series(sid: str, group: pd.DataFrame, params: IngestParams, min_leng
 def validate_series(frame: pd.DataFrame, params: IngestParams, min_length: int) -> list[Series]:
     """Parse and validate every series of a long frame; raise one IngestError listing every bad series."""
     parsed = parse_rows(frame)
-    found, problems = [], []
+    found, problems, keys = [], [], []
     for sid, group in parsed.groupby("series_id", sort=True, observed=True):  # sorted by id and time
         try:
             found.append(regular_series(str(sid), group, params, min_length))
         except IngestError as exc:
             problems.append(str(exc))
-    fail(problems)
+            keys.append(str(sid))
+    fail(problems, keys, CHECK_SERIES)
     return found
 
 
@@ -153,7 +155,13 @@ class Panel:
     lengths: np.ndarray  # (n,) int64
     stamps: np.ndarray  # (total,) datetime64[ns]
     values: np.ndarray  # (total,) float64
-    data_hash: str
+    known_hash: str | None = None  # the data hash when the series it was made of had it already
+
+    @cached_property
+    def data_hash(self) -> str:
+        """:func:`data_hash` of the panel's series; computed when first asked for (a shard of a panel needs none:
+        the dataset's hash covers the whole panel)."""
+        return self.known_hash or panel_data_hash(self.ids, self.freqs, self.lengths, self.stamps, self.values)
 
     @property
     def offsets(self) -> np.ndarray:
@@ -177,15 +185,22 @@ def data_hash(series: list[Series]) -> str:
 
 def panel_data_hash(ids, freqs, lengths: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> str:
     """:func:`data_hash` of series held as a panel (timestamps in nanoseconds, as a regular grid's are)."""
-    digest, stop = hashlib.sha256(), 0
+    digest = hashlib.sha256()
+    update_data_hash(digest, ids, freqs, lengths, stamps, values)
+    return "sha256:" + digest.hexdigest()
+
+
+def update_data_hash(digest, ids, freqs, lengths: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> None:
+    """Feed series held as a panel to a SHA-256 ``digest``, as :func:`data_hash` does: a panel hashed in
+    consecutive pieces (of whole series, in id order) hashes as the whole panel."""
+    stop = 0
     nanoseconds = np.ascontiguousarray(stamps.astype("datetime64[ns]").view(np.int64))
     values = np.ascontiguousarray(values, dtype=np.float64)
-    for sid, freq, length in zip(ids, freqs, lengths.tolist(), strict=True):
+    for sid, freq, length in zip(ids, freqs, np.asarray(lengths).tolist(), strict=True):
         start, stop = stop, stop + length
         digest.update(f"{sid}\0{freq}\0".encode())
         digest.update(nanoseconds[start:stop].tobytes())
         digest.update(values[start:stop].tobytes())
-    return "sha256:" + digest.hexdigest()
 
 
 def panel_from_series(series: list[Series]) -> Panel:
@@ -211,15 +226,16 @@ WEEK_NS = 7 * DAY_NS
 FIXED_STEP_BELOW_NS = 28 * DAY_NS
 
 
-def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) -> Panel:
+def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int, first_timestamp=None) -> Panel:
     """Parse and validate every series of a long frame, each on its grid (as :func:`validate_series`), as a panel.
 
     A series already on a regular grid without gaps or missing values (a fixed step shorter than four weeks, or
     month starts every ``m`` months) is taken as it is, for all such series at once: pandas infers the frequency of
     one series per kind of grid. Any other series goes through :func:`regular_series`, which refuses it or puts
-    it on its grid; the problems are reported together, series by series.
+    it on its grid; the problems are reported together, series by series. ``first_timestamp``: see
+    :func:`seqcast.data.checks.parse_rows`.
     """
-    parsed = parse_rows(frame)
+    parsed = parse_rows(frame, first_timestamp)
     code = parsed["code"].to_numpy()  # sorted by series and time
     stamps = parsed["timestamp"].to_numpy()
     values = parsed["value"].to_numpy(dtype=np.float64)
@@ -245,13 +261,14 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) ->
     slow = np.flatnonzero(fast == None)  # noqa: E711 (an object array: compare elementwise)
 
     found: dict[int, Series] = {}
-    problems = []
+    problems, keys = [], []
     for i in slow:
         try:
             found[i] = regular_series(str(ids[i]), parsed.iloc[starts[i]:starts[i] + counts[i]], params, min_length)
         except IngestError as exc:
             problems.append(str(exc))
-    fail(problems)
+            keys.append(str(ids[i]))
+    fail(problems, keys, CHECK_SERIES)
 
     lengths = counts.copy()
     for i, s in found.items():
@@ -269,8 +286,7 @@ def regular_panel(frame: pd.DataFrame, params: IngestParams, min_length: int) ->
         out_values[offsets[i]:offsets[i] + lengths[i]] = s.values
         freqs[i] = s.freq
     ids = np.array([str(sid) for sid in ids], dtype=object)
-    return Panel(ids, freqs, lengths, out_stamps, out_values,
-                 panel_data_hash(ids, freqs, lengths, out_stamps, out_values))
+    return Panel(ids, freqs, lengths, out_stamps, out_values)
 
 
 def _on_grid(stamps: np.ndarray, values: np.ndarray, starts: np.ndarray, counts: np.ndarray,

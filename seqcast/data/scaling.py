@@ -81,3 +81,32 @@ def fit_scaler(mode: ScalingMode, training_values: dict[str, np.ndarray]) -> Sca
     if mode == "series":
         return Scaler("series", {str(k): _mean_std(v) for k, v in training_values.items()})
     raise ValueError(f"unknown scaling {mode!r}; scalings: none, series, global")
+
+
+def moments(values: np.ndarray) -> tuple[int, float, float]:
+    """Count, mean and sum of squared deviations of the known values (NaN ignored): a part of the panel's
+    statistics that :func:`global_scaler` combines with the others."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return 0, 0.0, 0.0
+    mean = float(values.mean())
+    return len(values), mean, float(((values - mean) ** 2).sum())
+
+
+def global_scaler(parts: list[tuple[int, float, float]]) -> Scaler:
+    """The global scaler of a panel whose parts have :func:`moments` ``parts``: as :func:`fit_scaler` ``("global",
+    ...)`` on the whole panel, the parts' moments combined pairwise (Chan et al.), equal to within rounding."""
+    count, mean, m2 = 0, float("nan"), 0.0
+    for n, part_mean, part_m2 in parts:
+        if n == 0:
+            continue
+        if count == 0:
+            count, mean, m2 = n, part_mean, part_m2
+            continue
+        delta, total = part_mean - mean, count + n
+        mean += delta * n / total
+        m2 += part_m2 + delta * delta * count * n / total
+        count = total
+    std = float(np.sqrt(m2 / count)) if count else float("nan")
+    return Scaler("global", {GLOBAL_KEY: (mean, std if std > 0 else 1.0)})

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from seqcast.evaluation.aggregate import or_none, per_series, per_step, subset_scores
 from seqcast.evaluation.point import smape_steps
@@ -185,10 +186,10 @@ def scale_free_steps(split: str, series: SplitSeries, window_ids: np.ndarray, y_
     """sMAPE and MASE per (series, step) of a split's forecasts (one window per series) and of Naive2 on the same
     series; None when no series qualifies. A series seen in more than one window of the split, or without a known
     part, is left out."""
-    ids = np.asarray([str(sid) for sid in window_ids], dtype=object)
-    unique, counts = np.unique(ids, return_counts=True) if len(ids) else (ids, np.zeros(0, np.int64))
-    once = np.isin(ids, unique[counts == 1]) & np.isin(ids, np.asarray(series.series_ids, dtype=object))
-    keep = np.flatnonzero(once)
+    ids = pd.Index(np.asarray(window_ids).astype(str), dtype=object)
+    # hashed, not sorted: numpy's isin compares object arrays element by element
+    keep = np.flatnonzero(~ids.duplicated(keep=False) & ids.isin(series.series_ids))
+    ids = ids.to_numpy()
     if not len(keep):
         return None
     chosen = series.subset(ids[keep].tolist())

@@ -109,17 +109,38 @@ def _statsforecast(model: object, train: Sequence[np.ndarray], h: int, progress:
             if progress:
                 progress(done, n)
         return forecasts
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(n_jobs) as pool:  # as StatsForecast(n_jobs) runs its own chunks
-        running = {pool.submit(_forecast_chunk, model, *part(a, b), h): (a, b) for a, b in chunks}
+    pool = _pool(n_jobs)  # as StatsForecast(n_jobs) runs its own chunks
+    running = {pool.submit(_forecast_chunk, model, *part(a, b), h): (a, b) for a, b in chunks}
+    try:
         for future in as_completed(running):
             a, b = running[future]
             forecasts[a:b] = future.result()
             done += b - a
             if progress:
                 progress(done, n)
+    except BrokenProcessPool:
+        _POOLS.pop((os.getpid(), n_jobs), None)  # a lost worker breaks the pool for good: the next call starts one
+        raise
     return forecasts
+
+
+_POOLS: dict[tuple[int, int], object] = {}  # by the owning process too: a forked child must not use its parent's
+
+
+def _pool(n_jobs: int):
+    """This process's pool of ``n_jobs`` fitting processes, started once: the shards of a run (and the runs of a
+    process) reuse its workers, which have imported statsforecast and compiled its models already."""
+    key = (os.getpid(), n_jobs)
+    if key not in _POOLS:
+        import atexit
+        from concurrent.futures import ProcessPoolExecutor
+
+        _POOLS[key] = pool = ProcessPoolExecutor(n_jobs)
+        atexit.register(pool.shutdown, cancel_futures=True)
+    return _POOLS[key]
 
 
 def _theta_model(period: int) -> object:

@@ -161,6 +161,36 @@ def keras_dataset(sampler: WindowSampler):
     return batches, _Epoch()
 
 
+def empty_panel(lengths: np.ndarray, train_ends: np.ndarray, valid_ends: np.ndarray, mean: np.ndarray,
+                std: np.ndarray) -> Panel:
+    """A panel of series of ``lengths`` (n_series,) whose values :func:`fill_series` puts in place, part by part.
+
+    ``train_ends`` and ``valid_ends`` as :class:`Panel`'s; series lie in the order given, whatever order their
+    values arrive in, so a panel filled from shards is the same panel for any number of shards.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    train_ends, valid_ends = np.asarray(train_ends, dtype=np.int64), np.asarray(valid_ends, dtype=np.int64)
+    misfits = np.flatnonzero(~((0 <= train_ends) & (train_ends <= valid_ends) & (valid_ends <= lengths)))
+    if len(misfits):
+        bad = int(misfits[0])
+        raise ValueError(f"series {bad} of the panel has parts that do not fit its {lengths[bad]} steps "
+                         f"(training ends at {train_ends[bad]}, validation at {valid_ends[bad]})")
+    return Panel(np.empty(int(lengths.sum()), dtype=np.float32), np.cumsum(lengths) - lengths, lengths, train_ends,
+                 valid_ends, np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64))
+
+
+def fill_series(panel: Panel, series: np.ndarray, values: np.ndarray) -> None:
+    """Put the steps of ``series`` (k,) panel series numbers into ``panel.values``: ``values`` holds theirs end to
+    end, in the order of ``series``, as a shard stores its series."""
+    series = np.asarray(series, dtype=np.int64)
+    lengths = panel.lengths[series]
+    if int(lengths.sum()) != len(values):
+        raise ValueError(f"{len(values)} values for {len(series)} series of {int(lengths.sum())} steps in all")
+    # each step's place: its series' start in the panel plus its position within its series
+    before = np.cumsum(lengths) - lengths
+    panel.values[np.repeat(panel.starts[series] - before, lengths) + np.arange(len(values))] = values
+
+
 def series_panel(values: np.ndarray, series: np.ndarray, in_train: np.ndarray, in_valid: np.ndarray,
                  mean: np.ndarray, std: np.ndarray) -> Panel:
     """A panel from every step of every series in order: ``values`` (total,), each step's series number ``series``
