@@ -108,31 +108,34 @@ def some_short() -> pd.DataFrame:
                       for i in range(48)], ignore_index=True)
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_refusal_names_the_first_offending_series_of_the_whole_file_and_counts_the_rest(home, tmp_path):
-    frame = some_short()
-    path = write(frame, tmp_path / "short.csv")
-    options = {**COLUMNS, "n_steps": 7, "horizon": 3, "shards": 4}
+def same_refusal(path, options: dict) -> str:
+    """The streamed ingest's refusal of the file, which must be the whole file's (main's in-memory path) word for
+    word."""
     with pytest.raises(IngestError) as whole:
         prepare(IngestParams(source=str(path), **options))
     with pytest.raises(IngestError) as streamed:
         ingest(source=str(path), **options)
     assert str(streamed.value) == str(whole.value)
+    return str(streamed.value)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_refusal_names_the_first_offending_series_of_the_whole_file_and_counts_the_rest(home, tmp_path):
+    frame = some_short()
+    path = write(frame, tmp_path / "short.csv")
+    options = {**COLUMNS, "n_steps": 7, "horizon": 3, "shards": 4}
+    refusal = same_refusal(path, options)
     # 12 series in 4 shards, 3 parts each: the first of the whole file named first, the rest counted
-    assert str(streamed.value).startswith("36 problem(s) in the input:\n  series 's01': its training part")
-    assert str(streamed.value).endswith("\n  ... and 26 more")
+    assert refusal.startswith("36 problem(s) in the input:\n  series 's01': its training part")
+    assert refusal.endswith("\n  ... and 26 more")
     assert not home.exists()  # nothing written, not even the store's folders
 
     # a row problem in one shard stops the whole file before any series check of the others, as in memory
     frame["sales"] = frame["sales"].astype(object)
     frame.loc[frame.index[frame["store"] == "s30"][3], "sales"] = "twelve"
     path = write(frame, tmp_path / "bad.csv")
-    with pytest.raises(IngestError) as whole:
-        prepare(IngestParams(source=str(path), **options))
-    with pytest.raises(IngestError) as streamed:
-        ingest(source=str(path), **options)
-    assert str(streamed.value) == str(whole.value)
-    assert str(streamed.value) == "1 problem(s) in the input:\n  series 's30', row 980: value 'twelve' is not a number"
+    assert same_refusal(path, options) == ("1 problem(s) in the input:\n  series 's30', row 980: value 'twelve' "
+                                           "is not a number")
 
 
 @pytest.mark.parametrize("block", [1, 2, 5, 64, 1 << 24])
@@ -185,11 +188,6 @@ def test_global_scaling_is_checked_with_the_whole_files_statistics(home, tmp_pat
     frame["sales"] = 1.0 + 1e-6 * np.sin(np.arange(len(frame)))  # training parts of a tiny spread
     frame.loc[frame.index[frame["store"] == "s04"][-1], "sales"] = 1e36  # a test value that overflows once scaled
     path = write(frame, tmp_path / "spiky.csv")
-    options = {**COLUMNS, "n_steps": 7, "horizon": 3, "scaling": "global", "shards": 3}
-    with pytest.raises(IngestError) as whole:
-        prepare(IngestParams(source=str(path), **options))
-    with pytest.raises(IngestError) as streamed:
-        ingest(source=str(path), **options)
-    assert str(streamed.value) == str(whole.value)
-    assert str(streamed.value).startswith("1 problem(s) in the input:\n  series 's04': scaling its values (global")
+    refusal = same_refusal(path, {**COLUMNS, "n_steps": 7, "horizon": 3, "scaling": "global", "shards": 3})
+    assert refusal.startswith("1 problem(s) in the input:\n  series 's04': scaling its values (global")
     assert not home.exists()
