@@ -49,7 +49,7 @@ def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_pa
     fault = current_settings().test_fail_once
     if fault:
         fail_once(fault, f"evaluate shard {shard}", get_run_logger())  # proves that a shard is retried alone
-        kill_once(fault, f"evaluate shard {shard}", get_run_logger())  # ... and that a lost worker's shard is
+        kill_once(fault, f"evaluate shard {shard}", get_run_logger())  # ... and one whose worker is lost
     ref = store.datasets.require(dataset_id)
     horizon, n_steps = params.effective_horizon, params.n_steps
     index = store.datasets.read_table(ref, "series", INDEX_COLUMNS)
@@ -86,7 +86,7 @@ def evaluate_shard(shard: int, params: ForecastParams, dataset_id: str, model_pa
     store.staged.write(run_id, "predictions", shard, with_run_id(run_id, part.predictions))
     if part.series_scores is not None:
         store.staged.write(run_id, "series_scores", shard, with_run_id(run_id, part.series_scores))
-    summary = {"sums": part.sums.to_json(), "n_windows": {s: len(splits[s][0]) for s in EVAL_SPLITS},
+    summary = {"sums": part.sums.to_json(),
                "plot": [a.tolist() for a in part.plot_inputs] if part.plot_inputs is not None else None}
     store.staged.write_part(run_id, shard, summary)  # last: the shard is done once this is there
     return summary
