@@ -13,7 +13,7 @@ memory. Once the run is recorded, its staged files are deleted.
 from __future__ import annotations
 
 import json
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from seqcast.config.names import check_name
+from seqcast.storage.atomic import atomic_file
 from seqcast.storage.objects import ObjectStore
 from seqcast.storage.schemas import SCHEMAS, as_table, check_rows
 from seqcast.storage.shards import shard_file
@@ -53,19 +54,9 @@ class Staged:
         rows = as_table(table, rows)
         check_rows(run_id, {table: rows})
         folder = self._folder(run_id, table)
-        target = f"{folder}/{shard_file(shard)}"
         self.fs.create_dir(folder, recursive=True)
-        if not self.local:  # an object is visible only once its upload completes
-            pq.write_table(rows, target, filesystem=self.fs, row_group_size=ROW_GROUP_ROWS)
-            return rows.num_rows
-        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}-{shard_file(shard)}"
-        try:
-            pq.write_table(rows, tmp, filesystem=self.fs, row_group_size=ROW_GROUP_ROWS)
-            self.fs.move(tmp, target)  # a rename: the shard's file is whole or absent
-        except BaseException:
-            if self.fs.get_file_info(tmp).type == pafs.FileType.File:
-                self.fs.delete_file(tmp)
-            raise
+        self._put(f"{folder}/{shard_file(shard)}",
+                  lambda path: pq.write_table(rows, path, filesystem=self.fs, row_group_size=ROW_GROUP_ROWS))
         return rows.num_rows
 
     def read(self, run_id: str, table: str, shard: int) -> pa.Table:
@@ -75,33 +66,36 @@ class Staged:
 
     def write_part(self, run_id: str, shard: int, summary: dict) -> None:
         """Stage what a shard task returns (JSON), after its rows: a shard whose part is staged is done."""
-        check_name("run id", run_id)
-        folder = f"{self.base}/{run_id}/{PARTS_FOLDER}"
-        self.fs.create_dir(folder, recursive=True)
-        target = f"{folder}/shard-{shard:05d}.json"
+        target = self._part_path(run_id, shard)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         data = json.dumps(summary).encode()
-        if not self.local:
-            with self.fs.open_output_stream(target) as out:
+
+        def write(path: str) -> None:
+            with self.fs.open_output_stream(path) as out:
                 out.write(data)
-            return
-        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.json"
-        try:
-            with self.fs.open_output_stream(tmp) as out:
-                out.write(data)
-            self.fs.move(tmp, target)
-        except BaseException:
-            if self.fs.get_file_info(tmp).type == pafs.FileType.File:
-                self.fs.delete_file(tmp)
-            raise
+
+        self._put(target, write)
 
     def part(self, run_id: str, shard: int) -> dict | None:
         """What the shard's task staged with :meth:`write_part`, or None while it has not finished."""
-        check_name("run id", run_id)
         try:
-            with self.fs.open_input_stream(f"{self.base}/{run_id}/{PARTS_FOLDER}/shard-{shard:05d}.json") as f:
+            with self.fs.open_input_stream(self._part_path(run_id, shard)) as f:
                 return json.loads(f.read())
         except FileNotFoundError:
             return None
+
+    def _part_path(self, run_id: str, shard: int) -> str:
+        check_name("run id", run_id)
+        return f"{self.base}/{run_id}/{PARTS_FOLDER}/shard-{shard:05d}.json"
+
+    def _put(self, target: str, write: Callable[[str], None]) -> None:
+        """Write a file whole or not at all: an object store shows an object once its upload completes; a local
+        file is written beside its place and renamed into it (``atomic_file``)."""
+        if not self.local:
+            write(target)
+            return
+        with atomic_file(Path(target)) as tmp:
+            write(str(tmp))
 
     def shards(self, run_id: str, table: str) -> set[int]:
         """The shards whose rows of ``table`` are staged for the run."""
